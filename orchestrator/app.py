@@ -1,0 +1,348 @@
+"""aiohttp wiring only: the four routes Sautikit talks to, typed app state, and the service's lifecycle.
+
+Embed in your own application with one call:
+
+    app = web.Application()
+    add_routes(app, settings=Settings(public_url="https://agent.example.com"))
+
+or let `create_app(settings)` build a whole application (that is what `orchestrator serve` runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import structlog
+from aiohttp import web
+
+from orchestrator.brains.base import Brain
+from orchestrator.call.session import CallSession, SessionOptions
+from orchestrator.errors import ConfigError, SignatureError, WebhookError
+from orchestrator.flow import Flow, load_flow
+from orchestrator.orders import (
+    DEMO_BACKEND,
+    DemoOrdersBackend,
+    OrdersApiConfig,
+    OrdersClient,
+    demo_orders_app,
+)
+from orchestrator.settings import Settings
+from orchestrator.telephony.signing import (
+    make_stream_token,
+    stream_url,
+    verify_stream_token,
+    verify_webhook_signature,
+)
+from orchestrator.telephony.stream import accept_media_stream, media_socket_for
+from orchestrator.telephony.webhook import CallStart, parse_webhook_body
+from orchestrator.telephony.xml import SayVerb, StreamSpec, render_empty_response, render_response
+
+__all__ = ["ORCHESTRATOR", "BrainFactory", "Orchestrator", "add_routes", "create_app"]
+
+log = structlog.get_logger(__name__)
+
+BrainFactory = Callable[[CallStart], Brain]
+XML = "application/xml"
+# A finished call is remembered this long, to answer Sautikit's late lifecycle re-POSTs (and its Dial).
+FINISHED_CALL_TTL_S = 600.0
+
+
+@dataclass(slots=True, kw_only=True)
+class Orchestrator:
+    """The service's state: settings, the flow, how to make a brain, the orders client, live calls."""
+
+    settings: Settings
+    flow: Flow
+    brain_factory: BrainFactory
+    orders: OrdersClient | None = None
+    # The embedded demo orders API, when it is the one in use (tests and demos set its fault mode).
+    demo_orders: DemoOrdersBackend | None = None
+    sessions: dict[str, CallSession] = field(default_factory=dict)
+    finished: list[CallSession] = field(default_factory=list)
+    on_call_finished: list[Callable[[CallSession], None]] = field(default_factory=list)
+
+    @property
+    def secret(self) -> bytes:
+        return self.settings.stream_secret.encode()
+
+    def options(self) -> SessionOptions:
+        return SessionOptions(
+            sample_rate=self.settings.sample_rate,
+            channels=2 if self.settings.track == "both_tracks" else 1,
+            lookup_deadline_s=self.settings.lookup_deadline_s,
+        )
+
+
+ORCHESTRATOR = web.AppKey("orchestrator", Orchestrator)
+
+
+def add_routes(
+    app: web.Application,
+    *,
+    settings: Settings,
+    brain_factory: BrainFactory,
+    flow: Flow | None = None,
+    orders: OrdersClient | None = None,
+) -> Orchestrator:
+    """Add the voice webhook, media socket, stream-status and health routes to `app`.
+
+    Without `orders`, a client for `settings.orders_base_url` is made at start-up — or, when that is unset, the
+    embedded demo orders backend is started on a loopback port and used.
+    """
+    orchestrator = Orchestrator(
+        settings=settings,
+        flow=flow if flow is not None else load_flow(settings.flow),
+        brain_factory=brain_factory,
+        orders=orders,
+    )
+    app[ORCHESTRATOR] = orchestrator
+    routes = settings.routes
+    app.router.add_post(routes.voice, _voice_webhook)
+    app.router.add_get(routes.audio, _media_stream)
+    app.router.add_post(routes.stream_status, _stream_status)
+    app.router.add_get(routes.health, _health)
+    if orders is None:
+        app.cleanup_ctx.append(_orders_client)
+    return orchestrator
+
+
+def create_app(
+    settings: Settings, *, brain_factory: BrainFactory, flow: Flow | None = None
+) -> web.Application:
+    app = web.Application(client_max_size=256 * 1024)
+    add_routes(app, settings=settings, brain_factory=brain_factory, flow=flow)
+    return app
+
+
+async def _orders_client(app: web.Application) -> AsyncIterator[None]:
+    orchestrator = app[ORCHESTRATOR]
+    settings = orchestrator.settings
+    async with contextlib.AsyncExitStack() as stack:
+        base_url = settings.orders_base_url or orchestrator.flow.orders.base_url
+        if base_url is None:
+            base_url, orchestrator.demo_orders = await stack.enter_async_context(
+                _demo_orders_server(settings.demo_orders_db)
+            )
+        config = OrdersApiConfig(
+            base_url=base_url,
+            path=orchestrator.flow.orders.path or "/api/orders",
+            token=settings.orders_token,
+            timeout_s=orchestrator.flow.orders.timeout or settings.orders_timeout_s,
+        )
+        orchestrator.orders = await stack.enter_async_context(OrdersClient(config))
+        yield
+        for session in list(orchestrator.sessions.values()):
+            session.finished.set()
+
+
+@contextlib.asynccontextmanager
+async def _demo_orders_server(db: Path | None) -> AsyncIterator[tuple[str, DemoOrdersBackend]]:
+    """The embedded demo orders API on its own loopback port: real HTTP, like a shop's backend."""
+    demo = demo_orders_app(db_path=db)
+    runner = web.AppRunner(demo, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        log.info("demo_orders_started", url=f"http://{host}:{port}")
+        yield f"http://{host}:{port}", demo[DEMO_BACKEND]
+    finally:
+        await runner.cleanup()
+
+
+# --- handlers -----------------------------------------------------------------------------------
+
+
+async def _voice_webhook(request: web.Request) -> web.Response:
+    orchestrator = request.app[ORCHESTRATOR]
+    body = await request.read()
+    try:
+        _check_signature(orchestrator.settings, body, request.headers.get("X-Sautikit-Signature"))
+        start = parse_webhook_body(body, request.headers.get("Content-Type"))
+    except SignatureError as exc:
+        log.warning("webhook_rejected", reason=exc.reason)
+        return web.Response(status=exc.status, text=exc.reason)
+    except WebhookError as exc:
+        log.warning("webhook_invalid", reason=exc.reason)
+        return web.Response(status=exc.status, text=exc.reason)
+
+    with structlog.contextvars.bound_contextvars(call_sid=start.call_sid):
+        existing = orchestrator.sessions.get(start.call_sid)
+        if existing is not None:
+            return _answer_again(existing, start)
+        if orchestrator.orders is None:
+            raise ConfigError("the orders client is not ready: is the app started?")
+        session = CallSession(
+            start=start,
+            flow=orchestrator.flow,
+            brain=orchestrator.brain_factory(start),
+            orders=orchestrator.orders,
+            options=orchestrator.options(),
+        )
+        orchestrator.sessions[start.call_sid] = session
+        session.prefetch_orders()
+        xml = _stream_response(orchestrator, session)
+        session.note_xml(_redact_token(xml))
+        log.info("call_started", caller=start.caller, state=start.state)
+        asyncio.get_running_loop().call_later(
+            orchestrator.settings.stream_connect_timeout_s, _expire_if_unconnected, orchestrator, session
+        )
+        return web.Response(text=xml, content_type=XML)
+
+
+def _answer_again(session: CallSession, start: CallStart) -> web.Response:
+    """A lifecycle re-POST: never a second Stream; the Dial when the call is escalating."""
+    session.note_webhook_again(start.state)
+    dial = session.take_dial()
+    xml = render_response(dial) if dial is not None else render_empty_response()
+    session.note_xml(xml)
+    log.info("webhook_again", state=start.state, dial=dial is not None)
+    return web.Response(text=xml, content_type=XML)
+
+
+def _stream_response(orchestrator: Orchestrator, session: CallSession) -> str:
+    settings = orchestrator.settings
+    token = make_stream_token(
+        orchestrator.secret, session.call_sid, now=time.time(), ttl=settings.stream_token_ttl_s
+    )
+    status_url = f"{settings.public_url}{settings.routes.stream_status}?call_sid={session.call_sid}"
+    verbs: list[SayVerb | StreamSpec] = []
+    if session.greeting.say:
+        voice = orchestrator.flow.voice
+        verbs.append(SayVerb(text=session.greeting.say, language=voice.language))
+    verbs.append(
+        StreamSpec(
+            url=stream_url(settings.public_url, settings.routes.audio, session.call_sid, token),
+            track=settings.track,
+            sample_rate=settings.sample_rate,
+            bidirectional_rate=settings.sample_rate,
+            status_callback=status_url,
+        )
+    )
+    return render_response(*verbs)
+
+
+def _redact_token(xml: str) -> str:
+    # The token is a credential and differs on every run: keep it out of transcripts.
+    head, sep, tail = xml.partition("token=")
+    if not sep:
+        return xml
+    end = min((i for i in (tail.find("&"), tail.find('"')) if i >= 0), default=len(tail))
+    return f"{head}{sep}REDACTED{tail[end:]}"
+
+
+def _check_signature(settings: Settings, body: bytes, header: str | None) -> None:
+    if settings.webhook_secret:
+        verify_webhook_signature(settings.webhook_secret.encode(), body, header, now=time.time())
+
+
+def _expire_if_unconnected(orchestrator: Orchestrator, session: CallSession) -> None:
+    if not session.stream_attached and orchestrator.sessions.get(session.call_sid) is session:
+        log.warning("stream_never_connected", call_sid=session.call_sid)
+        del orchestrator.sessions[session.call_sid]
+
+
+async def _media_stream(request: web.Request) -> web.StreamResponse:
+    orchestrator = request.app[ORCHESTRATOR]
+    ws = media_socket_for(request)  # 400 before any upgrade without the subprotocol
+    call_sid = request.query.get("call_sid") or request.query.get("callSid") or ""
+    token = request.query.get("token") or ""
+    if not call_sid or not token:
+        raise web.HTTPForbidden(text="stream URL lacks call_sid or token")
+    try:
+        verify_stream_token(orchestrator.secret, call_sid, token, now=time.time())
+    except SignatureError as exc:
+        log.warning("stream_rejected", call_sid=call_sid, reason=exc.reason)
+        raise web.HTTPForbidden(text=exc.reason) from exc
+    session = orchestrator.sessions.get(call_sid)
+    if session is None:
+        raise web.HTTPNotFound(text="no such call")
+    if session.stream_attached:
+        raise web.HTTPConflict(text="this call already has a media stream")
+
+    media = await accept_media_stream(request, ws)
+    with structlog.contextvars.bound_contextvars(call_sid=call_sid):
+        try:
+            await session.run(media)
+        finally:
+            _finish(orchestrator, session)
+    return ws
+
+
+def _finish(orchestrator: Orchestrator, session: CallSession) -> None:
+    orchestrator.finished.append(session)
+    for callback in orchestrator.on_call_finished:
+        callback(session)
+    directory = orchestrator.settings.transcripts_dir
+    if directory is not None:
+        asyncio.get_running_loop().create_task(_save_transcript(directory, session)).add_done_callback(
+            _log_save_failure
+        )
+    asyncio.get_running_loop().call_later(
+        FINISHED_CALL_TTL_S, orchestrator.sessions.pop, session.call_sid, None
+    )
+
+
+async def _save_transcript(directory: Path, session: CallSession) -> None:
+    def write() -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / f"{session.call_sid}.txt").write_text(session.transcript.render(), encoding="utf-8")
+        (directory / f"{session.call_sid}.json").write_text(session.transcript.to_json(), encoding="utf-8")
+
+    await asyncio.to_thread(write)
+
+
+def _log_save_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("transcript_not_saved", error=str(task.exception()))
+
+
+async def _stream_status(request: web.Request) -> web.Response:
+    orchestrator = request.app[ORCHESTRATOR]
+    body = await request.read()
+    try:
+        _check_signature(orchestrator.settings, body, request.headers.get("X-Sautikit-Signature"))
+    except SignatureError as exc:
+        log.warning("status_rejected", reason=exc.reason)
+        return web.Response(status=exc.status, text=exc.reason)
+    fields = _liberal_fields(body)
+    call_sid = (
+        request.query.get("call_sid")
+        or next((fields[k] for k in ("callSid", "CallSid", "call_sid", "sessionId") if k in fields), "")
+    )
+    # Fire-and-forget notifications with undocumented bodies: log them raw, attach to the call if known.
+    log.info("stream_status", call_sid=call_sid, fields=fields)
+    session = orchestrator.sessions.get(call_sid)
+    if session is not None:
+        session.note_status(fields)
+    return web.Response(status=204)
+
+
+def _liberal_fields(body: bytes) -> dict[str, str]:
+    text = body.decode("utf-8", errors="replace").strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            return {}
+        if isinstance(data, dict):
+            return {str(k): str(v) for k, v in data.items() if not isinstance(v, dict | list)}
+        return {}
+    return dict(parse_qsl(text, keep_blank_values=True))
+
+
+async def _health(request: web.Request) -> web.Response:
+    orchestrator = request.app[ORCHESTRATOR]
+    active = sum(1 for s in orchestrator.sessions.values() if not s.finished.is_set())
+    return web.json_response(
+        {"status": "ok", "flow": orchestrator.flow.name, "active_calls": active,
+         "finished_calls": len(orchestrator.finished)}
+    )

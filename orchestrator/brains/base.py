@@ -1,0 +1,153 @@
+"""The brain interface: what every LLM adapter (scripted, offline, Gemini Live, OpenAI Realtime, cascade) offers.
+
+A brain hears the caller (`push_audio`), talks back (`AgentAudio` events at the call's sample rate — adapters
+resample at their edge), asks for tools (`ToolCall`) and is told what the call's state machine decided
+(`enter_state`, `tool_result`, `interrupt`). It knows nothing of flows, sockets or the orders API: the call
+session translates between it and the machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypeAlias, runtime_checkable
+
+__all__ = [
+    "AgentAudio",
+    "AgentUtteranceEnd",
+    "Brain",
+    "BrainEvent",
+    "BrainFailure",
+    "CallInfo",
+    "Heard",
+    "JSONValue",
+    "Speech",
+    "StateBrief",
+    "ToolCall",
+    "ToolDeclaration",
+    "TurnComplete",
+]
+
+JSONValue: TypeAlias = (
+    str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolDeclaration:
+    """A tool the model may call: name, description and the JSON schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, JSONValue]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallInfo:
+    """What a brain is told once, when the call's audio starts."""
+
+    call_sid: str
+    caller: str | None
+    sample_rate: int
+    system_prompt: str
+    voice: str
+    language: str
+    tools: tuple[ToolDeclaration, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateBrief:
+    """The machine entered a state: what the model should now do and which tools it may use."""
+
+    name: str
+    instructions: str | None
+    tools: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heard:
+    """How much of an agent utterance the caller actually heard before a barge-in cut it."""
+
+    utterance_id: str
+    played_ms: int
+    total_ms: int
+
+
+# --- events a brain emits -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentAudio:
+    """A chunk of the agent's speech, S16LE mono at the call's sample rate."""
+
+    pcm: bytes
+    utterance_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentUtteranceEnd:
+    """No more audio will come for this utterance."""
+
+    utterance_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Speech:
+    """Text of what someone said: the caller (recognised) or the agent (generated)."""
+
+    role: Literal["caller", "agent"]
+    text: str
+    utterance_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCall:
+    """The model asks to run a tool."""
+
+    call_id: str
+    name: str
+    arguments: Mapping[str, JSONValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnComplete:
+    """The model finished its turn and waits for the caller."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrainFailure:
+    """The adapter cannot go on (connection lost for good, quota, protocol error)."""
+
+    reason: str
+
+
+BrainEvent: TypeAlias = AgentAudio | AgentUtteranceEnd | Speech | ToolCall | TurnComplete | BrainFailure
+
+
+@runtime_checkable
+class Brain(Protocol):
+    """One conversation partner for one call. Methods are called from the call's tasks only."""
+
+    async def start(self, call: CallInfo) -> None:
+        """Connect and get ready; called once before any other method."""
+
+    async def push_audio(self, pcm: bytes) -> None:
+        """Caller audio, S16LE mono at the call's sample rate, in chunks of any size."""
+
+    async def enter_state(self, state: StateBrief) -> None:
+        """The call's machine entered a state: deliver its instructions and allowed tools."""
+
+    async def say(self, text: str, *, utterance_id: str) -> None:
+        """Speak this text verbatim (a state's `say`)."""
+
+    async def tool_result(self, call: ToolCall, result: Mapping[str, JSONValue]) -> None:
+        """Answer a ToolCall; `result` may carry the new state's instructions."""
+
+    async def interrupt(self, heard: Heard | None) -> None:
+        """The caller barged in: stop generating; `heard` says what was actually played."""
+
+    def events(self) -> AsyncIterator[BrainEvent]:
+        """The brain's events, in order, until it is closed."""
+
+    async def close(self) -> None:
+        """Release connections; events() ends."""

@@ -1,0 +1,582 @@
+"""CallSession: one live call — the flow's machine, the brain, the media socket and the orders lookup, tied.
+
+The one module that knows every other room. Inputs (caller audio, VAD decisions, brain events, lookup results,
+timers, the socket closing) are routed one at a time through an inbox, so the machine sees a single ordered
+event stream; only the audio hot paths skip it (caller PCM → VAD and brain; agent PCM → paced writer).
+All time comes from the event loop's clock, so tests can fast-forward it and transcripts stay deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Literal
+
+import structlog
+
+from orchestrator.audio.frames import PcmAssembler
+from orchestrator.audio.pacer import PacedWriter, PlayedSegment
+from orchestrator.audio.synth import synthesize_speech
+from orchestrator.audio.vad import VadEvent, VoiceActivityDetector, make_vad
+from orchestrator.brains.base import (
+    AgentAudio,
+    AgentUtteranceEnd,
+    Brain,
+    BrainEvent,
+    BrainFailure,
+    CallInfo,
+    Heard,
+    JSONValue,
+    Speech,
+    StateBrief,
+    ToolCall,
+    ToolDeclaration,
+    TurnComplete,
+)
+from orchestrator.call.transcript import EntryKind, Transcript
+from orchestrator.errors import OrdersError
+from orchestrator.flow import CallMachine, Flow, StateEntered
+from orchestrator.logging import mask_phone
+from orchestrator.orders import LookupResult, OrdersClient, normalise_order_number
+from orchestrator.telephony.metadata import StreamMetadata
+from orchestrator.telephony.stream import MediaStream, StreamClosed, StreamPcm
+from orchestrator.telephony.webhook import CallStart
+from orchestrator.telephony.xml import DialVerb
+
+__all__ = ["CallSession", "SessionOptions"]
+
+log = structlog.get_logger(__name__)
+
+ESCALATION_STATE = "escalating"
+NARRATION_STATE = "narrating"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionOptions:
+    sample_rate: int = 16000
+    channels: int = 1
+    lookup_deadline_s: float = 5.0
+    vad: Literal["webrtc", "energy"] = "webrtc"
+    # Speech shorter than this never interrupts the agent (coughs, clicks, "mhmm").
+    barge_in_min_speech_ms: int = 120
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _LookupDone:
+    call: ToolCall
+    event: Literal["order_found", "order_not_found", "lookup_failed"]
+    result: dict[str, JSONValue]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _SilenceTimeout:
+    generation: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _UtterancePlayed:
+    segment: PlayedSegment
+
+
+_Input = VadEvent | BrainEvent | _LookupDone | _SilenceTimeout | _UtterancePlayed | StreamClosed
+
+
+class CallSession:
+    """Created at the voice webhook; `run()` drives it while the media socket is open."""
+
+    def __init__(
+        self,
+        *,
+        start: CallStart,
+        flow: Flow,
+        brain: Brain,
+        orders: OrdersClient,
+        options: SessionOptions,
+        fallback_tts: Callable[[str, int], bytes] | None = None,
+    ) -> None:
+        self.call_sid = start.call_sid
+        self.caller = start.caller
+        self.flow = flow
+        self.brain = brain
+        self.orders = orders
+        self.options = options
+        self._fallback_tts = fallback_tts or (lambda text, rate: synthesize_speech(text, rate=rate))
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._t0 = loop.time()
+        self.transcript = Transcript(call_sid=start.call_sid)
+        self.context: MutableMapping[str, object] = self._initial_context(start)
+        self.machine = CallMachine(flow, self.context)
+        self.pending_dial: DialVerb | None = None
+        self.stream_attached = False
+        self.finished = asyncio.Event()
+        self._prefetch: asyncio.Task[LookupResult] | None = None
+        self._inbox: asyncio.Queue[_Input] = asyncio.Queue()
+        self._media: MediaStream | None = None
+        self._pacer: PacedWriter | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._utterance_state: dict[str, str] = {}
+        self._utterance_text: dict[str, str] = {}
+        self._cut: set[str] = set()
+        self._utterance_seq = 0
+        self._silence_generation = 0
+        self._silence_handle: asyncio.TimerHandle | None = None
+        self._caller_speaking = False
+        self._closing_reason: str | None = None
+        self._brain_alive = True
+        self._order_delivered = False
+        self._caller_left = False
+        self.greeting = self.machine.start()
+        self._note("call", self._call_line(start))
+        self._note("state", f"-> {self.greeting.state}")
+
+    # --- webhook side -----------------------------------------------------------------------
+
+    def _initial_context(self, start: CallStart) -> MutableMapping[str, object]:
+        number = start.caller or ""
+        escalation = self.flow.escalation
+        return {
+            "caller": {"number": number, "number_spoken": " ".join(c for c in number if c.isdigit())},
+            "shop": dict(self.flow.shop),
+            "flow": {"name": self.flow.name},
+            "escalation": {"number": escalation.number if escalation else ""},
+            "order": {},
+            "orders": {"count": 0},
+        }
+
+    def _call_line(self, start: CallStart) -> str:
+        caller = mask_phone(start.caller) if start.caller else "unknown"
+        callee = mask_phone(start.callee) if start.callee else "unknown"
+        return f"{start.call_sid} from {caller} to {callee} flow {self.flow.name}"
+
+    def prefetch_orders(self) -> None:
+        """Look up the caller's recent orders in the background while the greeting plays."""
+        if self.caller and self._prefetch is None:
+            self._prefetch = self._loop.create_task(self.orders.by_phone(self.caller))
+            self._prefetch.add_done_callback(_consume_exception)
+
+    def note_xml(self, xml: str) -> None:
+        self._note("xml", xml)
+
+    def note_status(self, fields: Mapping[str, str]) -> None:
+        event = fields.get("event") or fields.get("Event") or fields.get("status") or "?"
+        self._note("status", f"stream status {event}")
+
+    def note_webhook_again(self, state: str | None) -> None:
+        self._note("call", f"webhook again (callSessionState={state or '-'})")
+        if state == "completed" and not self.finished.is_set() and not self.stream_attached:
+            self._caller_left = True
+
+    def take_dial(self) -> DialVerb | None:
+        """The Dial to answer Sautikit's next request with, once (the `dial` escalation strategy)."""
+        dial, self.pending_dial = self.pending_dial, None
+        if dial is not None:
+            self._note("escalate", f"dial {mask_phone(dial.number)} answered to Sautikit")
+            self._finish_outcome()
+        return dial
+
+    # --- the live call ----------------------------------------------------------------------
+
+    async def run(self, media: MediaStream) -> None:
+        """Drive the call until the stream ends; never raises for anything the caller did."""
+        self.stream_attached = True
+        self._media = media
+        self._note("stream", "connected")
+        pacer = PacedWriter(
+            media.send_audio,
+            rate=self.options.sample_rate,
+            on_utterance_done=lambda seg: self._inbox.put_nowait(_UtterancePlayed(segment=seg)),
+        )
+        self._pacer = pacer
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
+                tasks.create_task(self._write_audio(pacer))
+                tasks.create_task(self._read_stream(media))
+                await self.brain.start(self._call_info())
+                tasks.create_task(self._pump_brain())
+                await self._enter(self.machine.send("stream_started"))
+                await self._route()
+                raise _CallOver
+        except* _CallOver:
+            pass
+        finally:
+            self._cancel_silence()
+            await self.brain.close()
+            if self._prefetch is not None:
+                self._prefetch.cancel()
+            if not media.closed:
+                await media.close()
+            if self.pending_dial is None:
+                self._finish_outcome()
+
+    async def _write_audio(self, pacer: PacedWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await pacer.run()
+
+    async def _read_stream(self, media: MediaStream) -> None:
+        channels = self.options.channels
+        assembler: PcmAssembler | None = None
+        vad = make_vad(self.options.vad, rate=self.options.sample_rate)
+        async for item in media.frames():
+            if isinstance(item, StreamPcm):
+                if assembler is None:
+                    assembler = PcmAssembler(channels=channels)
+                pcm = assembler.feed(item.data)
+                if not pcm:
+                    continue
+                for event in vad.feed(pcm):
+                    self._inbox.put_nowait(event)
+                if self._brain_alive:
+                    await self.brain.push_audio(pcm)
+            elif isinstance(item, StreamMetadata):
+                channels = item.channels
+                self._note("stream", f"metadata {json.dumps(_safe_metadata(item), sort_keys=True)}")
+            else:
+                self._inbox.put_nowait(item)
+                return
+
+    async def _pump_brain(self) -> None:
+        try:
+            async for event in self.brain.events():
+                if isinstance(event, AgentAudio):
+                    self._play(event.pcm, event.utterance_id)
+                else:
+                    self._inbox.put_nowait(event)
+        except Exception as exc:  # an adapter bug must become the flow's brain_failed route, not a crash
+            log.exception("brain_crashed")
+            self._inbox.put_nowait(BrainFailure(reason=f"brain crashed: {exc!r}"))
+
+    def _play(self, pcm: bytes, utterance_id: str) -> None:
+        if utterance_id in self._cut or self._pacer is None:
+            return
+        self._utterance_state.setdefault(utterance_id, self.machine.state)
+        self._pacer.enqueue(pcm, utterance_id=utterance_id)
+
+    async def _route(self) -> None:
+        while True:
+            item = await self._inbox.get()
+            if isinstance(item, StreamClosed):
+                await self._on_stream_closed()
+                return
+            await self._handle(item)
+
+    async def _handle(self, item: _Input) -> None:
+        if isinstance(item, VadEvent):
+            await self._on_vad(item)
+        elif isinstance(item, Speech):
+            if item.utterance_id is not None:
+                self._utterance_text[item.utterance_id] = item.text
+            self._note(item.role, f'"{item.text}"')
+        elif isinstance(item, ToolCall):
+            await self._on_tool_call(item)
+        elif isinstance(item, _LookupDone):
+            await self._on_lookup_done(item)
+        elif isinstance(item, AgentUtteranceEnd):
+            if self._pacer is not None and item.utterance_id not in self._cut:
+                self._pacer.end_utterance(item.utterance_id)
+        elif isinstance(item, _UtterancePlayed):
+            await self._on_utterance_played(item.segment)
+        elif isinstance(item, _SilenceTimeout):
+            if item.generation == self._silence_generation:
+                self._note("timer", f"no caller speech in {self.machine.state}")
+                await self._enter(self.machine.send("silence_timeout"))
+        elif isinstance(item, BrainFailure):
+            await self._on_brain_failure(item)
+        elif isinstance(item, TurnComplete):
+            await self._enter(self.machine.send("turn_complete"))
+
+    # --- caller speech and barge-in ---------------------------------------------------------
+
+    async def _on_vad(self, event: VadEvent) -> None:
+        if event.kind == "speech_started":
+            self._caller_speaking = True
+            self._cancel_silence()
+            await self._maybe_barge_in(event)
+            await self._enter(self.machine.send("speech_started"))
+        else:
+            self._caller_speaking = False
+            await self._enter(self.machine.send("speech_stopped"))
+            self._arm_silence()
+
+    async def _maybe_barge_in(self, event: VadEvent) -> None:
+        pacer = self._pacer
+        if pacer is None or not pacer.speaking:
+            return
+        if not self.machine.state_spec().interruptible:
+            self._note("barge-in", f"ignored: {self.machine.state} is not interruptible")
+            return
+        cut = pacer.flush()  # synchronous: no further agent frame leaves after this line
+        if self._media is not None:
+            with contextlib.suppress(ConnectionError):
+                await self._media.kill_audio()
+        for segment in cut:
+            self._cut.add(segment.utterance_id)
+        heard = next((s for s in cut if s.played_ms > 0), cut[0] if cut else None)
+        if heard is None:
+            return
+        words = self._heard_words(heard)
+        self._note(
+            "barge-in",
+            f"caller spoke at {event.at_ms} ms of stream; agent cut at {heard.played_ms}/{heard.total_ms} ms;"
+            f' heard "{words}"',
+        )
+        await self.brain.interrupt(
+            Heard(utterance_id=heard.utterance_id, played_ms=heard.played_ms, total_ms=heard.total_ms)
+        )
+
+    def _heard_words(self, segment: PlayedSegment) -> str:
+        text = self._utterance_text.get(segment.utterance_id, "")
+        words = text.split()
+        if not words or segment.total_ms <= 0:
+            return ""
+        # Speech runs at a roughly even rate, so the played share of the audio is the heard share of words.
+        share = min(1.0, segment.played_ms / segment.total_ms)
+        return " ".join(words[: int(len(words) * share)])
+
+    async def _on_utterance_played(self, segment: PlayedSegment) -> None:
+        if self._utterance_state.get(segment.utterance_id) == NARRATION_STATE:
+            self._order_delivered = True
+        if self._pacer is not None and not self._pacer.speaking:
+            self._arm_silence()
+
+    # --- silence ----------------------------------------------------------------------------
+
+    def _arm_silence(self) -> None:
+        self._cancel_silence()
+        timeout = self.machine.state_spec().timeout
+        if timeout is None or self._caller_speaking or (self._pacer and self._pacer.speaking):
+            return
+        generation = self._silence_generation
+        self._silence_handle = self._loop.call_later(
+            timeout, self._inbox.put_nowait, _SilenceTimeout(generation=generation)
+        )
+
+    def _cancel_silence(self) -> None:
+        self._silence_generation += 1
+        if self._silence_handle is not None:
+            self._silence_handle.cancel()
+            self._silence_handle = None
+
+    # --- tools and lookups ------------------------------------------------------------------
+
+    async def _on_tool_call(self, call: ToolCall) -> None:
+        args = json.dumps(dict(call.arguments), sort_keys=True, ensure_ascii=False)
+        self._note("tool", f"{call.name} {args}")
+        if not self.machine.allows_tool(call.name):
+            result: dict[str, JSONValue] = {
+                "error": f"{call.name} is not available now",
+                "state": self.machine.state,
+            }
+            self._note("result", f"{call.name} refused in {self.machine.state}")
+            await self.brain.tool_result(call, result)
+            return
+        entered = self.machine.send(f"tool:{call.name}")
+        await self._enter(entered)
+        if call.name == "lookup_order":
+            assert self._tasks is not None
+            self._tasks.create_task(self._lookup(call))
+            return
+        result = {"ok": True, "state": self.machine.state}
+        if entered is not None and entered.instructions:
+            result["instructions"] = entered.instructions
+        self._note("result", f"{call.name} ok")
+        await self.brain.tool_result(call, result)
+
+    async def _lookup(self, call: ToolCall) -> None:
+        started = self._loop.time()
+        raw = call.arguments.get("order_number")
+        number = normalise_order_number(str(raw)) if raw else ""
+        how = f"order_number={number}" if number else "phone"
+        try:
+            async with asyncio.timeout(self.options.lookup_deadline_s):
+                found = await self._find(number)
+        except (OrdersError, TimeoutError) as exc:
+            reason = exc.reason if isinstance(exc, OrdersError) else "deadline exceeded"
+            self._note("lookup", f"{how} failed: {reason} ({self._ms_since(started)} ms)")
+            done = _LookupDone(
+                call=call,
+                event="lookup_failed",
+                result={"found": False, "error": "the order system is not answering"},
+            )
+        else:
+            if found.kind == "found":
+                order = found.orders[0]
+                self.context["order"] = order.as_context()
+                self.context["orders"] = {"count": len(found.orders)}
+                summary = f"{len(found.orders)} order(s), first {order.order_number} {order.status}"
+                result: dict[str, JSONValue] = {
+                    "found": True,
+                    "order": dict(order.as_context()),
+                    "other_orders": [o.order_number for o in found.orders[1:]],
+                }
+                event: Literal["order_found", "order_not_found"] = "order_found"
+            else:
+                summary = "not found"
+                result = {"found": False, "order_number": number or None}
+                event = "order_not_found"
+            self._note("lookup", f"{how} -> {summary} ({self._ms_since(started)} ms)")
+            done = _LookupDone(call=call, event=event, result=result)
+        self._inbox.put_nowait(done)
+
+    async def _find(self, number: str) -> LookupResult:
+        if number:
+            return await self.orders.by_order_number(
+                number,
+                caller=self.caller,
+                require_phone_match=self.flow.orders.require_phone_match,
+            )
+        if self._prefetch is not None:
+            return await asyncio.shield(self._prefetch)
+        if not self.caller:
+            return LookupResult(kind="not_found", orders=(), query="phone")
+        return await self.orders.by_phone(self.caller)
+
+    async def _on_lookup_done(self, done: _LookupDone) -> None:
+        entered = self.machine.send(done.event)
+        await self._enter(entered)
+        result = dict(done.result)
+        result["state"] = self.machine.state
+        if entered is not None and entered.instructions:
+            result["instructions"] = entered.instructions
+        self._note("result", f"lookup_order {done.event}")
+        if self._brain_alive:
+            await self.brain.tool_result(done.call, result)
+
+    # --- states -----------------------------------------------------------------------------
+
+    async def _enter(self, entered: StateEntered | None) -> None:
+        if entered is None:
+            return
+        self._note("state", f"{entered.previous} -> {entered.state} ({entered.event})")
+        log.info("state_entered", state=entered.state, previous=entered.previous, trigger=entered.event)
+        if self._brain_alive:
+            await self.brain.enter_state(
+                StateBrief(name=entered.state, instructions=entered.instructions, tools=entered.tools)
+            )
+        if entered.say:
+            await self._say(entered.say)
+        self._arm_silence()
+        if entered.state == ESCALATION_STATE:
+            assert self._tasks is not None
+            self._tasks.create_task(self._escalate())
+        elif entered.final:
+            assert self._tasks is not None
+            self._tasks.create_task(self._hang_up("flow ended"))
+
+    async def _say(self, text: str) -> None:
+        self._utterance_seq += 1
+        utterance_id = f"flow-{self._utterance_seq}"
+        if self._brain_alive:
+            await self.brain.say(text, utterance_id=utterance_id)
+            return
+        # The brain is gone: the session still has a voice of its own, so the caller is never left in silence.
+        self._utterance_text[utterance_id] = text
+        self._note("agent", f'"{text}"')
+        self._play(self._fallback_tts(text, self.options.sample_rate), utterance_id)
+        if self._pacer is not None:
+            self._pacer.end_utterance(utterance_id)
+
+    async def _escalate(self) -> None:
+        escalation = self.flow.escalation
+        if self._pacer is not None:
+            await self._pacer.wait_idle()
+        if escalation is None or "dial" not in escalation.strategies:
+            self._note("escalate", "no dial strategy configured: ending the call")
+            await self._close_stream("escalation unavailable")
+            return
+        self.pending_dial = DialVerb(
+            number=escalation.number, caller_id=escalation.caller_id, timeout=int(escalation.timeout)
+        )
+        self._note("escalate", f"dial {mask_phone(escalation.number)}: closing the stream")
+        await self._close_stream("escalating")
+
+    async def _hang_up(self, reason: str) -> None:
+        if self._pacer is not None:
+            await self._pacer.wait_idle()
+        self._note("hangup", f"agent ended the call ({reason})")
+        await self._close_stream(reason)
+
+    async def _close_stream(self, reason: str) -> None:
+        self._closing_reason = reason
+        if self._media is not None and not self._media.closed:
+            await self._media.close(reason=reason)
+
+    async def _on_stream_closed(self) -> None:
+        self._cancel_silence()
+        if self._closing_reason is None:
+            self._caller_left = True
+            self._note("hangup", "caller hung up (stream closed by the platform)")
+            await self._enter(self.machine.send("stream_stopped"))
+        else:
+            self._note("stream", f"closed ({self._closing_reason})")
+
+    async def _on_brain_failure(self, failure: BrainFailure) -> None:
+        self._brain_alive = False
+        self._note("error", f"brain failed: {failure.reason}")
+        await self._enter(self.machine.send("brain_failed"))
+
+    # --- bookkeeping ------------------------------------------------------------------------
+
+    def _finish_outcome(self) -> None:
+        if self.finished.is_set():
+            return
+        if self.pending_dial is not None or any(
+            "answered to Sautikit" in e for e in self.transcript.of_kind("escalate")
+        ):
+            outcome = "escalated"
+        elif self._order_delivered:
+            outcome = "resolved"
+        elif self._caller_left:
+            outcome = "abandoned"
+        else:
+            outcome = "failed"
+        self.transcript.outcome = outcome
+        self._note("outcome", f"{outcome} (final state {self.machine.state})")
+        log.info("call_finished", outcome=outcome, state=self.machine.state)
+        self.finished.set()
+
+    def _call_info(self) -> CallInfo:
+        flow = self.flow
+        return CallInfo(
+            call_sid=self.call_sid,
+            caller=self.caller,
+            sample_rate=self.options.sample_rate,
+            system_prompt=flow.system_prompt,
+            voice=flow.voice.name,
+            language=flow.voice.language,
+            tools=tuple(
+                ToolDeclaration(name=name, description=spec.description, parameters=dict(spec.parameters))
+                for name, spec in flow.tools.items()
+            ),
+        )
+
+    def now_ms(self) -> int:
+        return round((self._loop.time() - self._t0) * 1000)
+
+    def _ms_since(self, started: float) -> int:
+        return round((self._loop.time() - started) * 1000)
+
+    def _note(self, kind: EntryKind, text: str) -> None:
+        self.transcript.add(self.now_ms(), kind, text)
+
+
+class _CallOver(Exception):
+    """Leaves the call's TaskGroup, cancelling its remaining tasks."""
+
+
+def _consume_exception(task: asyncio.Task[LookupResult]) -> None:
+    # A failed prefetch is not an error by itself: the lookup that needs it reports the failure.
+    if not task.cancelled():
+        task.exception()
+
+
+def _safe_metadata(meta: StreamMetadata) -> dict[str, object]:
+    return {
+        "call_sid": meta.call_sid,
+        "sample_rate": meta.sample_rate,
+        "channels": meta.channels,
+    }

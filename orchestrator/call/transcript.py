@@ -1,0 +1,81 @@
+"""A call's transcript: every state change, utterance, tool call, XML reply and barge-in, on the call clock.
+
+Times are milliseconds since the call's webhook, read from the event loop's clock; tests run that clock
+fast-forwarded (looptime), so a transcript is deterministic and reads the same on every machine. `render()` is the
+text a product person reviews in a snapshot diff.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["Entry", "EntryKind", "Outcome", "Transcript"]
+
+EntryKind = Literal[
+    "call",  # call facts: ids, numbers (masked), flow
+    "xml",  # XML answered to Sautikit
+    "stream",  # WebSocket lifecycle: connected, metadata, closed
+    "status",  # a status callback from Sautikit
+    "state",  # machine transition
+    "caller",  # what the caller said (recognised text)
+    "agent",  # what the agent said (full utterance text)
+    "barge-in",  # the caller cut the agent off; what was heard
+    "tool",  # a tool call from the model
+    "result",  # the tool's result as given back to the model
+    "lookup",  # an orders API request and its outcome
+    "timer",  # a silence timeout fired
+    "escalate",  # escalation strategy steps
+    "hangup",  # who ended the call
+    "error",  # something failed; what the caller heard about it
+    "outcome",  # the call's result
+]
+
+Outcome = Literal["resolved", "escalated", "abandoned", "failed", "unfinished"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
+    at_ms: int
+    kind: EntryKind
+    text: str
+
+    def render(self) -> str:
+        minutes, ms = divmod(self.at_ms, 60_000)
+        seconds, ms = divmod(ms, 1000)
+        return f"[{minutes:02d}:{seconds:02d}.{ms:03d}] {self.kind:<9} {self.text}"
+
+
+@dataclass(slots=True, kw_only=True)
+class Transcript:
+    """Append-only record of one call."""
+
+    call_sid: str
+    entries: list[Entry] = field(default_factory=list)
+    outcome: Outcome = "unfinished"
+
+    def add(self, at_ms: int, kind: EntryKind, text: str) -> Entry:
+        entry = Entry(at_ms=at_ms, kind=kind, text=text)
+        self.entries.append(entry)
+        return entry
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self.entries)
+
+    def of_kind(self, kind: EntryKind) -> list[str]:
+        return [e.text for e in self.entries if e.kind == kind]
+
+    def render(self) -> str:
+        return "\n".join(e.render() for e in self.entries) + "\n"
+
+    def as_dict(self) -> Mapping[str, object]:
+        return {
+            "call_sid": self.call_sid,
+            "outcome": self.outcome,
+            "entries": [{"at_ms": e.at_ms, "kind": e.kind, "text": e.text} for e in self.entries],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), ensure_ascii=False, indent=2)

@@ -1,0 +1,356 @@
+"""Flow file -> `Flow`, or one `FlowError` listing every problem as `path:line:col: message`.
+
+Three layers, each reporting located problems: ruamel's round-trip loader (which keeps line numbers
+and reads a bare `on:` as a string), the pydantic models (shape, unknown keys), then cross-reference
+checks that need the whole file (targets, tools, events, template names, guards, reachability).
+Finally the python-statemachine class is built once, so a flow that loads is a flow that runs.
+When the shape is wrong, only the shape problems are reported: cross references need a valid model.
+Imports only `orchestrator.errors`, this package, ruamel, pydantic and python-statemachine.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.scalarbool import ScalarBoolean
+from statemachine import StateChart
+from statemachine.exceptions import InvalidDefinition
+
+from orchestrator.errors import FlowError, FlowProblem
+from orchestrator.flow.guards import GuardError
+from orchestrator.flow.machine import compile_transition_guard, machine_class
+from orchestrator.flow.model import KNOWN_EVENTS, TOOL_EVENT_PREFIX, Flow, Transition
+from orchestrator.flow.templates import find_placeholders, known_variables
+
+__all__ = ["load_flow", "load_flow_text"]
+
+Loc = tuple[str | int, ...]
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# State and event names become attributes of the generated StateChart class and its instances.
+_RESERVED_NAMES = frozenset(n for n in dir(StateChart) if not n.startswith("_")) | {
+    "history_values",
+    "model",
+    "start",
+    "state_field",
+}
+
+
+def load_flow(path: str | Path) -> Flow:
+    """Load and check the flow file at `path`; raise FlowError with every located problem."""
+    name = str(path)
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as exc:
+        message = f"cannot read the flow file: {exc.strerror}"
+        raise FlowError([_problem_at(name, 1, 1, message)]) from None
+    except UnicodeDecodeError:
+        raise FlowError([_problem_at(name, 1, 1, "the flow file is not UTF-8 text")]) from None
+    return load_flow_text(text, path=name)
+
+
+def load_flow_text(text: str, path: str = "<string>") -> Flow:
+    """Load and check a flow from YAML `text`; `path` only labels the problems."""
+    try:
+        data = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.problem and exc.context and exc.context_mark is not None:
+            where = f"{exc.context_mark.line + 1}:{exc.context_mark.column + 1}"
+            problem = f"{problem} ({exc.context} at {where})"
+        message = f"YAML syntax error: {problem}"
+        raise FlowError([_problem_at(path, line, column, message)]) from None
+    except (YAMLError, ValueError) as exc:
+        raise FlowError([_problem_at(path, 1, 1, f"YAML syntax error: {exc}")]) from None
+    if data is None:
+        raise FlowError([_problem_at(path, 1, 1, "the flow file is empty")])
+    if not isinstance(data, CommentedMap):
+        message = "the flow file must be a mapping of keys to values"
+        raise FlowError([_problem_at(path, 1, 1, message)])
+
+    source = _Source(path=path, text=text, root=data)
+    try:
+        flow = Flow.model_validate(_plain(data))
+    except ValidationError as exc:
+        raise FlowError(_sorted(_validation_problems(exc, source))) from None
+    problems = list(_cross_check(flow, source))
+    if not problems:
+        try:
+            machine_class(flow)
+        except InvalidDefinition as exc:
+            message = f"cannot build the state machine: {exc}"
+            problems.append(source.problem(("states",), message, key=True))
+    if problems:
+        raise FlowError(_sorted(problems))
+    return flow
+
+
+def _problem_at(path: str, line: int, column: int, message: str) -> FlowProblem:
+    return FlowProblem(path=path, line=line, column=column, message=message)
+
+
+def _sorted(problems: Iterable[FlowProblem]) -> list[FlowProblem]:
+    return sorted(problems, key=lambda p: (p.line, p.column, p.message))
+
+
+def _plain(node: object) -> object:
+    """ruamel's round-trip types as plain Python, so pydantic sees what the author wrote."""
+    if isinstance(node, CommentedMap):
+        return {_plain(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, CommentedSeq):
+        return [_plain(v) for v in node]
+    if isinstance(node, ScalarBoolean):  # an int subclass in ruamel
+        return bool(node)
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, str):
+        return str(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    return node
+
+
+def _dotted(loc: Loc) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Source:
+    """The YAML text and its round-trip tree: turns a location path into line and column."""
+
+    path: str
+    text: str
+    root: CommentedMap
+
+    def position(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
+        """0-based (line, column) of the value at `loc`, or of its key; its parent if absent."""
+        return self._walk(loc, key=key)[0]
+
+    def _walk(self, loc: Loc, *, key: bool) -> tuple[tuple[int, int], Loc]:
+        """The position for `loc` and the part of `loc` actually written in the file."""
+        node: object = self.root
+        key_pos = value_pos = (0, 0)
+        written: Loc = ()
+        for index, part in enumerate(loc):
+            if isinstance(node, CommentedMap):
+                if isinstance(part, int):
+                    continue  # a single mapping stands for a one-item list of transitions
+                if part not in node:
+                    return key_pos, loc  # a missing key: point at its parent
+                key_pos, value_pos = _entry_position(node, part, key_pos)
+                node = node[part]
+            elif isinstance(node, CommentedSeq):
+                if not isinstance(part, int) or part >= len(node):
+                    return key_pos, loc
+                key_pos = value_pos = _entry_position(node, part, key_pos)[0]
+                node = node[part]
+            else:
+                # A scalar standing for a whole structure, e.g. `hangup: ended` for a transition.
+                return value_pos, loc[:index]
+            written = loc[: index + 1]
+        return (key_pos if key else value_pos), written
+
+    def problem(self, loc: Loc, message: str, *, key: bool = False) -> FlowProblem:
+        (line, column), written = self._walk(loc, key=key)
+        text = f"{_dotted(written)}: {message}" if written else message
+        return _problem_at(self.path, line + 1, column + 1, text)
+
+    def problem_inside(self, loc: Loc, needle: str, occurrence: int, message: str) -> FlowProblem:
+        """A problem located at the `occurrence`-th `needle` written inside the scalar at `loc`."""
+        line, column = self.position(loc)
+        offset = self._offset(line, column)
+        for _ in range(occurrence + 1):
+            found = self.text.find(needle, offset)
+            if found < 0:
+                return self.problem(loc, message)
+            offset = found + 1
+        before = self.text[: offset - 1]
+        found_line = before.count("\n")
+        found_column = len(before) - (before.rfind("\n") + 1)
+        text = f"{_dotted(loc)}: {message}"
+        return _problem_at(self.path, found_line + 1, found_column + 1, text)
+
+    def _offset(self, line: int, column: int) -> int:
+        lines = self.text.splitlines(keepends=True)
+        return sum(len(text) for text in lines[:line]) + column
+
+
+def _entry_position(
+    node: CommentedMap | CommentedSeq, part: str | int, fallback: tuple[int, int]
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(key, value) positions of one entry; keys merged in with `<<:` have none, so use `fallback`."""
+    try:
+        if isinstance(node, CommentedSeq):
+            item: tuple[int, int] = node.lc.item(part)
+            return item, item
+        key: tuple[int, int] = node.lc.key(part)
+        value: tuple[int, int] = node.lc.value(part)
+    except (KeyError, IndexError, TypeError):
+        return fallback, fallback
+    return key, value
+
+
+def _validation_problems(exc: ValidationError, source: _Source) -> Iterator[FlowProblem]:
+    for error in exc.errors(include_url=False):
+        loc: Loc = tuple(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        yield source.problem(loc, message, key=error["type"] == "extra_forbidden")
+
+
+def _cross_check(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
+    yield from _check_names(flow, source)
+    yield from _check_counters(flow, source)
+    yield from _check_templates(flow, source)
+    if flow.order_number is not None:
+        try:
+            re.compile(flow.order_number.pattern)
+        except re.error as exc:
+            yield source.problem(("order_number", "pattern"), f"invalid regular expression: {exc}")
+    if flow.initial not in flow.states:
+        yield source.problem(("initial",), f"unknown state {flow.initial!r}")
+    yield from _check_routes(flow, ("on",), flow.on, source)
+    for name, spec in flow.states.items():
+        loc: Loc = ("states", name)
+        if spec.final and any(spec.on.values()):
+            yield source.problem((*loc, "on"), "a final state cannot have transitions", key=True)
+        yield from _check_routes(flow, (*loc, "on"), spec.on, source)
+        for index, tool in enumerate(spec.tools):
+            if tool not in flow.tools:
+                yield source.problem((*loc, "tools", index), f"unknown tool {tool!r}")
+        if not spec.final and not any(flow.routes(name).values()):
+            message = "non-final state has no transitions; add `on:` or mark it `final: true`"
+            yield source.problem(loc, message, key=True)
+    if flow.initial in flow.states:
+        reachable = _reachable(flow)
+        for name in flow.states:
+            if name not in reachable:
+                message = f"unreachable from the initial state {flow.initial!r}"
+                yield source.problem(("states", name), message, key=True)
+
+
+def _check_names(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
+    events = {*KNOWN_EVENTS, *flow.events}
+    for name in flow.states:
+        if not _IDENTIFIER.fullmatch(name) or keyword.iskeyword(name):
+            message = "a state name must be an identifier"
+        elif name in _RESERVED_NAMES:
+            message = f"{name!r} is reserved; rename the state"
+        elif name in events:
+            message = "a state cannot share its name with an event"
+        else:
+            continue
+        yield source.problem(("states", name), message, key=True)
+    for name in flow.tools:
+        if not _IDENTIFIER.fullmatch(name):
+            yield source.problem(("tools", name), "a tool name must be an identifier", key=True)
+    for index, event in enumerate(flow.events):
+        loc: Loc = ("events", index)
+        if event in KNOWN_EVENTS:
+            yield source.problem(loc, f"{event!r} is already a known event")
+        elif not _IDENTIFIER.fullmatch(event) or event in _RESERVED_NAMES:
+            yield source.problem(loc, f"{event!r} is not a valid event name")
+
+
+def _check_counters(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
+    for name, events in flow.counters.items():
+        if not _IDENTIFIER.fullmatch(name) or keyword.iskeyword(name):
+            message = "a counter name must be an identifier"
+            yield source.problem(("counters", name), message, key=True)
+        for index, event in enumerate(events):
+            problem = _event_problem(flow, event)
+            if problem is not None:
+                yield source.problem(("counters", name, index), problem)
+
+
+def _event_problem(flow: Flow, event: str) -> str | None:
+    if event in KNOWN_EVENTS or event in flow.events:
+        return None
+    if event.startswith(TOOL_EVENT_PREFIX):
+        tool = event.removeprefix(TOOL_EVENT_PREFIX)
+        return None if tool in flow.tools else f"event {event!r} names an undeclared tool {tool!r}"
+    return f"unknown event {event!r}; declare custom events under `events:`"
+
+
+def _check_routes(
+    flow: Flow, loc: Loc, routes: Mapping[str, Sequence[Transition]], source: _Source
+) -> Iterator[FlowProblem]:
+    for event, transitions in routes.items():
+        problem = _event_problem(flow, event)
+        if problem is not None:
+            yield source.problem((*loc, event), problem, key=True)
+        unguarded_before = False
+        for index, transition in enumerate(transitions):
+            item: Loc = (*loc, event, index)
+            if unguarded_before:
+                yield source.problem(item, "never taken: an earlier transition has no `when`")
+            unguarded_before = unguarded_before or transition.when is None
+            if transition.target not in flow.states:
+                message = f"unknown target state {transition.target!r}"
+                yield source.problem((*item, "target"), message)
+            try:
+                compile_transition_guard(flow, transition)
+            except GuardError as exc:
+                yield _guard_problem(source, (*item, "when"), transition.when or "", exc)
+
+
+def _guard_problem(source: _Source, loc: Loc, expression: str, exc: GuardError) -> FlowProblem:
+    line, column = source.position(loc)
+    quoted = source.text.splitlines()[line][column : column + 1] in {'"', "'"}
+    stripped = len(expression) - len(expression.lstrip())
+    column += int(quoted) + stripped + exc.column
+    message = f"{_dotted(loc)}: bad guard: {exc.message}"
+    return _problem_at(source.path, line + 1, column + 1, message)
+
+
+def _check_templates(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
+    variables = known_variables(shop_keys=flow.shop, counters=flow.counters)
+    templates: list[tuple[Loc, str]] = [(("system_prompt",), flow.system_prompt)]
+    for name, spec in flow.states.items():
+        for field, text in (("say", spec.say), ("instructions", spec.instructions)):
+            if text is not None:
+                templates.append((("states", name, field), text))
+    for loc, text in templates:
+        seen: dict[str, int] = {}
+        for placeholder in find_placeholders(text):
+            occurrence = seen.get(placeholder.raw, 0)
+            seen[placeholder.raw] = occurrence + 1
+            if placeholder.name is None:
+                message = f"bad placeholder {placeholder.raw!r}: use a dotted name like " + (
+                    "{{ order.eta }}"
+                )
+            elif placeholder.name not in variables:
+                message = f"unknown template variable {placeholder.name!r}"
+            else:
+                continue
+            yield source.problem_inside(loc, placeholder.raw, occurrence, message)
+
+
+def _reachable(flow: Flow) -> set[str]:
+    seen = {flow.initial}
+    pending = [flow.initial]
+    while pending:
+        state = pending.pop()
+        for transitions in flow.routes(state).values():
+            for transition in transitions:
+                if transition.target in flow.states and transition.target not in seen:
+                    seen.add(transition.target)
+                    pending.append(transition.target)
+    return seen

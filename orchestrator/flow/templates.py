@@ -1,0 +1,121 @@
+"""`{{ a.b }}` placeholders in spoken text and LLM instructions: found at load time, filled at run
+time.
+
+Deliberately tiny (no Jinja): a placeholder is a dotted name and nothing else, so a flow author
+cannot put logic in a prompt, and the loader can check every name against the variables a call will
+really have.
+Imports nothing from the orchestrator.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+__all__ = [
+    "FIXED_VARIABLES",
+    "Placeholder",
+    "find_placeholders",
+    "known_variables",
+    "lookup",
+    "render",
+    "spoken_digits",
+    "status_words",
+]
+
+# The names a call context provides besides `shop.*` and `counters.*`, which depend on the flow.
+FIXED_VARIABLES: frozenset[str] = frozenset(
+    {
+        "caller.number",
+        "caller.number_spoken",
+        "order.order_number",
+        "order.status",
+        "order.status_text",
+        "order.eta",
+        "order.courier",
+        "order.delivery_area",
+        "orders.count",
+        "escalation.number",
+        "flow.name",
+    }
+)
+
+_PLACEHOLDER = re.compile(r"\{\{(?P<body>.*?)\}\}", re.DOTALL)
+_DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+# Human words for the statuses of the orders API contract; unknown statuses are read with spaces.
+_STATUS_WORDS: Mapping[str, str] = {
+    "pending": "received and waiting to be confirmed",
+    "confirmed": "confirmed",
+    "packed": "packed and waiting for the courier",
+    "dispatched": "dispatched",
+    "out_for_delivery": "out for delivery",
+    "delivered": "delivered",
+    "failed_delivery": "not delivered after a failed delivery attempt",
+    "cancelled": "cancelled",
+    "returned": "returned to the shop",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Placeholder:
+    """One `{{ ... }}` in a template; `name` is None when the body is not a dotted name."""
+
+    raw: str  # exactly as written, braces included
+    name: str | None
+    offset: int  # index of the first brace in the template
+
+
+def find_placeholders(template: str) -> tuple[Placeholder, ...]:
+    """Every placeholder in `template`, in order."""
+    found: list[Placeholder] = []
+    for match in _PLACEHOLDER.finditer(template):
+        body = match.group("body").strip()
+        name = body if _DOTTED_NAME.fullmatch(body) else None
+        found.append(Placeholder(raw=match.group(0), name=name, offset=match.start()))
+    return tuple(found)
+
+
+def known_variables(*, shop_keys: Iterable[str], counters: Iterable[str]) -> frozenset[str]:
+    """The template names a call of a flow with these shop keys and counters can fill."""
+    return (
+        FIXED_VARIABLES
+        | {f"shop.{key}" for key in shop_keys}
+        | {f"counters.{name}" for name in counters}
+    )
+
+
+def lookup(context: Mapping[str, object], name: str) -> object | None:
+    """The value at dotted `name` in nested mappings, or None when any part is missing."""
+    value: object = context
+    for part in name.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+        if value is None:
+            return None
+    return value
+
+
+def render(template: str, context: Mapping[str, object]) -> str:
+    """Fill every placeholder from `context`; anything missing becomes "", never an error."""
+
+    def fill(match: re.Match[str]) -> str:
+        body = match.group("body").strip()
+        if not _DOTTED_NAME.fullmatch(body):
+            return ""
+        value = lookup(context, body)
+        return "" if value is None else str(value)
+
+    return _PLACEHOLDER.sub(fill, template)
+
+
+def spoken_digits(number: str) -> str:
+    """A phone number as separate digits, so text-to-speech reads it digit by digit."""
+    return " ".join(ch for ch in number if ch.isdigit())
+
+
+def status_words(status: str) -> str:
+    """Words a caller understands for an orders API status, e.g. "out for delivery"."""
+    return _STATUS_WORDS.get(status, status.replace("_", " "))

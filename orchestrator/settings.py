@@ -1,0 +1,78 @@
+"""Operator settings: environment variables (prefix `ORCHESTRATOR_`) and CLI flags → one `Settings` object."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_FLOW", "Routes", "Settings"]
+
+DEFAULT_FLOW = Path(__file__).resolve().parent.parent / "flows" / "order_status.yaml"
+
+
+class Routes(BaseSettings):
+    """Paths of the four endpoints Sautikit talks to (change them to fit an existing app)."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_ROUTE_", extra="forbid")
+
+    voice: str = "/voice"
+    audio: str = "/audio"
+    stream_status: str = "/stream-status"
+    health: str = "/healthz"
+
+    @field_validator("voice", "audio", "stream_status", "health")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("a route path starts with '/'")
+        return value.rstrip("/") or "/"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Each field is also an environment variable: ORCHESTRATOR_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    # The https URL Sautikit reaches this service at; the Stream URL is derived from it (wss://).
+    public_url: str = "http://127.0.0.1:8080"
+    flow: Path = DEFAULT_FLOW
+    routes: Routes = Field(default_factory=Routes)
+
+    # Signs the per-call token in the Stream URL. Random per process unless set (set it when several workers
+    # share calls behind a load balancer).
+    stream_secret: str = Field(default_factory=lambda: secrets.token_hex(32))
+    stream_token_ttl_s: float = 300.0
+    # Verify X-Sautikit-Signature on webhooks when set (also read from SAUTIKIT_WEBHOOK_SECRET).
+    webhook_secret: str | None = None
+
+    sample_rate: Literal[8000, 16000] = 16000
+    track: Literal["inbound_track", "both_tracks"] = "inbound_track"
+
+    # The shop's orders API; None serves the embedded demo backend from fixtures/orders.json.
+    orders_base_url: str | None = None
+    orders_token: str | None = None
+    orders_timeout_s: float = Field(default=2.0, gt=0)
+    # The longest a caller waits on a lookup, retries included, before the flow's lookup_failed route.
+    lookup_deadline_s: float = Field(default=5.0, gt=0)
+    demo_orders_db: Path | None = None
+
+    brain: Literal["scripted"] = "scripted"
+    script: Path | None = None
+
+    # A call whose stream never connects is forgotten after this long.
+    stream_connect_timeout_s: float = 30.0
+    transcripts_dir: Path | None = None
+    log_json: bool = True
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("public_url must start with http:// or https://")
+        return value.rstrip("/")

@@ -1,0 +1,368 @@
+"""A fake Sautikit: places a call against the service exactly as the platform would, over real sockets.
+
+It POSTs the voice webhook (form or JSON), executes the XML answer (`<Say>` takes its speaking time, `<Stream>`
+opens the media WebSocket with the `audio.drachtio.org` subprotocol and a metadata frame, `<Dial>` is dialled),
+sends the caller's audio in 20 ms frames in real time — speech from the call script, silence between — plays the
+agent's audio out of a buffer that `{"type":"killAudio"}` empties, fires stream status callbacks, and re-POSTs the
+webhook on lifecycle edges. It records what each side heard as a two-track recording.
+
+Time is the event loop's: tests fast-forward it (looptime), so a 60-second call takes a fraction of a second; the
+demo runs it on the real clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import quote_plus
+
+import aiohttp
+import numpy as np
+
+from orchestrator.audio.synth import synthesize_speech
+from orchestrator.script import AgentTurn, CallerTurn, CallScript, HangupTurn, SayStep, SilenceTurn
+from orchestrator.telephony.signing import sign_webhook
+from orchestrator.telephony.stream import SUBPROTOCOL
+from orchestrator.telephony.xml import DialVerb, SayVerb, StreamSpec, parse_response
+
+__all__ = ["FakeSautikit", "SimulatedCall", "SimulatorOptions"]
+
+_FRAME_MS = 20
+# Below this RMS a played agent frame counts as silence (the pacer pads utterance ends with zeros).
+_AUDIBLE_RMS = 200.0
+_CALLER_PITCH_HZ = 190.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimulatorOptions:
+    voice_path: str = "/voice"
+    sample_rate: int = 16000
+    say_ms_per_char: int = 60
+    # A caller waits at most this long for the agent before speaking anyway.
+    max_wait_ms: int = 20_000
+    # After the script's last line, hang up if the agent has done nothing for this long.
+    idle_hangup_ms: int = 15_000
+    max_call_ms: int = 300_000
+    webhook_secret: str | None = None
+    # How the caller's speech is made: deterministic speech-like audio unless a synthesiser is given.
+    voice: Callable[[str, int], bytes] | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class SimulatedCall:
+    """What the platform saw of one call."""
+
+    call_sid: str
+    log: list[str] = field(default_factory=list)
+    xml_answers: list[str] = field(default_factory=list)
+    caller_track: bytearray = field(default_factory=bytearray)
+    agent_track: bytearray = field(default_factory=bytearray)
+    kill_audio: int = 0
+    dialed: str | None = None
+    ended_by: Literal["caller", "platform", "agent", "timeout", ""] = ""
+
+
+class FakeSautikit:
+    """Places simulated calls at a service's voice webhook."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        options: SimulatorOptions | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._options = options or SimulatorOptions()
+        self._on_line = on_line
+
+    async def call(self, script: CallScript, *, call_sid: str | None = None) -> SimulatedCall:
+        sid = call_sid or script.call_sid or f"HD_{uuid.uuid4().hex[:12]}"
+        async with aiohttp.ClientSession() as http:
+            run = _CallRun(http, self._base_url, script, sid, self._options, self._on_line)
+            await run.run()
+            return run.result
+
+
+class _CallRun:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        base_url: str,
+        script: CallScript,
+        call_sid: str,
+        options: SimulatorOptions,
+        on_line: Callable[[str], None] | None,
+    ) -> None:
+        self.http = http
+        self.base_url = base_url
+        self.script = script
+        self.options = options
+        self.on_line = on_line
+        self.result = SimulatedCall(call_sid=call_sid)
+        self.loop = asyncio.get_running_loop()
+        self.t0 = self.loop.time()
+        self.rate = options.sample_rate
+        self.frame_bytes = self.rate * 2 * _FRAME_MS // 1000
+        self.agent_buffer = bytearray()
+        self.status_url: str | None = None
+
+    # --- webhook and XML --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        xml = await self.post_webhook("ringing")
+        await self.execute(xml)
+
+    async def post_webhook(self, state: str) -> str:
+        fields = {
+            "CallSid": self.result.call_sid,
+            "From": self.script.caller,
+            "To": self.script.callee,
+            "direction": "inbound",
+            "callSessionState": state.capitalize(),
+            "isActive": "true" if state != "completed" else "false",
+        }
+        if self.script.webhook == "json":
+            body = json.dumps(fields).encode()
+            content_type = "application/json"
+        else:
+            body = "&".join(f"{k}={quote_plus(v)}" for k, v in fields.items()).encode()
+            content_type = "application/x-www-form-urlencoded"
+        headers = {"Content-Type": content_type}
+        if self.options.webhook_secret:
+            headers["X-Sautikit-Signature"] = sign_webhook(
+                self.options.webhook_secret.encode(), body, now=time.time()
+            )
+        async with self.http.post(
+            self.base_url + self.options.voice_path, data=body, headers=headers
+        ) as response:
+            text = await response.text()
+            if response.status != 200:
+                self.note(f"webhook answered HTTP {response.status}: {text}")
+                return ""
+            self.result.xml_answers.append(text)
+            return text
+
+    async def execute(self, xml: str) -> None:
+        if not xml:
+            self.result.ended_by = "platform"
+            return
+        for verb in parse_response(xml):
+            if isinstance(verb, SayVerb):
+                self.note(f'say "{verb.text}"')
+                await asyncio.sleep(len(verb.text) * self.options.say_ms_per_char / 1000)
+            elif isinstance(verb, StreamSpec):
+                self.status_url = verb.status_callback
+                await self.stream(verb)
+                return  # with connect="true" the stream owns the call until it ends
+            elif isinstance(verb, DialVerb):
+                self.result.dialed = verb.number
+                self.note(f"dial {verb.number} (callerId {verb.caller_id})")
+                self.result.ended_by = self.result.ended_by or "agent"
+                return
+        self.note("no more instructions: platform hangs up")
+        self.result.ended_by = self.result.ended_by or "platform"
+
+    async def status(self, event: str) -> None:
+        if not self.status_url:
+            return
+        body = {"callSid": self.result.call_sid, "event": event}
+        with contextlib.suppress(aiohttp.ClientError):
+            async with self.http.post(self.status_url, json=body) as response:
+                await response.read()
+
+    # --- the media stream -------------------------------------------------------------------
+
+    async def stream(self, spec: StreamSpec) -> None:
+        try:
+            ws = await self.http.ws_connect(spec.url, protocols=(SUBPROTOCOL,), autoping=True)
+        except aiohttp.WSServerHandshakeError as exc:
+            self.note(f"stream rejected: HTTP {exc.status}")
+            await self.status("stream-error")
+            return
+        async with ws:
+            await ws.send_str(json.dumps({
+                "callSid": self.result.call_sid,
+                "streamSid": f"MZ{self.result.call_sid}",
+                "from": self.script.caller,
+                "to": self.script.callee,
+                "sampleRate": spec.sample_rate,
+                "mixType": "mono",
+            }))
+            self.note("stream connected")
+            await self.status("stream-started")
+            reader = self.loop.create_task(self.read(ws))
+            try:
+                hung_up = await self.talk(ws, reader)
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+        await self.status("stream-stopped")
+        if hung_up:
+            await self.post_webhook("completed")
+            return
+        # The stream ended from the service's side: ask for what to do next, like the platform.
+        self.note("stream closed by the service")
+        await self.execute(await self.post_webhook("active"))
+
+    async def read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type is aiohttp.WSMsgType.BINARY:
+                self.agent_buffer += msg.data
+            elif msg.type is aiohttp.WSMsgType.TEXT:
+                with contextlib.suppress(ValueError):
+                    command = json.loads(msg.data)
+                    if isinstance(command, dict) and command.get("type") == "killAudio":
+                        self.result.kill_audio += 1
+                        dropped = len(self.agent_buffer) * 1000 // (2 * self.rate)
+                        self.agent_buffer.clear()
+                        self.note(f"killAudio: dropped {dropped} ms of buffered agent audio")
+
+    async def talk(self, ws: aiohttp.ClientWebSocketResponse, reader: asyncio.Task[None]) -> bool:
+        """Tick every 20 ms: send a caller frame, play an agent frame. True when the caller hung up."""
+        caller = _Caller(self.script, self.options, self.rate)
+        silence = bytes(self.frame_bytes)
+        next_tick = self.loop.time()
+        while True:
+            if reader.done() or ws.closed:
+                self.result.ended_by = "agent"
+                return False
+            played = self.play_agent_frame()
+            action = caller.step(self.elapsed_ms(), audible=_rms(played) >= _AUDIBLE_RMS)
+            if action == "hangup":
+                self.note("caller hangs up")
+                self.result.ended_by = "caller"
+                await ws.close()
+                return True
+            if action == "timeout":
+                self.note("caller gives up: call too long or agent idle")
+                self.result.ended_by = "timeout"
+                await ws.close()
+                return True
+            if isinstance(action, str) and action.startswith("say:"):
+                self.note(f'caller says "{action[4:]}"')
+            frame = caller.next_frame(self.frame_bytes) or silence
+            self.result.caller_track += frame
+            try:
+                await ws.send_bytes(frame)
+            except ConnectionError:
+                self.result.ended_by = "agent"
+                return False
+            next_tick += _FRAME_MS / 1000
+            await asyncio.sleep(max(0.0, next_tick - self.loop.time()))
+
+    def play_agent_frame(self) -> bytes:
+        frame = bytes(self.agent_buffer[: self.frame_bytes])
+        del self.agent_buffer[: self.frame_bytes]
+        if len(frame) < self.frame_bytes:
+            frame += bytes(self.frame_bytes - len(frame))
+        self.result.agent_track += frame
+        return frame
+
+    def elapsed_ms(self) -> int:
+        return round((self.loop.time() - self.t0) * 1000)
+
+    def note(self, text: str) -> None:
+        line = f"[{_clock(self.elapsed_ms())}] {text}"
+        self.result.log.append(line)
+        if self.on_line is not None:
+            self.on_line(line)
+
+
+class _Caller:
+    """The caller's side of the script: when to speak, barge in, stay silent or hang up."""
+
+    def __init__(self, script: CallScript, options: SimulatorOptions, rate: int) -> None:
+        self.options = options
+        self.rate = rate
+        self.voice = options.voice or (
+            lambda text, r: synthesize_speech(text, rate=r, pitch_hz=_CALLER_PITCH_HZ)
+        )
+        self.turns: list[tuple[CallerTurn | HangupTurn | SilenceTurn, bool]] = []
+        agent_speaks = False
+        for turn in script.turns:
+            if isinstance(turn, AgentTurn):
+                agent_speaks = agent_speaks or any(isinstance(s, SayStep) for s in turn.agent)
+            else:
+                self.turns.append((turn, agent_speaks))
+                agent_speaks = False
+        self.index = 0
+        self.speech = bytearray()
+        self.turn_started_ms: int | None = None
+        self.agent_heard_ms = 0  # agent speech played since the caller last spoke
+        self.quiet_since_ms: int | None = None
+        self.last_activity_ms = 0
+
+    def step(self, now_ms: int, *, audible: bool) -> str | None:
+        if audible:
+            self.agent_heard_ms += _FRAME_MS
+            self.quiet_since_ms = None
+            self.last_activity_ms = now_ms
+        elif self.quiet_since_ms is None:
+            self.quiet_since_ms = now_ms
+        if now_ms >= self.options.max_call_ms:
+            return "timeout"
+        if self.speech:
+            return None
+        if self.turn_started_ms is None:
+            self.turn_started_ms = now_ms
+        if self.index >= len(self.turns):
+            if now_ms - self.last_activity_ms >= self.options.idle_hangup_ms:
+                return "timeout"
+            return None
+        turn, expects_agent = self.turns[self.index]
+        waited = now_ms - self.turn_started_ms
+        quiet_ms = 0 if self.quiet_since_ms is None else now_ms - self.quiet_since_ms
+        if isinstance(turn, SilenceTurn):
+            if waited >= turn.silence_ms:
+                self._advance(now_ms)
+            return None
+        cut_in_at = turn.barge_in_after_ms if isinstance(turn, CallerTurn) else turn.hangup
+        if cut_in_at is not None:
+            ready = self.agent_heard_ms >= cut_in_at
+        else:
+            pause = turn.pause_ms if isinstance(turn, CallerTurn) else 700
+            heard_agent = self.agent_heard_ms > 0 or not expects_agent
+            ready = heard_agent and quiet_ms >= pause
+        if not ready and waited < self.options.max_wait_ms:
+            return None
+        if isinstance(turn, HangupTurn):
+            return "hangup"
+        self.speech = bytearray(self.voice(turn.caller, self.rate))
+        self._advance(now_ms)
+        return f"say:{turn.caller}"
+
+    def _advance(self, now_ms: int) -> None:
+        self.index += 1
+        self.turn_started_ms = now_ms
+        self.agent_heard_ms = 0
+        self.last_activity_ms = now_ms
+
+    def next_frame(self, size: int) -> bytes | None:
+        if not self.speech:
+            return None
+        frame = bytes(self.speech[:size])
+        del self.speech[:size]
+        if len(frame) < size:
+            frame += bytes(size - len(frame))
+        return frame
+
+
+def _rms(frame: bytes) -> float:
+    samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
+    return float(np.sqrt(np.mean(samples * samples))) if samples.size else 0.0
+
+
+def _clock(ms: int) -> str:
+    minutes, ms = divmod(ms, 60_000)
+    seconds, ms = divmod(ms, 1000)
+    return f"{minutes:02d}:{seconds:02d}.{ms:03d}"
+
+

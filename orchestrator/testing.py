@@ -1,0 +1,95 @@
+"""Helpers for testing flows and call scripts, importable by users' own test suites.
+
+    record = await run_scripted_call("fixtures/calls/returning_caller_by_phone.yaml")
+    assert record.transcript.outcome == "resolved"
+    assert record.render() == snapshot(extension_class=TranscriptSnapshotExtension)
+
+`run_scripted_call` starts the real aiohttp application on a loopback port, places the call with the fake
+Sautikit over real HTTP and WebSocket connections, and returns both sides' records. Run it on a fast-forwarded
+loop clock (`@pytest.mark.looptime`) to make a minute-long call take milliseconds and its timings exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp.test_utils import TestServer
+from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
+
+from orchestrator.app import ORCHESTRATOR, create_app
+from orchestrator.brains.scripted import ScriptedBrain
+from orchestrator.call.transcript import Transcript
+from orchestrator.flow import Flow, load_flow
+from orchestrator.orders import DemoFault
+from orchestrator.script import CallScript, load_script
+from orchestrator.settings import Settings
+from orchestrator.simulator import FakeSautikit, SimulatedCall, SimulatorOptions
+
+__all__ = ["CallRecord", "ScriptedBrain", "TranscriptSnapshotExtension", "run_scripted_call"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallRecord:
+    """Both sides of one simulated call."""
+
+    script: CallScript
+    transcript: Transcript  # the service's record
+    platform: SimulatedCall  # what the fake Sautikit saw and heard
+
+    def render(self) -> str:
+        """The service's transcript, then the platform's view: what a reviewer reads in a snapshot."""
+        return (
+            f"# {self.script.title}\n"
+            + self.transcript.render()
+            + "# platform\n"
+            + "\n".join(self.platform.log)
+            + f"\nended by {self.platform.ended_by or '-'}; killAudio x{self.platform.kill_audio}"
+            + (f"; dialed {self.platform.dialed}" if self.platform.dialed else "")
+            + "\n"
+        )
+
+
+class TranscriptSnapshotExtension(SingleFileSnapshotExtension):
+    """Snapshots as plain `.txt` files, so a changed prompt is a readable diff."""
+
+    _file_extension = "txt"
+    _write_mode = WriteMode.TEXT
+
+
+async def run_scripted_call(
+    script: CallScript | str | Path,
+    *,
+    flow: Flow | str | Path | None = None,
+    settings: Settings | None = None,
+    simulator: SimulatorOptions | None = None,
+    call_sid: str = "HD_test0001",
+) -> CallRecord:
+    """Serve the flow with a scripted brain and place the script's call against it."""
+    script = script if isinstance(script, CallScript) else load_script(script)
+    settings = settings or Settings()
+    flow_model = flow if isinstance(flow, Flow) else load_flow(flow or settings.flow)
+    app = create_app(settings, brain_factory=lambda start: ScriptedBrain(script), flow=flow_model)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        orchestrator = app[ORCHESTRATOR]
+        orchestrator.settings = settings.model_copy(
+            update={"public_url": str(server.make_url("")).rstrip("/")}
+        )
+        if orchestrator.demo_orders is not None:
+            orchestrator.demo_orders.fault = DemoFault(script.orders)
+        options = simulator or SimulatorOptions(
+            voice_path=settings.routes.voice,
+            sample_rate=settings.sample_rate,
+            webhook_secret=settings.webhook_secret,
+        )
+        platform = await FakeSautikit(str(server.make_url("")), options=options).call(
+            script, call_sid=call_sid
+        )
+        session = orchestrator.sessions[call_sid]
+        await asyncio.wait_for(session.finished.wait(), timeout=30)
+        return CallRecord(script=script, transcript=session.transcript, platform=platform)
+    finally:
+        await server.close()
