@@ -66,6 +66,7 @@ class Orchestrator:
     demo_orders: DemoOrdersBackend | None = None
     sessions: dict[str, CallSession] = field(default_factory=dict)
     finished: list[CallSession] = field(default_factory=list)
+    on_call_started: list[Callable[[CallSession], None]] = field(default_factory=list)
     on_call_finished: list[Callable[[CallSession], None]] = field(default_factory=list)
 
     @property
@@ -188,6 +189,8 @@ async def _voice_webhook(request: web.Request) -> web.Response:
             options=orchestrator.options(),
         )
         orchestrator.sessions[start.call_sid] = session
+        for callback in orchestrator.on_call_started:
+            callback(session)
         session.prefetch_orders()
         xml = _stream_response(orchestrator, session)
         session.note_xml(_redact_token(xml))

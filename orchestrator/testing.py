@@ -12,10 +12,10 @@ loop clock (`@pytest.mark.looptime`) to make a minute-long call take millisecond
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from aiohttp.test_utils import TestServer
+from aiohttp import web
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from orchestrator.app import ORCHESTRATOR, create_app
@@ -27,7 +27,9 @@ from orchestrator.script import CallScript, load_script
 from orchestrator.settings import Settings
 from orchestrator.simulator import FakeSautikit, SimulatedCall, SimulatorOptions
 
-__all__ = ["CallRecord", "ScriptedBrain", "TranscriptSnapshotExtension", "run_scripted_call"]
+PUBLIC_URL = "https://orders-agent.example.test"
+
+__all__ = ["PUBLIC_URL", "CallRecord", "ScriptedBrain", "TranscriptSnapshotExtension", "run_scripted_call"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,7 +56,7 @@ class CallRecord:
 class TranscriptSnapshotExtension(SingleFileSnapshotExtension):
     """Snapshots as plain `.txt` files, so a changed prompt is a readable diff."""
 
-    _file_extension = "txt"
+    file_extension = "txt"
     _write_mode = WriteMode.TEXT
 
 
@@ -71,13 +73,17 @@ async def run_scripted_call(
     settings = settings or Settings()
     flow_model = flow if isinstance(flow, Flow) else load_flow(flow or settings.flow)
     app = create_app(settings, brain_factory=lambda start: ScriptedBrain(script), flow=flow_model)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
+    # A plain AppRunner, as `orchestrator serve` runs: no test-only handler cancellation.
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
     try:
+        host, port = runner.addresses[0][:2]
+        local = f"http://{host}:{port}"
         orchestrator = app[ORCHESTRATOR]
-        orchestrator.settings = settings.model_copy(
-            update={"public_url": str(server.make_url("")).rstrip("/")}
-        )
+        # Sautikit reaches the service at its public URL; the simulator maps that name to loopback.
+        orchestrator.settings = settings.model_copy(update={"public_url": PUBLIC_URL})
         if orchestrator.demo_orders is not None:
             orchestrator.demo_orders.fault = DemoFault(script.orders)
         options = simulator or SimulatorOptions(
@@ -85,11 +91,10 @@ async def run_scripted_call(
             sample_rate=settings.sample_rate,
             webhook_secret=settings.webhook_secret,
         )
-        platform = await FakeSautikit(str(server.make_url("")), options=options).call(
-            script, call_sid=call_sid
-        )
+        options = replace(options, hosts={**options.hosts, PUBLIC_URL: local})
+        platform = await FakeSautikit(PUBLIC_URL, options=options).call(script, call_sid=call_sid)
         session = orchestrator.sessions[call_sid]
         await asyncio.wait_for(session.finished.wait(), timeout=30)
         return CallRecord(script=script, transcript=session.transcript, platform=platform)
     finally:
-        await server.close()
+        await runner.cleanup()

@@ -47,4 +47,5 @@ __all__ = [
     "synthesize_speech",
     "white_noise",
     "word_timings",
+    "write_wav",
 ]

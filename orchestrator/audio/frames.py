@@ -1,4 +1,4 @@
-"""PCM framing: whole samples out of arbitrary socket chunks, fixed-size frames, and size arithmetic.
+"""PCM framing: whole samples out of arbitrary socket chunks, fixed-size frames, size arithmetic.
 
 Audio everywhere in this package is signed 16-bit little-endian PCM (S16LE). The platform's socket
 delivers chunks of any size, odd byte counts included, so the assembler carries partial samples over
@@ -41,7 +41,7 @@ def silence(ms: float, rate: int) -> bytes:
 
 
 def rms_dbfs(pcm: bytes) -> float:
-    """RMS level relative to full scale; -inf for empty or all-zero audio. A trailing odd byte is ignored."""
+    """RMS level relative to full scale; -inf for empty or all-zero audio (odd byte ignored)."""
     samples = np.frombuffer(pcm, dtype="<i2", count=len(pcm) // SAMPLE_WIDTH)
     if samples.size == 0:
         return -math.inf

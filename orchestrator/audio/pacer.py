@@ -70,7 +70,7 @@ class PacedWriter:
 
     Usage::
 
-        writer = PacedWriter(ws.send_bytes, rate=16000, on_utterance_done=transcript.agent_heard)
+        writer = PacedWriter(ws.send_bytes, rate=16000, on_utterance_done=heard.append)
         task = task_group.create_task(writer.run())
         writer.enqueue(pcm, utterance_id="u1")   # as the brain streams audio
         writer.end_utterance("u1")
@@ -85,8 +85,8 @@ class PacedWriter:
 
     If `send` raises a `ConnectionError` (the socket closed), `run()` drops whatever is queued and
     returns normally: a closed socket ends the writer, it is not an error of the writer. Any later
-    `enqueue` is ignored. Other exceptions from `send` propagate out of `run()` after the same
-    clean-up.
+    `enqueue` is ignored. Other exceptions from `send`, and cancellation, propagate out of `run()`
+    after the same clean-up: the writer lives and dies with its socket.
     """
 
     __slots__ = (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-import soxr
+import soxr  # type: ignore[import-untyped]  # ships a .pyi but no py.typed
 
 from orchestrator.audio.frames import SAMPLE_WIDTH, PcmAssembler
 
@@ -65,7 +65,7 @@ class Resampler:
         return self._out_rate
 
     def process(self, pcm: bytes) -> bytes:
-        """Convert the next chunk; may return less (or more) than its share while the filter fills."""
+        """Convert the next chunk; may return less or more than its share as the filter fills."""
         whole = self._assembler.feed(pcm)
         if self._stream is None:
             return whole
@@ -74,7 +74,7 @@ class Resampler:
         return _to_pcm(self._stream.resample_chunk(_to_float(whole)))
 
     def flush(self) -> bytes:
-        """Drain the filter at the end of a stream; the resampler is ready for a new stream after."""
+        """Drain the filter at the end of a stream; the resampler is then ready for a new one."""
         self._assembler.reset()  # a lone trailing byte is half a sample: nothing to play
         if self._stream is None:
             return b""

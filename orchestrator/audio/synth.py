@@ -1,4 +1,4 @@
-"""Deterministic speech-like audio for scripted calls and the simulator, where real TTS is not needed.
+"""Deterministic speech-like audio for scripted calls and the simulator, where TTS is not needed.
 
 Each word becomes a voiced segment: harmonics of a slowly wandering pitch, shaped by a vowel-like
 formant envelope and pulsed at syllable rate, so webrtcvad hears speech and the spectrum looks
@@ -96,7 +96,8 @@ def noise_burst(ms: int, rate: int, level_dbfs: float, seed: int = 0) -> bytes:
     t = np.arange(n) / rate
     attack = np.minimum(1.0, t / 0.002)
     envelope = attack * np.exp(-t / max(ms / 4000, 1e-3))
-    burst = np.diff(rng.standard_normal(n + 1)) * envelope  # differencing tilts it bright, click-like
+    # Differencing tilts the noise bright, like a click or the rasp of a cough.
+    burst = np.diff(rng.standard_normal(n + 1)) * envelope
     rms = float(np.sqrt(np.mean(np.square(burst))))
     return _to_pcm(burst / rms * _linear(level_dbfs) if rms > 0 else burst)
 
@@ -122,7 +123,9 @@ def _voiced_word(n: int, rate: int, pitch_hz: float, rng: np.random.Generator) -
     harmonics = np.arange(1, max(2, int(top / (pitch_hz * 1.2))))
     formants = _VOWELS[int(rng.integers(len(_VOWELS)))]
     freqs = harmonics * pitch_hz
-    gains = sum(1 / (1 + ((freqs - f) / bw) ** 2) for f, bw in formants) + 0.15 / harmonics
+    gains = 0.15 / harmonics  # a gentle spectral tilt under the formant peaks
+    for formant_hz, bandwidth_hz in formants:
+        gains = gains + 1 / (1 + ((freqs - formant_hz) / bandwidth_hz) ** 2)
     starts = rng.uniform(0, 2 * math.pi, size=harmonics.size)
     voiced = np.sin(np.outer(phase, harmonics) + starts) @ gains
     aspiration = 0.03 * rng.standard_normal(n) * float(np.max(np.abs(voiced)) or 1.0)

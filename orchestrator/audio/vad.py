@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
-import webrtcvad
+import webrtcvad  # type: ignore[import-untyped]  # ships no stubs or py.typed
 
 from orchestrator.audio.frames import FrameSplitter, ms_to_bytes
 
@@ -127,7 +127,7 @@ class _Endpointer:
 
 
 class WebRtcVad:
-    """webrtcvad on 20 ms frames; `mode` 0 (least) to 3 (most aggressive at rejecting non-speech)."""
+    """webrtcvad on 20 ms frames; `mode` 0 (least) to 3 (most eager to reject non-speech)."""
 
     __slots__ = ("_endpointer", "_rate", "_splitter", "_vad")
 
@@ -171,9 +171,11 @@ class WebRtcVad:
 
 
 class EnergyVad:
-    """RMS threshold with hysteresis: a frame is voiced above `threshold_dbfs`, and stays voiced
-    down to `threshold_dbfs - hysteresis_db` once speech has started. Cheap, dependency-free, and
-    fooled by loud noise — the fallback, not the default."""
+    """RMS threshold with hysteresis; cheap and dependency-free, but fooled by loud noise.
+
+    A frame is voiced above `threshold_dbfs`, and once speech has started it stays voiced down to
+    `threshold_dbfs - hysteresis_db`, so a speaker trailing off is not cut mid-word.
+    """
 
     __slots__ = ("_endpointer", "_high", "_low", "_splitter")
 

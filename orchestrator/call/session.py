@@ -203,6 +203,11 @@ class CallSession:
                 raise _CallOver
         except* _CallOver:
             pass
+        except* asyncio.CancelledError:
+            # The server may cancel a handler whose connection dropped (aiohttp's handler_cancellation):
+            # that is the caller leaving too, and the record must say so before the cancellation goes on.
+            self._record_lost_stream()
+            raise
         finally:
             self._cancel_silence()
             await self.brain.close()
@@ -513,6 +518,16 @@ class CallSession:
             await self._enter(self.machine.send("stream_stopped"))
         else:
             self._note("stream", f"closed ({self._closing_reason})")
+
+    def _record_lost_stream(self) -> None:
+        if self._closing_reason is not None or self.machine.is_final:
+            return
+        self._closing_reason = "connection lost"
+        self._caller_left = True
+        self._note("hangup", "caller hung up (connection lost)")
+        entered = self.machine.send("stream_stopped")
+        if entered is not None:
+            self._note("state", f"{entered.previous} -> {entered.state} ({entered.event})")
 
     async def _on_brain_failure(self, failure: BrainFailure) -> None:
         self._brain_alive = False

@@ -8,7 +8,7 @@ text a product person reviews in a snapshot diff.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -55,10 +55,14 @@ class Transcript:
     call_sid: str
     entries: list[Entry] = field(default_factory=list)
     outcome: Outcome = "unfinished"
+    # Called with each new entry: live printing in the demo, streaming to a UI.
+    listeners: list[Callable[[Entry], None]] = field(default_factory=list)
 
     def add(self, at_ms: int, kind: EntryKind, text: str) -> Entry:
         entry = Entry(at_ms=at_ms, kind=kind, text=text)
         self.entries.append(entry)
+        for listener in self.listeners:
+            listener(entry)
         return entry
 
     def __iter__(self) -> Iterator[Entry]:

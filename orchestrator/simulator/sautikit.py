@@ -17,7 +17,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote_plus
@@ -41,6 +41,8 @@ _CALLER_PITCH_HZ = 190.0
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SimulatorOptions:
+    """How the fake platform behaves; the defaults are Sautikit's."""
+
     voice_path: str = "/voice"
     sample_rate: int = 16000
     say_ms_per_char: int = 60
@@ -50,6 +52,8 @@ class SimulatorOptions:
     idle_hangup_ms: int = 15_000
     max_call_ms: int = 300_000
     webhook_secret: str | None = None
+    # Where public URLs really live, like a hosts file: {"https://agent.example.test": "http://127.0.0.1:8080"}.
+    hosts: Mapping[str, str] = field(default_factory=dict)
     # How the caller's speech is made: deterministic speech-like audio unless a synthesiser is given.
     voice: Callable[[str, int], bytes] | None = None
 
@@ -140,7 +144,7 @@ class _CallRun:
                 self.options.webhook_secret.encode(), body, now=time.time()
             )
         async with self.http.post(
-            self.base_url + self.options.voice_path, data=body, headers=headers
+            self.resolve(self.base_url + self.options.voice_path), data=body, headers=headers
         ) as response:
             text = await response.text()
             if response.status != 200:
@@ -174,14 +178,16 @@ class _CallRun:
             return
         body = {"callSid": self.result.call_sid, "event": event}
         with contextlib.suppress(aiohttp.ClientError):
-            async with self.http.post(self.status_url, json=body) as response:
+            async with self.http.post(self.resolve(self.status_url), json=body) as response:
                 await response.read()
 
     # --- the media stream -------------------------------------------------------------------
 
     async def stream(self, spec: StreamSpec) -> None:
         try:
-            ws = await self.http.ws_connect(spec.url, protocols=(SUBPROTOCOL,), autoping=True)
+            ws = await self.http.ws_connect(
+                self.resolve(spec.url), protocols=(SUBPROTOCOL,), autoping=True
+            )
         except aiohttp.WSServerHandshakeError as exc:
             self.note(f"stream rejected: HTTP {exc.status}")
             await self.status("stream-error")
@@ -258,6 +264,18 @@ class _CallRun:
             next_tick += _FRAME_MS / 1000
             await asyncio.sleep(max(0.0, next_tick - self.loop.time()))
 
+    def resolve(self, url: str) -> str:
+        """Map a public URL (https/wss) to where that host really listens, as a hosts file would."""
+        for public, local in self.options.hosts.items():
+            public_host = public.split("://", 1)[-1]
+            local_host = local.split("://", 1)[-1]
+            for scheme in ("https", "http", "wss", "ws"):
+                prefix = f"{scheme}://{public_host}"
+                if url.startswith(prefix):
+                    local_scheme = "ws" if scheme.startswith("ws") else "http"
+                    return f"{local_scheme}://{local_host}{url[len(prefix):]}"
+        return url
+
     def play_agent_frame(self) -> bytes:
         frame = bytes(self.agent_buffer[: self.frame_bytes])
         del self.agent_buffer[: self.frame_bytes]
@@ -295,6 +313,7 @@ class _Caller:
                 agent_speaks = False
         self.index = 0
         self.speech = bytearray()
+        self.speaking = False
         self.turn_started_ms: int | None = None
         self.agent_heard_ms = 0  # agent speech played since the caller last spoke
         self.quiet_since_ms: int | None = None
@@ -311,6 +330,11 @@ class _Caller:
             return "timeout"
         if self.speech:
             return None
+        if self.speaking:
+            # The caller just finished a sentence: what the agent says next is a reply to it.
+            self.speaking = False
+            self.agent_heard_ms = 0
+            self.quiet_since_ms = now_ms
         if self.turn_started_ms is None:
             self.turn_started_ms = now_ms
         if self.index >= len(self.turns):
@@ -336,6 +360,7 @@ class _Caller:
         if isinstance(turn, HangupTurn):
             return "hangup"
         self.speech = bytearray(self.voice(turn.caller, self.rate))
+        self.speaking = True
         self._advance(now_ms)
         return f"say:{turn.caller}"
 

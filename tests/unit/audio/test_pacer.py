@@ -89,7 +89,7 @@ async def test_pacer_pads_the_last_partial_frame_with_silence() -> None:
 
 @pytest.mark.looptime
 async def test_pacer_flush_stops_output_at_once_and_reports_heard_ms() -> None:
-    """A barge-in at 510 ms sends nothing further and reports 510 ms heard of a 1000 ms utterance."""
+    """A barge-in at 510 ms sends nothing more and reports 510 ms heard of a 1000 ms utterance."""
     line = _Line()
     done: list[PlayedSegment] = []
     writer = PacedWriter(line.send, on_utterance_done=done.append)

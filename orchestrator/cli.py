@@ -1,0 +1,293 @@
+"""`orchestrator`: serve calls, check and draw flows, and hear a demo call end to end.
+
+    orchestrator demo                          # the service + simulated calls, offline, with transcripts and WAVs
+    orchestrator serve --public-url https://agent.example.com
+    orchestrator flow check flows/order_status.yaml
+    orchestrator flow diagram flows/order_status.yaml
+    orchestrator call fixtures/calls/order_number_read_out.yaml --url http://127.0.0.1:8080
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from orchestrator.app import ORCHESTRATOR, BrainFactory, create_app
+from orchestrator.audio.wav import interleave, write_wav
+from orchestrator.brains.scripted import ScriptedBrain
+from orchestrator.call.session import CallSession
+from orchestrator.call.transcript import Entry
+from orchestrator.errors import ConfigError, FlowError
+from orchestrator.flow import load_flow, summarize, to_mermaid
+from orchestrator.logging import configure_logging
+from orchestrator.orders import DemoFault
+from orchestrator.script import load_script
+from orchestrator.settings import DEFAULT_FLOW, Settings
+from orchestrator.simulator import FakeSautikit, SimulatedCall, SimulatorOptions
+
+__all__ = ["main"]
+
+ROOT = DEFAULT_FLOW.parent.parent
+CALLS = ROOT / "fixtures" / "calls"
+DEMO_SCENARIOS = {
+    "by-phone": CALLS / "returning_caller_by_phone.yaml",
+    "by-order-number": CALLS / "order_number_read_out.yaml",
+    "human": CALLS / "asks_for_human.yaml",
+}
+DEFAULT_SCRIPT = DEMO_SCENARIOS["by-phone"]
+
+ENV_HELP = """\
+environment variables (flags win over them):
+  ORCHESTRATOR_HOST, ORCHESTRATOR_PORT, ORCHESTRATOR_PUBLIC_URL, ORCHESTRATOR_FLOW,
+  ORCHESTRATOR_STREAM_SECRET      signs stream tokens; set it when several workers share calls
+  ORCHESTRATOR_WEBHOOK_SECRET     verify X-Sautikit-Signature on webhooks (or SAUTIKIT_WEBHOOK_SECRET)
+  ORCHESTRATOR_ORDERS_BASE_URL    the shop's orders API (unset: the embedded demo backend)
+  ORCHESTRATOR_ORDERS_TOKEN       bearer token for it (or ORDERS_API_TOKEN)
+  ORCHESTRATOR_TRACK              inbound_track (default) or both_tracks
+  ORCHESTRATOR_ROUTE_VOICE, ORCHESTRATOR_ROUTE_AUDIO, ORCHESTRATOR_ROUTE_STREAM_STATUS,
+  ORCHESTRATOR_ROUTE_HEALTH       route paths (defaults /voice, /audio, /stream-status, /healthz)
+  ORCHESTRATOR_TRANSCRIPTS_DIR    write each call's transcript (.txt and .json) here
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args))
+    except FlowError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except (ConfigError, ValidationError) as exc:
+        print(f"orchestrator: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orchestrator",
+        description="Order-status phone voice agents on Sautikit; every call a state machine from YAML.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'orchestrator COMMAND --help' for a command's options.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the service Sautikit calls (voice webhook, media socket, status callback, health)",
+        description="Run the service. Point a Sautikit number's routing_url at PUBLIC_URL/voice.",
+        epilog=ENV_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    serve.add_argument("--public-url", help="https URL Sautikit reaches this service at")
+    serve.add_argument("--flow", type=Path, help=f"flow YAML (default {DEFAULT_FLOW.relative_to(ROOT)})")
+    serve.add_argument(
+        "--script",
+        type=Path,
+        help="call script the scripted brain plays on every call, until a live brain is configured "
+        f"(default {DEFAULT_SCRIPT.relative_to(ROOT)})",
+    )
+    serve.add_argument("--orders-url", help="base URL of the shop's orders API (default: embedded demo)")
+    serve.add_argument("--transcripts-dir", type=Path, help="write each call's transcript here")
+    serve.add_argument("--log-format", choices=("json", "console"), default="json")
+    serve.set_defaults(run=_serve)
+
+    flow = commands.add_parser("flow", help="check or draw a flow file")
+    flow_commands = flow.add_subparsers(title="flow commands", metavar="ACTION")
+    check = flow_commands.add_parser(
+        "check",
+        help="validate a flow; print a summary, or every error as path:line:col: message",
+        description="Validate a flow file. Exit 0 and print a summary when valid; exit 1 and print every "
+        "problem as path:line:col: message when not.",
+    )
+    check.add_argument("path", type=Path)
+    check.set_defaults(run=_flow_check)
+    diagram = flow_commands.add_parser("diagram", help="print the flow as a Mermaid state diagram")
+    diagram.add_argument("path", type=Path)
+    diagram.set_defaults(run=_flow_diagram)
+
+    demo = commands.add_parser(
+        "demo",
+        help="start the service and place simulated calls against it, offline; print live transcripts",
+        description="Start the service on loopback with the embedded demo orders backend and place "
+        "simulated Sautikit calls against it in real time (no API key, no network). Prints each call's "
+        "transcript as it happens and writes a two-track WAV (caller left, agent right) and the transcript "
+        "of each call to the output folder.",
+    )
+    demo.add_argument(
+        "--scenario",
+        choices=(*DEMO_SCENARIOS, "all"),
+        default="all",
+        help="which call to place (default: all)",
+    )
+    demo.add_argument("--out", type=Path, help="output folder (default demo-output/<time>)")
+    demo.add_argument("--flow", type=Path, help="flow YAML to serve")
+    demo.add_argument("--verbose", action="store_true", help="also print the service's JSON logs")
+    demo.set_defaults(run=_demo)
+
+    call = commands.add_parser(
+        "call",
+        help="place one simulated Sautikit call from a call script against a running service",
+    )
+    call.add_argument("script", type=Path, help="call script, e.g. fixtures/calls/asks_for_human.yaml")
+    call.add_argument("--url", default="http://127.0.0.1:8080", help="the service's base URL")
+    call.add_argument("--voice-path", default="/voice")
+    call.set_defaults(run=_call)
+    return parser
+
+
+# --- flow ---------------------------------------------------------------------------------------
+
+
+def _flow_check(args: argparse.Namespace) -> int:
+    flow = load_flow(args.path)
+    print(f"{args.path}: ok")
+    print(summarize(flow))
+    return 0
+
+
+def _flow_diagram(args: argparse.Namespace) -> int:
+    print(to_mermaid(load_flow(args.path)))
+    return 0
+
+
+# --- serve --------------------------------------------------------------------------------------
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {
+        key: value
+        for key, value in {
+            "host": getattr(args, "host", None),
+            "port": getattr(args, "port", None),
+            "public_url": getattr(args, "public_url", None),
+            "flow": getattr(args, "flow", None),
+            "script": getattr(args, "script", None),
+            "orders_base_url": getattr(args, "orders_url", None),
+            "transcripts_dir": getattr(args, "transcripts_dir", None),
+        }.items()
+        if value is not None
+    }
+    settings = Settings(**overrides)
+    env_fallbacks = {"webhook_secret": "SAUTIKIT_WEBHOOK_SECRET", "orders_token": "ORDERS_API_TOKEN"}
+    for field_name, variable in env_fallbacks.items():
+        if getattr(settings, field_name) is None and os.environ.get(variable):
+            settings = settings.model_copy(update={field_name: os.environ[variable]})
+    return settings
+
+
+def _scripted_brains(script_path: Path) -> BrainFactory:
+    script = load_script(script_path)
+    return lambda start: ScriptedBrain(script)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings_from(args)
+    configure_logging(json=args.log_format == "json")
+    app = create_app(settings, brain_factory=_scripted_brains(settings.script or DEFAULT_SCRIPT))
+    print(
+        f"orchestrator: serving flow {app[ORCHESTRATOR].flow.name} on http://{settings.host}:{settings.port}"
+        f" — point Sautikit at {settings.public_url}{settings.routes.voice}",
+        file=sys.stderr,
+    )
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    return 0
+
+
+# --- demo and call ------------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    return asyncio.run(_run_demo(args))
+
+
+async def _run_demo(args: argparse.Namespace) -> int:
+    configure_logging(json=True, level=logging.INFO if args.verbose else logging.WARNING)
+    out = args.out or ROOT / "demo-output" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    names = list(DEMO_SCENARIOS) if args.scenario == "all" else [args.scenario]
+    failures = 0
+    for index, name in enumerate(names, start=1):
+        script = load_script(DEMO_SCENARIOS[name])
+        print(f"\n=== call {index}/{len(names)}: {name} — {script.title}", flush=True)
+        settings = Settings(port=0, **({"flow": args.flow} if args.flow else {}))
+        app = create_app(settings, brain_factory=lambda start, s=script: ScriptedBrain(s))
+        orchestrator = app[ORCHESTRATOR]
+        orchestrator.on_call_started.append(_print_live)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            host, port = runner.addresses[0][:2]
+            base = f"http://{host}:{port}"
+            orchestrator.settings = settings.model_copy(update={"public_url": base})
+            if orchestrator.demo_orders is not None:
+                orchestrator.demo_orders.fault = DemoFault(script.orders)
+            call_sid = f"HD_demo{index:04d}"
+            platform = await FakeSautikit(base, options=SimulatorOptions()).call(script, call_sid=call_sid)
+            session = orchestrator.sessions[call_sid]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(session.finished.wait(), timeout=10)
+            _save_call(out, name, session, platform)
+            print(f"--- outcome: {session.transcript.outcome}", flush=True)
+            failures += session.transcript.outcome in ("failed", "unfinished")
+        finally:
+            await runner.cleanup()
+    print(f"\nTranscripts and two-track WAVs (caller left, agent right) are in {out}/")
+    return 1 if failures else 0
+
+
+def _print_live(session: CallSession) -> None:
+    for entry in session.transcript.entries:
+        _print_entry(entry)
+    session.transcript.listeners.append(_print_entry)
+
+
+def _print_entry(entry: Entry) -> None:
+    if entry.kind == "xml":
+        text = entry.text.removeprefix('<?xml version="1.0" encoding="UTF-8"?>')
+        print(f"  {Entry(at_ms=entry.at_ms, kind='xml', text=text).render()}", flush=True)
+    else:
+        print(f"  {entry.render()}", flush=True)
+
+
+def _save_call(out: Path, name: str, session: CallSession, platform: SimulatedCall) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.txt").write_text(session.transcript.render(), encoding="utf-8")
+    (out / f"{name}.json").write_text(session.transcript.to_json(), encoding="utf-8")
+    stereo = interleave(bytes(platform.caller_track), bytes(platform.agent_track))
+    write_wav(out / f"{name}.wav", stereo, session.options.sample_rate, channels=2)
+
+
+def _call(args: argparse.Namespace) -> int:
+    script = load_script(args.script)
+
+    async def place() -> SimulatedCall:
+        sim = FakeSautikit(args.url, options=SimulatorOptions(voice_path=args.voice_path), on_line=print)
+        return await sim.call(script)
+
+    platform = asyncio.run(place())
+    print(f"ended by {platform.ended_by}; dialed {platform.dialed or '-'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Works around a looptime plugin leak that fails this directory under filterwarnings=error.
+
+For every test, sync ones included, looptime's `pytest_pyfunc_call` asks the event-loop policy for
+its loop; on Python 3.11 with no loop set, that call creates one and nobody closes it. When a later
+async test installs its own loop, the stray one is garbage-collected and raises ResourceWarning
+("unclosed event loop"). After each sync test we close whatever loop the policy holds and unset it.
+It lives at the root so that every test directory gets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _close_stray_event_loop(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if inspect.iscoroutinefunction(request.function):
+        return  # pytest-asyncio owns and closes the loop of async tests
+    policy = asyncio.get_event_loop_policy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            loop = policy.get_event_loop()
+        except RuntimeError:
+            return
+    if not loop.is_running():
+        loop.close()
+        policy.set_event_loop(None)
