@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import structlog
 from aiohttp import web
@@ -26,6 +26,7 @@ from orchestrator.brains.base import Brain
 from orchestrator.call.session import CallSession, SessionOptions
 from orchestrator.errors import ConfigError, SignatureError, WebhookError
 from orchestrator.flow import Flow, load_flow
+from orchestrator.logging import mask_phone, mask_phone_numbers_in
 from orchestrator.orders import (
     DEMO_BACKEND,
     DemoOrdersBackend,
@@ -194,7 +195,7 @@ async def _voice_webhook(request: web.Request) -> web.Response:
         session.prefetch_orders()
         xml = _stream_response(orchestrator, session)
         session.note_xml(_redact_token(xml))
-        log.info("call_started", caller=start.caller, state=start.state)
+        log.info("call_started", caller=mask_phone(start.caller or ""), state=start.state)
         asyncio.get_running_loop().call_later(
             orchestrator.settings.stream_connect_timeout_s, _expire_if_unconnected, orchestrator, session
         )
@@ -216,7 +217,9 @@ def _stream_response(orchestrator: Orchestrator, session: CallSession) -> str:
     token = make_stream_token(
         orchestrator.secret, session.call_sid, now=time.time(), ttl=settings.stream_token_ttl_s
     )
-    status_url = f"{settings.public_url}{settings.routes.stream_status}?call_sid={session.call_sid}"
+    status_url = (
+        f"{settings.public_url}{settings.routes.stream_status}?{urlencode({'call_sid': session.call_sid})}"
+    )
     verbs: list[SayVerb | StreamSpec] = []
     if session.greeting.say:
         voice = orchestrator.flow.voice
@@ -322,7 +325,7 @@ async def _stream_status(request: web.Request) -> web.Response:
         or next((fields[k] for k in ("callSid", "CallSid", "call_sid", "sessionId") if k in fields), "")
     )
     # Fire-and-forget notifications with undocumented bodies: log them raw, attach to the call if known.
-    log.info("stream_status", call_sid=call_sid, fields=fields)
+    log.info("stream_status", call_sid=call_sid, fields=mask_phone_numbers_in(fields))
     session = orchestrator.sessions.get(call_sid)
     if session is not None:
         session.note_status(fields)

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["configure_logging", "mask_phone", "mask_phone_numbers"]
+__all__ = ["configure_logging", "mask_phone", "mask_phone_numbers", "mask_phone_numbers_in"]
 
 # A phone number as it appears in webhook fields and text: optional +, 9 to 15 digits, maybe spaced.
 _PHONE = re.compile(r"(?<![\w])\+?\d[\d \-]{7,16}\d(?![\w])")
@@ -44,6 +44,11 @@ def _mask(value: object) -> object:
     if isinstance(value, list | tuple):
         return [_mask(v) for v in value]
     return value
+
+
+def mask_phone_numbers_in(fields: Mapping[str, str]) -> dict[str, object]:
+    """Mask numbers in raw fields before they are logged, whatever logging setup the embedding app has."""
+    return {key: _mask(value) for key, value in fields.items()}
 
 
 def mask_phone_numbers(

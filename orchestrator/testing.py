@@ -18,7 +18,7 @@ from pathlib import Path
 from aiohttp import web
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
-from orchestrator.app import ORCHESTRATOR, create_app
+from orchestrator.app import ORCHESTRATOR, BrainFactory, create_app
 from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.call.transcript import Transcript
 from orchestrator.flow import Flow, load_flow
@@ -67,12 +67,18 @@ async def run_scripted_call(
     settings: Settings | None = None,
     simulator: SimulatorOptions | None = None,
     call_sid: str = "HD_test0001",
+    brain_factory: BrainFactory | None = None,
 ) -> CallRecord:
-    """Serve the flow with a scripted brain and place the script's call against it."""
+    """Serve the flow and place the script's call against it.
+
+    The brain is a ScriptedBrain playing the script's agent turns unless `brain_factory` gives another one
+    (e.g. a Gemini Live adapter pointed at a local fake); the script's caller turns always drive the caller.
+    """
     script = script if isinstance(script, CallScript) else load_script(script)
     settings = settings or Settings()
     flow_model = flow if isinstance(flow, Flow) else load_flow(flow or settings.flow)
-    app = create_app(settings, brain_factory=lambda start: ScriptedBrain(script), flow=flow_model)
+    factory = brain_factory or (lambda start: ScriptedBrain(script))
+    app = create_app(settings, brain_factory=factory, flow=flow_model)
     # A plain AppRunner, as `orchestrator serve` runs: no test-only handler cancellation.
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -192,18 +192,19 @@ class CallSession:
         )
         self._pacer = pacer
         try:
-            async with asyncio.TaskGroup() as tasks:
-                self._tasks = tasks
-                tasks.create_task(self._write_audio(pacer))
-                tasks.create_task(self._read_stream(media))
-                await self.brain.start(self._call_info())
-                tasks.create_task(self._pump_brain())
-                await self._enter(self.machine.send("stream_started"))
-                await self._route()
-                raise _CallOver
-        except* _CallOver:
-            pass
-        except* asyncio.CancelledError:
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    self._tasks = tasks
+                    tasks.create_task(self._write_audio(pacer))
+                    tasks.create_task(self._read_stream(media))
+                    await self.brain.start(self._call_info())
+                    tasks.create_task(self._pump_brain())
+                    await self._enter(self.machine.send("stream_started"))
+                    await self._route()
+                    raise _CallOver
+            except* _CallOver:
+                pass
+        except asyncio.CancelledError:
             # The server may cancel a handler whose connection dropped (aiohttp's handler_cancellation):
             # that is the caller leaving too, and the record must say so before the cancellation goes on.
             self._record_lost_stream()

@@ -138,11 +138,7 @@ class _CallRun:
         else:
             body = "&".join(f"{k}={quote_plus(v)}" for k, v in fields.items()).encode()
             content_type = "application/x-www-form-urlencoded"
-        headers = {"Content-Type": content_type}
-        if self.options.webhook_secret:
-            headers["X-Sautikit-Signature"] = sign_webhook(
-                self.options.webhook_secret.encode(), body, now=time.time()
-            )
+        headers = self.signed({"Content-Type": content_type}, body)
         async with self.http.post(
             self.resolve(self.base_url + self.options.voice_path), data=body, headers=headers
         ) as response:
@@ -176,10 +172,21 @@ class _CallRun:
     async def status(self, event: str) -> None:
         if not self.status_url:
             return
-        body = {"callSid": self.result.call_sid, "event": event}
+        body = json.dumps({"callSid": self.result.call_sid, "event": event}).encode()
+        headers = self.signed({"Content-Type": "application/json"}, body)
         with contextlib.suppress(aiohttp.ClientError):
-            async with self.http.post(self.resolve(self.status_url), json=body) as response:
+            async with self.http.post(
+                self.resolve(self.status_url), data=body, headers=headers
+            ) as response:
                 await response.read()
+
+    def signed(self, headers: dict[str, str], body: bytes) -> dict[str, str]:
+        """Sign a request the way Sautikit does when the number has a signing secret."""
+        if self.options.webhook_secret:
+            headers["X-Sautikit-Signature"] = sign_webhook(
+                self.options.webhook_secret.encode(), body, now=time.time()
+            )
+        return headers
 
     # --- the media stream -------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
 from orchestrator.telephony.signing import verify_stream_token
+from orchestrator.testing import run_scripted_call
 
 SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "calls" / "returning_caller_by_phone.yaml"
 PUBLIC_URL = "https://agent.example.com"
@@ -318,3 +319,15 @@ async def test_voice_webhook_greeting_text_is_escaped_xml(aiohttp_client: Aiohtt
     assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>')
     stream = _stream(ET.fromstring(text))  # noqa: S314
     assert parse_qs(urlsplit(stream.get("url") or "").query)["call_sid"] == ["HD_<&>01"]
+
+
+@pytest.mark.looptime
+async def test_voice_webhook_json_encoded_whole_call_resolves() -> None:
+    """A whole call whose platform POSTs JSON webhooks is served and resolved like a form-encoded one."""
+    script = load_script(SCRIPT).model_copy(update={"webhook": "json"})
+
+    record = await run_scripted_call(script, call_sid="HD_jsoncall01")
+
+    assert record.transcript.outcome == "resolved"
+    assert [ET.fromstring(xml).tag for xml in record.platform.xml_answers] == ["Response", "Response"]  # noqa: S314
+    assert list(ET.fromstring(record.platform.xml_answers[-1])) == []  # noqa: S314
