@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
@@ -69,6 +69,14 @@ class Orchestrator:
     finished: list[CallSession] = field(default_factory=list)
     on_call_started: list[Callable[[CallSession], None]] = field(default_factory=list)
     on_call_finished: list[Callable[[CallSession], None]] = field(default_factory=list)
+
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[object, object, None]) -> None:
+        """Run service-level work (not tied to one request); cancelled when the app shuts down."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     @property
     def secret(self) -> bytes:
@@ -140,8 +148,9 @@ async def _orders_client(app: web.Application) -> AsyncIterator[None]:
         )
         orchestrator.orders = await stack.enter_async_context(OrdersClient(config))
         yield
-        for session in list(orchestrator.sessions.values()):
-            session.finished.set()
+        for task in list(orchestrator.background):
+            task.cancel()
+        await asyncio.gather(*orchestrator.background, return_exceptions=True)
 
 
 @contextlib.asynccontextmanager
@@ -285,16 +294,21 @@ async def _media_stream(request: web.Request) -> web.StreamResponse:
 
 def _finish(orchestrator: Orchestrator, session: CallSession) -> None:
     orchestrator.finished.append(session)
+    orchestrator.spawn(_after_call(orchestrator, session))
+    asyncio.get_running_loop().call_later(
+        FINISHED_CALL_TTL_S, orchestrator.sessions.pop, session.call_sid, None
+    )
+
+
+async def _after_call(orchestrator: Orchestrator, session: CallSession) -> None:
+    """Once the outcome is known (a Dial is only answered on Sautikit's next request), report and persist."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(session.finished.wait(), timeout=FINISHED_CALL_TTL_S)
     for callback in orchestrator.on_call_finished:
         callback(session)
     directory = orchestrator.settings.transcripts_dir
     if directory is not None:
-        asyncio.get_running_loop().create_task(_save_transcript(directory, session)).add_done_callback(
-            _log_save_failure
-        )
-    asyncio.get_running_loop().call_later(
-        FINISHED_CALL_TTL_S, orchestrator.sessions.pop, session.call_sid, None
-    )
+        await _save_transcript(directory, session)
 
 
 async def _save_transcript(directory: Path, session: CallSession) -> None:
@@ -303,12 +317,10 @@ async def _save_transcript(directory: Path, session: CallSession) -> None:
         (directory / f"{session.call_sid}.txt").write_text(session.transcript.render(), encoding="utf-8")
         (directory / f"{session.call_sid}.json").write_text(session.transcript.to_json(), encoding="utf-8")
 
-    await asyncio.to_thread(write)
-
-
-def _log_save_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("transcript_not_saved", error=str(task.exception()))
+    try:
+        await asyncio.to_thread(write)
+    except OSError as exc:
+        log.error("transcript_not_saved", error=str(exc))
 
 
 async def _stream_status(request: web.Request) -> web.Response:

@@ -1,7 +1,7 @@
 """Embedding: `add_routes` into a user's own aiohttp application, on custom paths, served end to end.
 
-The fake Sautikit places a whole scripted call against the user's app over real loopback sockets, so the custom
-voice, audio and status paths are each exercised the way the platform would use them.
+The fake Sautikit places a whole scripted call against the user's app over real loopback sockets, so
+the custom voice, audio and status paths are each exercised the way the platform would use them.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ async def test_add_routes_custom_paths_serve_a_whole_call(
 
 
 async def test_add_routes_leaves_the_users_routes_alone_and_moves_ours(aiohttp_client: AiohttpClient) -> None:
-    """The user's own route still answers, ours answer on the custom paths, and the defaults are not mounted."""
+    """The user's own route still answers, ours move to the custom paths, the defaults are not mounted."""
     app = web.Application()
     app.router.add_get("/", _shop_home)
     add_routes(

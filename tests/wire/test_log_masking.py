@@ -1,8 +1,8 @@
 """Phone numbers never reach the logs in full: the webhook, status callback and socket paths, over the wire.
 
-The first test captures the raw events our code emits (no processors), which is what an application that embeds
-the orchestrator with its own structlog configuration would write. The second runs the same traffic through
-the processor `configure_logging()` installs, which is what `orchestrator serve` writes.
+The first test captures the raw events our code emits (no processors), which is what an application that
+embeds the orchestrator with its own structlog configuration would write. The second runs the same traffic
+through the processor `configure_logging()` installs, which is what `orchestrator serve` writes.
 """
 
 from __future__ import annotations
@@ -76,14 +76,13 @@ async def _drive_one_call(http: TestClient[web.Request, web.Application]) -> Non
         assert (await ws.receive(timeout=5)).type is aiohttp.WSMsgType.BINARY
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py logs the raw caller number (call_started caller=..., stream_status fields=...) and relies on "
-    "the mask processor of configure_logging(), so an embedding app's own structlog setup logs it in full",
-)
 @pytest.mark.looptime
 async def test_log_masking_raw_events_never_carry_a_full_caller_number(aiohttp_client: AiohttpClient) -> None:
-    """No event our code emits carries the caller's full number, before any processor runs."""
+    """No event our code emits carries the caller's full number, before any processor runs.
+
+    Regression: app.py logged `call_started caller=<full number>` and the raw status fields, relying on
+    the mask processor of `configure_logging()`, so an embedding app's own structlog setup logged them.
+    """
     app = create_app(
         Settings(public_url="https://agent.example.com"),
         brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
@@ -98,7 +97,9 @@ async def test_log_masking_raw_events_never_carry_a_full_caller_number(aiohttp_c
 
 
 @pytest.mark.looptime
-async def test_log_masking_configured_pipeline_masks_every_caller_number(aiohttp_client: AiohttpClient) -> None:
+async def test_log_masking_configured_pipeline_masks_every_caller_number(
+    aiohttp_client: AiohttpClient,
+) -> None:
     """Through the mask processor `configure_logging()` installs, no event keeps the caller's full number."""
     app = create_app(
         Settings(public_url="https://agent.example.com"),

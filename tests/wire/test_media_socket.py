@@ -12,6 +12,7 @@ import gc
 import json
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -124,7 +125,9 @@ async def test_media_socket_without_token_is_403(aiohttp_client: AiohttpClient) 
     ],
     ids=["mac", "expiry", "garbage", "empty"],
 )
-async def test_media_socket_with_tampered_token_is_403(aiohttp_client: AiohttpClient, tamper: object) -> None:
+async def test_media_socket_with_tampered_token_is_403(
+    aiohttp_client: AiohttpClient, tamper: Callable[[str], str]
+) -> None:
     """A token changed in any way is refused with 403, and the call stays open for the real socket."""
     app = create_app(
         Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
@@ -132,7 +135,7 @@ async def test_media_socket_with_tampered_token_is_403(aiohttp_client: AiohttpCl
     )
     client = await aiohttp_client(app)
     _, token = await _place_call(client, "HD_tamper01")
-    bad = tamper(token)  # type: ignore[operator]
+    bad = tamper(token)
 
     status = await _handshake_status(
         client, "/audio?" + urlencode({"call_sid": "HD_tamper01", "token": bad}), protocols=(SUBPROTOCOL,)
@@ -246,7 +249,7 @@ async def test_media_socket_two_simultaneous_sockets_for_one_call_let_only_one_i
 async def test_media_socket_selects_the_drachtio_subprotocol_and_streams_640_byte_frames(
     aiohttp_client: AiohttpClient,
 ) -> None:
-    """The accepted socket selects audio.drachtio.org and sends agent audio as 640-byte (20 ms) binary frames."""
+    """The socket selects audio.drachtio.org and sends agent audio as 640-byte (20 ms) binary frames."""
     app = create_app(
         Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
         brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
@@ -312,7 +315,9 @@ async def test_media_socket_garbage_metadata_and_odd_frame_sizes_do_not_break_th
 
 
 @pytest.mark.looptime
-async def test_media_socket_valid_metadata_is_recorded_in_the_transcript(aiohttp_client: AiohttpClient) -> None:
+async def test_media_socket_valid_metadata_is_recorded_in_the_transcript(
+    aiohttp_client: AiohttpClient,
+) -> None:
     """A metadata frame nested under `metadata` is read and its safe fields recorded on the call."""
     app = create_app(
         Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
@@ -361,10 +366,10 @@ async def test_media_socket_closed_by_the_platform_ends_the_call_as_abandoned(
 async def test_media_socket_dropped_connection_leaves_no_unretrieved_handler_error(
     aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A handler cancelled because the platform's connection dropped ends as a plain cancellation, not an error.
+    """A handler cancelled because the platform's connection dropped ends as a plain cancellation.
 
-    Regression: CallSession.run once re-raised the cancellation from `except*`, wrapped in a BaseExceptionGroup,
-    so aiohttp logged "Task exception was never retrieved" for every dropped stream.
+    Regression: CallSession.run once re-raised the cancellation from `except*`, wrapped in a
+    BaseExceptionGroup, so aiohttp logged "Task exception was never retrieved" for every dropped stream.
     """
     app = create_app(
         Settings(public_url=PUBLIC_URL, stream_secret=SECRET),

@@ -1,7 +1,7 @@
 """The voice webhook over a real loopback socket: liberal parsing in, strict voice XML out.
 
-Each test builds the service inline with `create_app` and POSTs to it the way Sautikit does (form or JSON, every
-field-name variant of reference/sautikit.md), then reads the answer as XML with ElementTree.
+Each test builds the service inline with `create_app` and POSTs to it the way Sautikit does (form or JSON,
+every field-name variant of reference/sautikit.md), then reads the answer as XML with ElementTree.
 """
 
 from __future__ import annotations
@@ -135,7 +135,8 @@ async def test_voice_webhook_stream_url_carries_call_sid_and_a_token_that_verifi
 
     response = await client.post("/voice", data=body, headers=headers)
 
-    query = parse_qs(urlsplit(_stream(ET.fromstring(await response.text())).get("url") or "").query)  # noqa: S314
+    stream = _stream(ET.fromstring(await response.text()))  # noqa: S314
+    query = parse_qs(urlsplit(stream.get("url") or "").query)
     assert query["call_sid"] == ["HD_token01"]
     verify_stream_token(SECRET.encode(), "HD_token01", query["token"][0], now=time.time())
     with pytest.raises(Exception, match="does not match"):
@@ -236,9 +237,8 @@ async def test_voice_webhook_repost_in_json_after_form_is_still_the_same_call(
     response = await client.post("/voice", data=again, headers=json_headers)
 
     assert list(ET.fromstring(await response.text())) == []  # noqa: S314
-    assert "webhook again (callSessionState=-)" in app[ORCHESTRATOR].sessions["HD_mixed01"].transcript.of_kind(
-        "call"
-    )
+    transcript = app[ORCHESTRATOR].sessions["HD_mixed01"].transcript
+    assert "webhook again (callSessionState=-)" in transcript.of_kind("call")
 
 
 @pytest.mark.parametrize(
@@ -329,5 +329,6 @@ async def test_voice_webhook_json_encoded_whole_call_resolves() -> None:
     record = await run_scripted_call(script, call_sid="HD_jsoncall01")
 
     assert record.transcript.outcome == "resolved"
-    assert [ET.fromstring(xml).tag for xml in record.platform.xml_answers] == ["Response", "Response"]  # noqa: S314
-    assert list(ET.fromstring(record.platform.xml_answers[-1])) == []  # noqa: S314
+    first, again = (ET.fromstring(xml) for xml in record.platform.xml_answers)  # noqa: S314
+    assert first.find("Stream") is not None
+    assert list(again) == []

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -79,7 +80,7 @@ async def test_webhook_signature_plain_hex_form_is_200(aiohttp_client: AiohttpCl
     ids=["absent", "empty", "other-secret", "other-body", "stale", "future", "garbled", "not-hex"],
 )
 async def test_webhook_signature_missing_or_bad_is_403(
-    aiohttp_client: AiohttpClient, make_header: object, reason: str
+    aiohttp_client: AiohttpClient, make_header: Callable[[], str | None], reason: str
 ) -> None:
     """A missing, wrong, stale or malformed signature is refused with 403, says why, and starts no call."""
     app = create_app(
@@ -87,7 +88,7 @@ async def test_webhook_signature_missing_or_bad_is_403(
         brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
     )
     client = await aiohttp_client(app)
-    header = make_header()  # type: ignore[operator]
+    header = make_header()
     headers = {"Content-Type": FORM}
     if header is not None:
         headers["X-Sautikit-Signature"] = header
@@ -145,14 +146,12 @@ async def test_webhook_signature_whole_signed_call_resolves() -> None:
     assert not any("HTTP 403" in line for line in record.platform.log)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the simulator (simulator/sautikit.py _CallRun.status) does not sign stream status callbacks, "
-    "which the app verifies when a webhook secret is set, so they are refused with 403",
-)
 @pytest.mark.looptime
 async def test_webhook_signature_whole_signed_call_records_stream_status() -> None:
-    """With a secret set, the simulated platform's stream status callbacks still reach the call's transcript."""
+    """With a secret set, the simulated platform's stream status callbacks still reach the call's transcript.
+
+    Regression: the simulator sent status callbacks unsigned, and the app (rightly) refused them with 403.
+    """
     record = await run_scripted_call(SCRIPT, settings=Settings(webhook_secret=WEBHOOK_SECRET))
 
     assert record.transcript.of_kind("status") == [

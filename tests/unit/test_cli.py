@@ -1,0 +1,139 @@
+"""The `orchestrator` command line, run the way users run it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+import structlog
+
+from orchestrator.cli import _run_demo, main
+from orchestrator.script import load_script
+from orchestrator.simulator import FakeSautikit
+
+ROOT = Path(__file__).resolve().parents[2]
+FLOW = ROOT / "flows" / "order_status.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging():
+    yield
+    structlog.reset_defaults()
+
+
+def test_cli_help_lists_every_command(capsys):
+    """`orchestrator --help` names serve, flow, demo and call."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("serve", "flow", "demo", "call"):
+        assert command in out
+
+
+def test_cli_serve_help_documents_environment_variables(capsys):
+    """`orchestrator serve --help` documents the flags and their environment variables."""
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    out = capsys.readouterr().out
+    for text in ("--public-url", "ORCHESTRATOR_PUBLIC_URL", "ORCHESTRATOR_PORT", "SAUTIKIT_WEBHOOK_SECRET"):
+        assert text in out
+
+
+def test_cli_flow_check_summarises_a_valid_flow(capsys):
+    """A valid flow exits 0 with a summary naming its states and tools."""
+    assert main(["flow", "check", str(FLOW)]) == 0
+    out = capsys.readouterr().out
+    assert f"{FLOW}: ok" in out
+    for name in ("greeting", "identifying", "looking_up", "narrating", "escalating", "ended", "lookup_order"):
+        assert name in out
+
+
+def test_cli_flow_check_reports_located_errors(tmp_path, capsys):
+    """An invalid flow exits 1 and prints every problem as path:line:col: message."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "flow: broken\ninitial: greeting\nstates:\n  greeting:\n    on:\n      stream_started: nowhere\n"
+    )
+    assert main(["flow", "check", str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err
+    assert all(line.startswith(f"{bad}:") for line in err)
+    assert any(":6:" in line and "nowhere" in line for line in err)
+
+
+def test_cli_flow_diagram_prints_mermaid(capsys):
+    """`flow diagram` prints a Mermaid state diagram of the flow."""
+    assert main(["flow", "diagram", str(FLOW)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("stateDiagram-v2")
+    assert "greeting --> identifying" in out
+
+
+def test_cli_without_command_prints_help(capsys):
+    """Running with no command shows the help and exits 2."""
+    assert main([]) == 2
+    assert "commands" in capsys.readouterr().out
+
+
+@pytest.mark.looptime
+async def test_cli_demo_writes_transcript_and_two_track_wav(tmp_path, capsys):
+    """The demo serves, places a call, prints it live and leaves a transcript and a stereo WAV."""
+    args = argparse.Namespace(scenario="by-phone", out=tmp_path, flow=None, verbose=False)
+    assert await _run_demo(args) == 0
+    out = capsys.readouterr().out
+    assert "greeting -> identifying" in out
+    assert "outcome: resolved" in out
+    transcript = (tmp_path / "by-phone.txt").read_text()
+    assert "lookup_order" in transcript
+    wav = (tmp_path / "by-phone.wav").read_bytes()
+    assert wav[:4] == b"RIFF"
+    assert int.from_bytes(wav[22:24], "little") == 2  # caller and agent tracks
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_cli_serve_answers_a_call_as_a_real_process(tmp_path):
+    """`orchestrator serve` started as a process answers a simulated Sautikit call end to end."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "ORCHESTRATOR_TRANSCRIPTS_DIR": str(tmp_path)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orchestrator.cli", "serve", "--port", str(port), "--public-url", base,
+        "--script", str(ROOT / "fixtures" / "calls" / "asks_for_human.yaml"),
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                try:
+                    async with http.get(f"{base}/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the service did not start")
+        script = load_script(ROOT / "fixtures" / "calls" / "asks_for_human.yaml")
+        platform = await FakeSautikit(base).call(script, call_sid="HD_process01")
+        assert platform.dialed == "+254700000100"
+        for _ in range(50):
+            if (tmp_path / "HD_process01.txt").exists():
+                break
+            await asyncio.sleep(0.1)
+        assert "outcome   escalated" in (tmp_path / "HD_process01.txt").read_text()
+    finally:
+        process.terminate()
+        _, stderr = await process.communicate()
+    assert b"Traceback" not in stderr
