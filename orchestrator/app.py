@@ -83,10 +83,14 @@ class Orchestrator:
         return self.settings.stream_secret.encode()
 
     def options(self) -> SessionOptions:
+        both = self.settings.track == "both_tracks"
         return SessionOptions(
             sample_rate=self.settings.sample_rate,
-            channels=2 if self.settings.track == "both_tracks" else 1,
+            # both_tracks: stereo (caller, agent) unless the stream's metadata says the mix is mono,
+            # in which case the agent's echo is taken out of it.
+            channels=2 if both else 1,
             lookup_deadline_s=self.settings.lookup_deadline_s,
+            cancel_echo=both,
         )
 
 

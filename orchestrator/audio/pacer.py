@@ -101,6 +101,7 @@ class PacedWriter:
         "_lead",
         "_loop",
         "_on_done",
+        "_paused",
         "_playing",
         "_queue",
         "_rate",
@@ -142,6 +143,7 @@ class PacedWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
         self._closed = False
+        self._paused = False
 
     # -- state -------------------------------------------------------------------------------
 
@@ -195,6 +197,25 @@ class PacedWriter:
                 self._wake()
                 return
 
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        """Hold: send nothing more until `resume()` or `flush()`; queued audio is kept.
+
+        The caller may only be saying "mhmm": pausing (with `killAudio` for the platform's buffer) silences
+        the agent at once without losing its place. What the platform had buffered (at most the lead) is
+        not replayed on resume.
+        """
+        self._paused = True
+
+    def resume(self) -> None:
+        """Carry on sending after a `pause()`."""
+        if self._paused:
+            self._paused = False
+            self._wake()
+
     def flush(self) -> list[PlayedSegment]:
         """Barge-in: drop all queued audio now and report what was heard of each cut utterance.
 
@@ -220,6 +241,7 @@ class PacedWriter:
         self._playing.clear()
         self._queue.clear()
         self._anchor, self._anchor_frames = now, 0  # far-end buffer is being killed too
+        self._paused = False
         self._idle.set()
         self._wake()
         return heard
@@ -234,7 +256,7 @@ class PacedWriter:
         loop = self._loop = asyncio.get_running_loop()
         try:
             while True:
-                head = self._next_sendable()
+                head = None if self._paused else self._next_sendable()
                 if head is None:
                     await self._sleep(None)
                     continue

@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable, Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import structlog
 
+from orchestrator.audio.echo import EchoGate
 from orchestrator.audio.frames import PcmAssembler
 from orchestrator.audio.pacer import PacedWriter, PlayedSegment
 from orchestrator.audio.synth import synthesize_speech
@@ -59,9 +60,19 @@ class SessionOptions:
     sample_rate: int = 16000
     channels: int = 1
     lookup_deadline_s: float = 5.0
-    vad: Literal["webrtc", "energy"] = "webrtc"
-    # Speech shorter than this never interrupts the agent (coughs, clicks, "mhmm").
-    barge_in_min_speech_ms: int = 120
+    # The inbound mix may carry the agent's own voice (track="both_tracks", mono): remove it before VAD.
+    cancel_echo: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BargeInRecord:
+    """One time the caller spoke over the agent: what the session decided and how fast."""
+
+    onset_ms: int  # stream position where the caller's speech began
+    decided_at: float  # loop time of the VAD decision (the agent paused, killAudio sent)
+    frames_after_decision: int  # agent frames that still left after the decision (0 is the goal)
+    outcome: Literal["interrupted", "backchannel", "ignored"]
+    heard_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,7 +92,20 @@ class _UtterancePlayed:
     segment: PlayedSegment
 
 
-_Input = VadEvent | BrainEvent | _LookupDone | _SilenceTimeout | _UtterancePlayed | StreamClosed
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _ConfirmBargeIn:
+    generation: int
+
+
+_Input = (
+    VadEvent
+    | _ConfirmBargeIn
+    | BrainEvent
+    | _LookupDone
+    | _SilenceTimeout
+    | _UtterancePlayed
+    | StreamClosed
+)
 
 
 class CallSession:
@@ -129,6 +153,14 @@ class CallSession:
         self._brain_alive = True
         self._order_delivered = False
         self._caller_left = False
+        self.barge_ins: list[BargeInRecord] = []
+        self._pending_barge_in: tuple[VadEvent, float, int] | None = None  # onset, decided_at, frames then
+        self._barge_generation = 0
+        self._barge_speaking = False
+        self._heard_at_pause: tuple[str | None, int] = (None, 0)
+        self._barge_stopped_at = 0
+        self._frames_out = 0
+        self._echo = EchoGate(rate=options.sample_rate) if options.cancel_echo else None
         self.greeting = self.machine.start()
         self._note("call", self._call_line(start))
         self._note("state", f"-> {self.greeting.state}")
@@ -186,7 +218,7 @@ class CallSession:
         self._media = media
         self._note("stream", "connected")
         pacer = PacedWriter(
-            media.send_audio,
+            self._send_frame,
             rate=self.options.sample_rate,
             on_utterance_done=lambda seg: self._inbox.put_nowait(_UtterancePlayed(segment=seg)),
         )
@@ -223,10 +255,28 @@ class CallSession:
         with contextlib.suppress(ConnectionError):
             await pacer.run()
 
+    async def _send_frame(self, frame: bytes) -> None:
+        assert self._media is not None
+        self._frames_out += 1
+        if self._echo is not None:
+            self._echo.played(frame, at_s=self._loop.time())
+        await self._media.send_audio(frame)
+
+    def _detectors(self) -> tuple[VoiceActivityDetector, VoiceActivityDetector]:
+        """Two views of the caller's audio: turn-taking (slow to end) and barge-in (quick to end)."""
+        vad = self.flow.vad
+        rate = self.options.sample_rate
+        common: dict[str, int] = {"rate": rate, "min_speech_ms": vad.min_speech_ms}
+        if vad.detector == "webrtc":
+            common["mode"] = vad.aggressiveness
+        turns = make_vad(vad.detector, **common, min_silence_ms=vad.end_of_turn_ms)
+        barge = make_vad(vad.detector, **common, min_silence_ms=vad.backchannel_silence_ms)
+        return turns, barge
+
     async def _read_stream(self, media: MediaStream) -> None:
         channels = self.options.channels
         assembler: PcmAssembler | None = None
-        vad = make_vad(self.options.vad, rate=self.options.sample_rate)
+        turns, barge = self._detectors()
         async for item in media.frames():
             if isinstance(item, StreamPcm):
                 if assembler is None:
@@ -234,12 +284,19 @@ class CallSession:
                 pcm = assembler.feed(item.data)
                 if not pcm:
                     continue
-                for event in vad.feed(pcm):
+                if self._echo is not None:
+                    pcm = self._echo.clean(pcm, arrived_s=self._loop.time())
+                for event in barge.feed(pcm):
+                    # Decided here, not after a trip through the inbox: the agent must fall silent now.
+                    self._on_barge_vad(event)
+                for event in turns.feed(pcm):
                     self._inbox.put_nowait(event)
                 if self._brain_alive:
                     await self.brain.push_audio(pcm)
             elif isinstance(item, StreamMetadata):
                 channels = item.channels
+                if channels == 2:
+                    self._echo = None  # a stereo mix keeps the agent on its own channel: no echo to remove
                 self._note("stream", f"metadata {json.dumps(_safe_metadata(item), sort_keys=True)}")
             else:
                 self._inbox.put_nowait(item)
@@ -273,6 +330,9 @@ class CallSession:
     async def _handle(self, item: _Input) -> None:
         if isinstance(item, VadEvent):
             await self._on_vad(item)
+        elif isinstance(item, _ConfirmBargeIn):
+            if item.generation == self._barge_generation:
+                await self._confirm_barge_in()
         elif isinstance(item, Speech):
             if item.utterance_id is not None:
                 self._utterance_text[item.utterance_id] = item.text
@@ -301,38 +361,113 @@ class CallSession:
         if event.kind == "speech_started":
             self._caller_speaking = True
             self._cancel_silence()
-            await self._maybe_barge_in(event)
             await self._enter(self.machine.send("speech_started"))
         else:
             self._caller_speaking = False
             await self._enter(self.machine.send("speech_stopped"))
             self._arm_silence()
 
-    async def _maybe_barge_in(self, event: VadEvent) -> None:
+    # Barge-in runs in two steps. Speech over the agent pauses it at once (and `killAudio` empties the
+    # platform's buffer): that is what makes the agent stop within a frame. If the caller is still talking
+    # `barge_in_confirm_ms` after they began, the agent's reply is cut off for good; if a "mhmm" or a cough
+    # has already stopped by then, the agent carries on where it paused.
+
+    def _on_barge_vad(self, event: VadEvent) -> None:
         pacer = self._pacer
-        if pacer is None or not pacer.speaking:
+        self._barge_speaking = event.kind == "speech_started"
+        if event.kind == "speech_stopped":
+            self._barge_stopped_at = event.at_ms
+            return
+        if pacer is None or not pacer.speaking or self._pending_barge_in is not None:
             return
         if not self.machine.state_spec().interruptible:
+            self.barge_ins.append(
+                BargeInRecord(
+                    onset_ms=event.at_ms, decided_at=self._loop.time(), frames_after_decision=0,
+                    outcome="ignored",
+                )
+            )
             self._note("barge-in", f"ignored: {self.machine.state} is not interruptible")
             return
-        cut = pacer.flush()  # synchronous: no further agent frame leaves after this line
+        pacer.pause()  # synchronous: no further agent frame leaves after this line
+        # What the caller has heard stops growing here: the platform's buffer is being killed.
+        self._heard_at_pause = (pacer.current_utterance, pacer.played_ms())
+        self._pending_barge_in = (event, self._loop.time(), self._frames_out)
+        self._barge_generation += 1
+        assert self._tasks is not None
+        self._tasks.create_task(self._kill_platform_audio())
+        vad = self.flow.vad
+        wait_s = max(0, vad.barge_in_confirm_ms - vad.min_speech_ms) / 1000
+        self._loop.call_later(
+            wait_s, self._inbox.put_nowait, _ConfirmBargeIn(generation=self._barge_generation)
+        )
+
+    async def _kill_platform_audio(self) -> None:
         if self._media is not None:
             with contextlib.suppress(ConnectionError):
                 await self._media.kill_audio()
+
+    async def _confirm_barge_in(self) -> None:
+        """Still talking at the deadline: an interruption. Quiet again: a backchannel, so carry on."""
+        if self._barge_speaking:
+            await self._commit_barge_in()
+        else:
+            await self._settle_barge_in()
+
+    async def _settle_barge_in(self) -> None:
+        if self._pending_barge_in is None:
+            return
+        onset, decided_at, frames_then = self._pending_barge_in
+        self._pending_barge_in = None
+        self._barge_generation += 1
+        if self._pacer is not None:
+            self._pacer.resume()
+        self.barge_ins.append(
+            BargeInRecord(
+                onset_ms=onset.at_ms, decided_at=decided_at,
+                frames_after_decision=self._frames_out - frames_then, outcome="backchannel",
+            )
+        )
+        self._note(
+            "barge-in",
+            f"short sound over the agent ({self._barge_stopped_at - onset.at_ms} ms):"
+            " not an interruption, agent resumed",
+        )
+
+    async def _commit_barge_in(self) -> None:
+        if self._pending_barge_in is None or self._pacer is None:
+            return
+        onset, decided_at, frames_then = self._pending_barge_in
+        self._pending_barge_in = None
+        paused_id, paused_heard = self._heard_at_pause
+        cut = [
+            replace(segment, played_ms=min(segment.played_ms, paused_heard))
+            if segment.utterance_id == paused_id
+            else segment
+            for segment in self._pacer.flush()
+        ]
         for segment in cut:
             self._cut.add(segment.utterance_id)
         heard = next((s for s in cut if s.played_ms > 0), cut[0] if cut else None)
+        self.barge_ins.append(
+            BargeInRecord(
+                onset_ms=onset.at_ms, decided_at=decided_at,
+                frames_after_decision=self._frames_out - frames_then, outcome="interrupted",
+                heard_ms=heard.played_ms if heard else None,
+            )
+        )
         if heard is None:
             return
         words = self._heard_words(heard)
         self._note(
             "barge-in",
-            f"caller spoke at {event.at_ms} ms of stream; agent cut at {heard.played_ms}/{heard.total_ms} ms;"
+            f"caller spoke at {onset.at_ms} ms of stream; agent cut at {heard.played_ms}/{heard.total_ms} ms;"
             f' heard "{words}"',
         )
-        await self.brain.interrupt(
-            Heard(utterance_id=heard.utterance_id, played_ms=heard.played_ms, total_ms=heard.total_ms)
-        )
+        if self._brain_alive:
+            await self.brain.interrupt(
+                Heard(utterance_id=heard.utterance_id, played_ms=heard.played_ms, total_ms=heard.total_ms)
+            )
 
     def _heard_words(self, segment: PlayedSegment) -> str:
         text = self._utterance_text.get(segment.utterance_id, "")

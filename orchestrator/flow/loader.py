@@ -27,7 +27,14 @@ from statemachine.exceptions import InvalidDefinition
 from orchestrator.errors import FlowError, FlowProblem
 from orchestrator.flow.guards import GuardError
 from orchestrator.flow.machine import compile_transition_guard, machine_class
-from orchestrator.flow.model import KNOWN_EVENTS, TOOL_EVENT_PREFIX, Flow, Transition
+from orchestrator.flow.model import (
+    KNOWN_EVENTS,
+    POLICY_MOMENTS,
+    TOOL_EVENT_PREFIX,
+    Flow,
+    Policy,
+    Transition,
+)
 from orchestrator.flow.templates import find_placeholders, known_variables
 
 __all__ = ["load_flow", "load_flow_text"]
@@ -219,6 +226,8 @@ def _cross_check(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
     yield from _check_names(flow, source)
     yield from _check_counters(flow, source)
     yield from _check_templates(flow, source)
+    if flow.policy is not None:
+        yield from _check_policy(flow, flow.policy, source)
     if flow.order_number is not None:
         try:
             re.compile(flow.order_number.pattern)
@@ -327,6 +336,10 @@ def _check_templates(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
         for field, text in (("say", spec.say), ("instructions", spec.instructions)):
             if text is not None:
                 templates.append((("states", name, field), text))
+        for event, transitions in spec.on.items():
+            for index, transition in enumerate(transitions):
+                if transition.say is not None:
+                    templates.append((("states", name, "on", event, index, "say"), transition.say))
     for loc, text in templates:
         seen: dict[str, int] = {}
         for placeholder in find_placeholders(text):
@@ -341,6 +354,62 @@ def _check_templates(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
             else:
                 continue
             yield source.problem_inside(loc, placeholder.raw, occurrence, message)
+
+
+# Policy phrases become grammar words: plain lowercase words the recogniser's dictionary can hold.
+_PHRASE = re.compile(r"[a-z']+( [a-z']+)*")
+# What the offline policy adds to a flow's template variables: the order number it asked about.
+POLICY_VARIABLES = frozenset({"request.order_number", "request.order_number_spoken"})
+
+
+def _check_policy(flow: Flow, policy: Policy, source: _Source) -> Iterator[FlowProblem]:
+    base: Loc = ("policy",)
+    templates: list[tuple[Loc, str]] = []
+    slot = policy.order_number
+    if slot is not None:
+        if slot.tool not in flow.tools:
+            yield source.problem((*base, "order_number", "tool"), f"unknown tool {slot.tool!r}")
+        if slot.say is not None:
+            templates.append(((*base, "order_number", "say"), slot.say))
+        pattern = flow.order_number.pattern if flow.order_number is not None else None
+        for index, shape in enumerate(slot.shapes):
+            example = shape.replace("#", "1")
+            if pattern is not None and _safe_match(pattern, example) is False:
+                message = f"shape {shape!r} does not fit order_number.pattern {pattern!r}"
+                yield source.problem((*base, "order_number", "shapes", index), message)
+    for name, intent in policy.intents.items():
+        loc: Loc = (*base, "intents", name)
+        if intent.tool is not None and intent.tool not in flow.tools:
+            yield source.problem((*loc, "tool"), f"unknown tool {intent.tool!r}")
+        if intent.say is not None:
+            templates.append(((*loc, "say"), intent.say))
+        for index, phrase in enumerate(intent.phrases):
+            if not _PHRASE.fullmatch(phrase):
+                message = "a phrase is lowercase words separated by single spaces"
+                yield source.problem((*loc, "phrases", index), message)
+    for index, filler in enumerate(policy.fillers):
+        if not _PHRASE.fullmatch(filler):
+            message = "a filler is lowercase words separated by single spaces"
+            yield source.problem((*base, "fillers", index), message)
+    for key, text in policy.replies.items():
+        if key not in flow.states and key not in POLICY_MOMENTS:
+            known = ", ".join(POLICY_MOMENTS)
+            message = f"{key!r} is neither a state nor a policy moment ({known})"
+            yield source.problem((*base, "replies", key), message, key=True)
+        templates.append(((*base, "replies", key), text))
+    variables = known_variables(shop_keys=flow.shop, counters=flow.counters) | POLICY_VARIABLES
+    for loc, text in templates:
+        for placeholder in find_placeholders(text):
+            if placeholder.name is None or placeholder.name not in variables:
+                message = f"unknown template variable {placeholder.raw!r}"
+                yield source.problem_inside(loc, placeholder.raw, 0, message)
+
+
+def _safe_match(pattern: str, text: str) -> bool | None:
+    try:
+        return re.search(pattern, text) is not None
+    except re.error:
+        return None  # the pattern itself is reported elsewhere
 
 
 def _reachable(flow: Flow) -> set[str]:

@@ -202,7 +202,19 @@ class CallMachine:
             return None  # every guard failed
         state, previous = self._model.entered[-1]
         self._model.entered.clear()
-        return self._entered(state, previous, event)
+        taken = self._taken(previous, event, state)
+        return self._entered(state, previous, event, say=taken.say if taken else None)
+
+    def _taken(self, previous: str | None, event: str, state: str) -> Transition | None:
+        """The transition that fired: the first whose guard passes, as python-statemachine chose it."""
+        if previous is None:
+            return None
+        view = self._model.view()
+        for transition in self._flow.transitions(previous, event):
+            guard = compile_transition_guard(self._flow, transition)
+            if guard is None or guard.evaluate(self._model.counters, view):
+                return transition if transition.target == state else None
+        return None
 
     @property
     def state(self) -> str:
@@ -227,15 +239,18 @@ class CallMachine:
         """The model of state `name` (the current state by default)."""
         return self._flow.states[self._state if name is None else name]
 
-    def _entered(self, state: str, previous: str | None, event: str) -> StateEntered:
+    def _entered(
+        self, state: str, previous: str | None, event: str, *, say: str | None = None
+    ) -> StateEntered:
         self._state = state
         spec = self._flow.states[state]
         view = self._model.view()
+        say = say if say is not None else spec.say
         return StateEntered(
             state=state,
             previous=previous,
             event=event,
-            say=None if spec.say is None else render(spec.say, view),
+            say=None if say is None else render(say, view),
             instructions=None if spec.instructions is None else render(spec.instructions, view),
             tools=spec.tools,
             interruptible=spec.interruptible,

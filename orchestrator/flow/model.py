@@ -15,14 +15,19 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = [
     "KNOWN_EVENTS",
+    "POLICY_MOMENTS",
     "Escalation",
     "EscalationStrategy",
     "Flow",
     "OrderNumber",
     "OrdersSettings",
+    "Policy",
+    "PolicyIntent",
+    "PolicyOrderNumber",
     "StateSpec",
     "ToolSpec",
     "Transition",
+    "Vad",
     "Voice",
 ]
 
@@ -71,10 +76,15 @@ def _as_transitions(value: object) -> object:
 
 
 class Transition(_Model):
-    """Go to `target` when the event arrives and the optional `when` guard passes."""
+    """Go to `target` when the event arrives and the optional `when` guard passes.
+
+    `say` is spoken when this transition is taken, instead of the target state's own `say`: a reprompt on
+    a silence timeout, an apology on a failed lookup.
+    """
 
     target: str
     when: str | None = None
+    say: str | None = None
 
 
 Transitions = Annotated[tuple[Transition, ...], BeforeValidator(_as_transitions)]
@@ -101,6 +111,22 @@ class ToolSpec(_Model):
     )
 
 
+class Vad(_Model):
+    """Voice-activity detection on the caller's audio: when the caller speaks, and when it is a barge-in."""
+
+    detector: Literal["webrtc", "energy"] = "webrtc"
+    aggressiveness: Annotated[int, Field(ge=0, le=3)] = 2  # webrtc mode: higher rejects more noise
+    # Speech this long before it counts at all: clicks and coughs are shorter.
+    min_speech_ms: Annotated[int, Field(ge=20, le=2000)] = 120
+    # Silence this long ends the caller's turn.
+    end_of_turn_ms: Annotated[int, Field(ge=100, le=5000)] = 400
+    # A sound over the agent pauses it at once; if the caller is still talking this long after they began,
+    # the agent is cut off, else ("mhmm", a cough) it carries on.
+    barge_in_confirm_ms: Annotated[int, Field(ge=0, le=5000)] = 600
+    # Silence this long means a sound over the agent has stopped.
+    backchannel_silence_ms: Annotated[int, Field(ge=60, le=2000)] = 160
+
+
 class Voice(_Model):
     """The agent's voice and language."""
 
@@ -114,6 +140,44 @@ class OrderNumber(_Model):
 
     pattern: str
     example: str | None = None
+
+
+# A shape is the order number as the caller says it: letters are spoken one by one, `#` is one digit.
+_SHAPE = r"^[A-Z]*#+$"
+
+
+class PolicyOrderNumber(_Model):
+    """How callers say order numbers, for the offline recogniser's grammar and the policy's slot."""
+
+    shapes: Annotated[tuple[Annotated[str, Field(pattern=_SHAPE)], ...], Field(min_length=1)]
+    tool: str = "lookup_order"
+    argument: str = "order_number"
+    say: str | None = None
+
+
+class PolicyIntent(_Model):
+    """Something a caller may want, the phrases that say it, and what the offline policy does."""
+
+    phrases: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)]
+    say: str | None = None
+    tool: str | None = None
+    arguments: dict[str, str] = Field(default_factory=dict)
+
+
+class Policy(_Model):
+    """The offline dialogue policy: intents, the order-number slot, carrier phrases and replies.
+
+    Replies are keyed by state name (spoken when the state is entered) or by a policy moment:
+    `order_not_found`, `lookup_failed`, `not_understood`, `refused`.
+    """
+
+    order_number: PolicyOrderNumber | None = None
+    intents: dict[str, PolicyIntent] = Field(default_factory=dict)
+    fillers: tuple[str, ...] = ()
+    replies: dict[str, str] = Field(default_factory=dict)
+
+
+POLICY_MOMENTS: tuple[str, ...] = ("order_not_found", "lookup_failed", "not_understood", "refused")
 
 
 class Escalation(_Model):
@@ -140,9 +204,11 @@ class Flow(_Model):
     name: str = Field(alias="flow")
     version: int = 1
     voice: Voice = Voice()
+    vad: Vad = Vad()
     shop: dict[str, str] = Field(default_factory=dict)
     system_prompt: str = ""
     order_number: OrderNumber | None = None
+    policy: Policy | None = None
     tools: dict[str, ToolSpec] = Field(default_factory=dict)
     escalation: Escalation | None = None
     orders: OrdersSettings = OrdersSettings()

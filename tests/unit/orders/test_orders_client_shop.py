@@ -1,4 +1,4 @@
-"""OrdersClient against shops that differ from the demo: a tiny fake shop API per test, over loopback."""
+"""OrdersClient against shops unlike the demo: a tiny fake shop API per test, over loopback."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ async def serve(aiohttp_server, handler: Handler, path: str = "/api/orders") -> 
 
 
 async def test_client_maps_shop_field_and_query_names(aiohttp_server) -> None:
-    """A shop with its own path, query name and field names is read through the config's field_map."""
+    """A shop with its own path, query name and field names is read through the field_map."""
     seen: list[dict[str, str]] = []
 
     async def shop(request: web.Request) -> web.Response:
@@ -56,7 +56,8 @@ async def test_client_by_phone_accepts_bare_list(aiohttp_server) -> None:
 
     async def shop(request: web.Request) -> web.Response:
         assert request.query["phone"] == "+254712345678"
-        return web.json_response([DX1042, {**DX1042, "order_number": "DX1043", "status": "delivered"}])
+        older = {**DX1042, "order_number": "DX1043", "status": "delivered"}
+        return web.json_response([DX1042, older])
 
     async with OrdersClient(OrdersApiConfig(base_url=await serve(aiohttp_server, shop))) as orders:
         result = await orders.by_phone("+254712345678")
@@ -143,7 +144,9 @@ async def test_client_500_then_200_succeeds_on_retry(aiohttp_server) -> None:
 
 
 @pytest.mark.parametrize(("retries", "expected_hits"), [(0, 1), (1, 2), (2, 3)])
-async def test_client_5xx_retries_are_bounded(aiohttp_server, retries: int, expected_hits: int) -> None:
+async def test_client_5xx_retries_are_bounded(
+    aiohttp_server, retries: int, expected_hits: int
+) -> None:
     """A shop that keeps failing is asked 1 + retries times, then the lookup fails."""
     hits: list[int] = []
 

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.orders import DEFAULT_SEED, DEMO_BACKEND, DemoFault, DemoOrdersBackend, demo_orders_app
+from orchestrator.orders import (
+    DEFAULT_SEED,
+    DEMO_BACKEND,
+    DemoFault,
+    DemoOrdersBackend,
+    demo_orders_app,
+)
 
 
 def test_demo_fixture_holds_the_scripted_call_orders() -> None:
@@ -123,7 +129,9 @@ async def test_demo_slow_fault_sleeps_on_the_loop_clock(aiohttp_client) -> None:
     assert loop.time() - started == pytest.approx(30.0)
 
 
-async def test_demo_database_file_serves_orders_added_by_hand(aiohttp_client, tmp_path: Path) -> None:
+async def test_demo_database_file_serves_orders_added_by_hand(
+    aiohttp_client, tmp_path: Path
+) -> None:
     """Orders an operator adds to the database file are served without a restart."""
     db_path = tmp_path / "orders.sqlite3"
     client = await aiohttp_client(demo_orders_app(db_path))
@@ -146,7 +154,9 @@ async def test_demo_backend_reseeding_keeps_one_row_per_order(tmp_path: Path) ->
     """Seeding an existing database file again updates orders instead of duplicating them."""
     db_path = tmp_path / "orders.sqlite3"
     for _ in range(2):
-        backend = await asyncio.to_thread(DemoOrdersBackend.from_fixture, DEFAULT_SEED, db_path=db_path)
+        backend = await asyncio.to_thread(
+            DemoOrdersBackend.from_fixture, DEFAULT_SEED, db_path=db_path
+        )
         orders = await backend.by_phone("+254712345678")
         backend.close()
     assert [o["order_number"] for o in orders] == ["DX1042", "DX1043"]
