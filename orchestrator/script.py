@@ -36,6 +36,7 @@ __all__ = [
     "CallScript",
     "CallerTurn",
     "HangupTurn",
+    "NoiseTurn",
     "SayStep",
     "ScriptTurn",
     "SilenceTurn",
@@ -83,13 +84,21 @@ class HangupTurn(_Strict):
     hangup: Annotated[int | None, Field(ge=0)] = None
 
 
+class NoiseTurn(_Strict):
+    """A burst of noise on the caller's line (a cough, a click, a bump), `after_ms` into the agent's speech."""
+
+    noise_ms: int = Field(gt=0, le=5000)
+    level_dbfs: float = Field(default=-20.0, le=0)
+    after_ms: int = Field(default=0, ge=0)
+
+
 class SilenceTurn(_Strict):
     """The caller stays silent for this long (to exercise the flow's silence timeouts)."""
 
     silence_ms: int = Field(ge=0)
 
 
-ScriptTurn = CallerTurn | AgentTurn | HangupTurn | SilenceTurn
+ScriptTurn = CallerTurn | AgentTurn | HangupTurn | SilenceTurn | NoiseTurn
 
 
 class CallScript(_Strict):
@@ -104,7 +113,7 @@ class CallScript(_Strict):
     turns: list[ScriptTurn]
 
     @property
-    def caller_turns(self) -> list[CallerTurn | HangupTurn | SilenceTurn]:
+    def caller_turns(self) -> list[CallerTurn | HangupTurn | SilenceTurn | NoiseTurn]:
         return [t for t in self.turns if not isinstance(t, AgentTurn)]
 
 

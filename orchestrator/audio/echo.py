@@ -14,8 +14,15 @@ import numpy as np
 
 __all__ = ["EchoGate"]
 
-# Below this normalised correlation the inbound frame is not the agent's echo (it is the caller, or silence).
-_MIN_CORRELATION = 0.5
+# The echo path is learned only from a near-perfect match: the agent's voice alone coming back. A weaker
+# match (speech just starting, the caller talking over it) would teach a wrong delay; the learned one holds.
+_LEARN_CORRELATION = 0.97
+# The learned delay stays while its match is at least this share of the best one.
+_KEEP_RATIO = 0.9
+# A 20 ms frame louder than this (about -50 dBFS) has sound in it.
+_SOUND_RMS = 100.0
+# The delay is estimated over at least this many frames of continuous sound.
+_MIN_RUN_FRAMES = 3
 
 
 class EchoGate:
@@ -70,35 +77,50 @@ class EchoGate:
         """Inbound audio that ended arriving at loop time `arrived_s`, with the agent's echo removed."""
         inbound = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
         n = inbound.size
-        # Voiced speech is nearly periodic, so one 20 ms frame matches the reference at several pitch periods:
-        # the delay is estimated over the last `_span` samples, which only line up at the true one.
         self._recent = np.concatenate([self._recent, inbound])[-self._span :]
         if self._start_s is None or n == 0:
             return pcm
-        span = self._recent.size
+        # Voiced speech is nearly periodic, so a single frame matches at several pitch periods; the delay is
+        # estimated over the run of sound that ends now (at least `_MIN_RUN_FRAMES` frames, at most `_span`),
+        # so that silence before it cannot make a wrong delay look good.
+        run = self._sound_run(n)
         end = round((arrived_s - self._start_s) * self._rate)
-        begin = end - span - self._max_delay
-        if end <= 0 or begin >= self._reference.size:
+        window_begin = end - self._span - self._max_delay
+        if end <= 0 or window_begin >= self._reference.size:
             return pcm
-        window = self._reference[max(0, begin) : max(0, min(end, self._reference.size))]
-        if begin < 0:
-            window = np.concatenate([np.zeros(-begin, dtype=np.float32), window])
-        if window.size < span or not np.any(window[-(n + self._max_delay) :]):
+        window = self._reference[max(0, window_begin) : max(0, min(end, self._reference.size))]
+        # Pad to exactly [window_begin, end): nothing played before the reference began or after it ends.
+        head = max(0, -window_begin)
+        tail = (end - window_begin) - head - window.size
+        if head or tail:
+            window = np.concatenate(
+                [np.zeros(head, dtype=np.float32), window, np.zeros(tail, dtype=np.float32)]
+            )
+        if window.size < self._span or not np.any(window[-(n + self._max_delay) :]):
             return pcm
-        offset = window.size - span  # where the last `span` samples would sit with no delay at all
-        size = 1 << int(np.ceil(np.log2(window.size + span)))
-        corr = np.fft.irfft(np.fft.rfft(window, size) * np.conj(np.fft.rfft(self._recent, size)), size)
-        corr = corr[: offset + 1]
-        lag = int(np.argmax(np.abs(corr)))
-        history_ref = window[lag : lag + span]
-        ref_energy = float(np.dot(history_ref, history_ref))
-        in_energy = float(np.dot(self._recent, self._recent))
-        if ref_energy > 0 and in_energy > 0:
-            self.last_correlation = abs(float(corr[lag])) / np.sqrt(ref_energy * in_energy)
-            if self.last_correlation >= _MIN_CORRELATION:
-                # Echo alone: learn the path. The delay and gain of a digital mix stay put for the call.
-                self._delay = offset - lag
-                self._gain = float(np.dot(self._recent, history_ref)) / ref_energy
+        if run >= _MIN_RUN_FRAMES * n:
+            recent = self._recent[-run:]
+            # Only the part of the window that can hold this run's echo: the last `run + max_delay` samples.
+            search = window[-(run + self._max_delay) :]
+            offset = search.size - run
+            size = 1 << int(np.ceil(np.log2(search.size + run)))
+            corr = np.fft.irfft(np.fft.rfft(search, size) * np.conj(np.fft.rfft(recent, size)), size)
+            corr = corr[: offset + 1]
+            lag = int(np.argmax(np.abs(corr)))
+            if self._delay is not None and 0 <= offset - self._delay < corr.size:
+                # Nearly periodic speech matches well at several lags: keep the known delay while it still fits.
+                known = offset - self._delay
+                if abs(float(corr[known])) >= _KEEP_RATIO * abs(float(corr[lag])):
+                    lag = known
+            matched = search[lag : lag + run]
+            ref_energy = float(np.dot(matched, matched))
+            in_energy = float(np.dot(recent, recent))
+            if ref_energy > 0 and in_energy > 0:
+                self.last_correlation = abs(float(corr[lag])) / np.sqrt(ref_energy * in_energy)
+                if self.last_correlation >= _LEARN_CORRELATION:
+                    # Echo alone: learn the path. A digital mix's delay and gain stay put for the call.
+                    self._delay = offset - lag
+                    self._gain = float(np.dot(recent, matched)) / ref_energy
         if self._delay is None:
             return pcm
         # While the caller talks over the agent the match is poor, but the learned path still holds.
@@ -109,3 +131,14 @@ class EchoGate:
         residual = inbound - self._gain * ref
         self.removed_frames += 1
         return np.clip(residual, -32768, 32767).astype("<i2").tobytes()
+
+    def _sound_run(self, frame: int) -> int:
+        """How many of the latest inbound samples, in whole frames, are continuous sound."""
+        usable = self._recent.size // frame * frame
+        if usable == 0:
+            return 0
+        frames = self._recent[-usable:].reshape(-1, frame)
+        loud = np.sqrt(np.mean(frames * frames, axis=1)) > _SOUND_RMS
+        quiet = np.flatnonzero(~loud)
+        frames_in_run = loud.size if quiet.size == 0 else loud.size - 1 - int(quiet[-1])
+        return frames_in_run * frame

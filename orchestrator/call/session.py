@@ -161,6 +161,7 @@ class CallSession:
         self._barge_stopped_at = 0
         self._frames_out = 0
         self._echo = EchoGate(rate=options.sample_rate) if options.cancel_echo else None
+        self._echo_cursor = 0.0
         self.greeting = self.machine.start()
         self._note("call", self._call_line(start))
         self._note("state", f"-> {self.greeting.state}")
@@ -259,7 +260,10 @@ class CallSession:
         assert self._media is not None
         self._frames_out += 1
         if self._echo is not None:
-            self._echo.played(frame, at_s=self._loop.time())
+            # Frames leave up to the pacer's lead early, back to back: place each where it will play.
+            at_s = max(self._loop.time(), self._echo_cursor)
+            self._echo_cursor = at_s + len(frame) / (2 * self.options.sample_rate)
+            self._echo.played(frame, at_s=at_s)
         await self._media.send_audio(frame)
 
     def _detectors(self) -> tuple[VoiceActivityDetector, VoiceActivityDetector]:

@@ -26,7 +26,17 @@ import aiohttp
 import numpy as np
 
 from orchestrator.audio.synth import synthesize_speech
-from orchestrator.script import AgentTurn, CallerTurn, CallScript, HangupTurn, SayStep, SilenceTurn
+from orchestrator.audio.synth import noise_burst
+from orchestrator.audio.wav import interleave
+from orchestrator.script import (
+    AgentTurn,
+    CallerTurn,
+    CallScript,
+    HangupTurn,
+    NoiseTurn,
+    SayStep,
+    SilenceTurn,
+)
 from orchestrator.telephony.signing import sign_webhook
 from orchestrator.telephony.stream import SUBPROTOCOL
 from orchestrator.telephony.xml import DialVerb, SayVerb, StreamSpec, parse_response
@@ -54,6 +64,11 @@ class SimulatorOptions:
     webhook_secret: str | None = None
     # Where public URLs really live, like a hosts file: {"https://agent.example.test": "http://127.0.0.1:8080"}.
     hosts: Mapping[str, str] = field(default_factory=dict)
+    # What the platform streams: "mono" (the caller; with echo_gain > 0 also the agent's own voice, as a
+    # both_tracks mono mix does) or "stereo" (caller and agent on separate interleaved channels).
+    mix: Literal["mono", "stereo"] = "mono"
+    echo_gain: float = 0.0
+    echo_delay_ms: int = 120
     # How the caller's speech is made: deterministic speech-like audio unless a synthesiser is given.
     voice: Callable[[str, int], bytes] | None = None
 
@@ -206,7 +221,7 @@ class _CallRun:
                 "from": self.script.caller,
                 "to": self.script.callee,
                 "sampleRate": spec.sample_rate,
-                "mixType": "mono",
+                "mixType": self.options.mix,
             }))
             self.note("stream connected")
             await self.status("stream-started")
@@ -242,6 +257,8 @@ class _CallRun:
         """Tick every 20 ms: send a caller frame, play an agent frame. True when the caller hung up."""
         caller = _Caller(self.script, self.options, self.rate)
         silence = bytes(self.frame_bytes)
+        echo_frames = self.options.echo_delay_ms // _FRAME_MS
+        echo_line: list[bytes] = [silence] * echo_frames  # what the agent said, echo_delay_ms ago
         next_tick = self.loop.time()
         while True:
             if reader.done() or ws.closed:
@@ -261,10 +278,14 @@ class _CallRun:
                 return True
             if isinstance(action, str) and action.startswith("say:"):
                 self.note(f'caller says "{action[4:]}"')
+            elif isinstance(action, str) and action.startswith("noise:"):
+                self.note(f"noise on the line: {action[6:]}")
             frame = caller.next_frame(self.frame_bytes) or silence
             self.result.caller_track += frame
+            echo_line.append(played)
+            wire = self.mix(frame, echo_line.pop(0), played)
             try:
-                await ws.send_bytes(frame)
+                await ws.send_bytes(wire)
             except ConnectionError:
                 self.result.ended_by = "agent"
                 return False
@@ -282,6 +303,16 @@ class _CallRun:
                     local_scheme = "ws" if scheme.startswith("ws") else "http"
                     return f"{local_scheme}://{local_host}{url[len(prefix):]}"
         return url
+
+    def mix(self, caller: bytes, echo: bytes, played: bytes) -> bytes:
+        """The inbound frame as the platform forks it."""
+        if self.options.mix == "stereo":
+            return interleave(caller, played)
+        if self.options.echo_gain <= 0:
+            return caller
+        mixed = np.frombuffer(caller, "<i2").astype(np.float32)
+        mixed += self.options.echo_gain * np.frombuffer(echo, "<i2").astype(np.float32)
+        return np.clip(mixed, -32768, 32767).astype("<i2").tobytes()
 
     def play_agent_frame(self) -> bytes:
         frame = bytes(self.agent_buffer[: self.frame_bytes])
@@ -310,7 +341,7 @@ class _Caller:
         self.voice = options.voice or (
             lambda text, r: synthesize_speech(text, rate=r, pitch_hz=_CALLER_PITCH_HZ)
         )
-        self.turns: list[tuple[CallerTurn | HangupTurn | SilenceTurn, bool]] = []
+        self.turns: list[tuple[CallerTurn | HangupTurn | SilenceTurn | NoiseTurn, bool]] = []
         agent_speaks = False
         for turn in script.turns:
             if isinstance(turn, AgentTurn):
@@ -354,6 +385,13 @@ class _Caller:
         if isinstance(turn, SilenceTurn):
             if waited >= turn.silence_ms:
                 self._advance(now_ms)
+            return None
+        if isinstance(turn, NoiseTurn):
+            if self.agent_heard_ms >= turn.after_ms or waited >= self.options.max_wait_ms:
+                self.speech = bytearray(noise_burst(turn.noise_ms, self.rate, turn.level_dbfs))
+                self.speaking = True
+                self._advance(now_ms)
+                return f"noise:{turn.noise_ms} ms at {turn.level_dbfs:g} dBFS"
             return None
         cut_in_at = turn.barge_in_after_ms if isinstance(turn, CallerTurn) else turn.hangup
         if cut_in_at is not None:

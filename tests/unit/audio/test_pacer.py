@@ -264,3 +264,29 @@ async def test_pacer_waits_for_backpressure_from_send() -> None:
         writer.end_utterance("u1")
         await writer.wait_idle()
     assert line.times == pytest.approx([0, 0.05, 0.10, 0.15, 0.20])
+
+
+@pytest.mark.looptime
+async def test_pacer_pause_holds_frames_and_resume_carries_on():
+    """pause() sends nothing more but keeps the queue; resume() sends the rest of the same utterance."""
+    import asyncio
+
+    sent: list[bytes] = []
+
+    async def send(frame: bytes) -> None:
+        sent.append(frame)
+
+    writer = PacedWriter(send, rate=16000, lead_frames=1)
+    task = asyncio.get_running_loop().create_task(writer.run())
+    writer.enqueue(b"\x01\x00" * 16000, utterance_id="u1")  # one second
+    writer.end_utterance("u1")
+    await asyncio.sleep(0.2)
+    writer.pause()
+    paused_at = len(sent)
+    await asyncio.sleep(0.5)
+    assert len(sent) == paused_at
+    assert writer.speaking and writer.paused
+    writer.resume()
+    await writer.wait_idle()
+    assert len(sent) == 50  # every frame of the second went out, none lost to the pause
+    task.cancel()

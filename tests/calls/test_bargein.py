@@ -1,0 +1,106 @@
+"""Barge-in a call centre can trust: the caller can interrupt, and nothing else can.
+
+Whole calls through the real service and the fake Sautikit, on a fast-forwarded clock.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.settings import Settings
+from orchestrator.simulator import SimulatorOptions
+from orchestrator.testing import run_scripted_call
+
+CALLS = Path(__file__).parents[2] / "fixtures" / "calls"
+
+
+def _options(**overrides) -> SimulatorOptions:
+    return SimulatorOptions(**overrides)
+
+
+@pytest.mark.looptime
+async def test_bargein_real_interruption_stops_the_agent_and_tells_the_brain():
+    """Speech over an interruptible state pauses the agent at once and then cuts it off for good."""
+    record = await run_scripted_call(CALLS / "barge_in_during_narration.yaml")
+    session_lines = record.transcript.of_kind("barge-in")
+    assert len(session_lines) == 1
+    assert "agent cut at" in session_lines[0]
+    assert record.platform.kill_audio == 1
+    assert record.transcript.outcome == "resolved"
+
+
+@pytest.mark.looptime
+async def test_bargein_cough_never_pauses_the_agent():
+    """A 60 ms noise burst during the agent's speech sends no killAudio and records no barge-in."""
+    record = await run_scripted_call(CALLS / "cough_during_narration.yaml")
+    assert record.platform.kill_audio == 0
+    assert record.transcript.of_kind("barge-in") == []
+
+
+@pytest.mark.looptime
+async def test_bargein_backchannel_pauses_then_resumes_the_same_reply():
+    """A short "mhmm" pauses the agent, which then finishes its sentence instead of being cut off."""
+    record = await run_scripted_call(CALLS / "backchannel_during_narration.yaml")
+    lines = record.transcript.of_kind("barge-in")
+    assert len(lines) == 1
+    assert "agent resumed" in lines[0]
+    assert not any("agent cut at" in line for line in lines)
+
+
+@pytest.mark.looptime
+async def test_bargein_not_interruptible_state_keeps_talking_and_still_hears_the_caller():
+    """In a state with interruptible: false the agent is not paused, and the brain still gets the audio."""
+    record = await run_scripted_call(CALLS / "talks_over_hold_message.yaml")
+    assert record.platform.kill_audio == 0
+    assert all("not interruptible" in line for line in record.transcript.of_kind("barge-in"))
+    assert '"Hello? Are you still there?"' in record.transcript.of_kind("caller")
+    assert record.platform.dialed == "+254700000100"
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("gain", [0.3, 0.7, 1.0])
+async def test_bargein_agent_echo_in_a_mono_mix_never_interrupts(gain):
+    """With both_tracks in a mono mix, the agent's own voice coming back never counts as the caller."""
+    record = await run_scripted_call(
+        CALLS / "returning_caller_by_phone.yaml",
+        settings=Settings(track="both_tracks"),
+        simulator=_options(echo_gain=gain, echo_delay_ms=140),
+    )
+    assert record.platform.kill_audio == 0
+    assert record.transcript.of_kind("barge-in") == []
+    assert record.transcript.outcome == "resolved"
+
+
+@pytest.mark.looptime
+async def test_bargein_real_interruption_still_works_over_echo():
+    """Echo removal does not deafen the agent: a caller talking over it in a mono both_tracks mix still cuts in."""
+    record = await run_scripted_call(
+        CALLS / "barge_in_during_narration.yaml",
+        settings=Settings(track="both_tracks"),
+        simulator=_options(echo_gain=0.7, echo_delay_ms=140),
+    )
+    assert any("agent cut at" in line for line in record.transcript.of_kind("barge-in"))
+    assert record.transcript.outcome == "resolved"
+
+
+@pytest.mark.looptime
+async def test_bargein_stereo_mix_uses_only_the_caller_channel():
+    """A stereo fork (caller, agent) interleaved: the agent channel is dropped, barge-in still works."""
+    record = await run_scripted_call(
+        CALLS / "barge_in_during_narration.yaml",
+        settings=Settings(track="both_tracks"),
+        simulator=_options(mix="stereo"),
+    )
+    lines = record.transcript.of_kind("barge-in")
+    assert len(lines) == 1 and "agent cut at" in lines[0]
+    assert '"channels": 2' in "\n".join(record.transcript.of_kind("stream"))
+
+
+@pytest.mark.looptime
+async def test_bargein_silent_caller_is_reprompted_then_escalated():
+    """No caller speech for the state's timeout: reprompts as the YAML says, then escalation."""
+    record = await run_scripted_call(CALLS / "silent_caller_reprompted_then_escalated.yaml")
+    assert len(record.transcript.of_kind("timer")) == 3
+    agent = record.transcript.of_kind("agent")
+    assert agent.count('"Are you still there? Please tell me your order number, or say check my number."') == 2
+    assert record.platform.dialed == "+254700000100"
