@@ -5,6 +5,8 @@
     orchestrator flow check flows/order_status.yaml
     orchestrator flow diagram flows/order_status.yaml
     orchestrator call fixtures/calls/order_number_read_out.yaml --url http://127.0.0.1:8080
+    orchestrator numbers route NUMBER_ID --public-url https://agent.example.com
+    orchestrator calls show HD_xxxxxxxx
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from orchestrator.call.transcript import Entry
 from orchestrator.errors import ConfigError, FlowError
 from orchestrator.flow import load_flow, summarize, to_mermaid
 from orchestrator.logging import configure_logging
+from orchestrator.operator_cli import add_operator_commands
 from orchestrator.orders import DemoFault
 from orchestrator.script import load_script
 from orchestrator.settings import DEFAULT_FLOW, Settings
@@ -151,6 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--url", default="http://127.0.0.1:8080", help="the service's base URL")
     call.add_argument("--voice-path", default="/voice")
     call.set_defaults(run=_call)
+
+    add_operator_commands(commands)  # numbers ..., calls ...: Sautikit's REST API for operators
     return parser
 
 

@@ -17,6 +17,8 @@ __all__ = ["EchoGate"]
 # The echo path is learned only from a near-perfect match: the agent's voice alone coming back. A weaker
 # match (speech just starting, the caller talking over it) would teach a wrong delay; the learned one holds.
 _LEARN_CORRELATION = 0.97
+# A frame this well matched is echo alone, and its own delay (the learned one, give or take jitter) is used.
+_TRACK_CORRELATION = 0.9
 # The learned delay stays while its match is at least this share of the best one.
 _KEEP_RATIO = 0.9
 # A 20 ms frame louder than this (about -50 dBFS) has sound in it.
@@ -32,6 +34,7 @@ class EchoGate:
         "_delay",
         "_gain",
         "_history",
+        "_jitter",
         "_max_delay",
         "_rate",
         "_recent",
@@ -50,6 +53,7 @@ class EchoGate:
         self._reference = np.zeros(0, dtype=np.float32)
         self._start_s: float | None = None
         self._span = rate // 4  # 250 ms of inbound audio to estimate the delay over
+        self._jitter = rate * 3 // 1000  # 3 ms of timing jitter around each candidate delay
         self._recent = np.zeros(0, dtype=np.float32)
         self.removed_frames = 0
         self.last_correlation = 0.0
@@ -123,8 +127,27 @@ class EchoGate:
                     self._gain = float(np.dot(recent, matched)) / ref_energy
         if self._delay is None:
             return pcm
-        # While the caller talks over the agent the match is poor, but the learned path still holds.
+        # On a live loop the far end's playout buffer runs a frame fuller or emptier now and then, so the
+        # delay jumps by whole frames (plus a little jitter). Try the learned delay and one frame either side,
+        # each give or take `_jitter`; nearly periodic speech would fool a wider search.
         start = window.size - n - self._delay
+        in_energy = float(np.dot(inbound, inbound))
+        best_score, best_start = 0.0, start
+        for shift in (0, -n, n):
+            low = max(0, start + shift - self._jitter)
+            high = min(window.size - n, start + shift + self._jitter)
+            if high < low:
+                continue
+            nearby = window[low : high + n]
+            energies = np.convolve(nearby * nearby, np.ones(n, dtype=np.float32), mode="valid")
+            scores = np.abs(np.correlate(nearby, inbound, mode="valid"))
+            normalised = scores / np.sqrt(np.maximum(energies * in_energy, 1e-6))
+            index = int(np.argmax(normalised))
+            if normalised[index] > best_score:
+                best_score, best_start = float(normalised[index]), low + index
+        if best_score >= _TRACK_CORRELATION:  # the frame is (nearly) all echo: follow the path's moves
+            start = best_start
+            self._delay = window.size - n - start
         ref = window[start : start + n]
         if ref.size < n or not np.any(ref):
             return pcm

@@ -47,7 +47,7 @@ from orchestrator.telephony.stream import MediaStream, StreamClosed, StreamPcm
 from orchestrator.telephony.webhook import CallStart
 from orchestrator.telephony.xml import DialVerb
 
-__all__ = ["CallSession", "SessionOptions"]
+__all__ = ["BargeInRecord", "CallSession", "SessionOptions"]
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +71,7 @@ class BargeInRecord:
     onset_ms: int  # stream position where the caller's speech began
     decided_at: float  # loop time of the VAD decision (the agent paused, killAudio sent)
     frames_after_decision: int  # agent frames that still left after the decision (0 is the goal)
+    silent_after_s: float  # from the decision to the last agent frame written (0 when none followed it)
     outcome: Literal["interrupted", "backchannel", "ignored"]
     heard_ms: int | None = None
 
@@ -160,6 +161,7 @@ class CallSession:
         self._heard_at_pause: tuple[str | None, int] = (None, 0)
         self._barge_stopped_at = 0
         self._frames_out = 0
+        self._last_frame_at = 0.0
         self._echo = EchoGate(rate=options.sample_rate) if options.cancel_echo else None
         self._echo_cursor = 0.0
         self.greeting = self.machine.start()
@@ -259,6 +261,7 @@ class CallSession:
     async def _send_frame(self, frame: bytes) -> None:
         assert self._media is not None
         self._frames_out += 1
+        self._last_frame_at = self._loop.time()
         if self._echo is not None:
             # Frames leave up to the pacer's lead early, back to back: place each where it will play.
             at_s = max(self._loop.time(), self._echo_cursor)
@@ -388,7 +391,7 @@ class CallSession:
             self.barge_ins.append(
                 BargeInRecord(
                     onset_ms=event.at_ms, decided_at=self._loop.time(), frames_after_decision=0,
-                    outcome="ignored",
+                    silent_after_s=0.0, outcome="ignored",
                 )
             )
             self._note("barge-in", f"ignored: {self.machine.state} is not interruptible")
@@ -429,7 +432,8 @@ class CallSession:
         self.barge_ins.append(
             BargeInRecord(
                 onset_ms=onset.at_ms, decided_at=decided_at,
-                frames_after_decision=self._frames_out - frames_then, outcome="backchannel",
+                frames_after_decision=self._frames_out - frames_then,
+                silent_after_s=max(0.0, self._last_frame_at - decided_at), outcome="backchannel",
             )
         )
         self._note(
@@ -456,7 +460,8 @@ class CallSession:
         self.barge_ins.append(
             BargeInRecord(
                 onset_ms=onset.at_ms, decided_at=decided_at,
-                frames_after_decision=self._frames_out - frames_then, outcome="interrupted",
+                frames_after_decision=self._frames_out - frames_then,
+                silent_after_s=max(0.0, self._last_frame_at - decided_at), outcome="interrupted",
                 heard_ms=heard.played_ms if heard else None,
             )
         )

@@ -1,6 +1,7 @@
-"""Orders: look an order up in the shop's API (`OrdersClient`) and serve demo orders offline (`demo_orders_app`).
+"""Orders: look an order up in the shop's API (`OrdersClient`), serve demo orders offline.
 
-Knows nothing of flows, calls or telephony; a failed lookup raises `orchestrator.errors.OrdersError`.
+`demo_orders_app` is the embedded backend. Knows nothing of flows, calls or telephony; a failed
+lookup raises `orchestrator.errors.OrdersError`.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from orchestrator.orders.models import (
 __all__ = [
     "DEFAULT_SEED",
     "DEMO_BACKEND",
-    "KNOWN_STATUSES",
     "DemoFault",
     "DemoOrdersBackend",
+    "KNOWN_STATUSES",
     "LookupResult",
     "Order",
     "OrdersApiConfig",

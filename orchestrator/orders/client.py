@@ -1,17 +1,17 @@
-"""The shop's orders API, called over HTTP with a deadline: `OrdersClient` -> `LookupResult` or `OrdersError`.
+"""The shop's orders API over HTTP, with a deadline: `OrdersClient` -> `LookupResult`.
 
-Follows the contract in docs (reference/orders-api.md) by default; base URL, path, query names, bearer token
-and field names are configurable because every shop's backend differs. httpx errors are translated here and
-nowhere else. Retry policy, and why:
+Follows the orders API contract (reference/orders-api.md) by default; base URL, path, query names,
+bearer token and field names are configurable because every shop's backend differs. httpx errors
+are translated here and nowhere else. Retry policy, and why:
 
-- retried (at most `retries` times): connect errors, because the request never reached the shop, and 5xx
-  answers, because the shop said it failed and a GET is safe to repeat;
-- not retried: 4xx (asking again gets the same answer) and timeouts. A timeout has already spent the whole
-  attempt's budget of caller silence; a second one would double it, and the flow has its own retry and
-  apology route (`lookup_failed`) that keeps the caller informed meanwhile.
+- retried (at most `retries` times): connect errors, because the request never reached the shop,
+  and 5xx answers, because the shop said it failed and a GET is safe to repeat;
+- not retried: 4xx (asking again gets the same answer) and timeouts. A timeout has already spent
+  the attempt's whole budget of caller silence; a second would double it, and the flow has its own
+  retry and apology route (`lookup_failed`) that keeps the caller informed meanwhile.
 
-Every attempt runs under `asyncio.timeout(timeout_s)` on top of httpx's own timeouts, so a slow trickle of
-bytes cannot stretch a lookup past its deadline.
+Every attempt runs under `asyncio.timeout(timeout_s)` on top of httpx's own timeouts, so a slow
+trickle of bytes cannot stretch a lookup past its deadline.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ _Query = Literal["order_number", "phone"]
 class OrdersApiConfig:
     """Where and how to reach the shop's orders API.
 
-    `field_map` renames the shop's fields to ours, e.g. `{"state": "status", "tracking_id": "order_number"}`.
+    `field_map` renames the shop's fields to ours, e.g. `{"state": "status"}`.
     """
 
     base_url: str
@@ -105,9 +105,10 @@ class OrdersClient:
     ) -> LookupResult:
         """Find one order by its number, spoken or typed; normalised before it is sent.
 
-        When the shop gives the order's `customer_phone` and it is not the caller's (an unknown caller
-        never matches), only number, status, ETA and courier are returned. With `require_phone_match`
-        nothing is: the result is `not_found`, as it is when the shop gives no phone to check against.
+        When the shop gives the order's `customer_phone` and it is not the caller's (an unknown
+        caller never matches), only number, status, ETA and courier are returned. With
+        `require_phone_match` nothing is: the result is `not_found`, as it is when the shop gives
+        no phone to check against.
         """
         number = normalise_order_number(order_number)
         if not number:
@@ -123,7 +124,7 @@ class OrdersClient:
         return self._logged(_result(visible, "order_number"), order_number=number)
 
     async def by_phone(self, phone: str) -> LookupResult:
-        """The recent orders of a phone number (E.164), most recent first as the shop orders them."""
+        """The recent orders of a phone number (E.164), most recent first as the shop sends them."""
         orders = await self._lookup("phone", phone.strip(), default_number=None)
         # The shop answered for this phone; an order carrying another customer's phone is the shop's
         # bug, not a reason to read that customer's items aloud.

@@ -1,14 +1,15 @@
-"""The embedded demo orders backend: the orders API contract served from SQLite, so the product works offline.
+"""The embedded demo orders backend: the orders API served from SQLite, so demos work offline.
 
-`demo_orders_app()` is an aiohttp sub-application (mount it with `app.add_subapp("/demo", ...)`, or run it on
-its own) serving `GET /api/orders?order_number=...` and `GET /api/orders?phone=...` exactly as
-reference/orders-api.md describes. Faults can be injected for tests and demos, for every request through
-`app[DEMO_BACKEND].fault`, or for one request with the `X-Demo-Fault` header or `?fault=` query parameter.
+`demo_orders_app()` is an aiohttp sub-application (mount it with `app.add_subapp("/demo", ...)`,
+or run it on its own) serving `GET /api/orders?order_number=...` and `GET /api/orders?phone=...`
+exactly as reference/orders-api.md describes. Faults can be injected for tests and demos: for
+every request through `app[DEMO_BACKEND].fault`, or for one request with the `X-Demo-Fault`
+header or the `?fault=` query parameter.
 
-Storage: SQLite is the source of truth and every query runs in `asyncio.to_thread`. Loading the rows into
-memory would be a little faster, but a demo operator can then not add or edit orders in the database file
-while the service runs; a lookup per call is cheap, and the thread keeps the loop free either way.
-Seeding (upserting `fixtures/orders.json`) happens once, when the backend is built at start-up.
+Storage: SQLite is the source of truth and every query runs in `asyncio.to_thread`. Rows held in
+memory would be a little faster, but then a demo operator could not add or edit orders in the
+database file while the service runs; one small query per lookup is cheap, and the thread keeps
+the loop free. Seeding (upserting `fixtures/orders.json`) happens once, at start-up.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class DemoOrdersBackend:
     def from_fixture(
         cls, path: Path = DEFAULT_SEED, *, db_path: str | Path | None = None, slow_s: float = 30.0
     ) -> DemoOrdersBackend:
-        """Open (or create) the database and upsert the fixture's orders. Blocking: call at start-up."""
+        """Open or create the database and upsert the fixture's orders. Blocking: start-up only."""
         orders = _read_fixture(path)
         connection = sqlite3.connect(
             ":memory:" if db_path is None else str(db_path), check_same_thread=False
@@ -150,12 +151,15 @@ def demo_orders_app(
     *,
     backend: DemoOrdersBackend | None = None,
 ) -> web.Application:
-    """The demo orders API as an aiohttp application; its backend is `app[DEMO_BACKEND]`.
+    """The demo orders API as an aiohttp application; its backend, `app[DEMO_BACKEND]`, closes with it.
 
-    Builds (and seeds) the backend unless one is given; this reads the seed file, so call it at start-up.
+    Builds (and seeds) the backend unless one is given; that reads the seed file, so call this at
+    start-up.
     """
     app = web.Application()
-    app[DEMO_BACKEND] = backend or DemoOrdersBackend.from_fixture(seed, db_path=db_path)
+    if backend is None:
+        backend = DemoOrdersBackend.from_fixture(seed, db_path=db_path)
+    app[DEMO_BACKEND] = backend
     app.router.add_get("/api/orders", _handle_orders)
     app.on_cleanup.append(_close_backend)
     return app

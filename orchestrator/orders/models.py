@@ -1,7 +1,8 @@
-"""What an order lookup returns: the `Order` edge model, `LookupResult`, and spoken-number normalisation.
+"""What an order lookup returns: the `Order` edge model, `LookupResult`, spoken order numbers.
 
-`Order` is a pydantic model because it is parsed from the shop's bytes; everything it offers the rest of the
-program (`status_text`, `eta_text`, `as_context()`) is plain strings, ready for templates and the LLM.
+`Order` is a pydantic model because it is parsed from the shop's bytes; what it offers the rest of
+the program (`status_text`, `eta_text`, `as_context()`) is plain strings, ready for templates and
+the LLM.
 This module knows nothing of HTTP, flows or calls.
 """
 
@@ -41,12 +42,12 @@ _MONTHS = (
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
 )
-# Only strings that start like a calendar date are treated as ISO 8601; "today 4-6 PM" stays free text.
+# Only text that starts like a calendar date is read as ISO 8601; "today 4-6 PM" stays free text.
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
 class Order(BaseModel):
-    """One order as the shop's API describes it; unknown fields are ignored, unknown statuses kept."""
+    """One order as the shop's API describes it; unknown fields ignored, unknown statuses kept."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
 
@@ -71,14 +72,14 @@ class Order(BaseModel):
 
     @property
     def status_text(self) -> str:
-        """The status as a phrase that follows "Your order is": out_for_delivery -> "out for delivery"."""
+        """The status as a phrase after "Your order is": out_for_delivery -> "out for delivery"."""
         known = _STATUS_PHRASES.get(self.status.strip().lower())
         return known if known is not None else self.status.replace("_", " ").strip()
 
     @property
     def eta_text(self) -> str:
-        """The ETA as speakable text: ISO 8601 becomes "Friday 28 November, around 4 PM"; free text is kept."""
-        return speakable_eta(self.eta)
+        """The ETA to speak: ISO 8601 -> "Friday 28 November, around 4 PM"; free text is kept."""
+        return _speakable_eta(self.eta)
 
     def redacted(self) -> Order:
         """A copy holding only what any caller may hear: number, status, ETA and courier."""
@@ -87,7 +88,7 @@ class Order(BaseModel):
         )
 
     def as_context(self) -> dict[str, str]:
-        """Template variables (`{{ order.status_text }}`, ...); absent values become empty strings."""
+        """Template variables (`{{ order.status_text }}`, ...); absent values are empty strings."""
         return {
             "order_number": self.order_number,
             "status": self.status,
@@ -108,7 +109,7 @@ def _item_name(item: object) -> object:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LookupResult:
-    """The outcome of one lookup that reached the shop and got an answer (failures raise OrdersError)."""
+    """The outcome of a lookup the shop answered (failures raise OrdersError instead)."""
 
     kind: Literal["found", "not_found"]
     orders: tuple[Order, ...]
@@ -120,7 +121,7 @@ class LookupResult:
         return self.orders[0] if self.orders else None
 
 
-def speakable_eta(eta: str | None) -> str:
+def _speakable_eta(eta: str | None) -> str:
     """ISO 8601 dates and date-times as a person says them; anything else unchanged, None as ""."""
     if not eta:
         return ""
@@ -131,7 +132,7 @@ def speakable_eta(eta: str | None) -> str:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return text
-    # The shop writes its ETA in its own local time, which is the caller's; say the wall-clock time as written.
+    # The shop writes its ETA in its local time, which is the caller's: say the time as written.
     day = _speakable_day(moment.date())
     if len(text) <= len("2026-11-28"):
         return day
@@ -155,7 +156,7 @@ def _speakable_time(moment: datetime) -> str:
 
 
 def phone_key(phone: str) -> str:
-    """The last 9 digits of a phone number: +254712345678, 0712345678 and 254 712 345 678 all agree."""
+    """The last 9 digits of a phone number: +254712345678, 0712345678 and 712 345 678 agree."""
     digits = "".join(c for c in phone if c.isdigit())
     return digits[-9:]
 
@@ -189,7 +190,7 @@ _FILLER: frozenset[str] = frozenset({
 
 
 def normalise_order_number(spoken: str) -> str:
-    """An order number as spoken or transcribed -> the shop's form: "dx one oh four two" -> "DX1042".
+    """A spoken or transcribed order number -> the shop's form: "dx one oh four two" -> "DX1042".
 
     Keeps letters and digits only, uppercased; drops filler words ("dash", "hash", "number");
     reads digit words ("four two" -> "42", "oh" -> "0", "forty two" -> "42"), "double"/"triple"

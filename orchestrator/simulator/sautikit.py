@@ -83,6 +83,9 @@ class SimulatedCall:
     caller_track: bytearray = field(default_factory=bytearray)
     agent_track: bytearray = field(default_factory=bytearray)
     kill_audio: int = 0
+    # Loop times, for latency figures: when each caller turn's audio started, when each killAudio arrived.
+    caller_audio_started_at: list[float] = field(default_factory=list)
+    kill_audio_at: list[float] = field(default_factory=list)
     dialed: str | None = None
     ended_by: Literal["caller", "platform", "agent", "timeout", ""] = ""
 
@@ -249,6 +252,7 @@ class _CallRun:
                     command = json.loads(msg.data)
                     if isinstance(command, dict) and command.get("type") == "killAudio":
                         self.result.kill_audio += 1
+                        self.result.kill_audio_at.append(self.loop.time())
                         dropped = len(self.agent_buffer) * 1000 // (2 * self.rate)
                         self.agent_buffer.clear()
                         self.note(f"killAudio: dropped {dropped} ms of buffered agent audio")
@@ -276,6 +280,8 @@ class _CallRun:
                 self.result.ended_by = "timeout"
                 await ws.close()
                 return True
+            if isinstance(action, str) and action.startswith(("say:", "noise:")):
+                self.result.caller_audio_started_at.append(self.loop.time())
             if isinstance(action, str) and action.startswith("say:"):
                 self.note(f'caller says "{action[4:]}"')
             elif isinstance(action, str) and action.startswith("noise:"):

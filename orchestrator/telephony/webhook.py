@@ -47,7 +47,7 @@ _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
 _PHONE_SEPARATORS = re.compile(r"[\s\-.()]")
-_DIGITS = re.compile(r"[0-9]+")  # ASCII only: \\d would accept other scripts
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: \d would accept other scripts
 _KENYA = "254"
 _KENYA_NATIONAL_DIGITS = 9
 

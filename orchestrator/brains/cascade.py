@@ -1,0 +1,379 @@
+"""The cascade brain: streaming ASR -> a Dialogue (offline policy or chat LLM with tools) -> TTS.
+
+One Brain over three replaceable parts. Caller audio goes to a `StreamingRecognizer` (pocketsphinx with
+grammars generated from the flow); each recognised utterance, state change and tool result is a *trigger*,
+handled one at a time by the `Dialogue`, whose steps are text to speak (synthesised sentence by sentence,
+so the first plays while the rest are made) or tool calls. A barge-in cancels the running trigger at once
+and tells the dialogue what the caller actually heard. With `PolicyDialogue`, espeak-ng and the grammar it
+needs no key, no network and no model download: `make_offline_brain_factory(flow)` is the embedded default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import structlog
+
+from orchestrator.audio.resample import Resampler
+from orchestrator.brains.base import (
+    AgentAudio,
+    AgentUtteranceEnd,
+    Brain,
+    BrainEvent,
+    BrainFailure,
+    CallInfo,
+    Heard,
+    JSONValue,
+    Speech,
+    StateBrief,
+    ToolCall,
+)
+from orchestrator.brains.chat import ChatCompletionsClient, ChatDialogue, ChatSettings
+from orchestrator.brains.policy import IntentRule, PolicyConfig, PolicyDialogue
+from orchestrator.errors import ConfigError, OrchestratorError
+from orchestrator.flow.model import Flow
+from orchestrator.speech.asr import (
+    SEARCH_INTENTS,
+    SEARCH_NUMBERS,
+    GrammarDecoder,
+    Recognition,
+    StreamingRecognizer,
+)
+from orchestrator.speech.tts import EspeakTts, split_sentences
+from orchestrator.telephony.webhook import CallStart
+
+__all__ = [
+    "CascadeBrain",
+    "Dialogue",
+    "TurnTiming",
+    "make_chat_brain_factory",
+    "make_offline_brain_factory",
+    "policy_config",
+]
+
+log = structlog.get_logger(__name__)
+
+_ASR_RATE = 16000
+_CHUNK_MS = 100  # agent audio is handed out in 100 ms chunks, like a streaming TTS
+
+
+class Dialogue(Protocol):
+    """The thinking step: each method yields one agent turn's steps — text to speak or a ToolCall."""
+
+    def begin(self, call: CallInfo) -> None: ...
+
+    def expects_number(self) -> bool: ...
+
+    def on_state(self, state: StateBrief) -> AsyncIterator[str | ToolCall]: ...
+
+    def on_caller(self, text: str) -> AsyncIterator[str | ToolCall]: ...
+
+    def on_tool_result(
+        self, call: ToolCall, result: Mapping[str, JSONValue]
+    ) -> AsyncIterator[str | ToolCall]: ...
+
+    def on_interrupted(self, heard: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnTiming:
+    """Latency of one caller turn, stage by stage, in wall-clock milliseconds."""
+
+    transcript: str
+    asr_ms: float  # end of speech (the VAD's decision) -> transcript
+    policy_ms: float  # transcript -> the dialogue's first step
+    tts_first_ms: float | None  # first step -> first agent audio frame (None: nothing was said)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Caller:
+    recognition: Recognition
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _State:
+    state: StateBrief
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Result:
+    call: ToolCall
+    result: Mapping[str, JSONValue]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Say:
+    text: str
+    utterance_id: str
+
+
+_Trigger = _Caller | _State | _Result | _Say
+
+
+@dataclass(slots=True)
+class _Spoken:
+    text: str
+    total_ms: int
+
+
+class CascadeBrain:
+    """A Brain made of a recogniser, a Dialogue and a TTS.
+
+        brain = CascadeBrain(PolicyDialogue(config), decoder=lambda: GrammarDecoder(config.grammar()),
+                             tts=EspeakTts(voice="en-us"))
+    """
+
+    def __init__(
+        self,
+        dialogue: Dialogue,
+        *,
+        decoder: Callable[[], GrammarDecoder],
+        tts: EspeakTts,
+        on_close: Callable[[], object] | None = None,
+    ) -> None:
+        self._dialogue = dialogue
+        self._tts = tts
+        self._on_close = on_close
+        self._events: asyncio.Queue[BrainEvent | None] = asyncio.Queue()
+        self._triggers: asyncio.Queue[_Trigger] = asyncio.Queue()
+        self._recognizer = StreamingRecognizer(decoder, on_result=self._on_recognition)
+        self._resampler: Resampler | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._current: asyncio.Task[None] | None = None
+        self._spoken: dict[str, _Spoken] = {}
+        self._turn_utterances: list[str] = []
+        self._seq = 0
+        self._closed = False
+        self.timings: list[TurnTiming] = []
+
+    # --- Brain ------------------------------------------------------------------------------
+
+    async def start(self, call: CallInfo) -> None:
+        if call.sample_rate != _ASR_RATE:
+            self._resampler = Resampler(call.sample_rate, _ASR_RATE)
+        if self._tts.rate != call.sample_rate:
+            self._tts = EspeakTts(
+                voice=self._tts.voice,
+                speed=self._tts.speed,
+                rate=call.sample_rate,
+                timeout_s=self._tts.timeout_s,
+                executable=self._tts.executable,
+            )
+        self._dialogue.begin(call)
+        try:
+            await self._recognizer.start()
+        except OrchestratorError as exc:  # no recogniser: the flow's brain_failed route, not a crash
+            self._events.put_nowait(BrainFailure(reason=str(exc)))
+        self._worker = asyncio.get_running_loop().create_task(self._run_triggers())
+
+    async def push_audio(self, pcm: bytes) -> None:
+        if self._resampler is not None:
+            pcm = self._resampler.process(pcm)
+        self._recognizer.feed(pcm)
+
+    async def enter_state(self, state: StateBrief) -> None:
+        self._triggers.put_nowait(_State(state=state))
+
+    async def say(self, text: str, *, utterance_id: str) -> None:
+        self._triggers.put_nowait(_Say(text=text, utterance_id=utterance_id))
+
+    async def tool_result(self, call: ToolCall, result: Mapping[str, JSONValue]) -> None:
+        self._triggers.put_nowait(_Result(call=call, result=result))
+
+    async def interrupt(self, heard: Heard | None) -> None:
+        if self._current is not None:
+            self._current.cancel()
+        self._dialogue.on_interrupted(self._heard_text(heard))
+
+    async def events(self) -> AsyncIterator[BrainEvent]:  # type: ignore[override]
+        while True:
+            event = await self._events.get()
+            if event is None:
+                return
+            yield event
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in (self._current, self._worker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._recognizer.close()
+        if self._on_close is not None:
+            closing = self._on_close()
+            if asyncio.iscoroutine(closing):
+                await closing
+        self._events.put_nowait(None)
+
+    # --- triggers, one at a time ------------------------------------------------------------
+
+    def _on_recognition(self, recognition: Recognition) -> None:
+        self._events.put_nowait(Speech(role="caller", text=recognition.text))
+        self._triggers.put_nowait(_Caller(recognition=recognition))
+
+    async def _run_triggers(self) -> None:
+        while True:
+            trigger = await self._triggers.get()
+            task = asyncio.get_running_loop().create_task(self._perform(trigger))
+            self._current = task
+            try:
+                # wait() rather than await: a barge-in cancels the turn, not this loop.
+                await asyncio.wait({task})
+            finally:
+                if not task.done():
+                    task.cancel()
+                self._current = None
+            if not task.cancelled() and (error := task.exception()) is not None:
+                log.warning("cascade_turn_failed", error=repr(error))
+                self._events.put_nowait(BrainFailure(reason=str(error) or repr(error)))
+                return
+
+    async def _perform(self, trigger: _Trigger) -> None:
+        if isinstance(trigger, _Say):
+            self._turn_utterances = []
+            await self._speak(trigger.text, trigger.utterance_id)
+            return
+        started = time.perf_counter()
+        if isinstance(trigger, _Caller):
+            steps = self._dialogue.on_caller(trigger.recognition.text)
+        elif isinstance(trigger, _State):
+            steps = self._dialogue.on_state(trigger.state)
+        else:
+            steps = self._dialogue.on_tool_result(trigger.call, trigger.result)
+        self._turn_utterances = []
+        policy_ms: float | None = None
+        tts_first_ms: float | None = None
+        async for step in steps:
+            if policy_ms is None:
+                policy_ms = (time.perf_counter() - started) * 1000
+            if isinstance(step, ToolCall):
+                self._events.put_nowait(step)
+                continue
+            first = await self._speak(step, self._next_id())
+            if tts_first_ms is None and first is not None:
+                tts_first_ms = first
+        self._recognizer.use_search(
+            SEARCH_NUMBERS if self._dialogue.expects_number() else SEARCH_INTENTS
+        )
+        if isinstance(trigger, _Caller):
+            timing = TurnTiming(
+                transcript=trigger.recognition.text,
+                asr_ms=round(trigger.recognition.decode_ms, 1),
+                policy_ms=round(policy_ms or (time.perf_counter() - started) * 1000, 1),
+                tts_first_ms=None if tts_first_ms is None else round(tts_first_ms, 1),
+            )
+            self.timings.append(timing)
+            log.info("cascade_turn", **asdict(timing))
+
+    async def _speak(self, text: str, utterance_id: str) -> float | None:
+        """Synthesise and emit one utterance sentence by sentence; returns ms to its first audio."""
+        started = time.perf_counter()
+        first_ms: float | None = None
+        spoken = _Spoken(text=text, total_ms=0)
+        self._spoken[utterance_id] = spoken
+        self._turn_utterances.append(utterance_id)
+        chunk = self._tts.rate * 2 * _CHUNK_MS // 1000
+        try:
+            for sentence in split_sentences(text) or [text]:
+                pcm = await self._tts.synthesize(sentence)
+                if first_ms is None:
+                    first_ms = (time.perf_counter() - started) * 1000
+                spoken.total_ms += len(pcm) * 1000 // (self._tts.rate * 2)
+                for at in range(0, len(pcm), chunk):
+                    self._events.put_nowait(AgentAudio(pcm=pcm[at : at + chunk], utterance_id=utterance_id))
+        finally:
+            # Even when cut short, the session must learn the utterance is over and what it said.
+            self._events.put_nowait(AgentUtteranceEnd(utterance_id=utterance_id))
+            self._events.put_nowait(Speech(role="agent", text=text, utterance_id=utterance_id))
+        return first_ms
+
+    def _heard_text(self, heard: Heard | None) -> str:
+        """The agent's words the caller heard this turn: whole utterances before the cut, then a share."""
+        words: list[str] = []
+        for utterance_id in self._turn_utterances:
+            spoken = self._spoken.get(utterance_id)
+            if spoken is None:
+                continue
+            if heard is None or utterance_id != heard.utterance_id:
+                words.extend(spoken.text.split())
+                continue
+            share = 0.0 if heard.total_ms <= 0 else min(1.0, heard.played_ms / heard.total_ms)
+            cut = spoken.text.split()
+            words.extend(cut[: int(len(cut) * share)])
+            break
+        return " ".join(words)
+
+    def _next_id(self) -> str:
+        self._seq += 1
+        return f"cascade-{self._seq}"
+
+
+# --- factories ------------------------------------------------------------------------------
+
+
+def policy_config(flow: Flow) -> PolicyConfig:
+    """The offline policy's data from a flow's `policy:` section (ConfigError when it has none)."""
+    policy = flow.policy
+    if policy is None:
+        raise ConfigError(f"flow {flow.name!r} has no `policy:` section for the offline brain")
+    slot = policy.order_number
+    return PolicyConfig(
+        shapes=slot.shapes if slot else (),
+        number_tool=slot.tool if slot else "lookup_order",
+        number_argument=slot.argument if slot else "order_number",
+        number_say=slot.say if slot else None,
+        intents=tuple(
+            IntentRule(
+                name=name,
+                phrases=intent.phrases,
+                say=intent.say,
+                tool=intent.tool,
+                arguments=dict(intent.arguments),
+            )
+            for name, intent in policy.intents.items()
+        ),
+        fillers=policy.fillers,
+        replies=dict(policy.replies),
+        shop=dict(flow.shop),
+    )
+
+
+def _tts_for(flow: Flow) -> EspeakTts:
+    tts = EspeakTts(voice=flow.voice.name, speed=flow.voice.speed)
+    tts.check()
+    return tts
+
+
+def make_offline_brain_factory(flow: Flow) -> Callable[[CallStart], Brain]:
+    """The embedded default: pocketsphinx + the flow's policy + espeak-ng; no key, no network."""
+    config = policy_config(flow)
+    grammar = config.grammar()
+    tts = _tts_for(flow)
+    return lambda start: CascadeBrain(
+        PolicyDialogue(config), decoder=lambda: GrammarDecoder(grammar), tts=tts
+    )
+
+
+def make_chat_brain_factory(flow: Flow, settings: ChatSettings) -> Callable[[CallStart], Brain]:
+    """ASR and TTS as offline, the thinking done by an OpenAI-compatible chat model with tools."""
+    grammar = policy_config(flow).grammar()
+    tts = _tts_for(flow)
+
+    def build(start: CallStart) -> Brain:
+        client = ChatCompletionsClient(settings)
+        return CascadeBrain(
+            ChatDialogue(client),
+            decoder=lambda: GrammarDecoder(grammar),
+            tts=tts,
+            on_close=client.aclose,
+        )
+
+    return build

@@ -1,0 +1,75 @@
+"""Whole calls with the offline cascade brain: flite callers, pocketsphinx, the flow's policy, espeak-ng."""
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.brains.cascade import make_offline_brain_factory
+from orchestrator.flow import load_flow
+from orchestrator.simulator import SimulatorOptions
+from orchestrator.speech.voices import caller_voice
+from orchestrator.testing import run_scripted_call
+
+ROOT = Path(__file__).parents[2]
+OFFLINE = ROOT / "fixtures" / "calls" / "offline"
+FLOW = load_flow(ROOT / "flows" / "order_status.yaml")
+
+
+async def _call(name: str, voice: str = "slt"):
+    return await run_scripted_call(
+        OFFLINE / f"{name}.yaml",
+        flow=FLOW,
+        brain_factory=make_offline_brain_factory(FLOW),
+        simulator=SimulatorOptions(voice=caller_voice(voice)),  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.looptime
+async def test_cascade_call_tracks_an_order_read_out_by_the_caller():
+    """PK20931 is recognised from speech, looked up, narrated, and the caller's goodbye ends the call."""
+    record = await _call("track_by_number")
+    transcript = record.render()
+    assert record.transcript.outcome == "resolved"
+    assert 'lookup_order {"order_number": "PK20931"}' in transcript
+    assert "Order PK20931 is dispatched" in transcript
+    assert "end_call" in transcript
+
+
+@pytest.mark.looptime
+async def test_cascade_call_transfers_a_caller_who_asks_for_a_person():
+    """"Speak to a person" becomes transfer_to_human and a Dial to the care desk."""
+    record = await _call("asks_for_human", voice="kal16")
+    assert record.transcript.outcome == "escalated"
+    assert "transfer_to_human" in record.render()
+    assert record.platform.dialed is not None
+
+
+@pytest.mark.looptime
+async def test_cascade_call_recovers_from_an_unknown_order_number():
+    """An unknown number is reported back, the next one is found, and the call ends resolved."""
+    record = await _call("unknown_then_found", voice="rms")
+    transcript = record.render()
+    assert "I could not find order five four three two one" in transcript
+    assert 'lookup_order {"order_number": "DX1042"}' in transcript
+    assert record.transcript.outcome == "resolved"
+
+
+@pytest.mark.looptime
+async def test_cascade_call_checks_by_phone_when_the_caller_has_no_number():
+    """"I don't have it" looks the caller's recent orders up by their phone number."""
+    record = await _call("by_phone", voice="awb")
+    transcript = record.render()
+    assert "lookup_order {}" in transcript
+    assert "lookup    phone" in transcript
+    assert record.transcript.outcome == "resolved"
+
+
+@pytest.mark.looptime
+async def test_cascade_call_stops_speaking_when_the_caller_barges_in():
+    """A barge-in during narration kills the agent's audio; the caller's goodbye is still understood."""
+    record = await _call("barge_in_during_narration", voice="kal16")
+    transcript = record.render()
+    assert record.platform.kill_audio >= 1
+    assert "barge-in  caller spoke" in transcript
+    assert "end_call" in transcript
+    assert record.transcript.outcome == "resolved"

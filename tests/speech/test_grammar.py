@@ -1,0 +1,58 @@
+"""Grammars from the flow's policy, and reading order numbers and intents back out of recognised words."""
+
+from orchestrator.speech.grammar import (
+    GrammarSpec,
+    build_jsgf,
+    grammar_words,
+    match_intent,
+    parse_order_number,
+    spoken_order_number,
+)
+
+SPEC = GrammarSpec(
+    shapes=("DX####", "#####"),
+    intents={"human": ("speak to a person",), "goodbye": ("bye", "no thanks")},
+    fillers=("hello", "my order number is"),
+)
+
+
+def test_build_jsgf_spells_shapes_as_letters_and_digits():
+    """A shape becomes its letter names followed by exactly that many spoken digits."""
+    text = build_jsgf(SPEC)
+    assert "( d x <digit> <digit> <digit> <digit> )" in text
+    assert "( <digit> <digit> <digit> <digit> <digit> )" in text
+    assert "<intent_human> = ( speak to a person );" in text
+
+
+def test_build_jsgf_intents_only_leaves_numbers_out():
+    """The intents-only search has no order-number rule."""
+    assert "<order_number>" not in build_jsgf(SPEC, numbers=False)
+
+
+def test_grammar_words_lists_every_word_the_decoder_must_know():
+    """Letters of shapes, digit words, filler and phrase words are all listed."""
+    assert {"d", "x", "oh", "nine", "hello", "person", "thanks"} <= grammar_words(SPEC)
+
+
+def test_parse_order_number_reads_letters_and_digit_words():
+    """Carrier words are skipped and "oh" reads as zero."""
+    assert parse_order_number("my order number is d x one oh four two", SPEC.shapes) == "DX1042"
+    assert parse_order_number("five five five five five please", SPEC.shapes) == "55555"
+
+
+def test_parse_order_number_needs_a_whole_shape():
+    """Too few digits, or no number at all, is no order number."""
+    assert parse_order_number("d x one two", SPEC.shapes) is None
+    assert parse_order_number("speak to a person", SPEC.shapes) is None
+
+
+def test_match_intent_prefers_whole_words_and_longest_phrase():
+    """"no thanks bye" is goodbye; "byelaw" would not match "bye"."""
+    assert match_intent("hello i want to speak to a person", SPEC.intents) == "human"
+    assert match_intent("no thanks bye", SPEC.intents) == "goodbye"
+    assert match_intent("byelaw", SPEC.intents) is None
+
+
+def test_spoken_order_number_reads_each_character():
+    """The agent reads an order number back character by character."""
+    assert spoken_order_number("DX1042") == "D X one zero four two"
