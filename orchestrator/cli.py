@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -24,8 +25,10 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import ValidationError
 
-from orchestrator.app import ORCHESTRATOR, BrainFactory, create_app
+from orchestrator.app import ORCHESTRATOR, create_app
+from orchestrator.brain_choice import BRAINS, DEFAULT_SCRIPT, make_brain_factory
 from orchestrator.audio.wav import interleave, write_wav
+from orchestrator.brains.cascade import make_offline_brain_factory
 from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.call.session import CallSession
 from orchestrator.call.transcript import Entry
@@ -37,20 +40,26 @@ from orchestrator.orders import DemoFault
 from orchestrator.script import load_script
 from orchestrator.settings import DEFAULT_FLOW, Settings
 from orchestrator.simulator import FakeSautikit, SimulatedCall, SimulatorOptions
+from orchestrator.speech.voices import caller_voice
 
 __all__ = ["main"]
 
 ROOT = DEFAULT_FLOW.parent.parent
 CALLS = ROOT / "fixtures" / "calls"
+# name -> (offline script and its test-caller voice, scripted script)
 DEMO_SCENARIOS = {
-    "by-phone": CALLS / "returning_caller_by_phone.yaml",
-    "by-order-number": CALLS / "order_number_read_out.yaml",
-    "human": CALLS / "asks_for_human.yaml",
+    "by-phone": (CALLS / "offline" / "by_phone.yaml", "slt", CALLS / "returning_caller_by_phone.yaml"),
+    "by-order-number": (
+        CALLS / "offline" / "track_by_number.yaml", "kal16", CALLS / "order_number_read_out.yaml",
+    ),
+    "human": (CALLS / "offline" / "asks_for_human.yaml", "rms", CALLS / "asks_for_human.yaml"),
 }
-DEFAULT_SCRIPT = DEMO_SCENARIOS["by-phone"]
 
 ENV_HELP = """\
 environment variables (flags win over them):
+  ORCHESTRATOR_BRAIN              offline (default), scripted, gemini, openai or chat
+  GEMINI_API_KEY, OPENAI_API_KEY  keys of the realtime brains
+  ORCHESTRATOR_CHAT_BASE_URL, ORCHESTRATOR_CHAT_MODEL, ORCHESTRATOR_CHAT_API_KEY   the chat brain
   ORCHESTRATOR_HOST, ORCHESTRATOR_PORT, ORCHESTRATOR_PUBLIC_URL, ORCHESTRATOR_FLOW,
   ORCHESTRATOR_STREAM_SECRET      signs stream tokens; set it when several workers share calls
   ORCHESTRATOR_WEBHOOK_SECRET     verify X-Sautikit-Signature on webhooks (or SAUTIKIT_WEBHOOK_SECRET)
@@ -103,9 +112,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--public-url", help="https URL Sautikit reaches this service at")
     serve.add_argument("--flow", type=Path, help=f"flow YAML (default {DEFAULT_FLOW.relative_to(ROOT)})")
     serve.add_argument(
+        "--brain",
+        choices=BRAINS,
+        help="who talks with callers: offline (default; no key, no network), scripted, gemini "
+        "(GEMINI_API_KEY), openai (OPENAI_API_KEY), chat (ORCHESTRATOR_CHAT_BASE_URL/_MODEL)",
+    )
+    serve.add_argument(
         "--script",
         type=Path,
-        help="call script the scripted brain plays on every call, until a live brain is configured "
+        help="with --brain scripted: the call script played on every call "
         f"(default {DEFAULT_SCRIPT.relative_to(ROOT)})",
     )
     serve.add_argument("--orders-url", help="base URL of the shop's orders API (default: embedded demo)")
@@ -140,6 +155,14 @@ def _parser() -> argparse.ArgumentParser:
         choices=(*DEMO_SCENARIOS, "all"),
         default="all",
         help="which call to place (default: all)",
+    )
+    demo.add_argument(
+        "--brain",
+        choices=("offline", "scripted"),
+        default="offline",
+        help="offline (default): the caller speaks with a flite voice, the agent recognises it with "
+        "pocketsphinx, follows the flow's policy and answers with espeak-ng; scripted: replays the model's "
+        "side from fixtures/calls/ with deterministic speech-like audio",
     )
     demo.add_argument("--out", type=Path, help="output folder (default demo-output/<time>)")
     demo.add_argument("--flow", type=Path, help="flow YAML to serve")
@@ -186,6 +209,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
             "public_url": getattr(args, "public_url", None),
             "flow": getattr(args, "flow", None),
             "script": getattr(args, "script", None),
+            "brain": getattr(args, "brain", None),
             "orders_base_url": getattr(args, "orders_url", None),
             "transcripts_dir": getattr(args, "transcripts_dir", None),
         }.items()
@@ -199,18 +223,14 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _scripted_brains(script_path: Path) -> BrainFactory:
-    script = load_script(script_path)
-    return lambda start: ScriptedBrain(script)
-
-
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings_from(args)
     configure_logging(json=args.log_format == "json")
-    app = create_app(settings, brain_factory=_scripted_brains(settings.script or DEFAULT_SCRIPT))
+    flow = load_flow(settings.flow)
+    app = create_app(settings, brain_factory=make_brain_factory(settings, flow), flow=flow)
     print(
-        f"orchestrator: serving flow {app[ORCHESTRATOR].flow.name} on http://{settings.host}:{settings.port}"
-        f" — point Sautikit at {settings.public_url}{settings.routes.voice}",
+        f"orchestrator: serving flow {flow.name} with the {settings.brain} brain on "
+        f"http://{settings.host}:{settings.port} — point Sautikit at {settings.public_url}{settings.routes.voice}",
         file=sys.stderr,
     )
     web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
@@ -229,11 +249,26 @@ async def _run_demo(args: argparse.Namespace) -> int:
     out = args.out or ROOT / "demo-output" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     names = list(DEMO_SCENARIOS) if args.scenario == "all" else [args.scenario]
     failures = 0
+    settings = Settings(port=0, **({"flow": args.flow} if args.flow else {}))
+    flow = load_flow(settings.flow)
+    offline = getattr(args, "brain", "offline") == "offline"
+    if offline and not _offline_speech_available():
+        print(
+            "orchestrator: flite and espeak-ng are not installed (apt-get install flite espeak-ng): "
+            "falling back to the scripted demo",
+            file=sys.stderr,
+        )
+        offline = False
+    brain_factory = make_offline_brain_factory(flow) if offline else None
     for index, name in enumerate(names, start=1):
-        script = load_script(DEMO_SCENARIOS[name])
+        offline_script, voice, scripted_script = DEMO_SCENARIOS[name]
+        script = load_script(offline_script if offline else scripted_script)
         print(f"\n=== call {index}/{len(names)}: {name} — {script.title}", flush=True)
-        settings = Settings(port=0, **({"flow": args.flow} if args.flow else {}))
-        app = create_app(settings, brain_factory=lambda start, s=script: ScriptedBrain(s))
+        app = create_app(
+            settings,
+            brain_factory=brain_factory or (lambda start, s=script: ScriptedBrain(s)),
+            flow=flow,
+        )
         orchestrator = app[ORCHESTRATOR]
         orchestrator.on_call_started.append(_print_live)
         runner = web.AppRunner(app, access_log=None)
@@ -247,7 +282,8 @@ async def _run_demo(args: argparse.Namespace) -> int:
             if orchestrator.demo_orders is not None:
                 orchestrator.demo_orders.fault = DemoFault(script.orders)
             call_sid = f"HD_demo{index:04d}"
-            platform = await FakeSautikit(base, options=SimulatorOptions()).call(script, call_sid=call_sid)
+            options = SimulatorOptions(voice=caller_voice(voice)) if offline else SimulatorOptions()
+            platform = await FakeSautikit(base, options=options).call(script, call_sid=call_sid)
             session = orchestrator.sessions[call_sid]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(session.finished.wait(), timeout=10)
@@ -258,6 +294,10 @@ async def _run_demo(args: argparse.Namespace) -> int:
             await runner.cleanup()
     print(f"\nTranscripts and two-track WAVs (caller left, agent right) are in {out}/")
     return 1 if failures else 0
+
+
+def _offline_speech_available() -> bool:
+    return shutil.which("flite") is not None and shutil.which("espeak-ng") is not None
 
 
 def _print_live(session: CallSession) -> None:

@@ -62,8 +62,14 @@ class Settings(BaseSettings):
     lookup_deadline_s: float = Field(default=5.0, gt=0)
     demo_orders_db: Path | None = None
 
-    brain: Literal["scripted"] = "scripted"
+    # Who talks with the caller: offline (pocketsphinx + the flow's policy + espeak-ng; no key, no network),
+    # scripted (replays a call script), gemini (GEMINI_API_KEY), openai (OPENAI_API_KEY), or chat (an
+    # OpenAI-compatible chat endpoint with the offline speech parts).
+    brain: Literal["offline", "scripted", "gemini", "openai", "chat"] = "offline"
     script: Path | None = None
+    chat_base_url: str | None = None
+    chat_model: str | None = None
+    chat_api_key: str | None = None
 
     # A call whose stream never connects is forgotten after this long.
     stream_connect_timeout_s: float = 30.0

@@ -348,13 +348,16 @@ class _Caller:
             lambda text, r: synthesize_speech(text, rate=r, pitch_hz=_CALLER_PITCH_HZ)
         )
         self.turns: list[tuple[CallerTurn | HangupTurn | SilenceTurn | NoiseTurn, bool]] = []
-        agent_speaks = False
+        # A script with no agent turns leaves the agent's side to a real brain: then the caller, like a
+        # person, waits to hear the agent before each line.
+        unscripted_agent = not any(isinstance(turn, AgentTurn) for turn in script.turns)
+        agent_speaks = unscripted_agent
         for turn in script.turns:
             if isinstance(turn, AgentTurn):
                 agent_speaks = agent_speaks or any(isinstance(s, SayStep) for s in turn.agent)
             else:
                 self.turns.append((turn, agent_speaks))
-                agent_speaks = False
+                agent_speaks = unscripted_agent
         self.index = 0
         self.speech = bytearray()
         self.speaking = False

@@ -86,7 +86,7 @@ def test_cli_without_command_prints_help(capsys):
 @pytest.mark.looptime
 async def test_cli_demo_writes_transcript_and_two_track_wav(tmp_path, capsys):
     """The demo serves, places a call, prints it live and leaves a transcript and a stereo WAV."""
-    args = argparse.Namespace(scenario="by-phone", out=tmp_path, flow=None, verbose=False)
+    args = argparse.Namespace(scenario="by-phone", out=tmp_path, flow=None, verbose=False, brain="scripted")
     assert await _run_demo(args) == 0
     out = capsys.readouterr().out
     assert "greeting -> identifying" in out
@@ -111,7 +111,7 @@ async def test_cli_serve_answers_a_call_as_a_real_process(tmp_path):
     env = {**os.environ, "ORCHESTRATOR_TRANSCRIPTS_DIR": str(tmp_path)}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "orchestrator.cli", "serve", "--port", str(port), "--public-url", base,
-        "--script", str(ROOT / "fixtures" / "calls" / "asks_for_human.yaml"),
+        "--brain", "scripted", "--script", str(ROOT / "fixtures" / "calls" / "asks_for_human.yaml"),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
@@ -137,3 +137,22 @@ async def test_cli_serve_answers_a_call_as_a_real_process(tmp_path):
         process.terminate()
         _, stderr = await process.communicate()
     assert b"Traceback" not in stderr
+
+
+@pytest.mark.looptime
+async def test_cli_demo_offline_brain_understands_the_spoken_caller(tmp_path, capsys):
+    """The default demo: a flite caller reads out an order number, the offline brain finds and reads it."""
+    args = argparse.Namespace(scenario="by-order-number", out=tmp_path, flow=None, verbose=False, brain="offline")
+    assert await _run_demo(args) == 0
+    transcript = (tmp_path / "by-order-number.txt").read_text()
+    assert 'lookup_order {"order_number": "PK20931"}' in transcript
+    assert "outcome   resolved" in transcript
+
+
+@pytest.mark.parametrize(("brain", "variable"), [("gemini", "GEMINI_API_KEY"), ("openai", "OPENAI_API_KEY")])
+def test_cli_serve_names_the_missing_key(brain, variable, monkeypatch, capsys):
+    """A realtime brain without its key stops at start-up with an error naming the variable."""
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["serve", "--brain", brain, "--port", "0"]) == 2
+    assert variable in capsys.readouterr().err
