@@ -18,11 +18,14 @@ import structlog
 __all__ = ["configure_logging", "mask_phone", "mask_phone_numbers", "mask_phone_numbers_in"]
 
 # A phone number as it appears in webhook fields and text: optional +, 9 to 15 digits, maybe spaced.
-_PHONE = re.compile(r"(?<![\w])\+?\d[\d \-]{7,16}\d(?![\w])")
+# URL-encoded "+" (%2B) counts as the plus sign, so query strings are masked too.
+_PHONE = re.compile(r"(?:(?<![\w])\+|%2[Bb]|(?<![\w]))\d[\d \-]{7,16}\d(?![\w])")
 
 
 def mask_phone(value: str) -> str:
     """Keep a number recognisable to its owner and useless to anyone else: +2547******678."""
+    if value[:3] in ("%2B", "%2b"):
+        value = "+" + value[3:]
     digits = [c for c in value if c.isdigit()]
     if len(digits) < 7:
         return value
@@ -87,3 +90,5 @@ def configure_logging(*, json: bool = True, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every request line at INFO, URL and query included: keep it to warnings.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))

@@ -21,6 +21,7 @@ __all__ = [
     "CallInfo",
     "Heard",
     "JSONValue",
+    "ModelInterrupted",
     "Speech",
     "StateBrief",
     "ToolCall",
@@ -115,13 +116,23 @@ class TurnComplete:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ModelInterrupted:
+    """The model itself heard the caller over its reply (server-side turn detection) and stopped it:
+    whatever of `utterance_id` is still queued must not be played."""
+
+    utterance_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BrainFailure:
     """The adapter cannot go on (connection lost for good, quota, protocol error)."""
 
     reason: str
 
 
-BrainEvent: TypeAlias = AgentAudio | AgentUtteranceEnd | Speech | ToolCall | TurnComplete | BrainFailure
+BrainEvent: TypeAlias = (
+    AgentAudio | AgentUtteranceEnd | Speech | ToolCall | TurnComplete | ModelInterrupted | BrainFailure
+)
 
 
 @runtime_checkable

@@ -48,6 +48,7 @@ from orchestrator.brains.base import (
     CallInfo,
     Heard,
     JSONValue,
+    ModelInterrupted,
     Speech,
     StateBrief,
     ToolCall,
@@ -627,6 +628,10 @@ class GeminiLiveBrain:
                 self._begin_utterance().text.append(content.output_transcription.text)
         if content.interrupted:
             self._progress = True
+            if not self._muted:
+                # Gemini heard the caller before our own VAD did: drop what is queued for playback.
+                current = self._utterance.id if self._utterance is not None else None
+                self._events.put_nowait(ModelInterrupted(utterance_id=current))
             self._muted = False
             self._end_utterance(play_tail=False)
         if content.turn_complete:

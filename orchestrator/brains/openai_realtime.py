@@ -52,6 +52,7 @@ from orchestrator.brains.base import (
     CallInfo,
     Heard,
     JSONValue,
+    ModelInterrupted,
     Speech,
     StateBrief,
     ToolCall,
@@ -822,6 +823,8 @@ class OpenAIRealtimeBrain:
         if self._active_response is not None and self._config.server_barge_in:
             if any(owner == self._active_response for owner in self._open_items.values()):
                 self._mute(self._active_response)
+                # Audio of this response already handed to the session must not play either.
+                self._emit(ModelInterrupted())
 
     def _on_input_transcript(self, link: _Link, message: dict[str, object]) -> None:
         text = _InputTranscript.model_validate(message).transcript.strip()

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from datetime import UTC, datetime
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
+import httpx
 import structlog
 
 from orchestrator.audio.echo import EchoGate
@@ -31,27 +33,33 @@ from orchestrator.brains.base import (
     CallInfo,
     Heard,
     JSONValue,
+    ModelInterrupted,
     Speech,
     StateBrief,
     ToolCall,
     ToolDeclaration,
     TurnComplete,
 )
+from orchestrator.call.escalation import EscalationResult, escalate
 from orchestrator.call.transcript import EntryKind, Transcript
 from orchestrator.errors import OrdersError
-from orchestrator.flow import CallMachine, Flow, StateEntered
+from orchestrator.flow import CallMachine, Flow, StateEntered, render
+from orchestrator.flow.machine import call_view
 from orchestrator.logging import mask_phone
 from orchestrator.orders import LookupResult, OrdersClient, normalise_order_number
 from orchestrator.telephony.metadata import StreamMetadata
+from orchestrator.telephony.rest import CallRecord, SautikitClient, SautikitError
 from orchestrator.telephony.stream import MediaStream, StreamClosed, StreamPcm
 from orchestrator.telephony.webhook import CallStart
 from orchestrator.telephony.xml import DialVerb
 
-__all__ = ["BargeInRecord", "CallSession", "SessionOptions"]
+__all__ = ["BargeInRecord", "CallServices", "CallSession", "SessionOptions"]
 
 log = structlog.get_logger(__name__)
 
 ESCALATION_STATE = "escalating"
+# No single utterance plays longer than this; a wait for one gives up after it.
+_LONGEST_UTTERANCE_S = 120.0
 NARRATION_STATE = "narrating"
 
 
@@ -62,6 +70,18 @@ class SessionOptions:
     lookup_deadline_s: float = 5.0
     # The inbound mix may carry the agent's own voice (track="both_tracks", mono): remove it before VAD.
     cancel_echo: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallServices:
+    """Outside services a call may use beyond the orders API; each is optional."""
+
+    rest: SautikitClient | None = None  # hang-up, supervision, call records
+    http: httpx.AsyncClient | None = None  # the callback webhook
+    callback_timeout_s: float = 5.0
+    rest_timeout_s: float = 5.0
+    # How long a brain may take to start speaking a state's `say` before the session's own voice does.
+    say_start_timeout_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,9 +118,15 @@ class _ConfirmBargeIn:
     generation: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _EscalationDone:
+    """The escalation strategies finished (the call may end once its stream is gone)."""
+
+
 _Input = (
     VadEvent
     | _ConfirmBargeIn
+    | _EscalationDone
     | BrainEvent
     | _LookupDone
     | _SilenceTimeout
@@ -120,8 +146,10 @@ class CallSession:
         brain: Brain,
         orders: OrdersClient,
         options: SessionOptions,
+        services: CallServices | None = None,
         fallback_tts: Callable[[str, int], bytes] | None = None,
     ) -> None:
+        self.services = services or CallServices()
         self.call_sid = start.call_sid
         self.caller = start.caller
         self.flow = flow
@@ -136,6 +164,13 @@ class CallSession:
         self.context: MutableMapping[str, object] = self._initial_context(start)
         self.machine = CallMachine(flow, self.context)
         self.pending_dial: DialVerb | None = None
+        self._dial_answered: asyncio.Future[None] | None = None
+        self._escalation_task: asyncio.Task[None] | None = None
+        self.escalation_result: EscalationResult | None = None
+        self.call_record: CallRecord | None = None
+        self._muted = False
+        self._started_utterances: set[str] = set()
+        self._heard_waiters: dict[str, asyncio.Future[None]] = {}
         self.stream_attached = False
         self.finished = asyncio.Event()
         self._prefetch: asyncio.Task[LookupResult] | None = None
@@ -210,6 +245,9 @@ class CallSession:
         dial, self.pending_dial = self.pending_dial, None
         if dial is not None:
             self._note("escalate", f"dial {mask_phone(dial.number)} answered to Sautikit")
+            if self._dial_answered is not None and not self._dial_answered.done():
+                self._dial_answered.set_result(None)
+            self.escalation_result = "dialled"
             self._finish_outcome()
         return dial
 
@@ -251,8 +289,8 @@ class CallSession:
                 self._prefetch.cancel()
             if not media.closed:
                 await media.close()
-            if self.pending_dial is None:
-                self._finish_outcome()
+            self.pending_dial = None  # the call is over: a late request gets an empty Response
+            self._finish_outcome()
 
     async def _write_audio(self, pacer: PacedWriter) -> None:
         with contextlib.suppress(ConnectionError):
@@ -298,7 +336,7 @@ class CallSession:
                     self._on_barge_vad(event)
                 for event in turns.feed(pcm):
                     self._inbox.put_nowait(event)
-                if self._brain_alive:
+                if self._brain_alive and not self._muted:
                     await self.brain.push_audio(pcm)
             elif isinstance(item, StreamMetadata):
                 channels = item.channels
@@ -321,18 +359,27 @@ class CallSession:
             self._inbox.put_nowait(BrainFailure(reason=f"brain crashed: {exc!r}"))
 
     def _play(self, pcm: bytes, utterance_id: str) -> None:
-        if utterance_id in self._cut or self._pacer is None:
+        if utterance_id in self._cut or self._pacer is None or self._muted:
             return
+        self._started_utterances.add(utterance_id)
         self._utterance_state.setdefault(utterance_id, self.machine.state)
         self._pacer.enqueue(pcm, utterance_id=utterance_id)
 
     async def _route(self) -> None:
+        stream_closed = False
         while True:
             item = await self._inbox.get()
             if isinstance(item, StreamClosed):
                 await self._on_stream_closed()
+                stream_closed = True
+            elif isinstance(item, _EscalationDone):
+                pass
+            else:
+                await self._handle(item)
+            # A dial closes the stream and then waits for Sautikit's next request: the call goes on.
+            escalating = self._escalation_task is not None and not self._escalation_task.done()
+            if stream_closed and not escalating:
                 return
-            await self._handle(item)
 
     async def _handle(self, item: _Input) -> None:
         if isinstance(item, VadEvent):
@@ -357,6 +404,8 @@ class CallSession:
             if item.generation == self._silence_generation:
                 self._note("timer", f"no caller speech in {self.machine.state}")
                 await self._enter(self.machine.send("silence_timeout"))
+        elif isinstance(item, ModelInterrupted):
+            await self._on_model_interrupted(item)
         elif isinstance(item, BrainFailure):
             await self._on_brain_failure(item)
         elif isinstance(item, TurnComplete):
@@ -456,6 +505,7 @@ class CallSession:
         ]
         for segment in cut:
             self._cut.add(segment.utterance_id)
+            self._resolve_heard(segment.utterance_id)
         heard = next((s for s in cut if s.played_ms > 0), cut[0] if cut else None)
         self.barge_ins.append(
             BargeInRecord(
@@ -487,7 +537,36 @@ class CallSession:
         share = min(1.0, segment.played_ms / segment.total_ms)
         return " ".join(words[: int(len(words) * share)])
 
+    async def _on_model_interrupted(self, event: ModelInterrupted) -> None:
+        """The model heard the caller first (server-side VAD): silence what it had queued."""
+        if self._pending_barge_in is not None:
+            await self._commit_barge_in()
+            return
+        if self._pacer is None or not self._pacer.speaking:
+            return
+        if not self.machine.state_spec().interruptible:
+            self._note("barge-in", f"model stopped, ignored: {self.machine.state} is not interruptible")
+            return
+        cut = self._pacer.flush()
+        await self._kill_platform_audio()
+        for segment in cut:
+            self._cut.add(segment.utterance_id)
+            self._resolve_heard(segment.utterance_id)
+        heard = next((seg for seg in cut if seg.played_ms > 0), None)
+        if heard is not None:
+            self._note(
+                "barge-in",
+                f"the model heard the caller; agent cut at {heard.played_ms}/{heard.total_ms} ms;"
+                f' heard "{self._heard_words(heard)}"',
+            )
+
+    def _resolve_heard(self, utterance_id: str) -> None:
+        waiter = self._heard_waiters.pop(utterance_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     async def _on_utterance_played(self, segment: PlayedSegment) -> None:
+        self._resolve_heard(segment.utterance_id)
         if self._utterance_state.get(segment.utterance_id) == NARRATION_STATE:
             self._order_delivered = True
         if self._pacer is not None and not self._pacer.speaking:
@@ -607,47 +686,135 @@ class CallSession:
             await self.brain.enter_state(
                 StateBrief(name=entered.state, instructions=entered.instructions, tools=entered.tools)
             )
-        if entered.say:
-            await self._say(entered.say)
+        said = await self._say(entered.say) if entered.say else None
         self._arm_silence()
         if entered.state == ESCALATION_STATE:
             assert self._tasks is not None
-            self._tasks.create_task(self._escalate())
+            if self._escalation_task is None:
+                self._escalation_task = self._tasks.create_task(self._escalate(said, reason=entered.event))
+                self._escalation_task.add_done_callback(
+                    lambda _task: self._inbox.put_nowait(_EscalationDone())
+                )
         elif entered.final:
             assert self._tasks is not None
-            self._tasks.create_task(self._hang_up("flow ended"))
+            self._tasks.create_task(self._hang_up("flow ended", said))
 
-    async def _say(self, text: str) -> None:
+    async def _say(self, text: str) -> str:
+        """Have `text` spoken (by the brain, or the session's own voice when the brain is gone)."""
         self._utterance_seq += 1
         utterance_id = f"flow-{self._utterance_seq}"
+        self._heard_waiters[utterance_id] = self._loop.create_future()
         if self._brain_alive:
             await self.brain.say(text, utterance_id=utterance_id)
-            return
-        # The brain is gone: the session still has a voice of its own, so the caller is never left in silence.
+        else:
+            self._say_myself(text, utterance_id)
+        return utterance_id
+
+    def _say_myself(self, text: str, utterance_id: str) -> None:
+        # The caller is never left in silence: the session has a voice of its own.
         self._utterance_text[utterance_id] = text
         self._note("agent", f'"{text}"')
         self._play(self._fallback_tts(text, self.options.sample_rate), utterance_id)
         if self._pacer is not None:
             self._pacer.end_utterance(utterance_id)
 
-    async def _escalate(self) -> None:
-        escalation = self.flow.escalation
-        if self._pacer is not None:
-            await self._pacer.wait_idle()
-        if escalation is None or "dial" not in escalation.strategies:
-            self._note("escalate", "no dial strategy configured: ending the call")
-            await self._close_stream("escalation unavailable")
+    async def _until_heard(self, utterance_id: str | None, text: str | None = None) -> None:
+        """Wait until an utterance has played out (or was cut); re-say it ourselves if the brain never did."""
+        if utterance_id is None:
             return
-        self.pending_dial = DialVerb(
-            number=escalation.number, caller_id=escalation.caller_id, timeout=int(escalation.timeout)
-        )
-        self._note("escalate", f"dial {mask_phone(escalation.number)}: closing the stream")
-        await self._close_stream("escalating")
+        waiter = self._heard_waiters.get(utterance_id)
+        if waiter is None or waiter.done():
+            return
+        try:
+            async with asyncio.timeout(self.services.say_start_timeout_s):
+                while utterance_id not in self._started_utterances and not waiter.done():
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            if text is None:
+                text = self._utterance_text.get(utterance_id)
+            self._resolve_heard(utterance_id)
+            if text is None:
+                return
+            self._note("error", "the brain did not speak in time: the session says it")
+            utterance_id = f"{utterance_id}-own"
+            waiter = self._heard_waiters[utterance_id] = self._loop.create_future()
+            self._say_myself(text, utterance_id)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_LONGEST_UTTERANCE_S):
+                await waiter
 
-    async def _hang_up(self, reason: str) -> None:
+    async def _escalate(self, said: str | None, *, reason: str) -> None:
+        await self._until_heard(said, self.flow.states[ESCALATION_STATE].say)
+        settings = self.flow.escalation
+        if settings is None:
+            self._note("escalate", "the flow declares no escalation: ending the call")
+            await self._hang_up("no escalation configured", None)
+            return
+        http = self.services.http
+        async with contextlib.AsyncExitStack() as stack:
+            if http is None:
+                http = await stack.enter_async_context(httpx.AsyncClient())
+            self.escalation_result = await escalate(
+                self,
+                settings,
+                rest=self.services.rest,
+                http=http,
+                reason=reason,
+                now_iso=lambda: datetime.now(UTC).isoformat(timespec="seconds"),
+                callback_timeout_s=self.services.callback_timeout_s,
+            )
+        if self.escalation_result in ("callback", "failed"):
+            if self.escalation_result == "failed" and self.stream_open:
+                await self.speak(self.render(settings.unavailable_say))
+            await self._hang_up(f"escalation {self.escalation_result}", None)
+        elif self.escalation_result == "dialled":
+            self._finish_outcome()
+
+    # EscalationHost: what the strategies in call/escalation.py use.
+
+    async def speak(self, text: str) -> None:
+        said = await self._say(text)
+        await self._until_heard(said, text)
+
+    def render(self, template: str) -> str:
+        return render(template, call_view(self.flow, self.context, self.machine.counters))
+
+    def note(self, kind: EntryKind, text: str) -> None:
+        self._note(kind, text)
+
+    async def close_stream(self, reason: str) -> None:
+        await self._close_stream(reason)
+
+    def offer_dial(self, dial: DialVerb) -> asyncio.Future[None]:
+        self.pending_dial = dial
+        self._dial_answered = self._loop.create_future()
+        return self._dial_answered
+
+    def mute_agent(self) -> None:
+        self._muted = True
+        if self._pacer is not None:
+            self._pacer.flush()
+
+    @property
+    def stream_open(self) -> bool:
+        return self._media is not None and not self._media.closed and self._closing_reason is None
+
+    async def _hang_up(self, reason: str, said: str | None) -> None:
+        """End the call for the caller too: closing the stream alone would leave them in dead air."""
+        await self._until_heard(said)
         if self._pacer is not None:
             await self._pacer.wait_idle()
-        self._note("hangup", f"agent ended the call ({reason})")
+        rest = self.services.rest
+        if rest is None:
+            self._note("hangup", f"agent ended the call ({reason}); no REST key: closing the stream only")
+        else:
+            try:
+                async with asyncio.timeout(self.services.rest_timeout_s):
+                    await rest.hangup(self.call_sid)
+            except (SautikitError, TimeoutError) as exc:
+                self._note("error", f"REST hang-up failed: {_rest_reason(exc)}; closing the stream")
+            else:
+                self._note("hangup", f"agent ended the call ({reason}) through the REST API")
         await self._close_stream(reason)
 
     async def _close_stream(self, reason: str) -> None:
@@ -684,9 +851,7 @@ class CallSession:
     def _finish_outcome(self) -> None:
         if self.finished.is_set():
             return
-        if self.pending_dial is not None or any(
-            "answered to Sautikit" in e for e in self.transcript.of_kind("escalate")
-        ):
+        if self.escalation_result in ("dialled", "supervised", "callback"):
             outcome = "escalated"
         elif self._order_delivered:
             outcome = "resolved"
@@ -722,6 +887,12 @@ class CallSession:
 
     def _note(self, kind: EntryKind, text: str) -> None:
         self.transcript.add(self.now_ms(), kind, text)
+
+
+def _rest_reason(exc: Exception) -> str:
+    if isinstance(exc, SautikitError):
+        return f"{exc.code or exc.status} (request {exc.request_id or '-'})"
+    return "timed out"
 
 
 class _CallOver(Exception):

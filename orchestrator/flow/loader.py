@@ -332,6 +332,9 @@ def _guard_problem(source: _Source, loc: Loc, expression: str, exc: GuardError) 
 def _check_templates(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
     variables = known_variables(shop_keys=flow.shop, counters=flow.counters)
     templates: list[tuple[Loc, str]] = [(("system_prompt",), flow.system_prompt)]
+    if flow.escalation is not None:
+        for field in ("supervise_say", "callback_say", "failed_say", "unavailable_say"):
+            templates.append((("escalation", field), getattr(flow.escalation, field)))
     for name, spec in flow.states.items():
         for field, text in (("say", spec.say), ("instructions", spec.instructions)):
             if text is not None:

@@ -187,6 +187,21 @@ class Escalation(_Model):
     number: str
     caller_id: str | None = None
     timeout: Annotated[float, Field(gt=0)] = 30.0
+    # dial: how long to wait for Sautikit's next request (answered with the Dial) once the stream is closed.
+    dial_request_timeout: Annotated[float, Field(gt=0)] = 15.0
+    # supervise: how the person joins through the REST supervision API.
+    supervise_mode: Literal["barge", "whisper", "listen"] = "barge"
+    supervise_say: str = "A colleague is joining this call now."
+    # callback: what the caller hears, and where the request is POSTed (none: only recorded).
+    callback_say: str = (
+        "A colleague from {{ shop.name }} will call you back on this number shortly. Thank you, goodbye."
+    )
+    callback_url: str | None = None
+    # Said when a strategy fails and the next one is tried, and when every one has failed.
+    failed_say: str = "I'm sorry, I couldn't reach a colleague that way."
+    unavailable_say: str = (
+        "I'm sorry, no one is available right now. Please call {{ shop.name }} again later. Goodbye."
+    )
 
 
 class OrdersSettings(_Model):

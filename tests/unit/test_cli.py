@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import socket
 import subprocess
@@ -24,8 +25,15 @@ FLOW = ROOT / "flows" / "order_status.yaml"
 
 @pytest.fixture(autouse=True)
 def _reset_logging():
+    """The CLI configures logging process-wide: put it back for the tests that follow."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    httpx_level = logging.getLogger("httpx").level
     yield
     structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.getLogger("httpx").setLevel(httpx_level)
 
 
 def test_cli_help_lists_every_command(capsys):
