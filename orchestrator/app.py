@@ -14,16 +14,19 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
+import httpx
 import structlog
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.brains.base import Brain
-from orchestrator.call.session import CallSession, SessionOptions
+from orchestrator.call.session import CallServices, CallSession, SessionOptions
 from orchestrator.errors import ConfigError, SignatureError, WebhookError
 from orchestrator.flow import Flow, load_flow
 from orchestrator.logging import mask_phone, mask_phone_numbers_in
@@ -35,6 +38,7 @@ from orchestrator.orders import (
     demo_orders_app,
 )
 from orchestrator.settings import Settings
+from orchestrator.telephony.rest import SautikitClient, SautikitConfig, SautikitError
 from orchestrator.telephony.signing import (
     make_stream_token,
     stream_url,
@@ -53,6 +57,11 @@ BrainFactory = Callable[[CallStart], Brain]
 XML = "application/xml"
 # A finished call is remembered this long, to answer Sautikit's late lifecycle re-POSTs (and its Dial).
 FINISHED_CALL_TTL_S = 600.0
+# The call record is asked for a few times: the platform may take a moment to close it.
+CALL_RECORD_ATTEMPTS = 3
+CALL_RECORD_RETRY_S = 2.0
+CALL_RECORD_TIMEOUT_S = 5.0
+SEEN_EVENTS_KEPT = 10_000
 
 
 @dataclass(slots=True, kw_only=True)
@@ -65,7 +74,10 @@ class Orchestrator:
     orders: OrdersClient | None = None
     # The embedded demo orders API, when it is the one in use (tests and demos set its fault mode).
     demo_orders: DemoOrdersBackend | None = None
+    services: CallServices = field(default_factory=CallServices)
     sessions: dict[str, CallSession] = field(default_factory=dict)
+    # Sautikit delivers events at least once: remember the ids seen (bounded).
+    seen_events: OrderedDict[str, None] = field(default_factory=OrderedDict)
     finished: list[CallSession] = field(default_factory=list)
     on_call_started: list[Callable[[CallSession], None]] = field(default_factory=list)
     on_call_finished: list[Callable[[CallSession], None]] = field(default_factory=list)
@@ -105,7 +117,7 @@ def add_routes(
     flow: Flow | None = None,
     orders: OrdersClient | None = None,
 ) -> Orchestrator:
-    """Add the voice webhook, media socket, stream-status and health routes to `app`.
+    """Add the voice webhook, media socket, stream-status, events and health routes to `app`.
 
     Without `orders`, a client for `settings.orders_base_url` is made at start-up — or, when that is unset, the
     embedded demo orders backend is started on a loopback port and used.
@@ -121,9 +133,9 @@ def add_routes(
     app.router.add_post(routes.voice, _voice_webhook)
     app.router.add_get(routes.audio, _media_stream)
     app.router.add_post(routes.stream_status, _stream_status)
+    app.router.add_post(routes.events, _events)
     app.router.add_get(routes.health, _health)
-    if orders is None:
-        app.cleanup_ctx.append(_orders_client)
+    app.cleanup_ctx.append(_service_clients)
     return orchestrator
 
 
@@ -135,22 +147,36 @@ def create_app(
     return app
 
 
-async def _orders_client(app: web.Application) -> AsyncIterator[None]:
+async def _service_clients(app: web.Application) -> AsyncIterator[None]:
+    """Start-up: the orders client (or the embedded demo backend), Sautikit's REST client, an HTTP client for
+    callback webhooks. Shut-down: background work cancelled, then every client closed."""
     orchestrator = app[ORCHESTRATOR]
     settings = orchestrator.settings
     async with contextlib.AsyncExitStack() as stack:
-        base_url = settings.orders_base_url or orchestrator.flow.orders.base_url
-        if base_url is None:
-            base_url, orchestrator.demo_orders = await stack.enter_async_context(
-                _demo_orders_server(settings.demo_orders_db)
+        if orchestrator.orders is None:
+            base_url = settings.orders_base_url or orchestrator.flow.orders.base_url
+            if base_url is None:
+                base_url, orchestrator.demo_orders = await stack.enter_async_context(
+                    _demo_orders_server(settings.demo_orders_db)
+                )
+            config = OrdersApiConfig(
+                base_url=base_url,
+                path=orchestrator.flow.orders.path or "/api/orders",
+                token=settings.orders_token,
+                timeout_s=orchestrator.flow.orders.timeout or settings.orders_timeout_s,
             )
-        config = OrdersApiConfig(
-            base_url=base_url,
-            path=orchestrator.flow.orders.path or "/api/orders",
-            token=settings.orders_token,
-            timeout_s=orchestrator.flow.orders.timeout or settings.orders_timeout_s,
+            orchestrator.orders = await stack.enter_async_context(OrdersClient(config))
+        rest = None
+        if settings.sautikit_api_key:
+            rest = await stack.enter_async_context(
+                SautikitClient(
+                    SautikitConfig(api_key=settings.sautikit_api_key, base_url=settings.sautikit_base_url)
+                )
+            )
+        http = await stack.enter_async_context(httpx.AsyncClient())
+        orchestrator.services = CallServices(
+            rest=rest, http=http, callback_timeout_s=settings.callback_timeout_s
         )
-        orchestrator.orders = await stack.enter_async_context(OrdersClient(config))
         yield
         for task in list(orchestrator.background):
             task.cancel()
@@ -201,6 +227,7 @@ async def _voice_webhook(request: web.Request) -> web.Response:
             brain=orchestrator.brain_factory(start),
             orders=orchestrator.orders,
             options=orchestrator.options(),
+            services=orchestrator.services,
         )
         orchestrator.sessions[start.call_sid] = session
         for callback in orchestrator.on_call_started:
@@ -308,11 +335,37 @@ async def _after_call(orchestrator: Orchestrator, session: CallSession) -> None:
     """Once the outcome is known (a Dial is only answered on Sautikit's next request), report and persist."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(session.finished.wait(), timeout=FINISHED_CALL_TTL_S)
+    rest = orchestrator.services.rest
+    if rest is not None and orchestrator.settings.fetch_call_record:
+        await _fetch_call_record(rest, session)
     for callback in orchestrator.on_call_finished:
         callback(session)
     directory = orchestrator.settings.transcripts_dir
     if directory is not None:
         await _save_transcript(directory, session)
+
+
+async def _fetch_call_record(rest: SautikitClient, session: CallSession) -> None:
+    """The platform's record of the call (duration, status, cost), once it says the call has ended."""
+    for attempt in range(CALL_RECORD_ATTEMPTS):
+        try:
+            async with asyncio.timeout(CALL_RECORD_TIMEOUT_S):
+                record = await rest.get_call(session.call_sid)
+        except (SautikitError, TimeoutError) as exc:
+            reason = f"{exc.code or exc.status}" if isinstance(exc, SautikitError) else "timed out"
+            session.note("record", f"call record unavailable: {reason}")
+            return
+        if record.ended or attempt == CALL_RECORD_ATTEMPTS - 1:
+            session.call_record = record
+            cost = (
+                f"{record.cost_minor / 100:.2f} {record.cost_currency or ''}".strip()
+                if record.cost_minor is not None
+                else "-"
+            )
+            duration = f"{record.duration_seconds:g} s" if record.duration_seconds is not None else "-"
+            session.note("record", f"status {record.status}, duration {duration}, cost {cost}")
+            return
+        await asyncio.sleep(CALL_RECORD_RETRY_S)
 
 
 async def _save_transcript(directory: Path, session: CallSession) -> None:
@@ -359,6 +412,53 @@ def _liberal_fields(body: bytes) -> dict[str, str]:
             return {str(k): str(v) for k, v in data.items() if not isinstance(v, dict | list)}
         return {}
     return dict(parse_qsl(text, keep_blank_values=True))
+
+
+class _EventEnvelope(BaseModel):
+    """Sautikit's event webhook body: `{kind, event_id, occurred_at, data}`; the data's shape varies by kind."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    kind: str
+    event_id: str
+    occurred_at: str | None = None
+    data: dict[str, object] = Field(default_factory=dict)
+
+    def call_ids(self) -> list[str]:
+        call = self.data.get("call")
+        scopes = [self.data, call] if isinstance(call, dict) else [self.data]
+        names = ("call_sid", "callSid", "session_id", "sessionId", "call_id", "id")
+        return [str(scope[n]) for scope in scopes for n in names if scope.get(n)]
+
+
+async def _events(request: web.Request) -> web.Response:
+    """Call completed / failed / recording ready: answered 2xx at once, deduplicated, kept with the call."""
+    orchestrator = request.app[ORCHESTRATOR]
+    body = await request.read()
+    try:
+        _check_signature(orchestrator.settings, body, request.headers.get("X-Sautikit-Signature"))
+    except SignatureError as exc:
+        log.warning("event_rejected", reason=exc.reason)
+        return web.Response(status=exc.status, text=exc.reason)
+    try:
+        event = _EventEnvelope.model_validate_json(body)
+    except ValidationError as exc:
+        log.warning("event_invalid", errors=exc.error_count())
+        return web.Response(status=400, text="expected {kind, event_id, occurred_at, data}")
+    seen = orchestrator.seen_events
+    if event.event_id in seen:
+        log.info("event_duplicate", event_id=event.event_id, kind=event.kind)
+        return web.Response(status=204)
+    seen[event.event_id] = None
+    while len(seen) > SEEN_EVENTS_KEPT:
+        seen.popitem(last=False)
+    session = next(
+        (orchestrator.sessions[i] for i in event.call_ids() if i in orchestrator.sessions), None
+    )
+    log.info("event", kind=event.kind, event_id=event.event_id, known_call=session is not None)
+    if session is not None:
+        session.note_event(event.kind, event.data)
+    return web.Response(status=204)
 
 
 async def _health(request: web.Request) -> web.Response:

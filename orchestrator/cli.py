@@ -65,9 +65,12 @@ environment variables (flags win over them):
   ORCHESTRATOR_WEBHOOK_SECRET     verify X-Sautikit-Signature on webhooks (or SAUTIKIT_WEBHOOK_SECRET)
   ORCHESTRATOR_ORDERS_BASE_URL    the shop's orders API (unset: the embedded demo backend)
   ORCHESTRATOR_ORDERS_TOKEN       bearer token for it (or ORDERS_API_TOKEN)
+  ORCHESTRATOR_SAUTIKIT_API_KEY   Sautikit REST key (or SAUTIKIT_API_KEY): hang-up, supervision, call records
+  ORCHESTRATOR_SAUTIKIT_BASE_URL  default https://api.sautikit.com
   ORCHESTRATOR_TRACK              inbound_track (default) or both_tracks
   ORCHESTRATOR_ROUTE_VOICE, ORCHESTRATOR_ROUTE_AUDIO, ORCHESTRATOR_ROUTE_STREAM_STATUS,
-  ORCHESTRATOR_ROUTE_HEALTH       route paths (defaults /voice, /audio, /stream-status, /healthz)
+  ORCHESTRATOR_ROUTE_EVENTS, ORCHESTRATOR_ROUTE_HEALTH
+                                  route paths (defaults /voice, /audio, /stream-status, /events, /healthz)
   ORCHESTRATOR_TRANSCRIPTS_DIR    write each call's transcript (.txt and .json) here
 """
 
@@ -216,7 +219,11 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         if value is not None
     }
     settings = Settings(**overrides)
-    env_fallbacks = {"webhook_secret": "SAUTIKIT_WEBHOOK_SECRET", "orders_token": "ORDERS_API_TOKEN"}
+    env_fallbacks = {
+        "webhook_secret": "SAUTIKIT_WEBHOOK_SECRET",
+        "orders_token": "ORDERS_API_TOKEN",
+        "sautikit_api_key": "SAUTIKIT_API_KEY",
+    }
     for field_name, variable in env_fallbacks.items():
         if getattr(settings, field_name) is None and os.environ.get(variable):
             settings = settings.model_copy(update={field_name: os.environ[variable]})

@@ -22,9 +22,10 @@ class Routes(BaseSettings):
     voice: str = "/voice"
     audio: str = "/audio"
     stream_status: str = "/stream-status"
+    events: str = "/events"
     health: str = "/healthz"
 
-    @field_validator("voice", "audio", "stream_status", "health")
+    @field_validator("voice", "audio", "stream_status", "events", "health")
     @classmethod
     def _absolute(cls, value: str) -> str:
         if not value.startswith("/"):
@@ -70,6 +71,13 @@ class Settings(BaseSettings):
     chat_base_url: str | None = None
     chat_model: str | None = None
     chat_api_key: str | None = None
+
+    # Sautikit's REST API (also read from SAUTIKIT_API_KEY): hang-up when the flow ends, supervision, call
+    # records after each call. Without a key the service still works, but ending a call only closes the stream.
+    sautikit_api_key: str | None = None
+    sautikit_base_url: str = "https://api.sautikit.com"
+    fetch_call_record: bool = True
+    callback_timeout_s: float = Field(default=5.0, gt=0)
 
     # A call whose stream never connects is forgotten after this long.
     stream_connect_timeout_s: float = 30.0

@@ -88,6 +88,8 @@ async def run_scripted_call(
         host, port = runner.addresses[0][:2]
         local = f"http://{host}:{port}"
         orchestrator = app[ORCHESTRATOR]
+        reported = asyncio.Event()  # after-call work (call record, transcript files) is done
+        orchestrator.on_call_finished.append(lambda session: reported.set())
         # Sautikit reaches the service at its public URL; the simulator maps that name to loopback.
         orchestrator.settings = settings.model_copy(update={"public_url": PUBLIC_URL})
         if orchestrator.demo_orders is not None:
@@ -101,6 +103,7 @@ async def run_scripted_call(
         platform = await FakeSautikit(PUBLIC_URL, options=options).call(script, call_sid=call_sid)
         session = orchestrator.sessions[call_sid]
         await asyncio.wait_for(session.finished.wait(), timeout=30)
+        await asyncio.wait_for(reported.wait(), timeout=30)
         return CallRecord(script=script, transcript=session.transcript, platform=platform)
     finally:
         await runner.cleanup()

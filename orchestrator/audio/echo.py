@@ -154,21 +154,26 @@ class EchoGate:
         window_begin = end - self._span - self._max_delay
         if end <= 0 or window_begin >= self._reference.size:
             return pcm
-        window = self._segment(window_begin, end)
-        if not np.any(window[-(n + self._max_delay) :]):
+        # Where this frame's echo can be: up to `max_delay` before it on the stream's clock, and for a frame
+        # that arrived late, as late as its arrival (a far end catching up after a stall plays what it has).
+        late = max(0, round((arrived_s - ended_s) * self._rate))
+        nearby = self._segment(end - n - self._max_delay, end + late + self._ahead)
+        if not np.any(nearby):
             return pcm  # nothing played lately: no echo to remove
+        window = self._segment(window_begin, end)
         self._learn(window, n)
         in_energy = float(np.dot(inbound, inbound))
         residual = self._subtract(inbound, in_energy, window)
         removed = residual is not None and float(np.dot(residual, residual)) <= _REMOVED * in_energy
-        if not removed and in_energy > _SOUND_RMS * _SOUND_RMS * n:
-            # Not the echo the tracked delay predicts. Still the agent's voice at some other delay (the
-            # far end's playout slipped)? Then it is residual echo: mute it rather than call it the caller.
-            late = max(0, round((arrived_s - ended_s) * self._rate))
-            nearby = self._segment(end - n - self._max_delay, end + late + self._ahead)
-            if _best_match(nearby, inbound, in_energy) >= _ECHO_CORRELATION:
-                self.removed_frames += 1
-                return bytes(2 * n)
+        if (
+            not removed
+            and in_energy > _SOUND_RMS * _SOUND_RMS * n
+            and _best_match(nearby, inbound, in_energy) >= _ECHO_CORRELATION
+        ):
+            # Not the echo the tracked delay predicts, yet still the agent's voice at some other delay (the
+            # far end's playout slipped): residual echo. Mute it rather than call it the caller.
+            self.removed_frames += 1
+            return bytes(2 * n)
         if residual is None:
             return pcm
         if float(np.dot(residual, residual)) >= in_energy:

@@ -235,6 +235,13 @@ class CallSession:
         event = fields.get("event") or fields.get("Event") or fields.get("status") or "?"
         self._note("status", f"stream status {event}")
 
+    def note_event(self, kind: str, data: Mapping[str, object]) -> None:
+        """A Sautikit event about this call (call.completed, call.failed, recording ready...)."""
+        detail = ", ".join(f"{k}={data[k]}" for k in ("status", "duration_seconds", "url") if k in data)
+        self._note("event", f"{kind}{': ' + detail if detail else ''}")
+        if kind == "call.completed" and not self.finished.is_set() and not self.stream_attached:
+            self._caller_left = True
+
     def note_webhook_again(self, state: str | None) -> None:
         self._note("call", f"webhook again (callSessionState={state or '-'})")
         if state == "completed" and not self.finished.is_set() and not self.stream_attached:

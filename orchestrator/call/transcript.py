@@ -30,6 +30,8 @@ EntryKind = Literal[
     "escalate",  # escalation strategy steps
     "hangup",  # who ended the call
     "error",  # something failed; what the caller heard about it
+    "event",  # a Sautikit event webhook about the call
+    "record",  # the platform's call record, fetched after the call
     "outcome",  # the call's result
 ]
 

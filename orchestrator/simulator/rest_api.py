@@ -191,6 +191,10 @@ class FakeSautikitState:
     supervisions: list[Supervision] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)
     failures: deque[InjectedFailure] = field(default_factory=deque)
+    # The platform's clock; the simulator sets it to the event loop's so records read the same every run.
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # What a minute of an inbound call costs, charged when it ends.
+    inbound_minute_price_minor: int = 200
     _serial: itertools.count[int] = field(init=False, default_factory=lambda: itertools.count(1))
 
     def fail_next(
@@ -229,7 +233,7 @@ class FakeSautikitState:
             local_e164=local_e164,
             remote_e164=remote_e164,
             status=status,
-            started_at=started_at or datetime.now(UTC),
+            started_at=started_at or self.now(),
             answered_at=answered_at,
             ended_at=ended_at,
             failure_code=failure_code,
@@ -523,7 +527,7 @@ async def _create_call(request: web.Request) -> web.Response:
         events=[
             {
                 "kind": "call.initiated",
-                "at": _iso(datetime.now(UTC)),
+                "at": _iso(state.now()),
                 "voice_callback_url": voice_url,
             }
         ],
@@ -543,10 +547,13 @@ async def _hangup(request: web.Request) -> web.Response:
     call = _known_call(state, request.match_info["call_id"])
     state.hangups.append(call.id)
     if call.status not in _ENDED:  # documented idempotent: a second hangup changes nothing
-        now = datetime.now(UTC)
+        now = state.now()
         call.status = "completed" if call.answered_at or call.status == "answered" else "canceled"
         call.answered_at = call.answered_at or (now if call.status == "completed" else None)
         call.ended_at = now
+        if call.answered_at is not None:
+            minutes = (now - call.answered_at).total_seconds() / 60
+            call.cost_minor = max(1, round(minutes * state.inbound_minute_price_minor))
         call.events.append({"kind": "call.hangup", "at": _iso(now), "by": "api"})
     return web.json_response({"call_id": call.id, "status": call.status})
 

@@ -19,14 +19,14 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from urllib.parse import quote_plus
 
 import aiohttp
 import numpy as np
 
-from orchestrator.audio.synth import synthesize_speech
-from orchestrator.audio.synth import noise_burst
+from orchestrator.audio.synth import noise_burst, synthesize_speech
 from orchestrator.audio.wav import interleave
 from orchestrator.script import (
     AgentTurn,
@@ -37,6 +37,7 @@ from orchestrator.script import (
     SayStep,
     SilenceTurn,
 )
+from orchestrator.simulator.rest_api import FakeCall, FakeSautikitState
 from orchestrator.telephony.signing import sign_webhook
 from orchestrator.telephony.stream import SUBPROTOCOL
 from orchestrator.telephony.xml import DialVerb, SayVerb, StreamSpec, parse_response
@@ -47,6 +48,7 @@ _FRAME_MS = 20
 # Below this RMS a played agent frame counts as silence (the pacer pads utterance ends with zeros).
 _AUDIBLE_RMS = 200.0
 _CALLER_PITCH_HZ = 190.0
+_PLATFORM_EPOCH = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,6 +71,12 @@ class SimulatorOptions:
     mix: Literal["mono", "stereo"] = "mono"
     echo_gain: float = 0.0
     echo_delay_ms: int = 120
+    # The fake REST API's state, when the service under test talks to one: the call is registered there, a
+    # REST hang-up ends it, a supervision brings a supervisor in, and the call record is closed at the end.
+    rest: FakeSautikitState | None = None
+    # Ask the service for instructions again when it closes the stream (the docs' path to a <Dial>). A
+    # production integrator saw staging not do it: turn it off to rehearse that.
+    repost_on_stream_end: bool = True
     # How the caller's speech is made: deterministic speech-like audio unless a synthesiser is given.
     voice: Callable[[str, int], bytes] | None = None
 
@@ -134,12 +142,53 @@ class _CallRun:
         self.frame_bytes = self.rate * 2 * _FRAME_MS // 1000
         self.agent_buffer = bytearray()
         self.status_url: str | None = None
+        self.record: FakeCall | None = None
+        self.supervisions_seen = 0
 
     # --- webhook and XML --------------------------------------------------------------------
 
     async def run(self) -> None:
-        xml = await self.post_webhook("ringing")
-        await self.execute(xml)
+        rest = self.options.rest
+        self.record = None
+        if rest is not None:
+            # The platform's clock runs on the loop's, so records are the same on every (fast-forwarded) run.
+            loop, t0 = self.loop, self.loop.time()
+            rest.now = lambda: _PLATFORM_EPOCH + timedelta(seconds=loop.time() - t0)
+            self.record = rest.add_call(
+                session_id=self.result.call_sid,
+                local_e164=self.script.callee,
+                remote_e164=self.script.caller,
+                status="answered",
+                answered_at=rest.now(),
+                ended_at=None,
+            )
+        try:
+            xml = await self.post_webhook("ringing")
+            await self.execute(xml)
+        finally:
+            self.close_record()
+
+    def close_record(self) -> None:
+        """The platform's record of the call once it is over: status, duration, cost."""
+        record = self.record
+        if record is None or record.status in ("completed", "failed", "canceled"):
+            return
+        rest = self.options.rest
+        assert rest is not None
+        record.status = "completed"
+        record.ended_at = rest.now()
+        minutes = (record.ended_at - (record.answered_at or record.ended_at)).total_seconds() / 60
+        record.cost_minor = max(1, round(minutes * rest.inbound_minute_price_minor))
+
+    def rest_ended(self) -> bool:
+        """Did the service hang the call up through the REST API? Also notes supervisors joining."""
+        rest = self.options.rest
+        if rest is None or self.record is None:
+            return False
+        for supervision in rest.supervisions[self.supervisions_seen :]:
+            self.supervisions_seen += 1
+            self.note(f"supervisor {supervision.supervisor_number} joins ({supervision.mode})")
+        return self.record.status in ("completed", "canceled")
 
     async def post_webhook(self, state: str) -> str:
         fields = {
@@ -241,6 +290,10 @@ class _CallRun:
             return
         # The stream ended from the service's side: ask for what to do next, like the platform.
         self.note("stream closed by the service")
+        if not self.options.repost_on_stream_end:
+            self.note("platform asks for nothing more: the caller hears silence")
+            self.result.ended_by = "platform"
+            return
         await self.execute(await self.post_webhook("active"))
 
     async def read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -268,6 +321,11 @@ class _CallRun:
             if reader.done() or ws.closed:
                 self.result.ended_by = "agent"
                 return False
+            if self.rest_ended():
+                self.note("call hung up through the REST API")
+                self.result.ended_by = "agent"
+                await ws.close()
+                return True
             played = self.play_agent_frame()
             action = caller.step(self.elapsed_ms(), audible=_rms(played) >= _AUDIBLE_RMS)
             if action == "hangup":
