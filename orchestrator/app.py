@@ -154,11 +154,14 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
     settings = orchestrator.settings
     async with contextlib.AsyncExitStack() as stack:
         if orchestrator.orders is None:
-            base_url = settings.orders_base_url or orchestrator.flow.orders.base_url
-            if base_url is None:
-                base_url, orchestrator.demo_orders = await stack.enter_async_context(
+            configured = settings.orders_base_url or orchestrator.flow.orders.base_url
+            if configured is None:
+                base_url, demo = await stack.enter_async_context(
                     _demo_orders_server(settings.demo_orders_db)
                 )
+                orchestrator.demo_orders = demo
+            else:
+                base_url = configured
             config = OrdersApiConfig(
                 base_url=base_url,
                 path=orchestrator.flow.orders.path or "/api/orders",

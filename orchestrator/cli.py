@@ -25,9 +25,9 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import ValidationError
 
-from orchestrator.app import ORCHESTRATOR, create_app
-from orchestrator.brain_choice import BRAINS, DEFAULT_SCRIPT, make_brain_factory
+from orchestrator.app import ORCHESTRATOR, BrainFactory, create_app
 from orchestrator.audio.wav import interleave, write_wav
+from orchestrator.brain_choice import BRAINS, DEFAULT_SCRIPT, make_brain_factory
 from orchestrator.brains.cascade import make_offline_brain_factory
 from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.call.session import CallSession
@@ -37,17 +37,17 @@ from orchestrator.flow import load_flow, summarize, to_mermaid
 from orchestrator.logging import configure_logging
 from orchestrator.operator_cli import add_operator_commands
 from orchestrator.orders import DemoFault
-from orchestrator.script import load_script
+from orchestrator.script import CallScript, load_script
 from orchestrator.settings import DEFAULT_FLOW, Settings
 from orchestrator.simulator import FakeSautikit, SimulatedCall, SimulatorOptions
-from orchestrator.speech.voices import caller_voice
+from orchestrator.speech.voices import CallerVoice, caller_voice
 
 __all__ = ["main"]
 
 ROOT = DEFAULT_FLOW.parent.parent
 CALLS = ROOT / "fixtures" / "calls"
 # name -> (offline script and its test-caller voice, scripted script)
-DEMO_SCENARIOS = {
+DEMO_SCENARIOS: dict[str, tuple[Path, CallerVoice, Path]] = {
     "by-phone": (CALLS / "offline" / "by_phone.yaml", "slt", CALLS / "returning_caller_by_phone.yaml"),
     "by-order-number": (
         CALLS / "offline" / "track_by_number.yaml", "kal16", CALLS / "order_number_read_out.yaml",
@@ -271,11 +271,7 @@ async def _run_demo(args: argparse.Namespace) -> int:
         offline_script, voice, scripted_script = DEMO_SCENARIOS[name]
         script = load_script(offline_script if offline else scripted_script)
         print(f"\n=== call {index}/{len(names)}: {name} — {script.title}", flush=True)
-        app = create_app(
-            settings,
-            brain_factory=brain_factory or (lambda start, s=script: ScriptedBrain(s)),
-            flow=flow,
-        )
+        app = create_app(settings, brain_factory=brain_factory or _replaying(script), flow=flow)
         orchestrator = app[ORCHESTRATOR]
         orchestrator.on_call_started.append(_print_live)
         runner = web.AppRunner(app, access_log=None)
@@ -301,6 +297,10 @@ async def _run_demo(args: argparse.Namespace) -> int:
             await runner.cleanup()
     print(f"\nTranscripts and two-track WAVs (caller left, agent right) are in {out}/")
     return 1 if failures else 0
+
+
+def _replaying(script: CallScript) -> BrainFactory:
+    return lambda start: ScriptedBrain(script)
 
 
 def _offline_speech_available() -> bool:

@@ -1,21 +1,25 @@
 """Remove the agent's own voice from a mono inbound mix before voice-activity detection.
 
-With `track="both_tracks"` and a mono mix, Sautikit sends back the caller *plus* what we played. Left alone, the
-agent's voice would look like a caller barging in on every sentence. The gate keeps the audio we sent, placed at
-the loop time it plays at the far end, finds it in each inbound frame (delay by FFT cross-correlation within
-`max_delay_ms`, gain by least squares) and subtracts it. This is a single-tap canceller: it removes a delayed,
-scaled copy — what a digital mix does — not the filtered echo of an acoustic path, which a stereo mix
-(`mixType` stereo: channels kept apart) or `inbound_track` avoid altogether.
+With `track="both_tracks"` and a mono mix, Sautikit sends back the caller *plus* what we played.
+Left alone, the agent's voice would look like a caller barging in on every sentence. The gate keeps
+the audio we sent, placed at the loop time it plays at the far end, finds it in each inbound frame
+(delay by FFT cross-correlation within `max_delay_ms`, gain by least squares) and subtracts it. This
+is a single-tap canceller: it removes a delayed, scaled copy — what a digital mix does — not the
+filtered echo of an acoustic path, which a stereo mix (`mixType` stereo: channels kept apart) or
+`inbound_track` avoid altogether.
 
-On a live loop the echo path is not as tidy as one fixed delay, and three guards keep it from leaking:
+On a live loop the echo path is not as tidy as one fixed delay, and three guards keep it from
+leaking:
 
-- Inbound frames are placed by their position in the stream, on a clock set by the least late frame of the
-  last few seconds (`_InboundClock`), not by when each one happened to arrive: a burst of frames held up behind
-  a busy loop or network would otherwise make the delay seem to jump by the burst's length.
-- A frame the tracked delay does not explain is searched for across the whole echo window. When it is still
-  the agent's voice (a residual echo: the far end's playout slipped, a new utterance started on another tick),
-  it is echo, not the caller, and is muted rather than passed to the detector. Caller speech over the agent
-  does not match the reference that closely (double talk), so it goes through.
+- Inbound frames are placed by their position in the stream, on a clock set by the least late frame
+  of the last few seconds (`_InboundClock`), not by when each one happened to arrive: a burst of
+  frames held up behind a busy loop or network would otherwise make the delay seem to jump by the
+  burst's length.
+- A frame the tracked delay does not explain is searched for across the whole echo window. When it
+  is still the agent's voice (a residual echo: the far end's playout slipped, a new utterance
+  started on another tick), it is echo, not the caller, and is muted rather than passed to the
+  detector. Caller speech over the agent does not match the reference that closely (double talk), so
+  it goes through.
 - Cleaning never makes a frame louder: a subtraction that adds energy was aimed at the wrong place.
 """
 
@@ -30,27 +34,33 @@ __all__ = ["EchoGate"]
 
 _Samples = npt.NDArray[np.float32]
 
-# The echo path is learned only from a near-perfect match: the agent's voice alone coming back. A weaker
-# match (speech just starting, the caller talking over it) would teach a wrong delay; the learned one holds.
+# The echo path is learned only from a near-perfect match: the agent's voice alone coming back. A
+# weaker match (speech just starting, the caller talking over it) would teach a wrong delay; the
+# learned one holds.
 _LEARN_CORRELATION = 0.97
-# A frame this well matched is echo alone, and its own delay (the learned one, give or take jitter) is used.
+# A frame this well matched is echo alone, and its own delay (the learned one, give or take jitter)
+# is used.
 _TRACK_CORRELATION = 0.9
-# A frame this well explained by the agent's voice at *any* delay in the window is residual echo, not the
-# caller. Over a 20 ms frame a caller talking at even a third of the echo's level pulls the match below this.
+# A frame this well explained by the agent's voice at *any* delay in the window is residual echo,
+# not the caller. Over a 20 ms frame a caller talking at even a third of the echo's level pulls the
+# match below this.
 _ECHO_CORRELATION = 0.95
 # The learned delay stays while its match is at least this share of the best one.
 _KEEP_RATIO = 0.9
-# A subtraction that leaves at most this share of a frame's energy (-20 dB) found the echo where it was.
+# A subtraction that leaves at most this share of a frame's energy (-20 dB) found the echo where it
+# was.
 _REMOVED = 0.01
 # A 20 ms frame louder than this (about -50 dBFS) has sound in it.
 _SOUND_RMS = 100.0
 # The delay is estimated over at least this many frames of continuous sound.
 _MIN_RUN_FRAMES = 3
-# How long the inbound clock remembers its least late frame: long enough to span any burst, short enough to
-# follow a stream that really did fall behind (a lost packet, a platform that re-buffered).
+# How long the inbound clock remembers its least late frame: long enough to span any burst, short
+# enough to follow a stream that really did fall behind (a lost packet, a platform that re-
+# buffered).
 _CLOCK_WINDOW_S = 2.0
-# The residual-echo search also looks this far past a frame's arrival: audio leaves up to the pacer's lead
-# before its place on the reference, and a far end catching up after a stall plays it that early.
+# The residual-echo search also looks this far past a frame's arrival: audio leaves up to the
+# pacer's lead before its place on the reference, and a far end catching up after a stall plays it
+# that early.
 _AHEAD_S = 0.1
 
 
@@ -63,14 +73,16 @@ class _InboundClock:
         self._rate = rate
         self._window = int(rate * window_s)
         self._received = 0
-        # (samples received, lateness), lateness increasing from the front: the front is the window's minimum.
+        # (samples received, lateness), lateness increasing from the front: the front is the
+        # window's minimum.
         self._lows: deque[tuple[int, float]] = deque()
 
     def end_of(self, samples: int, arrived_s: float) -> float:
-        """Loop time at which the `samples` just received ended, judged from the least late recent frame."""
+        """Loop time at which the `samples` just received ended, by the least late recent frame."""
         self._received += samples
-        # A frame can only arrive late, never early: the least late frame of the last few seconds shows the
-        # stream's true clock, and a burst of frames that waited behind a busy loop moves nothing.
+        # A frame can only arrive late, never early: the least late frame of the last few seconds
+        # shows the stream's true clock, and a burst of frames that waited behind a busy loop moves
+        # nothing.
         lateness = arrived_s - self._received / self._rate
         lows = self._lows
         while lows and lows[-1][1] >= lateness:
@@ -108,11 +120,14 @@ class EchoGate:
         "removed_frames",
     )
 
-    def __init__(self, *, rate: int = 16000, max_delay_ms: int = 400, history_s: float = 4.0) -> None:
+    def __init__(
+        self, *, rate: int = 16000, max_delay_ms: int = 400, history_s: float = 4.0
+    ) -> None:
         self._rate = rate
         self._max_delay = rate * max_delay_ms // 1000
         self._history = int(rate * history_s)
-        # The reference signal as the far end plays it, on the loop clock: sample i plays at _start_s + i/rate.
+        # The reference signal as the far end plays it, on the loop clock: sample i plays at
+        # _start_s + i/rate.
         self._reference: _Samples = np.zeros(0, dtype=np.float32)
         self._start_s: float | None = None
         self._span = rate // 4  # 250 ms of inbound audio to estimate the delay over
@@ -143,7 +158,7 @@ class EchoGate:
             self._start_s += excess / self._rate
 
     def clean(self, pcm: bytes, *, arrived_s: float) -> bytes:
-        """Inbound audio that ended arriving at loop time `arrived_s`, with the agent's echo removed."""
+        """Inbound audio that finished arriving at loop time `arrived_s`, minus the agent's echo."""
         inbound = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
         n = inbound.size
         ended_s = self._clock.end_of(n, arrived_s)
@@ -154,8 +169,9 @@ class EchoGate:
         window_begin = end - self._span - self._max_delay
         if end <= 0 or window_begin >= self._reference.size:
             return pcm
-        # Where this frame's echo can be: up to `max_delay` before it on the stream's clock, and for a frame
-        # that arrived late, as late as its arrival (a far end catching up after a stall plays what it has).
+        # Where this frame's echo can be: up to `max_delay` before it on the stream's clock, and for
+        # a frame that arrived late, as late as its arrival (a far end catching up after a stall
+        # plays what it has).
         late = max(0, round((arrived_s - ended_s) * self._rate))
         nearby = self._segment(end - n - self._max_delay, end + late + self._ahead)
         if not np.any(nearby):
@@ -170,8 +186,9 @@ class EchoGate:
             and in_energy > _SOUND_RMS * _SOUND_RMS * n
             and _best_match(nearby, inbound, in_energy) >= _ECHO_CORRELATION
         ):
-            # Not the echo the tracked delay predicts, yet still the agent's voice at some other delay (the
-            # far end's playout slipped): residual echo. Mute it rather than call it the caller.
+            # Not the echo the tracked delay predicts, yet still the agent's voice at some other
+            # delay (the far end's playout slipped): residual echo. Mute it rather than call it the
+            # caller.
             self.removed_frames += 1
             return bytes(2 * n)
         if residual is None:
@@ -183,14 +200,15 @@ class EchoGate:
 
     def _learn(self, window: _Samples, n: int) -> None:
         """Learn the echo path (delay and gain) from the run of sound that ends with this frame."""
-        # Voiced speech is nearly periodic, so a single frame matches at several pitch periods; the delay is
-        # estimated over the run of sound that ends now (at least `_MIN_RUN_FRAMES` frames, at most `_span`),
-        # so that silence before it cannot make a wrong delay look good.
+        # Voiced speech is nearly periodic, so a single frame matches at several pitch periods; the
+        # delay is estimated over the run of sound that ends now (at least `_MIN_RUN_FRAMES` frames,
+        # at most `_span`), so that silence before it cannot make a wrong delay look good.
         run = self._sound_run(n)
         if run < _MIN_RUN_FRAMES * n:
             return
         recent = self._recent[-run:]
-        # Only the part of the window that can hold this run's echo: the last `run + max_delay` samples.
+        # Only the part of the window that can hold this run's echo: the last `run + max_delay`
+        # samples.
         search = window[-(run + self._max_delay) :]
         offset = search.size - run
         size = 1 << int(np.ceil(np.log2(search.size + run)))
@@ -198,7 +216,8 @@ class EchoGate:
         corr = corr[: offset + 1]
         lag = int(np.argmax(np.abs(corr)))
         if self._delay is not None and 0 <= offset - self._delay < corr.size:
-            # Nearly periodic speech matches well at several lags: keep the known delay while it still fits.
+            # Nearly periodic speech matches well at several lags: keep the known delay while it
+            # still fits.
             known = offset - self._delay
             if abs(float(corr[known])) >= _KEEP_RATIO * abs(float(corr[lag])):
                 lag = known
@@ -212,16 +231,15 @@ class EchoGate:
                 self._delay = offset - lag
                 self._gain = float(np.dot(recent, matched)) / ref_energy
 
-    def _subtract(
-        self, inbound: _Samples, in_energy: float, window: _Samples
-    ) -> _Samples | None:
-        """The frame minus its echo at the tracked delay; None when there is nothing there to subtract."""
+    def _subtract(self, inbound: _Samples, in_energy: float, window: _Samples) -> _Samples | None:
+        """The frame minus its echo at the tracked delay; None when there is nothing to subtract."""
         if self._delay is None:
             return None
         n = inbound.size
-        # On a live loop the far end's playout buffer runs a frame fuller or emptier now and then, so the
-        # delay jumps by whole frames (plus a little jitter). Try the learned delay and one frame either side,
-        # each give or take `_jitter`; nearly periodic speech would fool a wider search.
+        # On a live loop the far end's playout buffer runs a frame fuller or emptier now and then,
+        # so the delay jumps by whole frames (plus a little jitter). Try the learned delay and one
+        # frame either side, each give or take `_jitter`; nearly periodic speech would fool a wider
+        # search.
         start = window.size - n - self._delay
         best_score, best_start = 0.0, start
         for shift in (0, -n, n):
@@ -236,7 +254,8 @@ class EchoGate:
             index = int(np.argmax(normalised))
             if normalised[index] > best_score:
                 best_score, best_start = float(normalised[index]), low + index
-        if best_score >= _TRACK_CORRELATION:  # the frame is (nearly) all echo: follow the path's moves
+        if best_score >= _TRACK_CORRELATION:
+            # The frame is (nearly) all echo: follow the path's moves.
             start = best_start
             self._delay = window.size - n - start
         ref = window[start : start + n]
@@ -263,7 +282,8 @@ class EchoGate:
         frames = self._recent[-usable:].reshape(-1, frame)
         loud = np.sqrt(np.mean(frames * frames, axis=1)) > _SOUND_RMS
         quiet = np.flatnonzero(~loud)
-        frames_in_run = loud.size if quiet.size == 0 else loud.size - 1 - int(quiet[-1])
+        count = int(loud.size)
+        frames_in_run = count if quiet.size == 0 else count - 1 - int(quiet[-1])
         return frames_in_run * frame
 
 
@@ -277,7 +297,8 @@ def _best_match(reference: _Samples, frame: _Samples, frame_energy: float) -> fl
     corr = corr[: reference.size - n + 1]
     squares = np.concatenate([[0.0], np.cumsum(reference.astype(np.float64) ** 2)])
     energies = squares[n:] - squares[:-n]
-    # Where the reference is near silent, any match is noise: demand at least a tenth of the frame's energy.
+    # Where the reference is near silent any match is noise: count it as at least 1% of the frame's
+    # energy (-20 dB), so a faint stretch cannot score high.
     floor = max(frame_energy * 0.01, 1e-6)
     normalised = np.abs(corr) / np.sqrt(np.maximum(energies, floor) * frame_energy)
     return float(np.max(normalised))

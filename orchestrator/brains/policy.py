@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from itertools import count
 
 from orchestrator.brains.base import CallInfo, JSONValue, StateBrief, ToolCall
-from orchestrator.speech.grammar import GrammarSpec, match_intent, parse_order_number, spoken_order_number
+from orchestrator.speech.grammar import (
+    GrammarSpec,
+    match_intent,
+    parse_order_number,
+    spoken_order_number,
+)
 
 __all__ = ["IntentRule", "PolicyConfig", "PolicyDialogue", "render_reply"]
 

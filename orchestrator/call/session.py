@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from datetime import UTC, datetime
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, replace
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Literal, cast
 
 import httpx
 import structlog
@@ -41,7 +41,7 @@ from orchestrator.brains.base import (
     TurnComplete,
 )
 from orchestrator.call.escalation import EscalationResult, escalate
-from orchestrator.call.transcript import EntryKind, Transcript
+from orchestrator.call.transcript import EntryKind, Outcome, Transcript
 from orchestrator.errors import OrdersError
 from orchestrator.flow import CallMachine, Flow, StateEntered, render
 from orchestrator.flow.machine import call_view
@@ -170,6 +170,7 @@ class CallSession:
         self.call_record: CallRecord | None = None
         self._muted = False
         self._started_utterances: set[str] = set()
+        self._start_waiters: dict[str, asyncio.Future[None]] = {}
         self._heard_waiters: dict[str, asyncio.Future[None]] = {}
         self.stream_attached = False
         self.finished = asyncio.Event()
@@ -368,7 +369,11 @@ class CallSession:
     def _play(self, pcm: bytes, utterance_id: str) -> None:
         if utterance_id in self._cut or self._pacer is None or self._muted:
             return
-        self._started_utterances.add(utterance_id)
+        if utterance_id not in self._started_utterances:
+            self._started_utterances.add(utterance_id)
+            started = self._start_waiters.pop(utterance_id, None)
+            if started is not None and not started.done():
+                started.set_result(None)
         self._utterance_state.setdefault(utterance_id, self.machine.state)
         self._pacer.enqueue(pcm, utterance_id=utterance_id)
 
@@ -732,10 +737,12 @@ class CallSession:
         waiter = self._heard_waiters.get(utterance_id)
         if waiter is None or waiter.done():
             return
+        started = self._start_waiters.setdefault(utterance_id, self._loop.create_future())
+        if utterance_id in self._started_utterances and not started.done():
+            started.set_result(None)
         try:
             async with asyncio.timeout(self.services.say_start_timeout_s):
-                while utterance_id not in self._started_utterances and not waiter.done():
-                    await asyncio.sleep(0.02)
+                await asyncio.wait({started, waiter}, return_when=asyncio.FIRST_COMPLETED)
         except TimeoutError:
             if text is None:
                 text = self._utterance_text.get(utterance_id)
@@ -858,6 +865,7 @@ class CallSession:
     def _finish_outcome(self) -> None:
         if self.finished.is_set():
             return
+        outcome: Outcome
         if self.escalation_result in ("dialled", "supervised", "callback"):
             outcome = "escalated"
         elif self._order_delivered:
@@ -881,7 +889,11 @@ class CallSession:
             voice=flow.voice.name,
             language=flow.voice.language,
             tools=tuple(
-                ToolDeclaration(name=name, description=spec.description, parameters=dict(spec.parameters))
+                ToolDeclaration(
+                    name=name,
+                    description=spec.description,
+                    parameters=cast(Mapping[str, JSONValue], spec.parameters),
+                )
                 for name, spec in flow.tools.items()
             ),
         )

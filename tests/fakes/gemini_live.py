@@ -23,20 +23,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
-import contextlib
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import count
 from types import TracebackType
 
 from aiohttp import WSMsgType, web
+from google import genai
 
 from orchestrator.audio.synth import synthesize_speech
 from orchestrator.audio.vad import make_vad
-from google import genai
-
 from orchestrator.brains.gemini import (
     GEMINI_INPUT_RATE,
     GEMINI_OUTPUT_RATE,

@@ -1,4 +1,4 @@
-"""The echo gate takes the agent's own voice out of a mono inbound mix, and leaves the caller alone."""
+"""The echo gate takes the agent's own voice out of a mono inbound mix and leaves the caller."""
 
 import numpy as np
 import pytest
@@ -14,7 +14,9 @@ FRAME_S = 0.02
 
 
 def _samples(text: str, pitch: float) -> np.ndarray:
-    return np.frombuffer(synthesize_speech(text, rate=RATE, pitch_hz=pitch), "<i2").astype(np.float32)
+    return np.frombuffer(synthesize_speech(text, rate=RATE, pitch_hz=pitch), "<i2").astype(
+        np.float32
+    )
 
 
 AGENT = _samples("Your order DX1042 is out for delivery with PikiPiki today", 120.0)
@@ -35,7 +37,7 @@ def _frames(signal: np.ndarray):
 
 
 def _echo(delay_ms: int, gain: float, *, extra: np.ndarray | None = None) -> np.ndarray:
-    """The agent coming back `delay_ms` later at `gain`, then `extra` (the caller) mixed in from the start."""
+    """The agent coming back `delay_ms` later at `gain`, with `extra` (the caller) mixed in."""
     delay = RATE * delay_ms // 1000
     mix = np.zeros(AGENT.size + delay, np.float32)
     mix[delay:] = gain * AGENT
@@ -58,7 +60,11 @@ def test_echo_gate_removes_a_delayed_scaled_copy(delay_ms, gain):
     loud_left = 0
     for i, frame in _frames(mix):
         cleaned = gate.clean(frame, arrived_s=(i + 1) * FRAME_S)
-        if i * FRAME > delay + 4 * FRAME and rms_dbfs(frame) > -45 and rms_dbfs(frame) - rms_dbfs(cleaned) < 40:
+        if (
+            i * FRAME > delay + 4 * FRAME
+            and rms_dbfs(frame) > -45
+            and rms_dbfs(frame) - rms_dbfs(cleaned) < 40
+        ):
             loud_left += 1
     assert loud_left == 0
 
@@ -89,13 +95,14 @@ def test_echo_gate_passes_audio_through_when_nothing_was_played():
 
 
 def test_echo_gate_places_frames_by_stream_position_when_they_arrive_in_bursts():
-    """Regression: frames held up behind a busy loop and delivered at once were placed by arrival, which moved
-    the delay by the stall's length and let the agent's voice through as a false barge-in."""
+    """Regression: frames held up behind a busy loop, then delivered at once, were placed by
+    arrival; that moved the delay by the stall's length and let the agent through as a barge-in."""
     gate = _gate_that_played_the_agent()
     vad = _barge_in_detector()
     heard = []
     for i, frame in _frames(_echo(140, 0.7)):
-        # Every 40 frames the loop stalls for 300 ms; the frames captured meanwhile arrive together after it.
+        # Every 40 frames the loop stalls for 300 ms; the frames captured meanwhile arrive together
+        # after it.
         stalled = 5 <= i % 40 < 20
         arrived_s = (i + 1) * FRAME_S + (0.3 - (i % 40 - 5) * FRAME_S if stalled else 0.0)
         heard += vad.feed(gate.clean(frame, arrived_s=arrived_s))
@@ -103,13 +110,15 @@ def test_echo_gate_places_frames_by_stream_position_when_they_arrive_in_bursts()
 
 
 def test_echo_gate_follows_reference_timestamps_off_by_a_few_ms():
-    """When the outbound frames are stamped a few ms late now and then (a late writer), the echo still goes."""
+    """Outbound frames stamped a few ms late now and then (a late writer): the echo still goes."""
     rng = np.random.default_rng(7)
     gate = EchoGate(rate=RATE)
     late_s = 0.0
     for i in range(AGENT.size // FRAME):
         if i % 25 == 24:
-            late_s += rng.uniform(0.001, 0.004)  # the writer woke late: this frame and the rest look later
+            late_s += rng.uniform(
+                0.001, 0.004
+            )  # the writer woke late: this frame and the rest look later
         frame = AGENT[i * FRAME : (i + 1) * FRAME].astype("<i2").tobytes()
         gate.played(frame, at_s=i * FRAME_S + late_s)
     vad = _barge_in_detector()
@@ -126,12 +135,14 @@ def test_echo_gate_follows_reference_timestamps_off_by_a_few_ms():
 
 @pytest.mark.parametrize("slip_frames", [1, -1])
 def test_echo_gate_follows_a_one_frame_jump_of_the_playout_delay_mid_utterance(slip_frames):
-    """The far end's buffer runs one frame emptier or fuller halfway through a sentence: no echo gets out."""
+    """The far end's buffer runs a frame emptier or fuller mid-sentence: no echo gets out."""
     gate = _gate_that_played_the_agent()
     delay = RATE * 140 // 1000
     cut = AGENT.size // 2 // FRAME * FRAME
     first, second = 0.7 * AGENT[:cut], 0.7 * AGENT[cut:]
-    if slip_frames > 0:  # an underrun: a frame of silence is played, everything after comes a frame later
+    if (
+        slip_frames > 0
+    ):  # an underrun: a frame of silence is played, everything after comes a frame later
         echo = np.concatenate([first, np.zeros(FRAME, np.float32), second])
     else:  # the buffer skips a frame to catch up: everything after comes a frame sooner
         echo = np.concatenate([first, second[FRAME:]])
@@ -149,8 +160,8 @@ def test_echo_gate_follows_a_one_frame_jump_of_the_playout_delay_mid_utterance(s
 
 
 def test_echo_gate_never_turns_silence_into_sound():
-    """Regression: after killAudio the far end never plays what was sent, and subtracting that reference
-    from the silent inbound put the agent's voice back in, as if the caller spoke."""
+    """Regression: after killAudio the far end never plays what was sent; subtracting that
+    reference from the silent inbound put the agent's voice back in, as if the caller spoke."""
     gate = _gate_that_played_the_agent()
     mix = _echo(140, 0.7)
     killed = 30 * FRAME  # the platform's buffer was emptied here: nothing more comes back
@@ -162,7 +173,7 @@ def test_echo_gate_never_turns_silence_into_sound():
 
 
 def test_echo_gate_mutes_echo_of_a_new_sentence_before_the_delay_is_relearned():
-    """A second sentence that plays out on a different tick (delay 45 ms longer) is muted, not heard as the caller."""
+    """A second sentence played on another tick (45 ms more delay) is muted, not heard."""
     gate = EchoGate(rate=RATE)
     sentence = AGENT.size // FRAME
     second = sentence + 25  # the frame the second sentence starts on, after a pause
@@ -173,7 +184,8 @@ def test_echo_gate_mutes_echo_of_a_new_sentence_before_the_delay_is_relearned():
     vad = _barge_in_detector()
     heard = []
     for i, frame in _frames(mix):
-        # The agent's frames are recorded as they are sent, just before the inbound frame of the same tick.
+        # The agent's frames are recorded as they are sent, just before the inbound frame of the
+        # same tick.
         for start in (0, second):
             if 0 <= i - start < sentence:
                 out = AGENT[(i - start) * FRAME : (i - start + 1) * FRAME].astype("<i2").tobytes()
@@ -183,7 +195,7 @@ def test_echo_gate_mutes_echo_of_a_new_sentence_before_the_delay_is_relearned():
 
 
 def test_echo_gate_lets_the_caller_barge_in_after_the_playout_delay_jumped():
-    """Muting residual echo does not deafen the gate: a caller over a slipped echo still reaches the detector."""
+    """Muting residual echo does not deafen the gate: a caller over slipped echo is still heard."""
     gate = _gate_that_played_the_agent()
     delay = RATE * 140 // 1000
     cut = AGENT.size // 3 // FRAME * FRAME
@@ -196,6 +208,10 @@ def test_echo_gate_lets_the_caller_barge_in_after_the_playout_delay_jumped():
     vad = _barge_in_detector()
     started = []
     for i, frame in _frames(mix):
-        started += [i for e in vad.feed(gate.clean(frame, arrived_s=(i + 1) * FRAME_S)) if e.kind == "speech_started"]
+        started += [
+            i
+            for e in vad.feed(gate.clean(frame, arrived_s=(i + 1) * FRAME_S))
+            if e.kind == "speech_started"
+        ]
     assert len(started) == 1
     assert start <= started[0] * FRAME < start + 10 * FRAME
