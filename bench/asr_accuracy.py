@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import random
 import statistics
 import sys
@@ -28,6 +29,7 @@ from orchestrator.brains.base import CallInfo, StateBrief, ToolCall  # noqa: E40
 from orchestrator.brains.cascade import policy_config  # noqa: E402
 from orchestrator.brains.policy import PolicyConfig, PolicyDialogue  # noqa: E402
 from orchestrator.flow import load_flow  # noqa: E402
+from orchestrator.logging import configure_logging  # noqa: E402
 from orchestrator.speech.asr import SEARCH_INTENTS, SEARCH_NUMBERS, GrammarDecoder  # noqa: E402
 from orchestrator.speech.grammar import match_intent, parse_order_number  # noqa: E402
 from orchestrator.speech.tts import EspeakTts, split_sentences  # noqa: E402
@@ -186,6 +188,7 @@ def main() -> None:
     parser.add_argument("--intents", type=int, default=24)
     parser.add_argument("--misses", action="store_true", help="list misrecognised lines on stderr")
     args = parser.parse_args()
+    configure_logging(json=True, level=logging.WARNING)  # stdout carries the JSON figures only
     flow = load_flow(args.flow)
     config = policy_config(flow)
     decoder = GrammarDecoder(config.grammar())

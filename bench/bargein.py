@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import random
 import statistics
 import sys
@@ -34,6 +35,7 @@ from orchestrator.audio.echo import EchoGate
 from orchestrator.audio.synth import noise_burst, synthesize_speech, white_noise
 from orchestrator.audio.vad import EnergyVad, WebRtcVad
 from orchestrator.brains.scripted import ScriptedBrain
+from orchestrator.logging import configure_logging
 from orchestrator.call.session import CallSession
 from orchestrator.script import CallScript
 from orchestrator.settings import Settings
@@ -198,6 +200,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    configure_logging(json=True, level=logging.WARNING)  # stdout carries the JSON figures only
     figures = asyncio.run(_run_trials(_trials(args.trials, args.seed), args.concurrency))
     figures["vad_cpu_ms_per_audio_s"] = _cpu_costs()
     print(json.dumps(figures))
