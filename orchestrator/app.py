@@ -49,7 +49,7 @@ from orchestrator.telephony.stream import accept_media_stream, media_socket_for
 from orchestrator.telephony.webhook import CallStart, parse_webhook_body
 from orchestrator.telephony.xml import SayVerb, StreamSpec, render_empty_response, render_response
 
-__all__ = ["ORCHESTRATOR", "BrainFactory", "Orchestrator", "add_routes", "create_app"]
+__all__ = ["ORCHESTRATOR", "BrainFactory", "Orchestrator", "add_routes", "create_app", "serve_on_loopback"]
 
 log = structlog.get_logger(__name__)
 
@@ -147,6 +147,24 @@ def create_app(
     return app
 
 
+@contextlib.asynccontextmanager
+async def serve_on_loopback(app: web.Application) -> AsyncIterator[str]:
+    """Run `app` on a free loopback port, as `orchestrator serve` runs it; yields its base URL.
+
+    Used by the demo, the test helpers and the benchmarks. A plain AppRunner: no test-only handler
+    cancellation, so a dropped socket behaves as in production.
+    """
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
 async def _service_clients(app: web.Application) -> AsyncIterator[None]:
     """Start-up: the orders client (or the embedded demo backend), Sautikit's REST client, an HTTP client for
     callback webhooks. Shut-down: background work cancelled, then every client closed."""
@@ -190,16 +208,9 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
 async def _demo_orders_server(db: Path | None) -> AsyncIterator[tuple[str, DemoOrdersBackend]]:
     """The embedded demo orders API on its own loopback port: real HTTP, like a shop's backend."""
     demo = demo_orders_app(db_path=db)
-    runner = web.AppRunner(demo, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        host, port = runner.addresses[0][:2]
-        log.info("demo_orders_started", url=f"http://{host}:{port}")
-        yield f"http://{host}:{port}", demo[DEMO_BACKEND]
-    finally:
-        await runner.cleanup()
+    async with serve_on_loopback(demo) as url:
+        log.info("demo_orders_started", url=url)
+        yield url, demo[DEMO_BACKEND]
 
 
 # --- handlers -----------------------------------------------------------------------------------

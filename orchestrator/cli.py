@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -25,19 +24,18 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import ValidationError
 
-from orchestrator.app import ORCHESTRATOR, BrainFactory, create_app
+from orchestrator.app import create_app
 from orchestrator.audio.wav import interleave, write_wav
 from orchestrator.brain_choice import BRAINS, DEFAULT_SCRIPT, make_brain_factory
 from orchestrator.brains.cascade import make_offline_brain_factory
-from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.call.session import CallSession
 from orchestrator.call.transcript import Entry
 from orchestrator.errors import ConfigError, FlowError
 from orchestrator.flow import load_flow, summarize, to_mermaid
+from orchestrator.harness import CallRecord, place_call
 from orchestrator.logging import configure_logging
 from orchestrator.operator_cli import add_operator_commands
-from orchestrator.orders import DemoFault
-from orchestrator.script import CallScript, load_script
+from orchestrator.script import load_script
 from orchestrator.settings import DEFAULT_FLOW, Settings
 from orchestrator.simulator import FakeSautikit, SimulatedCall, SimulatorOptions
 from orchestrator.speech.voices import CallerVoice, caller_voice
@@ -271,36 +269,22 @@ async def _run_demo(args: argparse.Namespace) -> int:
         offline_script, voice, scripted_script = DEMO_SCENARIOS[name]
         script = load_script(offline_script if offline else scripted_script)
         print(f"\n=== call {index}/{len(names)}: {name} — {script.title}", flush=True)
-        app = create_app(settings, brain_factory=brain_factory or _replaying(script), flow=flow)
-        orchestrator = app[ORCHESTRATOR]
-        orchestrator.on_call_started.append(_print_live)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        try:
-            host, port = runner.addresses[0][:2]
-            base = f"http://{host}:{port}"
-            orchestrator.settings = settings.model_copy(update={"public_url": base})
-            if orchestrator.demo_orders is not None:
-                orchestrator.demo_orders.fault = DemoFault(script.orders)
-            call_sid = f"HD_demo{index:04d}"
-            options = SimulatorOptions(voice=caller_voice(voice)) if offline else SimulatorOptions()
-            platform = await FakeSautikit(base, options=options).call(script, call_sid=call_sid)
-            session = orchestrator.sessions[call_sid]
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(session.finished.wait(), timeout=10)
-            _save_call(out, name, session, platform)
-            print(f"--- outcome: {session.transcript.outcome}", flush=True)
-            failures += session.transcript.outcome in ("failed", "unfinished")
-        finally:
-            await runner.cleanup()
+        options = SimulatorOptions(voice=caller_voice(voice)) if offline else SimulatorOptions()
+        record = await place_call(
+            script,
+            flow=flow,
+            settings=settings,
+            simulator=options,
+            call_sid=f"HD_demo{index:04d}",
+            brain_factory=brain_factory,
+            on_call_started=_print_live,
+            call_timeout_s=60,
+        )
+        _save_call(out, name, record)
+        print(f"--- outcome: {record.transcript.outcome}", flush=True)
+        failures += record.transcript.outcome in ("failed", "unfinished")
     print(f"\nTranscripts and two-track WAVs (caller left, agent right) are in {out}/")
     return 1 if failures else 0
-
-
-def _replaying(script: CallScript) -> BrainFactory:
-    return lambda start: ScriptedBrain(script)
 
 
 def _offline_speech_available() -> bool:
@@ -321,12 +305,12 @@ def _print_entry(entry: Entry) -> None:
         print(f"  {entry.render()}", flush=True)
 
 
-def _save_call(out: Path, name: str, session: CallSession, platform: SimulatedCall) -> None:
+def _save_call(out: Path, name: str, record: CallRecord) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.txt").write_text(session.transcript.render(), encoding="utf-8")
-    (out / f"{name}.json").write_text(session.transcript.to_json(), encoding="utf-8")
-    stereo = interleave(bytes(platform.caller_track), bytes(platform.agent_track))
-    write_wav(out / f"{name}.wav", stereo, session.options.sample_rate, channels=2)
+    (out / f"{name}.txt").write_text(record.render(), encoding="utf-8")
+    (out / f"{name}.json").write_text(record.transcript.to_json(), encoding="utf-8")
+    stereo = interleave(bytes(record.platform.caller_track), bytes(record.platform.agent_track))
+    write_wav(out / f"{name}.wav", stereo, record.platform_rate, channels=2)
 
 
 def _call(args: argparse.Namespace) -> int:

@@ -1,0 +1,100 @@
+"""Serve a flow and place one simulated Sautikit call against it: the demo, the tests and the benchmarks.
+
+`place_call` starts the real aiohttp application on a loopback port, places the call with the fake Sautikit
+over real HTTP and WebSocket connections, and returns both sides' records. On a fast-forwarded loop clock
+(looptime, in tests) a minute-long call takes milliseconds and its timings are exact; on the real clock (the
+demo) it takes as long as the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from orchestrator.app import ORCHESTRATOR, BrainFactory, create_app, serve_on_loopback
+from orchestrator.brains.scripted import ScriptedBrain
+from orchestrator.call.session import CallSession
+from orchestrator.call.transcript import Transcript
+from orchestrator.flow import Flow, load_flow
+from orchestrator.orders import DemoFault
+from orchestrator.script import CallScript, load_script
+from orchestrator.settings import Settings
+from orchestrator.simulator import FakeSautikit, SimulatedCall, SimulatorOptions
+
+__all__ = ["PUBLIC_URL", "CallRecord", "place_call"]
+
+# Where the fake Sautikit believes the service lives; it resolves this name to the loopback port.
+PUBLIC_URL = "https://orders-agent.example.test"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallRecord:
+    """Both sides of one simulated call."""
+
+    script: CallScript
+    transcript: Transcript  # the service's record
+    platform: SimulatedCall  # what the fake Sautikit saw and heard
+    platform_rate: int = 16000  # sample rate of the platform's two recorded tracks
+
+    def render(self) -> str:
+        """The service's transcript, then the platform's view: what a reviewer reads in a snapshot."""
+        return (
+            f"# {self.script.title}\n"
+            + self.transcript.render()
+            + "# platform\n"
+            + "\n".join(self.platform.log)
+            + f"\nended by {self.platform.ended_by or '-'}; killAudio x{self.platform.kill_audio}"
+            + (f"; dialed {self.platform.dialed}" if self.platform.dialed else "")
+            + "\n"
+        )
+
+
+async def place_call(
+    script: CallScript | str | Path,
+    *,
+    flow: Flow | str | Path | None = None,
+    settings: Settings | None = None,
+    simulator: SimulatorOptions | None = None,
+    call_sid: str = "HD_test0001",
+    brain_factory: BrainFactory | None = None,
+    on_call_started: Callable[[CallSession], None] | None = None,
+    call_timeout_s: float = 30.0,
+) -> CallRecord:
+    """Serve the flow and place the script's call against it.
+
+    The brain is a ScriptedBrain playing the script's agent turns unless `brain_factory` gives another one
+    (e.g. a Gemini Live adapter pointed at a local fake); the script's caller turns always drive the caller.
+    """
+    script = script if isinstance(script, CallScript) else load_script(script)
+    settings = settings or Settings()
+    flow_model = flow if isinstance(flow, Flow) else load_flow(flow or settings.flow)
+    factory = brain_factory or (lambda start: ScriptedBrain(script))
+    app = create_app(settings, brain_factory=factory, flow=flow_model)
+    async with serve_on_loopback(app) as local:
+        orchestrator = app[ORCHESTRATOR]
+        if on_call_started is not None:
+            orchestrator.on_call_started.append(on_call_started)
+        reported = asyncio.Event()  # after-call work (call record, transcript files) is done
+        orchestrator.on_call_finished.append(lambda session: reported.set())
+        # Sautikit reaches the service at its public URL; the simulator maps that name to loopback.
+        orchestrator.settings = settings.model_copy(update={"public_url": PUBLIC_URL})
+        if orchestrator.demo_orders is not None:
+            orchestrator.demo_orders.fault = DemoFault(script.orders)
+        options = simulator or SimulatorOptions(
+            voice_path=settings.routes.voice,
+            sample_rate=settings.sample_rate,
+            webhook_secret=settings.webhook_secret,
+        )
+        options = replace(options, hosts={**options.hosts, PUBLIC_URL: local})
+        platform = await FakeSautikit(PUBLIC_URL, options=options).call(script, call_sid=call_sid)
+        session = orchestrator.sessions[call_sid]
+        await asyncio.wait_for(session.finished.wait(), timeout=call_timeout_s)
+        await asyncio.wait_for(reported.wait(), timeout=call_timeout_s)
+        return CallRecord(
+            script=script,
+            transcript=session.transcript,
+            platform=platform,
+            platform_rate=options.sample_rate,
+        )
