@@ -35,8 +35,8 @@ from orchestrator.audio.echo import EchoGate
 from orchestrator.audio.synth import noise_burst, synthesize_speech, white_noise
 from orchestrator.audio.vad import EnergyVad, WebRtcVad
 from orchestrator.brains.scripted import ScriptedBrain
-from orchestrator.logging import configure_logging
 from orchestrator.call.session import CallSession
+from orchestrator.logging import configure_logging
 from orchestrator.script import CallScript
 from orchestrator.settings import Settings
 from orchestrator.simulator import FakeSautikit, SimulatorOptions

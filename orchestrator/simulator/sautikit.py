@@ -94,6 +94,7 @@ class SimulatedCall:
     # Loop times, for latency figures: when each caller turn's audio started, when each killAudio arrived.
     caller_audio_started_at: list[float] = field(default_factory=list)
     kill_audio_at: list[float] = field(default_factory=list)
+    agent_frame_arrivals: list[float] = field(default_factory=list)
     dialed: str | None = None
     ended_by: Literal["caller", "platform", "agent", "timeout", ""] = ""
 
@@ -300,6 +301,7 @@ class _CallRun:
         async for msg in ws:
             if msg.type is aiohttp.WSMsgType.BINARY:
                 self.agent_buffer += msg.data
+                self.result.agent_frame_arrivals.append(self.loop.time())
             elif msg.type is aiohttp.WSMsgType.TEXT:
                 with contextlib.suppress(ValueError):
                     command = json.loads(msg.data)
