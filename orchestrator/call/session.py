@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable, Mapping, MutableMapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, cast
 
@@ -40,6 +40,7 @@ from orchestrator.brains.base import (
     ToolDeclaration,
     TurnComplete,
 )
+from orchestrator.call.bargein import BargeIn, BargeInRecord, Interruption
 from orchestrator.call.escalation import EscalationResult, escalate
 from orchestrator.call.transcript import EntryKind, Outcome, Transcript
 from orchestrator.errors import OrdersError
@@ -53,7 +54,7 @@ from orchestrator.telephony.stream import MediaStream, StreamClosed, StreamPcm
 from orchestrator.telephony.webhook import CallStart
 from orchestrator.telephony.xml import DialVerb
 
-__all__ = ["BargeInRecord", "CallServices", "CallSession", "SessionOptions"]
+__all__ = ["CallServices", "CallSession", "SessionOptions"]
 
 log = structlog.get_logger(__name__)
 
@@ -82,18 +83,6 @@ class CallServices:
     rest_timeout_s: float = 5.0
     # How long a brain may take to start speaking a state's `say` before the session's own voice does.
     say_start_timeout_s: float = 5.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BargeInRecord:
-    """One time the caller spoke over the agent: what the session decided and how fast."""
-
-    onset_ms: int  # stream position where the caller's speech began
-    decided_at: float  # loop time of the VAD decision (the agent paused, killAudio sent)
-    frames_after_decision: int  # agent frames that still left after the decision (0 is the goal)
-    silent_after_s: float  # from the decision to the last agent frame written (0 when none followed it)
-    outcome: Literal["interrupted", "backchannel", "ignored"]
-    heard_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,12 +179,9 @@ class CallSession:
         self._brain_alive = True
         self._order_delivered = False
         self._caller_left = False
-        self.barge_ins: list[BargeInRecord] = []
-        self._pending_barge_in: tuple[VadEvent, float, int] | None = None  # onset, decided_at, frames then
-        self._barge_generation = 0
-        self._barge_speaking = False
-        self._heard_at_pause: tuple[str | None, int] = (None, 0)
-        self._barge_stopped_at = 0
+        self._barge_in = BargeIn(
+            min_speech_ms=flow.vad.min_speech_ms, confirm_ms=flow.vad.barge_in_confirm_ms
+        )
         self._frames_out = 0
         self._last_frame_at = 0.0
         self._echo = EchoGate(rate=options.sample_rate) if options.cancel_echo else None
@@ -247,6 +233,11 @@ class CallSession:
         self._note("call", f"webhook again (callSessionState={state or '-'})")
         if state == "completed" and not self.finished.is_set() and not self.stream_attached:
             self._caller_left = True
+
+    @property
+    def barge_ins(self) -> list[BargeInRecord]:
+        """Every time the caller spoke over the agent, with what was decided and how fast."""
+        return self._barge_in.records
 
     def take_dial(self) -> DialVerb | None:
         """The Dial to answer Sautikit's next request with, once (the `dial` escalation strategy)."""
@@ -397,8 +388,7 @@ class CallSession:
         if isinstance(item, VadEvent):
             await self._on_vad(item)
         elif isinstance(item, _ConfirmBargeIn):
-            if item.generation == self._barge_generation:
-                await self._confirm_barge_in()
+            await self._confirm_barge_in(item.generation)
         elif isinstance(item, Speech):
             if item.utterance_id is not None:
                 self._utterance_text[item.utterance_id] = item.text
@@ -435,105 +425,58 @@ class CallSession:
             await self._enter(self.machine.send("speech_stopped"))
             self._arm_silence()
 
-    # Barge-in runs in two steps. Speech over the agent pauses it at once (and `killAudio` empties the
-    # platform's buffer): that is what makes the agent stop within a frame. If the caller is still talking
-    # `barge_in_confirm_ms` after they began, the agent's reply is cut off for good; if a "mhmm" or a cough
-    # has already stopped by then, the agent carries on where it paused.
+    # Barge-in (call/bargein.py decides; here its decisions are carried out).
 
     def _on_barge_vad(self, event: VadEvent) -> None:
-        pacer = self._pacer
-        self._barge_speaking = event.kind == "speech_started"
-        if event.kind == "speech_stopped":
-            self._barge_stopped_at = event.at_ms
+        if self._pacer is None:
             return
-        if pacer is None or not pacer.speaking or self._pending_barge_in is not None:
-            return
-        if not self.machine.state_spec().interruptible:
-            self.barge_ins.append(
-                BargeInRecord(
-                    onset_ms=event.at_ms, decided_at=self._loop.time(), frames_after_decision=0,
-                    silent_after_s=0.0, outcome="ignored",
-                )
-            )
-            self._note("barge-in", f"ignored: {self.machine.state} is not interruptible")
-            return
-        pacer.pause()  # synchronous: no further agent frame leaves after this line
-        # What the caller has heard stops growing here: the platform's buffer is being killed.
-        self._heard_at_pause = (pacer.current_utterance, pacer.played_ms())
-        self._pending_barge_in = (event, self._loop.time(), self._frames_out)
-        self._barge_generation += 1
-        assert self._tasks is not None
-        self._tasks.create_task(self._kill_platform_audio())
-        vad = self.flow.vad
-        wait_s = max(0, vad.barge_in_confirm_ms - vad.min_speech_ms) / 1000
-        self._loop.call_later(
-            wait_s, self._inbox.put_nowait, _ConfirmBargeIn(generation=self._barge_generation)
+        decision = self._barge_in.on_vad(
+            event,
+            pacer=self._pacer,
+            interruptible=self.machine.state_spec().interruptible,
+            now=self._loop.time(),
+            frames_out=self._frames_out,
         )
+        if decision == "ignored":
+            self._note("barge-in", f"ignored: {self.machine.state} is not interruptible")
+        elif decision is not None:
+            assert self._tasks is not None
+            self._tasks.create_task(self._kill_platform_audio())
+            self._loop.call_later(
+                decision.confirm_after_s,
+                self._inbox.put_nowait,
+                _ConfirmBargeIn(generation=decision.generation),
+            )
 
     async def _kill_platform_audio(self) -> None:
         if self._media is not None:
             with contextlib.suppress(ConnectionError):
                 await self._media.kill_audio()
 
-    async def _confirm_barge_in(self) -> None:
-        """Still talking at the deadline: an interruption. Quiet again: a backchannel, so carry on."""
-        if self._barge_speaking:
-            await self._commit_barge_in()
-        else:
-            await self._settle_barge_in()
-
-    async def _settle_barge_in(self) -> None:
-        if self._pending_barge_in is None:
+    async def _confirm_barge_in(self, generation: int) -> None:
+        if self._pacer is None:
             return
-        onset, decided_at, frames_then = self._pending_barge_in
-        self._pending_barge_in = None
-        self._barge_generation += 1
-        if self._pacer is not None:
-            self._pacer.resume()
-        self.barge_ins.append(
-            BargeInRecord(
-                onset_ms=onset.at_ms, decided_at=decided_at,
-                frames_after_decision=self._frames_out - frames_then,
-                silent_after_s=max(0.0, self._last_frame_at - decided_at), outcome="backchannel",
+        decision = self._barge_in.confirm(
+            generation, pacer=self._pacer, frames_out=self._frames_out, last_frame_at=self._last_frame_at
+        )
+        if isinstance(decision, Interruption):
+            await self._on_interruption(decision)
+        elif decision is not None:
+            self._note(
+                "barge-in", f"short sound over the agent ({decision} ms): not an interruption, agent resumed"
             )
-        )
-        self._note(
-            "barge-in",
-            f"short sound over the agent ({self._barge_stopped_at - onset.at_ms} ms):"
-            " not an interruption, agent resumed",
-        )
 
-    async def _commit_barge_in(self) -> None:
-        if self._pending_barge_in is None or self._pacer is None:
-            return
-        onset, decided_at, frames_then = self._pending_barge_in
-        self._pending_barge_in = None
-        paused_id, paused_heard = self._heard_at_pause
-        cut = [
-            replace(segment, played_ms=min(segment.played_ms, paused_heard))
-            if segment.utterance_id == paused_id
-            else segment
-            for segment in self._pacer.flush()
-        ]
-        for segment in cut:
+    async def _on_interruption(self, interruption: Interruption) -> None:
+        for segment in interruption.cut:
             self._cut.add(segment.utterance_id)
             self._resolve_heard(segment.utterance_id)
-        heard = next((s for s in cut if s.played_ms > 0), cut[0] if cut else None)
-        self.barge_ins.append(
-            BargeInRecord(
-                onset_ms=onset.at_ms, decided_at=decided_at,
-                frames_after_decision=self._frames_out - frames_then,
-                silent_after_s=max(0.0, self._last_frame_at - decided_at), outcome="interrupted",
-                heard_ms=heard.played_ms if heard else None,
-            )
-        )
+        heard = interruption.heard
         if heard is None:
             return
-        words = self._heard_words(heard)
         self._note(
             "barge-in",
-            f"caller spoke at {onset.at_ms} ms of stream; agent cut at {heard.played_ms}/{heard.total_ms} ms;"
-            f' heard "{words}"',
+            f"caller spoke at {interruption.onset_ms} ms of stream; agent cut at {heard.played_ms}/"
+            f'{heard.total_ms} ms; heard "{self._heard_words(heard)}"',
         )
         if self._brain_alive:
             await self.brain.interrupt(
@@ -551,8 +494,12 @@ class CallSession:
 
     async def _on_model_interrupted(self, event: ModelInterrupted) -> None:
         """The model heard the caller first (server-side VAD): silence what it had queued."""
-        if self._pending_barge_in is not None:
-            await self._commit_barge_in()
+        if self._barge_in.pending and self._pacer is not None:
+            interruption = self._barge_in.interrupt(
+                pacer=self._pacer, frames_out=self._frames_out, last_frame_at=self._last_frame_at
+            )
+            if interruption is not None:
+                await self._on_interruption(interruption)
             return
         if self._pacer is None or not self._pacer.speaking:
             return
