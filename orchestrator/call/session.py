@@ -724,10 +724,16 @@ class CallSession:
                 now_iso=lambda: datetime.now(UTC).isoformat(timespec="seconds"),
                 callback_timeout_s=self.services.callback_timeout_s,
             )
-        if self.escalation_result in ("callback", "failed"):
-            if self.escalation_result == "failed" and self.stream_open:
+        if self.escalation_result == "failed":
+            if self.stream_open:
                 await self.speak(self.render(settings.unavailable_say))
-            await self._hang_up(f"escalation {self.escalation_result}", None)
+            # Recorded as the flow routes it (to `ended` in the shipped flow); the call ends either way.
+            entered = self.machine.send("escalation_failed")
+            if entered is not None:
+                self._note("state", f"{entered.previous} -> {entered.state} ({entered.event})")
+            await self._hang_up("escalation failed", None)
+        elif self.escalation_result == "callback":
+            await self._hang_up("escalation callback", None)
         elif self.escalation_result == "dialled":
             self._finish_outcome()
 

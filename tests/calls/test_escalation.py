@@ -146,6 +146,7 @@ async def test_escalation_every_strategy_failing_tells_the_caller_and_hangs_up(s
     record = await _call("asks_for_human.yaml", sautikit, flow)
     agent = record.transcript.of_kind("agent")
     assert any("no one is available right now" in line for line in agent)
+    assert "escalating -> ended (escalation_failed)" in record.transcript.of_kind("state")
     assert record.transcript.outcome == "failed"
     assert state.hangups
 
