@@ -108,6 +108,11 @@ class _ConfirmBargeIn:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class _CallerHungUp:
+    """Sautikit reported the call completed (a lifecycle re-POST) while the stream was still open."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _EscalationDone:
     """The escalation strategies finished (the call may end once its stream is gone)."""
 
@@ -115,6 +120,7 @@ class _EscalationDone:
 _Input = (
     VadEvent
     | _ConfirmBargeIn
+    | _CallerHungUp
     | _EscalationDone
     | BrainEvent
     | _LookupDone
@@ -231,8 +237,12 @@ class CallSession:
 
     def note_webhook_again(self, state: str | None) -> None:
         self._note("call", f"webhook again (callSessionState={state or '-'})")
-        if state == "completed" and not self.finished.is_set() and not self.stream_attached:
-            self._caller_left = True
+        if state != "completed" or self.finished.is_set():
+            return
+        self._caller_left = True
+        if self.stream_attached and self._closing_reason is None:
+            # The platform says the call is over while our stream is still open: the caller hung up.
+            self._inbox.put_nowait(_CallerHungUp())
 
     @property
     def barge_ins(self) -> list[BargeInRecord]:
@@ -389,6 +399,9 @@ class CallSession:
             await self._on_vad(item)
         elif isinstance(item, _ConfirmBargeIn):
             await self._confirm_barge_in(item.generation)
+        elif isinstance(item, _CallerHungUp):
+            self._note("hangup", "caller hung up (the platform reported the call completed)")
+            await self._enter(self.machine.send("hangup"))
         elif isinstance(item, Speech):
             if item.utterance_id is not None:
                 self._utterance_text[item.utterance_id] = item.text
@@ -772,7 +785,9 @@ class CallSession:
         if self._pacer is not None:
             await self._pacer.wait_idle()
         rest = self.services.rest
-        if rest is None:
+        if self._caller_left:
+            self._note("hangup", f"the caller has left ({reason}): closing the stream")
+        elif rest is None:
             self._note("hangup", f"agent ended the call ({reason}); no REST key: closing the stream only")
         else:
             try:
