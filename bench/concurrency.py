@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import logging
 import statistics
@@ -84,7 +85,7 @@ async def _level(calls: int) -> dict[str, object]:
     audio_s = 0.0
     for platform, _ in ok:
         arrivals = platform.agent_frame_arrivals
-        gaps.extend((b - a) * 1000 for a, b in zip(arrivals, arrivals[1:], strict=False) if b - a < 0.5)
+        gaps.extend((b - a) * 1000 for a, b in itertools.pairwise(arrivals) if b - a < 0.5)
         audio_s += len(platform.caller_track) / (2 * 16000)
     return {
         "calls": calls,

@@ -49,7 +49,14 @@ from orchestrator.telephony.stream import accept_media_stream, media_socket_for
 from orchestrator.telephony.webhook import CallStart, parse_webhook_body
 from orchestrator.telephony.xml import SayVerb, StreamSpec, render_empty_response, render_response
 
-__all__ = ["ORCHESTRATOR", "BrainFactory", "Orchestrator", "add_routes", "create_app", "serve_on_loopback"]
+__all__ = [
+    "ORCHESTRATOR",
+    "BrainFactory",
+    "Orchestrator",
+    "add_routes",
+    "create_app",
+    "serve_on_loopback",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -191,7 +198,9 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
         if settings.sautikit_api_key:
             rest = await stack.enter_async_context(
                 SautikitClient(
-                    SautikitConfig(api_key=settings.sautikit_api_key, base_url=settings.sautikit_base_url)
+                    SautikitConfig(
+                        api_key=settings.sautikit_api_key, base_url=settings.sautikit_base_url
+                    )
                 )
             )
         http = await stack.enter_async_context(httpx.AsyncClient())
@@ -251,7 +260,10 @@ async def _voice_webhook(request: web.Request) -> web.Response:
         session.note_xml(_redact_token(xml))
         log.info("call_started", caller=mask_phone(start.caller or ""), state=start.state)
         asyncio.get_running_loop().call_later(
-            orchestrator.settings.stream_connect_timeout_s, _expire_if_unconnected, orchestrator, session
+            orchestrator.settings.stream_connect_timeout_s,
+            _expire_if_unconnected,
+            orchestrator,
+            session,
         )
         return web.Response(text=xml, content_type=XML)
 
@@ -376,7 +388,9 @@ async def _fetch_call_record(rest: SautikitClient, session: CallSession) -> None
                 if record.cost_minor is not None
                 else "-"
             )
-            duration = f"{record.duration_seconds:g} s" if record.duration_seconds is not None else "-"
+            duration = (
+                f"{record.duration_seconds:g} s" if record.duration_seconds is not None else "-"
+            )
             session.note("record", f"status {record.status}, duration {duration}, cost {cost}")
             return
         await asyncio.sleep(CALL_RECORD_RETRY_S)
@@ -385,8 +399,12 @@ async def _fetch_call_record(rest: SautikitClient, session: CallSession) -> None
 async def _save_transcript(directory: Path, session: CallSession) -> None:
     def write() -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / f"{session.call_sid}.txt").write_text(session.transcript.render(), encoding="utf-8")
-        (directory / f"{session.call_sid}.json").write_text(session.transcript.to_json(), encoding="utf-8")
+        (directory / f"{session.call_sid}.txt").write_text(
+            session.transcript.render(), encoding="utf-8"
+        )
+        (directory / f"{session.call_sid}.json").write_text(
+            session.transcript.to_json(), encoding="utf-8"
+        )
 
     try:
         await asyncio.to_thread(write)
@@ -403,9 +421,8 @@ async def _stream_status(request: web.Request) -> web.Response:
         log.warning("status_rejected", reason=exc.reason)
         return web.Response(status=exc.status, text=exc.reason)
     fields = _liberal_fields(body)
-    call_sid = (
-        request.query.get("call_sid")
-        or next((fields[k] for k in ("callSid", "CallSid", "call_sid", "sessionId") if k in fields), "")
+    call_sid = request.query.get("call_sid") or next(
+        (fields[k] for k in ("callSid", "CallSid", "call_sid", "sessionId") if k in fields), ""
     )
     # Fire-and-forget notifications with undocumented bodies: log them raw, attach to the call if known.
     log.info("stream_status", call_sid=call_sid, fields=mask_phone_numbers_in(fields))

@@ -20,7 +20,9 @@ from orchestrator.settings import Settings
 __all__ = ["BRAINS", "DEFAULT_SCRIPT", "make_brain_factory"]
 
 BRAINS = ("offline", "scripted", "gemini", "openai", "chat")
-DEFAULT_SCRIPT = Path(__file__).resolve().parent.parent / "fixtures" / "calls" / "returning_caller_by_phone.yaml"
+DEFAULT_SCRIPT = (
+    Path(__file__).resolve().parent.parent / "fixtures" / "calls" / "returning_caller_by_phone.yaml"
+)
 
 
 def make_brain_factory(

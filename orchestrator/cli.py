@@ -46,7 +46,11 @@ ROOT = DEFAULT_FLOW.parent.parent
 CALLS = ROOT / "fixtures" / "calls"
 # name -> (offline script and its test-caller voice, scripted script)
 DEMO_SCENARIOS: dict[str, tuple[Path, CallerVoice, Path]] = {
-    "by-phone": (CALLS / "offline" / "by_phone.yaml", "slt", CALLS / "returning_caller_by_phone.yaml"),
+    "by-phone": (
+        CALLS / "offline" / "by_phone.yaml",
+        "slt",
+        CALLS / "returning_caller_by_phone.yaml",
+    ),
     "by-order-number": (
         CALLS / "offline" / "track_by_number.yaml", "kal16", CALLS / "order_number_read_out.yaml",
     ),
@@ -111,7 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
     serve.add_argument("--public-url", help="https URL Sautikit reaches this service at")
-    serve.add_argument("--flow", type=Path, help=f"flow YAML (default {DEFAULT_FLOW.relative_to(ROOT)})")
+    serve.add_argument(
+        "--flow", type=Path, help=f"flow YAML (default {DEFAULT_FLOW.relative_to(ROOT)})"
+    )
     serve.add_argument(
         "--brain",
         choices=BRAINS,
@@ -124,7 +130,9 @@ def _parser() -> argparse.ArgumentParser:
         help="with --brain scripted: the call script played on every call "
         f"(default {DEFAULT_SCRIPT.relative_to(ROOT)})",
     )
-    serve.add_argument("--orders-url", help="base URL of the shop's orders API (default: embedded demo)")
+    serve.add_argument(
+        "--orders-url", help="base URL of the shop's orders API (default: embedded demo)"
+    )
     serve.add_argument("--transcripts-dir", type=Path, help="write each call's transcript here")
     serve.add_argument("--log-format", choices=("json", "console"), default="json")
     serve.set_defaults(run=_serve)
@@ -174,7 +182,9 @@ def _parser() -> argparse.ArgumentParser:
         "call",
         help="place one simulated Sautikit call from a call script against a running service",
     )
-    call.add_argument("script", type=Path, help="call script, e.g. fixtures/calls/asks_for_human.yaml")
+    call.add_argument(
+        "script", type=Path, help="call script, e.g. fixtures/calls/asks_for_human.yaml"
+    )
     call.add_argument("--url", default="http://127.0.0.1:8080", help="the service's base URL")
     call.add_argument("--voice-path", default="/voice")
     call.set_defaults(run=_call)
@@ -317,7 +327,9 @@ def _call(args: argparse.Namespace) -> int:
     script = load_script(args.script)
 
     async def place() -> SimulatedCall:
-        sim = FakeSautikit(args.url, options=SimulatorOptions(voice_path=args.voice_path), on_line=print)
+        sim = FakeSautikit(
+            args.url, options=SimulatorOptions(voice_path=args.voice_path), on_line=print
+        )
         return await sim.call(script)
 
     platform = asyncio.run(place())

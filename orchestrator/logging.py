@@ -32,7 +32,9 @@ def mask_phone(value: str) -> str:
     keep_head = 4 if value.startswith("+") else 3
     head = "".join(digits[:keep_head])
     tail = "".join(digits[-3:])
-    return ("+" if value.startswith("+") else "") + head + "*" * (len(digits) - keep_head - 3) + tail
+    return (
+        ("+" if value.startswith("+") else "") + head + "*" * (len(digits) - keep_head - 3) + tail
+    )
 
 
 def _mask_text(text: str) -> str:

@@ -17,7 +17,13 @@ from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.harness import PUBLIC_URL, CallRecord
 from orchestrator.harness import place_call as run_scripted_call
 
-__all__ = ["PUBLIC_URL", "CallRecord", "ScriptedBrain", "TranscriptSnapshotExtension", "run_scripted_call"]
+__all__ = [
+    "PUBLIC_URL",
+    "CallRecord",
+    "ScriptedBrain",
+    "TranscriptSnapshotExtension",
+    "run_scripted_call",
+]
 
 
 class TranscriptSnapshotExtension(SingleFileSnapshotExtension):

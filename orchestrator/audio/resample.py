@@ -32,7 +32,8 @@ def _to_float(pcm: bytes) -> _Float32Array:
 
 
 def _to_pcm(samples: _Float32Array) -> bytes:
-    return np.clip(np.rint(samples * _SCALE), -32768, 32767).astype("<i2").tobytes()
+    pcm: npt.NDArray[np.int16] = np.clip(np.rint(samples * _SCALE), -32768, 32767).astype("<i2")
+    return pcm.tobytes()
 
 
 class Resampler:

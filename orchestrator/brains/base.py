@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 JSONValue: TypeAlias = (
-    str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
+    str | int | float | bool | list["JSONValue"] | dict[str, "JSONValue"] | None
 )
 
 
@@ -131,7 +131,13 @@ class BrainFailure:
 
 
 BrainEvent: TypeAlias = (
-    AgentAudio | AgentUtteranceEnd | Speech | ToolCall | TurnComplete | ModelInterrupted | BrainFailure
+    AgentAudio
+    | AgentUtteranceEnd
+    | Speech
+    | ToolCall
+    | TurnComplete
+    | ModelInterrupted
+    | BrainFailure
 )
 
 

@@ -167,7 +167,8 @@ class CascadeBrain:
         self._dialogue.begin(call)
         try:
             await self._recognizer.start()
-        except OrchestratorError as exc:  # no recogniser: the flow's brain_failed route, not a crash
+        except OrchestratorError as exc:
+            # No recogniser: the flow's brain_failed route, not a crash.
             self._events.put_nowait(BrainFailure(reason=str(exc)))
         self._worker = asyncio.get_running_loop().create_task(self._run_triggers())
 
@@ -190,7 +191,7 @@ class CascadeBrain:
             self._current.cancel()
         self._dialogue.on_interrupted(self._heard_text(heard))
 
-    async def events(self) -> AsyncIterator[BrainEvent]:  # type: ignore[override]
+    async def events(self) -> AsyncIterator[BrainEvent]:
         while True:
             event = await self._events.get()
             if event is None:
@@ -288,7 +289,9 @@ class CascadeBrain:
                     first_ms = (time.perf_counter() - started) * 1000
                 spoken.total_ms += len(pcm) * 1000 // (self._tts.rate * 2)
                 for at in range(0, len(pcm), chunk):
-                    self._events.put_nowait(AgentAudio(pcm=pcm[at : at + chunk], utterance_id=utterance_id))
+                    self._events.put_nowait(
+                        AgentAudio(pcm=pcm[at : at + chunk], utterance_id=utterance_id)
+                    )
         finally:
             # Even when cut short, the session must learn the utterance is over and what it said.
             self._events.put_nowait(AgentUtteranceEnd(utterance_id=utterance_id))

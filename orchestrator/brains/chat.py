@@ -181,7 +181,9 @@ class ChatCompletionsClient:
         except httpx.HTTPError as exc:
             raise ChatError(f"chat endpoint unreachable: {exc!r}") from exc
         except ValidationError as exc:
-            raise ChatError(f"unreadable chunk from chat endpoint: {exc.errors()[0]['msg']}") from exc
+            raise ChatError(
+                f"unreadable chunk from chat endpoint: {exc.errors()[0]['msg']}"
+            ) from exc
         for index in sorted(parts):
             yield _finish(parts[index], index)
 

@@ -141,7 +141,11 @@ class GeminiLiveConfig:
     ) -> GeminiLiveConfig:
         """Read GEMINI_API_KEY (or GOOGLE_API_KEY), GEMINI_LIVE_MODEL, GEMINI_LIVE_VOICE,
         GEMINI_LIVE_LANGUAGE and GEMINI_BASE_URL; keyword overrides win."""
-        key = overrides.get("api_key") or environ.get("GEMINI_API_KEY") or environ.get("GOOGLE_API_KEY")
+        key = (
+            overrides.get("api_key")
+            or environ.get("GEMINI_API_KEY")
+            or environ.get("GOOGLE_API_KEY")
+        )
         if not key:
             raise ConfigError(
                 "GEMINI_API_KEY is not set (nor GOOGLE_API_KEY): the Gemini Live brain needs an API key "
@@ -258,7 +262,7 @@ def _json_args(args: Mapping[str, object] | None) -> dict[str, JSONValue]:
     return cleaned if isinstance(cleaned, dict) else {}
 
 
-def _declarations(tools: tuple[ToolDeclaration, ...]) -> list[types.Tool]:
+def _declarations(tools: tuple[ToolDeclaration, ...]) -> list[types.ToolUnion]:
     if not tools:
         return []
     return [
@@ -321,7 +325,9 @@ class GeminiLiveBrain:
     async def start(self, call: CallInfo) -> None:
         self._call = call
         self._to_model = Resampler(call.sample_rate, GEMINI_INPUT_RATE)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"gemini-{call.call_sid}")
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"gemini-{call.call_sid}"
+        )
 
     async def push_audio(self, pcm: bytes) -> None:
         if self._closed or self._failed or self._to_model is None:
@@ -341,11 +347,15 @@ class GeminiLiveBrain:
         if self._closed or self._failed:
             return
         if self._config.context_updates:
-            self._queue(_ContextUpdate(instruction=self._instruction(), tools=self._allowed_tools()))
+            self._queue(
+                _ContextUpdate(instruction=self._instruction(), tools=self._allowed_tools())
+            )
         # A tool call awaiting its answer carries the new state's instructions in its result; otherwise
         # a short turn tells the model what to do now (ask again, greet, ...).
         if state.instructions and not self._pending_tools:
-            self._queue(_TextTurn(text=f"(The call is now at step '{state.name}'.) {state.instructions}"))
+            self._queue(
+                _TextTurn(text=f"(The call is now at step '{state.name}'.) {state.instructions}")
+            )
 
     async def say(self, text: str, *, utterance_id: str) -> None:
         if self._closed or self._failed:
@@ -374,7 +384,9 @@ class GeminiLiveBrain:
         if call.call_id in self._orphaned_tools:
             # The session that asked is gone for good: a new one cannot take a response to an unknown id.
             self._orphaned_tools.discard(call.call_id)
-            self._queue(_TextTurn(text=f"Result of {call.name}: {json.dumps(response, sort_keys=True)}"))
+            self._queue(
+                _TextTurn(text=f"Result of {call.name}: {json.dumps(response, sort_keys=True)}")
+            )
             return
         self._queue(_ToolResponse(call_id=call.call_id, name=call.name, response=response))
 
@@ -425,7 +437,8 @@ class GeminiLiveBrain:
         failures = 0
         try:
             self._client = self._shared_client or await asyncio.to_thread(make_client, self._config)
-        except Exception as exc:  # a bad base_url or options: the call must hear an apology, not crash
+        except Exception as exc:
+            # A bad base_url or options: the call must hear an apology, not crash.
             self._fail(failure_reason(exc))
             return
         while not self._stop.is_set():
@@ -440,7 +453,9 @@ class GeminiLiveBrain:
                 if failures > self._config.reconnects:
                     self._fail(reason)
                     return
-                log.warning("gemini_reconnecting", reason=reason, resumable=self._handle is not None)
+                log.warning(
+                    "gemini_reconnecting", reason=reason, resumable=self._handle is not None
+                )
 
     async def _connection(self) -> None:
         """One WebSocket session: raises _MoveOn after go_away, or the failure that ended it."""
@@ -464,8 +479,9 @@ class GeminiLiveBrain:
                 if stopper.done():
                     writer.cancel()
                     # Close while the reader still drains: a model streaming audio faster than real time
-                    # would otherwise fill the socket and stall the close handshake.
-                    with contextlib.suppress(Exception):  # we are leaving: how the close went changes nothing
+                    # would otherwise fill the socket and stall the close handshake. We are leaving:
+                    # how the close went changes nothing.
+                    with contextlib.suppress(Exception):
                         async with asyncio.timeout(self._config.close_timeout_s):
                             await session.close()
                     return
@@ -575,7 +591,9 @@ class GeminiLiveBrain:
                 system_instruction=item.instruction, tools=_declarations(item.tools)
             )
         else:
-            response = types.FunctionResponse(id=item.call_id, name=item.name, response=item.response)
+            response = types.FunctionResponse(
+                id=item.call_id, name=item.name, response=item.response
+            )
             await session.send_tool_response(function_responses=[response])
 
     # --- reading ----------------------------------------------------------------------------
@@ -623,9 +641,12 @@ class GeminiLiveBrain:
                 blob = part.inline_data
                 if blob is not None and blob.data and not self._muted:
                     self._on_model_audio(blob.data, blob.mime_type)
-        if content.output_transcription is not None and content.output_transcription.text:
-            if not self._muted:
-                self._begin_utterance().text.append(content.output_transcription.text)
+        if (
+            content.output_transcription is not None
+            and content.output_transcription.text
+            and not self._muted
+        ):
+            self._begin_utterance().text.append(content.output_transcription.text)
         if content.interrupted:
             self._progress = True
             if not self._muted:
@@ -657,7 +678,9 @@ class GeminiLiveBrain:
             call_id = function.id or f"gemini-call-{next(self._ids)}"
             name = function.name or ""
             self._pending_tools[call_id] = name
-            self._events.put_nowait(ToolCall(call_id=call_id, name=name, arguments=_json_args(function.args)))
+            self._events.put_nowait(
+                ToolCall(call_id=call_id, name=name, arguments=_json_args(function.args))
+            )
 
     def _begin_utterance(self, mime_type: str | None = None) -> _Utterance:
         if self._utterance is not None:

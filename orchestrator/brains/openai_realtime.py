@@ -36,7 +36,7 @@ import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 from urllib.parse import urlencode
 
 import aiohttp
@@ -151,7 +151,8 @@ class OpenAIRealtimeConfig:
             "voice": environ.get("OPENAI_REALTIME_VOICE"),
             "url": environ.get("OPENAI_REALTIME_URL"),
         }
-        changes: dict[str, object] = {k: v for k, v in from_environ.items() if v}
+        # Any: the values are only checked after replace() below (turn_detection and friends).
+        changes: dict[str, Any] = {k: v for k, v in from_environ.items() if v}
         changes.update(overrides)
         config = replace(config, **changes)
         if config.turn_detection not in ("server_vad", "semantic_vad"):
@@ -355,9 +356,9 @@ class OpenAIRealtimeBrain:
         # The model only speaks when asked: it opens the conversation in the first state, and a
         # state entered again (a silence reprompt) means "ask again". Other entries come with a
         # tool result, which asks for the reply itself.
-        if previous is None and self._config.speak_first:
-            self._request_response({})
-        elif previous is not None and previous.name == state.name:
+        if (previous is None and self._config.speak_first) or (
+            previous is not None and previous.name == state.name
+        ):
             self._request_response({})
 
     async def say(self, text: str, *, utterance_id: str) -> None:
@@ -452,7 +453,8 @@ class OpenAIRealtimeBrain:
             return link
 
     async def _connect(self) -> _Link:
-        assert self._http is not None and self._call is not None, "start() first"
+        assert self._http is not None, "start() first"
+        assert self._call is not None, "start() first"
         config = self._config
         try:
             async with asyncio.timeout(config.connect_timeout_s):
@@ -809,9 +811,12 @@ class OpenAIRealtimeBrain:
             error = details.error if details is not None and details.error is not None else None
             if error is not None:
                 stop = self._classify(error, where="response.done")
-        elif response.status == "completed" and not was_say:
-            if not any(item.type == "function_call" for item in response.output):
-                self._emit(TurnComplete())
+        elif (
+            response.status == "completed"
+            and not was_say
+            and not any(item.type == "function_call" for item in response.output)
+        ):
+            self._emit(TurnComplete())
         if not self._response_calls.get(response.id):
             self._response_calls.pop(response.id, None)
         if stop is None:
@@ -820,11 +825,14 @@ class OpenAIRealtimeBrain:
 
     def _on_speech_started(self, link: _Link, message: dict[str, object]) -> None:
         # The server heard the caller over the model: the rest of this response goes nowhere.
-        if self._active_response is not None and self._config.server_barge_in:
-            if any(owner == self._active_response for owner in self._open_items.values()):
-                self._mute(self._active_response)
-                # Audio of this response already handed to the session must not play either.
-                self._emit(ModelInterrupted())
+        if (
+            self._active_response is not None
+            and self._config.server_barge_in
+            and any(owner == self._active_response for owner in self._open_items.values())
+        ):
+            self._mute(self._active_response)
+            # Audio of this response already handed to the session must not play either.
+            self._emit(ModelInterrupted())
 
     def _on_input_transcript(self, link: _Link, message: dict[str, object]) -> None:
         text = _InputTranscript.model_validate(message).transcript.strip()

@@ -71,7 +71,8 @@ def render_reply(template: str, context: Mapping[str, object]) -> str:
         values = {name: _lookup(context, name) for name in names}
         if names and not any(values.values()):
             continue
-        spoken.append(_PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), sentence))
+        # The lambda runs inside sub(), within this iteration: the late binding is harmless.
+        spoken.append(_PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), sentence))  # noqa: B023
     return " ".join(" ".join(spoken).split())
 
 
@@ -94,7 +95,11 @@ class PolicyDialogue:
         self._state = StateBrief(name="", instructions=None, tools=())
         self._pending: set[str] = set()
         self._ids = count(1)
-        self._context: dict[str, object] = {"shop": dict(config.shop), "order": {}, "orders": {"count": 0}}
+        self._context: dict[str, object] = {
+            "shop": dict(config.shop),
+            "order": {},
+            "orders": {"count": 0},
+        }
 
     def begin(self, call: CallInfo) -> None:
         number = call.caller or ""
@@ -152,7 +157,9 @@ class PolicyDialogue:
         if isinstance(order, Mapping):
             self._context["order"] = dict(order)
             others = result.get("other_orders")
-            self._context["orders"] = {"count": 1 + (len(others) if isinstance(others, list) else 0)}
+            self._context["orders"] = {
+                "count": 1 + (len(others) if isinstance(others, list) else 0)
+            }
         moment: str | None = None
         if "found" not in result and "error" in result:
             moment = "refused"  # the session refused a tool not allowed in this state

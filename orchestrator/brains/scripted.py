@@ -111,7 +111,7 @@ class ScriptedBrain:
         if self._turn_task is not None:
             self._turn_task.cancel()
 
-    async def events(self) -> AsyncIterator[BrainEvent]:  # type: ignore[override]
+    async def events(self) -> AsyncIterator[BrainEvent]:
         while True:
             event = await self._events.get()
             if event is None:
@@ -130,7 +130,8 @@ class ScriptedBrain:
 
     def _on_caller_utterance(self) -> None:
         if self._heard >= len(self._caller_lines):
-            return  # the caller said more than the script knows: a real model would ignore noise too
+            # The caller said more than the script knows: a real model would ignore noise too.
+            return
         text = self._caller_lines[self._heard]
         self._heard += 1
         self._events.put_nowait(Speech(role="caller", text=text))
@@ -154,7 +155,9 @@ class ScriptedBrain:
         self._events.put_nowait(TurnComplete())
 
     async def _call_tool(self, step: ToolStep) -> None:
-        call = ToolCall(call_id=f"call-{self._next_id()}", name=step.tool, arguments=dict(step.args))
+        call = ToolCall(
+            call_id=f"call-{self._next_id()}", name=step.tool, arguments=dict(step.args)
+        )
         self._pending_tool = asyncio.get_running_loop().create_future()
         self._events.put_nowait(call)
         self._last_result = await self._pending_tool
@@ -164,7 +167,9 @@ class ScriptedBrain:
         pcm = synthesize_speech(text, rate=self._rate, pitch_hz=_AGENT_PITCH_HZ)
         chunk = self._rate * 2 * _CHUNK_MS // 1000
         for start in range(0, len(pcm), chunk):
-            self._events.put_nowait(AgentAudio(pcm=pcm[start : start + chunk], utterance_id=utterance_id))
+            self._events.put_nowait(
+                AgentAudio(pcm=pcm[start : start + chunk], utterance_id=utterance_id)
+            )
         self._events.put_nowait(AgentUtteranceEnd(utterance_id=utterance_id))
         self._events.put_nowait(Speech(role="agent", text=text, utterance_id=utterance_id))
 

@@ -76,7 +76,13 @@ class BargeIn:
         return self._pending is not None
 
     def on_vad(
-        self, event: VadEvent, *, pacer: PacedWriter, interruptible: bool, now: float, frames_out: int
+        self,
+        event: VadEvent,
+        *,
+        pacer: PacedWriter,
+        interruptible: bool,
+        now: float,
+        frames_out: int,
     ) -> Onset | Literal["ignored"] | None:
         """A decision of the barge-in detector. Pauses the agent (synchronously) when it is an onset."""
         self._speaking = event.kind == "speech_started"
@@ -88,7 +94,10 @@ class BargeIn:
         if not interruptible:
             self.records.append(
                 BargeInRecord(
-                    onset_ms=event.at_ms, decided_at=now, frames_after_decision=0, silent_after_s=0.0,
+                    onset_ms=event.at_ms,
+                    decided_at=now,
+                    frames_after_decision=0,
+                    silent_after_s=0.0,
                     outcome="ignored",
                 )
             )
@@ -117,7 +126,9 @@ class BargeIn:
         self._record(pending, "backchannel", frames_out, last_frame_at)
         return self._stopped_at_ms - pending.onset.at_ms
 
-    def interrupt(self, *, pacer: PacedWriter, frames_out: int, last_frame_at: float) -> Interruption | None:
+    def interrupt(
+        self, *, pacer: PacedWriter, frames_out: int, last_frame_at: float
+    ) -> Interruption | None:
         """Cut the agent off now (at the deadline, or when the model itself heard the caller)."""
         pending = self._pending
         if pending is None:
@@ -131,7 +142,11 @@ class BargeIn:
         )
         heard = next((s for s in cut if s.played_ms > 0), cut[0] if cut else None)
         self._record(
-            pending, "interrupted", frames_out, last_frame_at, heard_ms=heard.played_ms if heard else None
+            pending,
+            "interrupted",
+            frames_out,
+            last_frame_at,
+            heard_ms=heard.played_ms if heard else None,
         )
         return Interruption(onset_ms=pending.onset.at_ms, cut=cut, heard=heard)
 

@@ -100,7 +100,9 @@ async def escalate(
     tools = _Tools(
         rest=rest, http=http, reason=reason, now_iso=now_iso, callback_timeout_s=callback_timeout_s
     )
-    runners: Mapping[str, Callable[[EscalationHost, Escalation, _Tools], Awaitable[EscalationResult | None]]] = {
+    runners: Mapping[
+        str, Callable[[EscalationHost, Escalation, _Tools], Awaitable[EscalationResult | None]]
+    ] = {
         "dial": _dial,
         "supervise": _supervise,
         "callback": _callback,
@@ -117,10 +119,17 @@ async def escalate(
     return "failed"
 
 
-async def _dial(host: EscalationHost, settings: Escalation, tools: _Tools) -> EscalationResult | None:
-    dial = DialVerb(number=settings.number, caller_id=settings.caller_id, timeout=int(settings.timeout))
+async def _dial(
+    host: EscalationHost, settings: Escalation, tools: _Tools
+) -> EscalationResult | None:
+    dial = DialVerb(
+        number=settings.number, caller_id=settings.caller_id, timeout=int(settings.timeout)
+    )
     answered = host.offer_dial(dial)
-    host.note("escalate", f"dial {mask_phone(settings.number)}: closing the stream for Sautikit's next request")
+    host.note(
+        "escalate",
+        f"dial {mask_phone(settings.number)}: closing the stream for Sautikit's next request",
+    )
     await host.close_stream("escalating")
     try:
         async with asyncio.timeout(settings.dial_request_timeout):
@@ -135,7 +144,9 @@ async def _dial(host: EscalationHost, settings: Escalation, tools: _Tools) -> Es
     return "dialled"
 
 
-async def _supervise(host: EscalationHost, settings: Escalation, tools: _Tools) -> EscalationResult | None:
+async def _supervise(
+    host: EscalationHost, settings: Escalation, tools: _Tools
+) -> EscalationResult | None:
     if tools.rest is None:
         host.note("escalate", "supervise unavailable: no Sautikit API key configured")
         return None
@@ -156,16 +167,23 @@ async def _supervise(host: EscalationHost, settings: Escalation, tools: _Tools) 
     return "supervised"
 
 
-async def _callback(host: EscalationHost, settings: Escalation, tools: _Tools) -> EscalationResult | None:
+async def _callback(
+    host: EscalationHost, settings: Escalation, tools: _Tools
+) -> EscalationResult | None:
     request = CallbackRequest(
-        call_sid=host.call_sid, caller=host.caller, reason=tools.reason, requested_at=tools.now_iso()
+        call_sid=host.call_sid,
+        caller=host.caller,
+        reason=tools.reason,
+        requested_at=tools.now_iso(),
     )
     caller = mask_phone(request.caller) if request.caller else "unknown"
     host.note("escalate", f"callback requested for {caller} ({request.reason})")
     if settings.callback_url:
         try:
             response = await tools.http.post(
-                settings.callback_url, json=dict(request.as_json()), timeout=tools.callback_timeout_s
+                settings.callback_url,
+                json=dict(request.as_json()),
+                timeout=tools.callback_timeout_s,
             )
             response.raise_for_status()
         except httpx.HTTPError as exc:

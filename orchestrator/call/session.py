@@ -202,7 +202,10 @@ class CallSession:
         number = start.caller or ""
         escalation = self.flow.escalation
         return {
-            "caller": {"number": number, "number_spoken": " ".join(c for c in number if c.isdigit())},
+            "caller": {
+                "number": number,
+                "number_spoken": " ".join(c for c in number if c.isdigit()),
+            },
             "shop": dict(self.flow.shop),
             "flow": {"name": self.flow.name},
             "escalation": {"number": escalation.number if escalation else ""},
@@ -230,7 +233,9 @@ class CallSession:
 
     def note_event(self, kind: str, data: Mapping[str, object]) -> None:
         """A Sautikit event about this call (call.completed, call.failed, recording ready...)."""
-        detail = ", ".join(f"{k}={data[k]}" for k in ("status", "duration_seconds", "url") if k in data)
+        detail = ", ".join(
+            f"{k}={data[k]}" for k in ("status", "duration_seconds", "url") if k in data
+        )
         self._note("event", f"{kind}{': ' + detail if detail else ''}")
         if kind == "call.completed" and not self.finished.is_set() and not self.stream_attached:
             self._caller_left = True
@@ -350,7 +355,8 @@ class CallSession:
             elif isinstance(item, StreamMetadata):
                 channels = item.channels
                 if channels == 2:
-                    self._echo = None  # a stereo mix keeps the agent on its own channel: no echo to remove
+                    # A stereo mix keeps the agent on its own channel: no echo to remove.
+                    self._echo = None
                 self._note("stream", f"metadata {json.dumps(_safe_metadata(item), sort_keys=True)}")
             else:
                 self._inbox.put_nowait(item)
@@ -363,7 +369,8 @@ class CallSession:
                     self._play(event.pcm, event.utterance_id)
                 else:
                     self._inbox.put_nowait(event)
-        except Exception as exc:  # an adapter bug must become the flow's brain_failed route, not a crash
+        except Exception as exc:
+            # An adapter bug must become the flow's brain_failed route, not a crash.
             log.exception("brain_crashed")
             self._inbox.put_nowait(BrainFailure(reason=f"brain crashed: {exc!r}"))
 
@@ -470,13 +477,17 @@ class CallSession:
         if self._pacer is None:
             return
         decision = self._barge_in.confirm(
-            generation, pacer=self._pacer, frames_out=self._frames_out, last_frame_at=self._last_frame_at
+            generation,
+            pacer=self._pacer,
+            frames_out=self._frames_out,
+            last_frame_at=self._last_frame_at,
         )
         if isinstance(decision, Interruption):
             await self._on_interruption(decision)
         elif decision is not None:
             self._note(
-                "barge-in", f"short sound over the agent ({decision} ms): not an interruption, agent resumed"
+                "barge-in",
+                f"short sound over the agent ({decision} ms): not an interruption, agent resumed",
             )
 
     async def _on_interruption(self, interruption: Interruption) -> None:
@@ -493,7 +504,11 @@ class CallSession:
         )
         if self._brain_alive:
             await self.brain.interrupt(
-                Heard(utterance_id=heard.utterance_id, played_ms=heard.played_ms, total_ms=heard.total_ms)
+                Heard(
+                    utterance_id=heard.utterance_id,
+                    played_ms=heard.played_ms,
+                    total_ms=heard.total_ms,
+                )
             )
 
     def _heard_words(self, segment: PlayedSegment) -> str:
@@ -517,7 +532,9 @@ class CallSession:
         if self._pacer is None or not self._pacer.speaking:
             return
         if not self.machine.state_spec().interruptible:
-            self._note("barge-in", f"model stopped, ignored: {self.machine.state} is not interruptible")
+            self._note(
+                "barge-in", f"model stopped, ignored: {self.machine.state} is not interruptible"
+            )
             return
         cut = self._pacer.flush()
         await self._kill_platform_audio()
@@ -653,17 +670,23 @@ class CallSession:
         if entered is None:
             return
         self._note("state", f"{entered.previous} -> {entered.state} ({entered.event})")
-        log.info("state_entered", state=entered.state, previous=entered.previous, trigger=entered.event)
+        log.info(
+            "state_entered", state=entered.state, previous=entered.previous, trigger=entered.event
+        )
         if self._brain_alive:
             await self.brain.enter_state(
-                StateBrief(name=entered.state, instructions=entered.instructions, tools=entered.tools)
+                StateBrief(
+                    name=entered.state, instructions=entered.instructions, tools=entered.tools
+                )
             )
         said = await self._say(entered.say) if entered.say else None
         self._arm_silence()
         if entered.state == ESCALATION_STATE:
             assert self._tasks is not None
             if self._escalation_task is None:
-                self._escalation_task = self._tasks.create_task(self._escalate(said, reason=entered.event))
+                self._escalation_task = self._tasks.create_task(
+                    self._escalate(said, reason=entered.event)
+                )
                 self._escalation_task.add_done_callback(
                     lambda _task: self._inbox.put_nowait(_EscalationDone())
                 )
@@ -788,7 +811,9 @@ class CallSession:
         if self._caller_left:
             self._note("hangup", f"the caller has left ({reason}): closing the stream")
         elif rest is None:
-            self._note("hangup", f"agent ended the call ({reason}); no REST key: closing the stream only")
+            self._note(
+                "hangup", f"agent ended the call ({reason}); no REST key: closing the stream only"
+            )
         else:
             try:
                 async with asyncio.timeout(self.services.rest_timeout_s):

@@ -13,13 +13,15 @@ import ast
 import operator
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.flow.templates import lookup
 
 __all__ = ["Guard", "GuardError", "compile_guard"]
 
-_COMPARISONS: Mapping[type[ast.cmpop], Callable[[object, object], object]] = {
+# Operands are whatever the guard evaluated to; a mismatch raises TypeError, caught by the caller.
+_COMPARISONS: Mapping[type[ast.cmpop], Callable[[Any, Any], object]] = {
     ast.Lt: operator.lt,
     ast.LtE: operator.le,
     ast.Gt: operator.gt,
@@ -147,5 +149,5 @@ def _evaluate(node: ast.expr, counters: Mapping[str, int], context: Mapping[str,
         case ast.Name(id=name):
             return counters.get(name, 0)
         case _:
-            name = _dotted(node)
-            return None if name is None else lookup(context, name)
+            dotted = _dotted(node)
+            return None if dotted is None else lookup(context, dotted)

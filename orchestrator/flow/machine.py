@@ -113,7 +113,7 @@ def _class_name(flow_name: str) -> str:
     return "".join(w[:1].upper() + w[1:] for w in words) + "Flow"
 
 
-def _build_class(flow: Flow) -> type[StateChart]:
+def _build_class(flow: Flow) -> type[StateChart[Any]]:
     states: dict[str, Any] = {}
     for name, spec in flow.states.items():
         on: dict[str, list[dict[str, Any]]] = {}
@@ -141,10 +141,10 @@ def _build_class(flow: Flow) -> type[StateChart]:
     )
 
 
-_classes: dict[int, tuple[weakref.ref[Flow], type[StateChart]]] = {}
+_classes: dict[int, tuple[weakref.ref[Flow], type[StateChart[Any]]]] = {}
 
 
-def machine_class(flow: Flow) -> type[StateChart]:
+def machine_class(flow: Flow) -> type[StateChart[Any]]:
     """The python-statemachine class of `flow`, built on first use, cached while the flow lives."""
     key = id(flow)
     cached = _classes.get(key)

@@ -102,13 +102,15 @@ class StateSpec(_Model):
     on: dict[str, Transitions] = Field(default_factory=dict)
 
 
+def _no_parameters() -> dict[str, object]:
+    return {"type": "object", "properties": {}}
+
+
 class ToolSpec(_Model):
     """A tool offered to the LLM: a description and the JSON schema of its arguments."""
 
     description: str
-    parameters: dict[str, object] = Field(
-        default_factory=lambda: {"type": "object", "properties": {}}
-    )
+    parameters: dict[str, object] = Field(default_factory=_no_parameters)
 
 
 class Vad(_Model):

@@ -76,7 +76,10 @@ class GrammarDecoder:
         self._decoder = decoder
         self._searches: frozenset[str] = frozenset(
             name
-            for name, present in ((SEARCH_NUMBERS, has_numbers), (SEARCH_INTENTS, bool(spec.intents)))
+            for name, present in (
+                (SEARCH_NUMBERS, has_numbers),
+                (SEARCH_INTENTS, bool(spec.intents)),
+            )
             if present
         )
         self._fed = 0
@@ -198,7 +201,10 @@ class StreamingRecognizer:
             self._worker = None
 
     def _preroll(self, started_at_ms: int) -> bytes:
-        keep_ms = min(self._position // _BYTES_PER_MS - started_at_ms + _PREROLL_MS, len(self._recent) // _BYTES_PER_MS)
+        keep_ms = min(
+            self._position // _BYTES_PER_MS - started_at_ms + _PREROLL_MS,
+            len(self._recent) // _BYTES_PER_MS,
+        )
         return bytes(self._recent[len(self._recent) - max(0, keep_ms) * _BYTES_PER_MS :])
 
     def _flush(self) -> None:

@@ -30,7 +30,9 @@ def synthesize_caller(
 ) -> bytes:
     """`text` spoken by a flite voice at `speed` (1.0 = normal), as S16LE mono PCM at `rate`."""
     if voice not in CALLER_VOICES:
-        raise ConfigError(f"unknown caller voice {voice!r}; choose one of {', '.join(CALLER_VOICES)}")
+        raise ConfigError(
+            f"unknown caller voice {voice!r}; choose one of {', '.join(CALLER_VOICES)}"
+        )
     if not 0.5 <= speed <= 2.0:
         raise ConfigError(f"caller speed {speed} is outside 0.5-2.0")
     return _flite(text, voice, round(speed, 3), rate)
@@ -58,7 +60,9 @@ def add_noise(pcm: bytes, snr_db: float, *, seed: int = 0) -> bytes:
     if speech.size == 0:
         return pcm
     power = float(np.mean(speech**2)) or 1.0
-    noise = np.random.default_rng(seed).normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), speech.size)
+    noise = np.random.default_rng(seed).normal(
+        0.0, np.sqrt(power / 10 ** (snr_db / 10)), speech.size
+    )
     return np.clip(np.rint(speech + noise), -32768, 32767).astype("<i2").tobytes()
 
 

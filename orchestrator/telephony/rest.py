@@ -558,7 +558,9 @@ class SautikitClient:
     def _delay(self, attempt: int, exc: SautikitError) -> float:
         if exc.retry_after_s is not None:
             return min(exc.retry_after_s, _MAX_RETRY_AFTER_S)
-        return min(self.config.backoff_s * 2**attempt, _MAX_BACKOFF_S)
+        # typeshed types int ** int as Any (a negative exponent gives a float).
+        factor: int = 2**attempt
+        return min(self.config.backoff_s * factor, _MAX_BACKOFF_S)
 
     async def _send_once(
         self,

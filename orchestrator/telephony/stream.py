@@ -19,7 +19,14 @@ from aiohttp import WSMsgType, web
 from orchestrator.errors import StreamError
 from orchestrator.telephony.metadata import StreamMetadata, parse_metadata
 
-__all__ = ["SUBPROTOCOL", "MediaStream", "StreamClosed", "StreamPcm", "accept_media_stream", "media_socket_for"]
+__all__ = [
+    "SUBPROTOCOL",
+    "MediaStream",
+    "StreamClosed",
+    "StreamPcm",
+    "accept_media_stream",
+    "media_socket_for",
+]
 
 SUBPROTOCOL = "audio.drachtio.org"
 # A 20 ms stereo frame at 16 kHz is 1280 bytes; the fork may flush more. 1 MiB leaves room and stops abuse.

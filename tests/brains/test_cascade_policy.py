@@ -80,7 +80,8 @@ async def test_policy_dialogue_transfers_a_caller_who_asks_for_a_person():
     await _steps(dialogue.on_state(IDENTIFYING))
     steps = await _steps(dialogue.on_caller("i want to speak to a person please"))
     assert steps[0] == "Of course."
-    assert isinstance(steps[1], ToolCall) and steps[1].name == "transfer_to_human"
+    assert isinstance(steps[1], ToolCall)
+    assert steps[1].name == "transfer_to_human"
     assert dict(steps[1].arguments) == {"reason": "caller asked for a person"}
 
 

@@ -69,7 +69,7 @@ async def test_gemini_call_dropped_socket_resumes_the_session(tls, transcript_sn
     async with FakeGeminiLive(script, tls=tls, faults=faults) as fake:
         record = await run_scripted_call(script, brain_factory=lambda start: fake.brain())
     assert record.transcript.outcome == "resolved"
-    assert [c.ended for c in fake.connections][0] == "dropped"
+    assert fake.connections[0].ended == "dropped"
     assert fake.connections[1].resumed_with == "handle-1"
     assert record.render() == transcript_snapshot
 

@@ -55,11 +55,9 @@ def opening(*steps: dict[str, object]) -> CallScript:
     return CallScript.model_validate({"title": "unit", "turns": [{"agent": list(steps)}]})
 
 
-async def collect(
-    events: AsyncIterator[BrainEvent], until: type, *, timeout: float = 30
-) -> list[BrainEvent]:
+async def collect(events: AsyncIterator[BrainEvent], until: type) -> list[BrainEvent]:
     seen: list[BrainEvent] = []
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(30):
         async for event in events:
             seen.append(event)
             if isinstance(event, until):
@@ -69,7 +67,8 @@ async def collect(
 
 async def settle(fake: FakeOpenAIRealtime, kind: str, count: int = 1) -> None:
     async with asyncio.timeout(10):
-        while len(fake.received_of(kind)) < count:
+        # The fake only records what it received; under looptime these sleeps take no real time.
+        while len(fake.received_of(kind)) < count:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
 
@@ -131,7 +130,8 @@ async def test_openai_brain_resamples_caller_audio_to_24k():
         for start in range(0, len(pcm), 640):
             await brain.push_audio(pcm[start : start + 640])
         async with asyncio.timeout(10):
-            while fake.audio_in_bytes < 24000 * 2 - 2000:
+            # A byte count on the fake, nothing to wait on; looptime makes the polling free.
+            while fake.audio_in_bytes < 24000 * 2 - 2000:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
         await brain.close()
     assert 24000 * 2 - 2000 <= fake.audio_in_bytes <= 24000 * 2

@@ -92,7 +92,8 @@ async def test_bargein_stereo_mix_uses_only_the_caller_channel():
         simulator=_options(mix="stereo"),
     )
     lines = record.transcript.of_kind("barge-in")
-    assert len(lines) == 1 and "agent cut at" in lines[0]
+    assert len(lines) == 1
+    assert "agent cut at" in lines[0]
     assert '"channels": 2' in "\n".join(record.transcript.of_kind("stream"))
 
 

@@ -158,5 +158,6 @@ async def test_escalation_ended_flow_hangs_up_through_rest_and_keeps_the_record(
     record = await _call("returning_caller_by_phone.yaml", sautikit, FLOW)
     assert state.hangups
     records = record.transcript.of_kind("record")
-    assert len(records) == 1 and records[0].startswith("status completed")
+    assert len(records) == 1
+    assert records[0].startswith("status completed")
     assert record.render() == transcript_snapshot

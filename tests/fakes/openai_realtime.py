@@ -233,7 +233,8 @@ class FakeOpenAIRealtime:
 
     async def _on_session_update(self, conn: _Conn, event: dict[str, object]) -> None:
         session = event.get("session")
-        assert isinstance(session, dict) and session.get("type") == "realtime", event
+        assert isinstance(session, dict), event
+        assert session.get("type") == "realtime", event
         detection = session.get("audio", {}).get("input", {}).get("turn_detection")
         if isinstance(detection, dict):
             conn.interrupt_response = bool(detection.get("interrupt_response", True))

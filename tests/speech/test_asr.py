@@ -21,7 +21,8 @@ def _bench():
     if "asr_accuracy" in sys.modules:
         return sys.modules["asr_accuracy"]
     spec = importlib.util.spec_from_file_location("asr_accuracy", ROOT / "bench" / "asr_accuracy.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["asr_accuracy"] = module  # dataclasses look their module up while the file runs
     spec.loader.exec_module(module)
@@ -43,7 +44,8 @@ def test_grammar_decoder_clean_accuracy_on_generated_callers(config, decoder):
     bench = _bench()
     dataset = bench.build_dataset(config, numbers=32, intents=12)
     assert len(dataset) >= 40
-    assert len({u.voice for u in dataset}) > 1 and len({u.speed for u in dataset}) > 1
+    assert len({u.voice for u in dataset}) > 1
+    assert len({u.speed for u in dataset}) > 1
     score, _, misses = bench.evaluate(decoder, config, dataset, None)
     result = score.as_json()
     assert result["order_number_exact_match"] >= 0.9, misses
@@ -67,7 +69,13 @@ def test_grammar_decoder_refuses_words_missing_from_the_dictionary():
 async def test_streaming_recognizer_finds_and_decodes_an_utterance(config):
     """Audio fed in 20 ms frames, silence around speech, yields one recognition of the whole line."""
     results: list[Recognition] = []
-    recognizer = StreamingRecognizer(lambda: GrammarDecoder(config.grammar()), on_result=results.append)
+    recognized = asyncio.Event()
+
+    def on_result(result: Recognition) -> None:
+        results.append(result)
+        recognized.set()
+
+    recognizer = StreamingRecognizer(lambda: GrammarDecoder(config.grammar()), on_result=on_result)
     await recognizer.start()
     recognizer.use_search(SEARCH_NUMBERS)
     silence = b"\x00\x00" * 16000
@@ -77,8 +85,7 @@ async def test_streaming_recognizer_finds_and_decodes_an_utterance(config):
             recognizer.feed(audio[at : at + 640])
             await asyncio.sleep(0)
         async with asyncio.timeout(20):
-            while not results:
-                await asyncio.sleep(0.05)
+            await recognized.wait()
     finally:
         await recognizer.close()
     assert len(results) == 1

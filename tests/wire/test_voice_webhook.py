@@ -24,7 +24,7 @@ from orchestrator.testing import run_scripted_call
 
 SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "calls" / "returning_caller_by_phone.yaml"
 PUBLIC_URL = "https://agent.example.com"
-SECRET = "wire-test-stream-secret"
+SECRET = "wire-test-stream-secret"  # noqa: S105 - test credential
 CALLER = "+254712345678"
 CALLEE = "+254711000000"
 

@@ -25,7 +25,7 @@ from orchestrator.telephony.signing import sign_webhook
 from orchestrator.testing import run_scripted_call
 
 SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "calls" / "returning_caller_by_phone.yaml"
-WEBHOOK_SECRET = "whsec_wire_test"
+WEBHOOK_SECRET = "whsec_wire_test"  # noqa: S105 - test credential
 FORM = "application/x-www-form-urlencoded"
 BODY = urlencode({"CallSid": "HD_signed01", "From": "+254712345678"}).encode()
 

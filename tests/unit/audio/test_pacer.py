@@ -285,7 +285,8 @@ async def test_pacer_pause_holds_frames_and_resume_carries_on():
     paused_at = len(sent)
     await asyncio.sleep(0.5)
     assert len(sent) == paused_at
-    assert writer.speaking and writer.paused
+    assert writer.speaking
+    assert writer.paused
     writer.resume()
     await writer.wait_idle()
     assert len(sent) == 50  # every frame of the second went out, none lost to the pause

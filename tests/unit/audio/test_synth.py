@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -38,7 +40,7 @@ def test_synthesize_speech_is_silent_between_words_and_voiced_within() -> None:
     timings = word_timings(text)
     for _, start, end in timings:
         assert rms_dbfs(pcm[start * 16 : end * 16].tobytes()) > -30
-    for (_, _, prev_end), (_, next_start, _) in zip(timings, timings[1:], strict=False):
+    for (_, _, prev_end), (_, next_start, _) in itertools.pairwise(timings):
         assert not pcm[prev_end * 16 : next_start * 16].any()
 
 
@@ -48,7 +50,7 @@ def test_word_timings_scale_with_text_and_pause_longer_at_punctuation() -> None:
     assert [w for w, _, _ in timings] == ["Hi", "there,", "friend.", "Bye", "now"]
     durations = [end - start for _, start, end in timings]
     assert durations == [100, 250, 300, 150, 150]
-    gaps = [b[1] - a[2] for a, b in zip(timings, timings[1:], strict=False)]
+    gaps = [b[1] - a[2] for a, b in itertools.pairwise(timings)]
     assert gaps[0] < gaps[1] < gaps[2]
     assert gaps[3] == gaps[0]
 

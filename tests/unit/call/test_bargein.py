@@ -51,7 +51,8 @@ async def test_bargein_caller_still_talking_at_the_deadline_cuts_the_agent_off()
     await asyncio.sleep(onset.confirm_after_s)
     result = rules.confirm(onset.generation, pacer=writer, frames_out=len(sent), last_frame_at=1.0)
     assert isinstance(result, Interruption)
-    assert result.heard is not None and result.heard.utterance_id == "u1"
+    assert result.heard is not None
+    assert result.heard.utterance_id == "u1"
     assert 900 <= result.heard.played_ms <= 1000  # what played before the pause, not while paused
     assert not writer.speaking
     assert rules.records[-1].outcome == "interrupted"
@@ -69,7 +70,8 @@ async def test_bargein_quiet_again_at_the_deadline_resumes_the_agent():
     rules.on_vad(VadEvent(kind="speech_stopped", at_ms=5250), pacer=writer, interruptible=True, now=1.1, frames_out=0)
     result = rules.confirm(onset.generation, pacer=writer, frames_out=len(sent), last_frame_at=1.0)
     assert result == 250
-    assert writer.speaking and not writer.paused
+    assert writer.speaking
+    assert not writer.paused
     frames = len(sent)
     await asyncio.sleep(0.2)
     assert len(sent) > frames
@@ -80,7 +82,7 @@ async def test_bargein_quiet_again_at_the_deadline_resumes_the_agent():
 @pytest.mark.looptime
 async def test_bargein_not_interruptible_state_is_recorded_and_ignored():
     """In a state with interruptible: false the writer keeps going and the attempt is recorded."""
-    writer, sent, task = await _speaking_writer()
+    writer, _sent, task = await _speaking_writer()
     rules = BargeIn(min_speech_ms=120, confirm_ms=600)
     assert rules.on_vad(_started(5000), pacer=writer, interruptible=False, now=1.0, frames_out=0) == "ignored"
     assert not writer.paused
@@ -91,7 +93,7 @@ async def test_bargein_not_interruptible_state_is_recorded_and_ignored():
 @pytest.mark.looptime
 async def test_bargein_stale_deadline_changes_nothing():
     """A confirmation for an older onset (already settled) is ignored."""
-    writer, sent, task = await _speaking_writer()
+    writer, _sent, task = await _speaking_writer()
     rules = BargeIn(min_speech_ms=120, confirm_ms=600)
     onset = rules.on_vad(_started(5000), pacer=writer, interruptible=True, now=1.0, frames_out=0)
     assert isinstance(onset, Onset)

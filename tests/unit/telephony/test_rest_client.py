@@ -310,7 +310,8 @@ async def test_list_calls_pages_newest_first_with_a_cursor(aiohttp_server):
         second = await sautikit.list_calls(limit=2, cursor=first.next_cursor)
         third = await sautikit.list_calls(limit=2, cursor=second.next_cursor)
     assert [c.id for c in (*first.data, *second.data, *third.data)] == ids[::-1]
-    assert first.next_cursor and second.next_cursor
+    assert first.next_cursor
+    assert second.next_cursor
     assert third.next_cursor is None
 
 
@@ -434,7 +435,7 @@ async def test_create_call_with_empty_wallet_is_payment_required(aiohttp_server)
     async with SautikitClient(await serve_fake(aiohttp_server, state)) as sautikit:
         await claimed(sautikit)
         state.wallet_minor = 0
-        with pytest.raises(PaymentRequired, match="wallet.insufficient_funds"):
+        with pytest.raises(PaymentRequired, match=r"wallet\.insufficient_funds"):
             await sautikit.create_call("+254700000100", CALLER, VOICE, "cb-1")
     assert state.calls == {}
 
