@@ -185,6 +185,8 @@ class CallSession:
         self._brain_alive = True
         self._order_delivered = False
         self._caller_left = False
+        self._stream_t0 = 0.0
+        self._reply_due: tuple[float, float] | None = None  # (caller speech ended, turn detected), loop times
         self._barge_in = BargeIn(
             min_speech_ms=flow.vad.min_speech_ms, confirm_ms=flow.vad.barge_in_confirm_ms
         )
@@ -272,6 +274,7 @@ class CallSession:
         self.stream_attached = True
         self._media = media
         self._note("stream", "connected")
+        self._stream_t0 = self._loop.time()  # inbound audio position 0, for turn latency
         pacer = PacedWriter(
             self._send_frame,
             rate=self.options.sample_rate,
@@ -382,8 +385,23 @@ class CallSession:
             started = self._start_waiters.pop(utterance_id, None)
             if started is not None and not started.done():
                 started.set_result(None)
+            if self._reply_due is not None:
+                self._note_reply_latency(*self._reply_due)
         self._utterance_state.setdefault(utterance_id, self.machine.state)
         self._pacer.enqueue(pcm, utterance_id=utterance_id)
+
+    def _note_reply_latency(self, speech_ended: float, turn_detected: float) -> None:
+        """How long the caller waited: end of their speech → the agent's first reply audio, by stage."""
+        self._reply_due = None
+        now = self._loop.time()
+        total_ms = round((now - speech_ended) * 1000)
+        endpointing_ms = round((turn_detected - speech_ended) * 1000)
+        self._note(
+            "latency",
+            f"reply audio {total_ms} ms after the caller stopped "
+            f"(end of turn detected {endpointing_ms} ms, agent {total_ms - endpointing_ms} ms)",
+        )
+        log.info("turn_latency", total_ms=total_ms, endpointing_ms=endpointing_ms)
 
     async def _route(self) -> None:
         stream_closed = False
@@ -442,6 +460,8 @@ class CallSession:
             await self._enter(self.machine.send("speech_started"))
         else:
             self._caller_speaking = False
+            # The caller's turn ended `at_ms` into the stream; the next new agent utterance is the reply.
+            self._reply_due = (self._stream_t0 + event.at_ms / 1000, self._loop.time())
             await self._enter(self.machine.send("speech_stopped"))
             self._arm_silence()
 

@@ -32,6 +32,7 @@ EntryKind = Literal[
     "error",  # something failed; what the caller heard about it
     "event",  # a Sautikit event webhook about the call
     "record",  # the platform's call record, fetched after the call
+    "latency",  # how long the caller waited for the agent's reply, by stage
     "outcome",  # the call's result
 ]
 

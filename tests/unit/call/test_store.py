@@ -1,0 +1,309 @@
+"""The call store: finished calls kept, listed newest first, counted by outcome — in memory and in SQLite.
+
+The store tests run against both implementations; `from_session` is tested on real sessions from scripted calls
+through the service and the fake Sautikit, on a fast-forwarded clock.
+"""
+
+import json
+import sqlite3
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from orchestrator.call.session import CallSession
+from orchestrator.call.store import (
+    CallStore,
+    CallStoreError,
+    MemoryCallStore,
+    SqliteCallStore,
+    StoredCall,
+    open_call_store,
+)
+from orchestrator.settings import Settings
+from orchestrator.simulator import SimulatorOptions
+from orchestrator.simulator.rest_api import FakeSautikitState, sautikit_rest_app
+from orchestrator.testing import run_scripted_call
+
+CALLS = Path(__file__).parents[3] / "fixtures" / "calls"
+STORED_AT = datetime(2026, 3, 4, 10, 0, 0, tzinfo=UTC)
+
+OpenStore = Callable[[], Awaitable[CallStore]]
+
+
+def stored_call(call_sid: str, **changes: object) -> StoredCall:
+    """A plausible finished call; `changes` override any field."""
+    call = StoredCall(
+        call_sid=call_sid,
+        caller_masked="+2547*****678",
+        flow="order_status",
+        outcome="resolved",
+        final_state="ended",
+        started_at="2026-03-04T09:00:00.000+00:00",
+        duration_s=22.88,
+        turns=2,
+        barge_ins=0,
+        escalation=None,
+        platform_status="completed",
+        platform_cost_minor=150,
+        platform_currency="KES",
+        transcript_text=f"[00:00.001] call      {call_sid}\n",
+        transcript_json=json.dumps({"call_sid": call_sid, "outcome": "resolved", "entries": []}),
+    )
+    return replace(call, **changes)
+
+
+def at_minute(minute: int) -> str:
+    return f"2026-03-04T09:{minute:02d}:00.000+00:00"
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def open_store(request, tmp_path):
+    """Opens the store under test; every store opened is closed after the test."""
+    opened: list[CallStore] = []
+
+    async def open_() -> CallStore:
+        store: CallStore
+        if request.param == "memory":
+            store = opened[0] if opened else MemoryCallStore()  # "reopening" memory is the same dict
+        else:
+            store = await open_call_store(tmp_path / "calls.sqlite3")
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        await store.close()
+
+
+# --- both stores --------------------------------------------------------------------------------
+
+
+async def test_store_get_returns_the_call_saved(open_store):
+    """A saved call comes back field for field, None fields included."""
+    store = await open_store()
+    call = stored_call("HD_a", caller_masked=None, platform_cost_minor=None, escalation="dialled")
+    await store.save(call)
+    assert await store.get("HD_a") == call
+
+
+async def test_store_get_unknown_call_is_none(open_store):
+    """Asking for a call never stored gives None, not an error."""
+    store = await open_store()
+    assert await store.get("HD_nobody") is None
+
+
+async def test_store_recent_lists_newest_first_up_to_the_limit(open_store):
+    """`recent` orders by start time, newest first, whatever the order of saving, and stops at `limit`."""
+    store = await open_store()
+    for sid, minute in (("HD_b", 2), ("HD_c", 3), ("HD_a", 1), ("HD_d", 4)):
+        await store.save(stored_call(sid, started_at=at_minute(minute)))
+    assert [c.call_sid for c in await store.recent()] == ["HD_d", "HD_c", "HD_b", "HD_a"]
+    assert [c.call_sid for c in await store.recent(limit=2)] == ["HD_d", "HD_c"]
+    assert await store.recent(limit=0) == []
+
+
+async def test_store_recent_same_start_lists_the_later_save_first(open_store):
+    """Calls that started in the same millisecond list the one saved last first, in both stores."""
+    store = await open_store()
+    for sid in ("HD_1", "HD_2", "HD_3"):
+        await store.save(stored_call(sid))
+    assert [c.call_sid for c in await store.recent()] == ["HD_3", "HD_2", "HD_1"]
+
+
+async def test_store_recent_filters_by_outcome(open_store):
+    """With `outcome`, only the calls that ended that way are listed."""
+    store = await open_store()
+    await store.save(stored_call("HD_r1", outcome="resolved", started_at=at_minute(1)))
+    await store.save(stored_call("HD_e1", outcome="escalated", started_at=at_minute(2)))
+    await store.save(stored_call("HD_e2", outcome="escalated", started_at=at_minute(3)))
+    escalated = await store.recent(outcome="escalated")
+    assert [c.call_sid for c in escalated] == ["HD_e2", "HD_e1"]
+    assert await store.recent(outcome="failed") == []
+
+
+async def test_store_summary_counts_calls_per_outcome(open_store):
+    """`summary` counts every stored call under its outcome, outcomes in alphabetical order."""
+    store = await open_store()
+    assert await store.summary() == {}
+    outcomes = ["resolved", "escalated", "resolved", "abandoned", "resolved"]
+    for n, outcome in enumerate(outcomes):
+        await store.save(stored_call(f"HD_{n}", outcome=outcome))
+    summary = await store.summary()
+    assert summary == {"abandoned": 1, "escalated": 1, "resolved": 3}
+    assert list(summary) == ["abandoned", "escalated", "resolved"]
+
+
+async def test_store_saving_a_call_again_replaces_it(open_store):
+    """A re-save of the same call_sid (the call record arrived later) replaces the row, not adds one."""
+    store = await open_store()
+    await store.save(stored_call("HD_a", platform_status=None, outcome="unfinished"))
+    await store.save(stored_call("HD_b", started_at=at_minute(5)))
+    updated = stored_call("HD_a", platform_status="completed")
+    await store.save(updated)
+    assert await store.get("HD_a") == updated
+    assert [c.call_sid for c in await store.recent()] == ["HD_b", "HD_a"]
+    assert await store.summary() == {"resolved": 2}
+
+
+async def test_store_calls_survive_reopening(open_store):
+    """Calls saved before a close are there after opening the store again."""
+    store = await open_store()
+    call = stored_call("HD_kept")
+    await store.save(call)
+    await store.close()
+    again = await open_store()
+    assert await again.get("HD_kept") == call
+    assert await again.summary() == {"resolved": 1}
+
+
+# --- SQLite -------------------------------------------------------------------------------------
+
+
+async def test_sqlite_store_creates_the_file_in_wal_mode(tmp_path):
+    """Opening makes the file (and its folder), with write-ahead logging so readers don't block the writer."""
+    path = tmp_path / "data" / "calls.sqlite3"
+    store = await open_call_store(path)
+    await store.close()
+    connection = sqlite3.connect(path)
+    try:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert connection.execute("PRAGMA user_version").fetchone() == (1,)
+    finally:
+        connection.close()
+
+
+async def test_sqlite_store_two_stores_on_one_file_see_each_others_calls(tmp_path):
+    """The service writing and the CLI reading the same file at once both work."""
+    path = tmp_path / "calls.sqlite3"
+    writer = SqliteCallStore(path)
+    reader = SqliteCallStore(path)
+    try:
+        await writer.save(stored_call("HD_live"))
+        assert (await reader.get("HD_live")) == stored_call("HD_live")
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+async def test_sqlite_store_a_file_that_is_not_a_database_is_a_store_error(tmp_path):
+    """A file that isn't SQLite raises CallStoreError naming the path, not sqlite3's own error."""
+    path = tmp_path / "calls.sqlite3"
+    path.write_bytes(b"this is not a database, just some text long enough to have a header" * 4)
+    store = SqliteCallStore(path)
+    with pytest.raises(CallStoreError, match="calls.sqlite3"):
+        await store.open()
+    await store.close()
+
+
+async def test_sqlite_store_a_newer_schema_is_refused(tmp_path):
+    """A file written by a newer orchestrator (higher user_version) is not read with the old schema."""
+    path = tmp_path / "calls.sqlite3"
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA user_version = 99")
+    connection.close()
+    store = SqliteCallStore(path)
+    with pytest.raises(CallStoreError, match="schema version 99"):
+        await store.get("HD_a")
+    await store.close()
+
+
+async def test_sqlite_store_use_after_close_is_a_store_error(tmp_path):
+    """A closed store says so instead of quietly reopening the file."""
+    store = await open_call_store(tmp_path / "calls.sqlite3")
+    await store.close()
+    with pytest.raises(CallStoreError, match="closed"):
+        await store.save(stored_call("HD_late"))
+
+
+# --- open_call_store ----------------------------------------------------------------------------
+
+
+async def test_open_call_store_without_a_location_keeps_calls_in_memory():
+    """None (no database configured) gives the in-memory store."""
+    store = await open_call_store(None)
+    assert isinstance(store, MemoryCallStore)
+
+
+async def test_open_call_store_accepts_a_sqlite_url(tmp_path):
+    """`sqlite:///abs/path` opens that file."""
+    path = tmp_path / "by-url.sqlite3"
+    store = await open_call_store(f"sqlite://{path}")
+    await store.save(stored_call("HD_url"))
+    await store.close()
+    assert isinstance(store, SqliteCallStore)
+    assert path.is_file()
+
+
+async def test_open_call_store_other_urls_are_refused():
+    """A URL for a store that doesn't exist here is a clear error, not a file named 'redis:'."""
+    with pytest.raises(CallStoreError, match="redis://"):
+        await open_call_store("redis://cache:6379/0")
+
+
+# --- from_session -------------------------------------------------------------------------------
+
+
+async def _finished_session(script: str, **options: object) -> CallSession:
+    sessions: list[CallSession] = []
+    await run_scripted_call(CALLS / script, on_call_started=sessions.append, **options)
+    [session] = sessions
+    return session
+
+
+@pytest.mark.looptime
+async def test_stored_call_from_session_summarises_a_resolved_call():
+    """A returning caller's call is stored resolved, with its turns, length and masked number."""
+    session = await _finished_session("returning_caller_by_phone.yaml")
+    call = StoredCall.from_session(session, flow_name="order_status", stored_at=STORED_AT)
+    last_ms = session.transcript.entries[-1].at_ms
+    assert call.call_sid == "HD_test0001"
+    assert call.caller_masked == "+2547*****678"
+    assert (call.flow, call.outcome, call.final_state) == ("order_status", "resolved", "ended")
+    assert call.duration_s == last_ms / 1000
+    assert call.started_at == (STORED_AT - timedelta(milliseconds=last_ms)).isoformat(
+        timespec="milliseconds"
+    )
+    assert (call.turns, call.barge_ins, call.escalation) == (2, 0, None)
+    assert (call.platform_status, call.platform_cost_minor, call.platform_currency) == (None,) * 3
+    assert call.transcript_text == session.transcript.render()
+    assert json.loads(call.transcript_json) == session.transcript.as_dict()
+    assert "+254712345678" not in call.transcript_text
+
+
+@pytest.mark.looptime
+async def test_stored_call_from_session_counts_interruptions_only():
+    """A caller who cut the agent off counts one barge-in (backchannels and coughs are not counted)."""
+    session = await _finished_session("barge_in_during_narration.yaml")
+    call = StoredCall.from_session(session, flow_name="order_status", stored_at=STORED_AT)
+    assert call.barge_ins == 1
+    assert call.outcome == "resolved"
+
+
+@pytest.mark.looptime
+async def test_stored_call_from_session_takes_cost_and_start_from_the_call_record(aiohttp_server, tmp_path):
+    """With Sautikit's call record fetched, the stored call carries its status, cost and start time."""
+    state = FakeSautikitState()
+    server = await aiohttp_server(sautikit_rest_app(state))
+    session = await _finished_session(
+        "returning_caller_by_phone.yaml",
+        settings=Settings(
+            sautikit_api_key="sk_test_sautikit", sautikit_base_url=str(server.make_url("")).rstrip("/")
+        ),
+        simulator=SimulatorOptions(rest=state),
+    )
+    record = session.call_record
+    assert record is not None and record.started_at is not None
+    call = StoredCall.from_session(session, flow_name="order_status", stored_at=STORED_AT)
+    assert call.platform_status == "completed"
+    assert call.platform_cost_minor == record.cost_minor
+    assert call.platform_cost_minor is not None and call.platform_cost_minor > 0
+    assert call.platform_currency == "KES"
+    assert call.started_at == record.started_at.astimezone(UTC).isoformat(timespec="milliseconds")
+
+    store = await open_call_store(tmp_path / "calls.sqlite3")
+    await store.save(call)
+    assert await store.get(call.call_sid) == call
+    await store.close()
