@@ -4,9 +4,9 @@
     orchestrator history show CALL_SID [--json] [--db calls.sqlite3]
     orchestrator history summary [--json] [--db calls.sqlite3]
 
-The database is `--db`, else $ORCHESTRATOR_CALLS_DB, else `calls.sqlite3` in the current directory. Human
-tables by default, `--json` for scripts. Callers' numbers were masked when the calls were stored. A missing
-or unreadable database is one line on stderr and exit status 1.
+The database is `--db`, else $ORCHESTRATOR_CALLS_DB, else `calls.sqlite3` in the current directory.
+Human tables by default, `--json` for scripts. Callers' numbers were masked when the calls were
+stored. A missing or unreadable database is one line on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def add_history_commands(subparsers: argparse._SubParsersAction[argparse.Argumen
     """Register the `history` command group (list, show, summary) on the CLI's subparsers."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON for scripts, not a table")
-    common.add_argument("--db", type=Path, help=f"the call store (default ${_ENV} or ./{DEFAULT_CALLS_DB})")
+    common.add_argument(
+        "--db", type=Path, help=f"the call store (default ${_ENV} or ./{DEFAULT_CALLS_DB})"
+    )
 
     def leaf(
         group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str

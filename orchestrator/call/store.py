@@ -1,14 +1,15 @@
-"""Finished calls, kept and queryable: the `CallStore` protocol with in-memory and SQLite implementations.
+"""Finished calls, kept and queryable: the `CallStore` protocol, in memory and in SQLite.
 
     store = await open_call_store("calls.sqlite3")
-    await store.save(StoredCall.from_session(session, flow_name=flow.name, stored_at=datetime.now(UTC)))
+    now = datetime.now(UTC)
+    await store.save(StoredCall.from_session(session, flow_name=flow.name, stored_at=now))
     escalated = await store.recent(limit=10, outcome="escalated")
     await store.close()
 
-A `StoredCall` is a flat, frozen summary of one finished call plus its whole transcript (text and JSON), so a
-store needs no knowledge of sessions, and a row reads the same whichever store wrote it. SQLite is the default
-(durable, no server); every SQLite call runs in a worker thread so the event loop never waits on the disk.
-Phone numbers are masked before they are stored.
+A `StoredCall` is a flat, frozen summary of one finished call plus its whole transcript (text and
+JSON), so a store knows nothing of sessions and a row reads the same whichever store wrote it.
+SQLite is the default (durable, no server); every SQLite call runs in a worker thread so the event
+loop never waits on the disk. Phone numbers are masked before they are stored.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ SCHEMA_VERSION = 1
 
 
 class CallStoreError(OrchestratorError):
-    """The call store cannot be read or written (not a database, newer schema, closed); the operator acts."""
+    """The call store can't be read or written (not a database, newer schema, closed)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,7 +142,7 @@ class MemoryCallStore:
         return self._calls.get(call_sid)
 
     async def recent(self, limit: int = 20, outcome: str | None = None) -> list[StoredCall]:
-        # Latest saved first, then a stable sort by time: ties read as SQLite orders them (rowid DESC).
+        # Latest saved first, then a stable sort by time: ties come out as SQLite's rowid DESC.
         calls = [c for c in reversed(self._calls.values()) if outcome in (None, c.outcome)]
         calls.sort(key=lambda c: c.started_at, reverse=True)
         return calls[: max(limit, 0)]
@@ -201,7 +202,7 @@ class SqliteCallStore:
         self._closed = False
 
     async def open(self) -> None:
-        """Open the file and create the schema now, so a bad path fails at start-up, not mid-call."""
+        """Open the file and create the schema now: a bad path fails at start-up, not mid-call."""
         await self._run(lambda connection: None)
 
     async def save(self, call: StoredCall) -> None:
@@ -262,7 +263,7 @@ class SqliteCallStore:
         return await asyncio.to_thread(in_thread)
 
     def _connect(self) -> sqlite3.Connection:
-        """The open connection, opened (file, WAL, schema) on first use. Called with the lock held."""
+        """The connection, opened (file, WAL, schema) on first use. Called with the lock held."""
         if self._closed:
             raise CallStoreError(f"call store {self.path} is closed")
         if self._connection is not None:

@@ -1,7 +1,7 @@
 """`orchestrator history ...` against a SQLite call store in a temporary folder.
 
-Each command calls `asyncio.run` itself, as it does from a terminal, so these tests are plain functions; the
-store is filled the same way the service fills it.
+Each command calls `asyncio.run` itself, as it does from a terminal, so these tests are plain
+functions; the store is filled the same way the service fills it.
 """
 
 import argparse
@@ -215,7 +215,7 @@ def test_history_summary_of_an_empty_store_says_so(tmp_path, capsys):
 
 @pytest.mark.parametrize("command", [("list",), ("show", "HD_a"), ("summary",)])
 def test_history_missing_database_is_a_clear_message(command, tmp_path, capsys):
-    """A database that doesn't exist is named on stderr with how to set one, exit 1, and no file made."""
+    """A missing database is named on stderr with how to set one, exit 1, and no file made."""
     missing = tmp_path / "nowhere.sqlite3"
     assert run("history", *command, "--db", str(missing)) == 1
     captured = capsys.readouterr()

@@ -1,7 +1,7 @@
-"""The call store: finished calls kept, listed newest first, counted by outcome — in memory and in SQLite.
+"""The call store: finished calls kept, listed newest first and counted by outcome.
 
-The store tests run against both implementations; `from_session` is tested on real sessions from scripted calls
-through the service and the fake Sautikit, on a fast-forwarded clock.
+The store tests run against both implementations (memory, SQLite); `from_session` is tested on real
+sessions from scripted calls through the service and the fake Sautikit, on a fast-forwarded clock.
 """
 
 import json
@@ -67,7 +67,8 @@ async def open_store(request, tmp_path):
     async def open_() -> CallStore:
         store: CallStore
         if request.param == "memory":
-            store = opened[0] if opened else MemoryCallStore()  # "reopening" memory is the same dict
+            # "Reopening" memory is the same dict: close() must not drop the calls.
+            store = opened[0] if opened else MemoryCallStore()
         else:
             store = await open_call_store(tmp_path / "calls.sqlite3")
         opened.append(store)
@@ -96,7 +97,7 @@ async def test_store_get_unknown_call_is_none(open_store):
 
 
 async def test_store_recent_lists_newest_first_up_to_the_limit(open_store):
-    """`recent` orders by start time, newest first, whatever the order of saving, and stops at `limit`."""
+    """`recent` lists by start time, newest first, whatever the order of saving, up to `limit`."""
     store = await open_store()
     for sid, minute in (("HD_b", 2), ("HD_c", 3), ("HD_a", 1), ("HD_d", 4)):
         await store.save(stored_call(sid, started_at=at_minute(minute)))
@@ -137,7 +138,7 @@ async def test_store_summary_counts_calls_per_outcome(open_store):
 
 
 async def test_store_saving_a_call_again_replaces_it(open_store):
-    """A re-save of the same call_sid (the call record arrived later) replaces the row, not adds one."""
+    """A re-save of a call_sid (its call record came later) replaces the row, not adds one."""
     store = await open_store()
     await store.save(stored_call("HD_a", platform_status=None, outcome="unfinished"))
     await store.save(stored_call("HD_b", started_at=at_minute(5)))
@@ -163,7 +164,7 @@ async def test_store_calls_survive_reopening(open_store):
 
 
 async def test_sqlite_store_creates_the_file_in_wal_mode(tmp_path):
-    """Opening makes the file (and its folder), with write-ahead logging so readers don't block the writer."""
+    """Opening makes the file and its folder, in WAL mode so readers don't block the writer."""
     path = tmp_path / "data" / "calls.sqlite3"
     store = await open_call_store(path)
     await store.close()
@@ -193,13 +194,13 @@ async def test_sqlite_store_a_file_that_is_not_a_database_is_a_store_error(tmp_p
     path = tmp_path / "calls.sqlite3"
     path.write_bytes(b"this is not a database, just some text long enough to have a header" * 4)
     store = SqliteCallStore(path)
-    with pytest.raises(CallStoreError, match="calls.sqlite3"):
+    with pytest.raises(CallStoreError, match=r"calls\.sqlite3"):
         await store.open()
     await store.close()
 
 
 async def test_sqlite_store_a_newer_schema_is_refused(tmp_path):
-    """A file written by a newer orchestrator (higher user_version) is not read with the old schema."""
+    """A file from a newer orchestrator (higher user_version) isn't read with the old schema."""
     path = tmp_path / "calls.sqlite3"
     connection = sqlite3.connect(path)
     connection.execute("PRAGMA user_version = 99")
@@ -275,7 +276,7 @@ async def test_stored_call_from_session_summarises_a_resolved_call():
 
 @pytest.mark.looptime
 async def test_stored_call_from_session_counts_interruptions_only():
-    """A caller who cut the agent off counts one barge-in (backchannels and coughs are not counted)."""
+    """A caller who cut the agent off counts one barge-in; backchannels and coughs don't count."""
     session = await _finished_session("barge_in_during_narration.yaml")
     call = StoredCall.from_session(session, flow_name="order_status", stored_at=STORED_AT)
     assert call.barge_ins == 1
@@ -283,23 +284,28 @@ async def test_stored_call_from_session_counts_interruptions_only():
 
 
 @pytest.mark.looptime
-async def test_stored_call_from_session_takes_cost_and_start_from_the_call_record(aiohttp_server, tmp_path):
-    """With Sautikit's call record fetched, the stored call carries its status, cost and start time."""
+async def test_stored_call_from_session_takes_cost_and_start_from_the_call_record(
+    aiohttp_server, tmp_path
+):
+    """With Sautikit's call record fetched, the call keeps its status, cost and start time."""
     state = FakeSautikitState()
     server = await aiohttp_server(sautikit_rest_app(state))
     session = await _finished_session(
         "returning_caller_by_phone.yaml",
         settings=Settings(
-            sautikit_api_key="sk_test_sautikit", sautikit_base_url=str(server.make_url("")).rstrip("/")
+            sautikit_api_key="sk_test_sautikit",
+            sautikit_base_url=str(server.make_url("")).rstrip("/"),
         ),
         simulator=SimulatorOptions(rest=state),
     )
     record = session.call_record
-    assert record is not None and record.started_at is not None
+    assert record is not None
+    assert record.started_at is not None
     call = StoredCall.from_session(session, flow_name="order_status", stored_at=STORED_AT)
     assert call.platform_status == "completed"
     assert call.platform_cost_minor == record.cost_minor
-    assert call.platform_cost_minor is not None and call.platform_cost_minor > 0
+    assert call.platform_cost_minor is not None
+    assert call.platform_cost_minor > 0
     assert call.platform_currency == "KES"
     assert call.started_at == record.started_at.astimezone(UTC).isoformat(timespec="milliseconds")
 
