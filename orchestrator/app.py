@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.brains.base import Brain
 from orchestrator.call.session import CallServices, CallSession, SessionOptions
+from orchestrator.call.store import CallStore, CallStoreError, StoredCall, open_call_store
 from orchestrator.errors import ConfigError, SignatureError, WebhookError
 from orchestrator.flow import Flow, load_flow
 from orchestrator.logging import mask_phone, mask_phone_numbers_in
@@ -90,6 +92,7 @@ class Orchestrator:
     on_call_finished: list[Callable[[CallSession], None]] = field(default_factory=list)
 
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    store: CallStore | None = None
 
     def spawn(self, work: Coroutine[object, object, None]) -> None:
         """Run service-level work (not tied to one request); cancelled when the app shuts down."""
@@ -204,6 +207,8 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
                 )
             )
         http = await stack.enter_async_context(httpx.AsyncClient())
+        orchestrator.store = await open_call_store(settings.calls_db)
+        stack.push_async_callback(orchestrator.store.close)
         orchestrator.services = CallServices(
             rest=rest, http=http, callback_timeout_s=settings.callback_timeout_s
         )
@@ -364,6 +369,15 @@ async def _after_call(orchestrator: Orchestrator, session: CallSession) -> None:
     rest = orchestrator.services.rest
     if rest is not None and orchestrator.settings.fetch_call_record:
         await _fetch_call_record(rest, session)
+    if orchestrator.store is not None:
+        try:
+            await orchestrator.store.save(
+                StoredCall.from_session(
+                    session, flow_name=orchestrator.flow.name, stored_at=datetime.now(UTC)
+                )
+            )
+        except CallStoreError as exc:
+            log.error("call_store_failed", error=str(exc))
     for callback in orchestrator.on_call_finished:
         callback(session)
     directory = orchestrator.settings.transcripts_dir

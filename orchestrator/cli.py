@@ -33,6 +33,7 @@ from orchestrator.call.transcript import Entry
 from orchestrator.errors import ConfigError, FlowError
 from orchestrator.flow import load_flow, summarize, to_mermaid
 from orchestrator.harness import CallRecord, place_call
+from orchestrator.history_cli import add_history_commands, calls_db_path
 from orchestrator.logging import configure_logging
 from orchestrator.operator_cli import add_operator_commands
 from orchestrator.script import load_script
@@ -74,6 +75,7 @@ environment variables (flags win over them):
   ORCHESTRATOR_ROUTE_EVENTS, ORCHESTRATOR_ROUTE_HEALTH
                                   route paths (defaults /voice, /audio, /stream-status, /events, /healthz)
   ORCHESTRATOR_TRANSCRIPTS_DIR    write each call's transcript (.txt and .json) here
+  ORCHESTRATOR_CALLS_DB           SQLite file of finished calls for `orchestrator history` (default ./calls.sqlite3)
 """
 
 
@@ -190,6 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     call.set_defaults(run=_call)
 
     add_operator_commands(commands)  # numbers ..., calls ...: Sautikit's REST API for operators
+    add_history_commands(commands)  # history ...: the calls this service has handled
     return parser
 
 
@@ -240,6 +243,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings_from(args)
+    if settings.calls_db is None:
+        settings = settings.model_copy(update={"calls_db": str(calls_db_path())})
     configure_logging(json=args.log_format == "json")
     flow = load_flow(settings.flow)
     app = create_app(settings, brain_factory=make_brain_factory(settings, flow), flow=flow)

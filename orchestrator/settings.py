@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     # A call whose stream never connects is forgotten after this long.
     stream_connect_timeout_s: float = 30.0
     transcripts_dir: Path | None = None
+    # Where finished calls are kept for `orchestrator history` (a SQLite path); None keeps them in memory.
+    calls_db: str | None = None
     log_json: bool = True
 
     @field_validator("public_url")

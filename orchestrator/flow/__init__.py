@@ -15,7 +15,7 @@ from orchestrator.flow.model import KNOWN_EVENTS, Flow, StateSpec, ToolSpec, Tra
 from orchestrator.flow.summary import FlowSummary, check_flow, summarize
 from orchestrator.flow.templates import render
 
-__all__ = [  # noqa: RUF022 - kept in plain sorted() order, which the export tests check
+__all__ = [
     "CallMachine",
     "Flow",
     "FlowSummary",

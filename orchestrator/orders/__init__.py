@@ -22,7 +22,7 @@ from orchestrator.orders.models import (
     phone_key,
 )
 
-__all__ = [  # noqa: RUF022 - kept in plain sorted() order, which the export tests check
+__all__ = [
     "DEFAULT_SEED",
     "DEMO_BACKEND",
     "DemoFault",

@@ -15,7 +15,7 @@ from orchestrator.speech.grammar import GrammarSpec, build_jsgf, match_intent, p
 from orchestrator.speech.tts import EspeakTts, TtsError
 from orchestrator.speech.voices import CALLER_VOICES, add_noise, caller_voice, synthesize_caller
 
-__all__ = [  # noqa: RUF022 - kept in plain sorted() order, which the export tests check
+__all__ = [
     "CALLER_VOICES",
     "EspeakTts",
     "GrammarDecoder",

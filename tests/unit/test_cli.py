@@ -116,7 +116,11 @@ async def test_cli_serve_answers_a_call_as_a_real_process(tmp_path):
     """`orchestrator serve` started as a process answers a simulated Sautikit call end to end."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "ORCHESTRATOR_TRANSCRIPTS_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "ORCHESTRATOR_TRANSCRIPTS_DIR": str(tmp_path),
+        "ORCHESTRATOR_CALLS_DB": str(tmp_path / "calls.sqlite3"),
+    }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "orchestrator.cli", "serve", "--port", str(port), "--public-url", base,
         "--brain", "scripted", "--script", str(ROOT / "fixtures" / "calls" / "asks_for_human.yaml"),
@@ -145,6 +149,15 @@ async def test_cli_serve_answers_a_call_as_a_real_process(tmp_path):
         process.terminate()
         _, stderr = await process.communicate()
     assert b"Traceback" not in stderr
+    # The finished call is in the service's call store, readable with `orchestrator history`.
+    history = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orchestrator.cli", "history", "list", "--db", str(tmp_path / "calls.sqlite3"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    out, err = await history.communicate()
+    assert history.returncode == 0, err
+    assert b"HD_process01" in out
+    assert b"escalated" in out
 
 
 @pytest.mark.looptime
