@@ -25,15 +25,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.brains.base import CallInfo, StateBrief, ToolCall
-from orchestrator.brains.cascade import policy_config
-from orchestrator.brains.policy import PolicyConfig, PolicyDialogue
-from orchestrator.flow import load_flow
-from orchestrator.logging import configure_logging
-from orchestrator.speech.asr import SEARCH_INTENTS, SEARCH_NUMBERS, GrammarDecoder
-from orchestrator.speech.grammar import match_intent, parse_order_number
-from orchestrator.speech.tts import EspeakTts, split_sentences
-from orchestrator.speech.voices import CALLER_VOICES, add_noise, synthesize_caller
+from orchestrator.brains.base import CallInfo, StateBrief, ToolCall  # noqa: E402
+from orchestrator.brains.cascade import policy_config  # noqa: E402
+from orchestrator.brains.policy import PolicyConfig, PolicyDialogue  # noqa: E402
+from orchestrator.flow import load_flow  # noqa: E402
+from orchestrator.logging import configure_logging  # noqa: E402
+from orchestrator.speech.asr import SEARCH_INTENTS, SEARCH_NUMBERS, GrammarDecoder  # noqa: E402
+from orchestrator.speech.grammar import match_intent, parse_order_number  # noqa: E402
+from orchestrator.speech.tts import EspeakTts, split_sentences  # noqa: E402
+from orchestrator.speech.voices import CALLER_VOICES, add_noise, synthesize_caller  # noqa: E402
 
 _DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 _LEADS = ["", "", "my order number is", "the order number is", "hello, it is", "order number"]

@@ -72,7 +72,7 @@ def render_reply(template: str, context: Mapping[str, object]) -> str:
         if names and not any(values.values()):
             continue
         # The lambda runs inside sub(), within this iteration: the late binding is harmless.
-        spoken.append(_PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), sentence))
+        spoken.append(_PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), sentence))  # noqa: B023
     return " ".join(" ".join(spoken).split())
 
 

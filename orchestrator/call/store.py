@@ -179,9 +179,9 @@ CREATE TABLE IF NOT EXISTS calls (
 CREATE INDEX IF NOT EXISTS calls_by_time ON calls (started_at);
 CREATE INDEX IF NOT EXISTS calls_by_outcome ON calls (outcome, started_at);
 """
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM calls"
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM calls"  # noqa: S608 - column names are our own constants
 _UPSERT = (
-    f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)}) "
+    f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)}) "  # noqa: S608
     f"ON CONFLICT (call_sid) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "call_sid")
 )

@@ -63,7 +63,7 @@ class EspeakTts:
             text,
         ]
         try:
-            done = subprocess.run(  # fixed executable, text is an argument, no shell
+            done = subprocess.run(  # noqa: S603  # fixed executable, text is an argument, no shell
                 command, capture_output=True, timeout=self.timeout_s, check=False
             )
         except (OSError, subprocess.TimeoutExpired) as exc:

@@ -68,7 +68,7 @@ async def collect(events: AsyncIterator[BrainEvent], until: type) -> list[BrainE
 async def settle(fake: FakeOpenAIRealtime, kind: str, count: int = 1) -> None:
     async with asyncio.timeout(10):
         # The fake only records what it received; under looptime these sleeps take no real time.
-        while len(fake.received_of(kind)) < count:
+        while len(fake.received_of(kind)) < count:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
 
@@ -131,7 +131,7 @@ async def test_openai_brain_resamples_caller_audio_to_24k():
             await brain.push_audio(pcm[start : start + 640])
         async with asyncio.timeout(10):
             # A byte count on the fake, nothing to wait on; looptime makes the polling free.
-            while fake.audio_in_bytes < 24000 * 2 - 2000:
+            while fake.audio_in_bytes < 24000 * 2 - 2000:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
         await brain.close()
     assert 24000 * 2 - 2000 <= fake.audio_in_bytes <= 24000 * 2

@@ -68,7 +68,7 @@ async def test_events_malformed_bodies_get_400(aiohttp_client, body):
 
 async def test_events_signature_enforced_when_a_secret_is_set(aiohttp_client):
     """With a webhook secret, an unsigned event is refused and a signed one accepted."""
-    client = await _client(aiohttp_client, webhook_secret="whsec_test")
+    client = await _client(aiohttp_client, webhook_secret="whsec_test")  # noqa: S106 - test credential
     body = json.dumps(_event(event_id="evt_signed")).encode()
     unsigned = await client.post("/events", data=body, headers={"Content-Type": "application/json"})
     assert unsigned.status == 403

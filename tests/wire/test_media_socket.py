@@ -32,7 +32,7 @@ from orchestrator.telephony.stream import SUBPROTOCOL
 
 SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "calls" / "returning_caller_by_phone.yaml"
 PUBLIC_URL = "https://agent.example.com"
-SECRET = "wire-test-stream-secret"
+SECRET = "wire-test-stream-secret"  # noqa: S105 - test credential
 CALLER = "+254712345678"
 FRAME_BYTES = 640  # 20 ms of 16-bit mono at 16 kHz
 
@@ -47,7 +47,7 @@ async def _place_call(client: Client, call_sid: str) -> tuple[str, str]:
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert response.status == 200
-    stream = ET.fromstring(await response.text()).find("Stream")
+    stream = ET.fromstring(await response.text()).find("Stream")  # noqa: S314
     assert stream is not None
     url = urlsplit(stream.get("url") or "")
     return f"{url.path}?{url.query}", parse_qs(url.query)["token"][0]

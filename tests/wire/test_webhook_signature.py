@@ -25,7 +25,7 @@ from orchestrator.telephony.signing import sign_webhook
 from orchestrator.testing import run_scripted_call
 
 SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "calls" / "returning_caller_by_phone.yaml"
-WEBHOOK_SECRET = "whsec_wire_test"
+WEBHOOK_SECRET = "whsec_wire_test"  # noqa: S105 - test credential
 FORM = "application/x-www-form-urlencoded"
 BODY = urlencode({"CallSid": "HD_signed01", "From": "+254712345678"}).encode()
 
@@ -44,7 +44,7 @@ async def test_webhook_signature_good_timestamped_signature_is_200(aiohttp_clien
     )
 
     assert response.status == 200
-    assert ET.fromstring(await response.text()).find("Stream") is not None
+    assert ET.fromstring(await response.text()).find("Stream") is not None  # noqa: S314
     assert "HD_signed01" in app[ORCHESTRATOR].sessions
 
 

@@ -106,7 +106,7 @@ async def test_client_sends_bearer_token(aiohttp_server) -> None:
             return web.json_response({"error": "unauthorized"}, status=401)
         return web.json_response(DX1042)
 
-    config = OrdersApiConfig(base_url=await serve(aiohttp_server, shop), token="s3cret")
+    config = OrdersApiConfig(base_url=await serve(aiohttp_server, shop), token="s3cret")  # noqa: S106 - test credential
     async with OrdersClient(config) as orders:
         result = await orders.by_order_number("DX1042", caller="+254712345678")
     assert result.kind == "found"
