@@ -287,7 +287,11 @@ class CallSession:
                     self._tasks = tasks
                     tasks.create_task(self._write_audio(pacer))
                     tasks.create_task(self._read_stream(media))
-                    await self.brain.start(self._call_info())
+                    try:
+                        await self.brain.start(self._call_info())
+                    except Exception as exc:  # a brain that cannot start is the flow's brain_failed route
+                        log.exception("brain_start_failed")
+                        self._inbox.put_nowait(BrainFailure(reason=f"brain could not start: {exc!r}"))
                     tasks.create_task(self._pump_brain())
                     await self._enter(self.machine.send("stream_started"))
                     await self._route()
