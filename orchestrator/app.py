@@ -87,7 +87,7 @@ class Orchestrator:
     sessions: dict[str, CallSession] = field(default_factory=dict)
     # Sautikit delivers events at least once: remember the ids seen (bounded).
     seen_events: OrderedDict[str, None] = field(default_factory=OrderedDict)
-    finished: list[CallSession] = field(default_factory=list)
+    finished_calls: int = 0  # a count, not a list: a long-running service must not keep every call
     on_call_started: list[Callable[[CallSession], None]] = field(default_factory=list)
     on_call_finished: list[Callable[[CallSession], None]] = field(default_factory=list)
 
@@ -355,7 +355,7 @@ async def _media_stream(request: web.Request) -> web.StreamResponse:
 
 
 def _finish(orchestrator: Orchestrator, session: CallSession) -> None:
-    orchestrator.finished.append(session)
+    orchestrator.finished_calls += 1
     orchestrator.spawn(_after_call(orchestrator, session))
     asyncio.get_running_loop().call_later(
         FINISHED_CALL_TTL_S, orchestrator.sessions.pop, session.call_sid, None
@@ -511,5 +511,5 @@ async def _health(request: web.Request) -> web.Response:
     active = sum(1 for s in orchestrator.sessions.values() if not s.finished.is_set())
     return web.json_response(
         {"status": "ok", "flow": orchestrator.flow.name, "active_calls": active,
-         "finished_calls": len(orchestrator.finished)}
+         "finished_calls": orchestrator.finished_calls}
     )
