@@ -110,8 +110,9 @@ class OpenAIRealtimeConfig:
 
     `voice=None` uses the flow's voice when it names an OpenAI voice, else "marin".
     `speak_first` has the model open the conversation in the call's first state.
-    `server_barge_in` lets the server's VAD cut the model off; turn it off when the flow's
-    `interruptible: false` states must be honoured strictly (the session's VAD still interrupts).
+    `server_barge_in` (off by default) lets the server's VAD cut the model off. Off, the session's own
+    two-step barge-in decides: "mhmm" and coughs do not interrupt, and `interruptible: false` states are
+    honoured; the server still transcribes and answers the caller's turns.
     """
 
     api_key: str = field(repr=False)
@@ -119,7 +120,7 @@ class OpenAIRealtimeConfig:
     voice: str | None = None
     url: str = "wss://api.openai.com/v1/realtime"
     turn_detection: TurnDetection = "server_vad"
-    server_barge_in: bool = True
+    server_barge_in: bool = False
     speak_first: bool = True
     transcription_model: str = "gpt-4o-mini-transcribe"
     connect_timeout_s: float = 10.0

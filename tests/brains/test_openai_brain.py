@@ -250,10 +250,10 @@ async def test_openai_brain_truncate_never_passes_generated_audio():
 
 @pytest.mark.looptime
 async def test_openai_brain_server_speech_started_mutes_the_response():
-    """When the server hears the caller over the model, the rest of that response is not played."""
+    """With server_barge_in on, the server hearing the caller mutes the rest of that response."""
     text = "Your order is out for delivery with PikiPiki and should arrive this afternoon."
     async with FakeOpenAIRealtime(opening({"say": text}), pace=2.0) as fake:
-        brain = OpenAIRealtimeBrain(fake.config())
+        brain = OpenAIRealtimeBrain(fake.config(server_barge_in=True))
         await brain.start(call_info())
         await brain.enter_state(StateBrief(name="narrating", instructions=None, tools=()))
         events = brain.events()
