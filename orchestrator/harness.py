@@ -23,7 +23,7 @@ from orchestrator.script import CallScript, load_script
 from orchestrator.settings import Settings
 from orchestrator.simulator import FakeSautikit, SimulatedCall, SimulatorOptions
 
-__all__ = ["PUBLIC_URL", "CallRecord", "place_call"]
+__all__ = ["CallRecord", "PUBLIC_URL", "place_call"]
 
 # Where the fake Sautikit believes the service lives; it resolves this name to the loopback port.
 PUBLIC_URL = "https://orders-agent.example.test"
