@@ -18,8 +18,8 @@ from orchestrator.harness import PUBLIC_URL, CallRecord
 from orchestrator.harness import place_call as run_scripted_call
 
 __all__ = [
-    "PUBLIC_URL",
     "CallRecord",
+    "PUBLIC_URL",
     "ScriptedBrain",
     "TranscriptSnapshotExtension",
     "run_scripted_call",
