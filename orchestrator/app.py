@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +41,7 @@ from orchestrator.orders import (
     demo_orders_app,
 )
 from orchestrator.settings import Settings
+from orchestrator.speech.tts import EspeakTts
 from orchestrator.telephony.rest import SautikitClient, SautikitConfig, SautikitError
 from orchestrator.telephony.signing import (
     make_stream_token,
@@ -93,6 +95,7 @@ class Orchestrator:
 
     background: set[asyncio.Task[None]] = field(default_factory=set)
     store: CallStore | None = None
+    fallback_voice: Callable[[str, int], Awaitable[bytes]] | None = None
 
     def spawn(self, work: Coroutine[object, object, None]) -> None:
         """Run service-level work (not tied to one request); cancelled when the app shuts down."""
@@ -208,6 +211,7 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
             )
         http = await stack.enter_async_context(httpx.AsyncClient())
         orchestrator.store = await open_call_store(settings.calls_db)
+        orchestrator.fallback_voice = _fallback_voice(settings, orchestrator.flow)
         stack.push_async_callback(orchestrator.store.close)
         orchestrator.services = CallServices(
             rest=rest, http=http, callback_timeout_s=settings.callback_timeout_s
@@ -216,6 +220,18 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
         for task in list(orchestrator.background):
             task.cancel()
         await asyncio.gather(*orchestrator.background, return_exceptions=True)
+
+
+def _fallback_voice(settings: Settings, flow: Flow) -> Callable[[str, int], Awaitable[bytes]] | None:
+    """espeak-ng for the session's own voice when it is installed; None keeps the synthetic one."""
+    if settings.fallback_voice != "espeak" or shutil.which("espeak-ng") is None:
+        return None
+    tts = EspeakTts(voice=flow.voice.name, speed=flow.voice.speed, rate=settings.sample_rate)
+
+    async def speak(text: str, rate: int) -> bytes:
+        return await tts.synthesize(text)
+
+    return speak
 
 
 @contextlib.asynccontextmanager
@@ -256,6 +272,7 @@ async def _voice_webhook(request: web.Request) -> web.Response:
             orders=orchestrator.orders,
             options=orchestrator.options(),
             services=orchestrator.services,
+            fallback_tts=orchestrator.fallback_voice,
         )
         orchestrator.sessions[start.call_sid] = session
         for callback in orchestrator.on_call_started:

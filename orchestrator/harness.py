@@ -68,7 +68,8 @@ async def place_call(
     (e.g. a Gemini Live adapter pointed at a local fake); the script's caller turns always drive the caller.
     """
     script = script if isinstance(script, CallScript) else load_script(script)
-    settings = settings or Settings()
+    # Without settings, the session's fallback voice is the synthetic one: deterministic on any clock.
+    settings = settings or Settings(fallback_voice="synthetic")
     flow_model = flow if isinstance(flow, Flow) else load_flow(flow or settings.flow)
     factory = brain_factory or (lambda start: ScriptedBrain(script))
     app = create_app(settings, brain_factory=factory, flow=flow_model)

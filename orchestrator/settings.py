@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     # OpenAI-compatible chat endpoint with the offline speech parts).
     brain: Literal["offline", "scripted", "gemini", "openai", "chat"] = "offline"
     script: Path | None = None
+    # The session's own voice, for a state's `say` when the brain has failed: espeak-ng when installed.
+    fallback_voice: Literal["espeak", "synthetic"] = "espeak"
     chat_base_url: str | None = None
     chat_model: str | None = None
     chat_api_key: str | None = None

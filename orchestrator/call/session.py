@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, cast
@@ -142,7 +142,7 @@ class CallSession:
         orders: OrdersClient,
         options: SessionOptions,
         services: CallServices | None = None,
-        fallback_tts: Callable[[str, int], bytes] | None = None,
+        fallback_tts: Callable[[str, int], Awaitable[bytes]] | None = None,
     ) -> None:
         self.services = services or CallServices()
         self.call_sid = start.call_sid
@@ -151,7 +151,7 @@ class CallSession:
         self.brain = brain
         self.orders = orders
         self.options = options
-        self._fallback_tts = fallback_tts or (lambda text, rate: synthesize_speech(text, rate=rate))
+        self._fallback_tts = fallback_tts or _synthetic_voice
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._t0 = loop.time()
@@ -726,14 +726,19 @@ class CallSession:
         if self._brain_alive:
             await self.brain.say(text, utterance_id=utterance_id)
         else:
-            self._say_myself(text, utterance_id)
+            await self._say_myself(text, utterance_id)
         return utterance_id
 
-    def _say_myself(self, text: str, utterance_id: str) -> None:
+    async def _say_myself(self, text: str, utterance_id: str) -> None:
         # The caller is never left in silence: the session has a voice of its own.
         self._utterance_text[utterance_id] = text
         self._note("agent", f'"{text}"')
-        self._play(self._fallback_tts(text, self.options.sample_rate), utterance_id)
+        try:
+            pcm = await self._fallback_tts(text, self.options.sample_rate)
+        except Exception as exc:  # the last voice failing must not end the call: a plain one stands in
+            log.warning("fallback_voice_failed", error=str(exc))
+            pcm = await _synthetic_voice(text, self.options.sample_rate)
+        self._play(pcm, utterance_id)
         if self._pacer is not None:
             self._pacer.end_utterance(utterance_id)
 
@@ -759,7 +764,7 @@ class CallSession:
             self._note("error", "the brain did not speak in time: the session says it")
             utterance_id = f"{utterance_id}-own"
             waiter = self._heard_waiters[utterance_id] = self._loop.create_future()
-            self._say_myself(text, utterance_id)
+            await self._say_myself(text, utterance_id)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_LONGEST_UTTERANCE_S):
                 await waiter
@@ -923,6 +928,11 @@ class CallSession:
 
     def _note(self, kind: EntryKind, text: str) -> None:
         self.transcript.add(self.now_ms(), kind, text)
+
+
+async def _synthetic_voice(text: str, rate: int) -> bytes:
+    """Deterministic speech-like audio: the voice of last resort, and the one tests use."""
+    return synthesize_speech(text, rate=rate)
 
 
 def _rest_reason(exc: Exception) -> str:
