@@ -16,11 +16,12 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from orchestrator.call.store import CallStoreError, SqliteCallStore, StoredCall
+from orchestrator.cli_output import add_leaf, format_money, format_table, or_dash, print_json
 
 __all__ = ["DEFAULT_CALLS_DB", "add_history_commands", "calls_db_path"]
 
@@ -51,14 +52,7 @@ def add_history_commands(subparsers: argparse._SubParsersAction[argparse.Argumen
     def leaf(
         group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str
     ) -> argparse.ArgumentParser:
-        return group.add_parser(
-            name,
-            help=help_,
-            description=help_[0].upper() + help_[1:] + ".",
-            parents=[common],
-            epilog=_ENV_HELP,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+        return add_leaf(group, name, help_, common=common, epilog=_ENV_HELP)
 
     history = subparsers.add_parser(
         "history",
@@ -114,31 +108,6 @@ async def _call(path: Path, action: _Action, args: argparse.Namespace) -> int:
         await store.close()
 
 
-def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def _format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns two spaces apart, headers first."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        for line in [headers, *rows]
-    )
-
-
-def _or_dash(value: object) -> str:
-    return "-" if value is None or value == "" else str(value)
-
-
-def _money(minor: int | None, currency: str | None) -> str:
-    if minor is None:
-        return "-"
-    return f"{currency or ''} {minor / 100:,.2f}".strip()
-
-
 def _summary_json(call: StoredCall) -> dict[str, object]:
     """A call without its transcript: what `list --json` prints for each call."""
     fields = asdict(call)
@@ -152,7 +121,7 @@ def _summary_json(call: StoredCall) -> dict[str, object]:
 async def _list(store: SqliteCallStore, args: argparse.Namespace) -> int:
     calls = await store.recent(limit=args.limit, outcome=args.outcome)
     if args.json:
-        _print_json([_summary_json(call) for call in calls])
+        print_json([_summary_json(call) for call in calls])
     elif not calls:
         which = f" with outcome {args.outcome}" if args.outcome else ""
         print(f"no calls{which} in {store.path}")
@@ -161,14 +130,14 @@ async def _list(store: SqliteCallStore, args: argparse.Namespace) -> int:
             [
                 call.call_sid,
                 call.started_at.replace("T", " ")[:19],
-                _or_dash(call.caller_masked),
+                or_dash(call.caller_masked),
                 call.outcome,
                 call.final_state,
                 f"{call.duration_s:.1f}s",
                 str(call.turns),
                 str(call.barge_ins),
-                _or_dash(call.escalation),
-                _money(call.platform_cost_minor, call.platform_currency),
+                or_dash(call.escalation),
+                format_money(call.platform_cost_minor, call.platform_currency),
             ]
             for call in calls
         ]
@@ -176,7 +145,7 @@ async def _list(store: SqliteCallStore, args: argparse.Namespace) -> int:
             "CALL SID", "STARTED (UTC)", "CALLER", "OUTCOME", "STATE",
             "DURATION", "TURNS", "BARGE-INS", "ESCALATION", "COST",
         )  # fmt: skip
-        print(_format_table(headers, rows))
+        print(format_table(headers, rows))
     return 0
 
 
@@ -188,7 +157,7 @@ async def _show(store: SqliteCallStore, args: argparse.Namespace) -> int:
     if args.json:
         fields = _summary_json(call)
         fields["transcript"] = json.loads(call.transcript_json)
-        _print_json(fields)
+        print_json(fields)
     else:
         print(call.transcript_text, end="" if call.transcript_text.endswith("\n") else "\n")
     return 0
@@ -197,11 +166,11 @@ async def _show(store: SqliteCallStore, args: argparse.Namespace) -> int:
 async def _summary(store: SqliteCallStore, args: argparse.Namespace) -> int:
     counts = await store.summary()
     if args.json:
-        _print_json(counts)
+        print_json(counts)
     elif not counts:
         print(f"no calls in {store.path}")
     else:
         rows = [[outcome, str(count)] for outcome, count in counts.items()]
         rows.append(["total", str(sum(counts.values()))])
-        print(_format_table(("OUTCOME", "CALLS"), rows))
+        print(format_table(("OUTCOME", "CALLS"), rows))
     return 0

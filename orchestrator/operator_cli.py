@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 from pydantic import BaseModel, ValidationError
 
+from orchestrator.cli_output import add_leaf, format_money, format_table, or_dash, print_json
 from orchestrator.errors import ConfigError
 from orchestrator.settings import Routes
 from orchestrator.telephony.rest import (
@@ -68,14 +68,7 @@ def add_operator_commands(subparsers: argparse._SubParsersAction[argparse.Argume
     def leaf(
         group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str
     ) -> argparse.ArgumentParser:
-        return group.add_parser(
-            name,
-            help=help_,
-            description=help_[0].upper() + help_[1:] + ".",
-            parents=[common],
-            epilog=_ENV_HELP,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+        return add_leaf(group, name, help_, common=common, epilog=_ENV_HELP)
 
     numbers = subparsers.add_parser(
         "numbers",
@@ -170,7 +163,7 @@ async def _call(config: SautikitConfig, action: _Action, args: argparse.Namespac
 
 
 def _print_json(value: object) -> None:
-    print(json.dumps(_jsonable(value), indent=2, ensure_ascii=False))
+    print_json(_jsonable(value))
 
 
 def _jsonable(value: object) -> object:
@@ -181,28 +174,6 @@ def _jsonable(value: object) -> object:
     if isinstance(value, dict):
         return {key: _jsonable(item) for key, item in value.items()}
     return value
-
-
-def _format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns two spaces apart, headers first."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    lines = [headers, *rows]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    )
-
-
-def _or_dash(value: object) -> str:
-    return "-" if value is None or value == "" else str(value)
-
-
-def _money(minor: int | None, currency: str | None) -> str:
-    if minor is None:
-        return "-"
-    return f"{currency or ''} {minor / 100:,.2f}".strip()
 
 
 # --- numbers ------------------------------------------------------------------------------------
@@ -216,7 +187,7 @@ async def _available(sautikit: SautikitClient, args: argparse.Namespace) -> int:
         print(f"no numbers available in {args.country}")
     else:
         rows = [_offer_row(offer) for offer in offers]
-        print(_format_table(("ID", "NUMBER", "COUNTRY", "MONTHLY"), rows))
+        print(format_table(("ID", "NUMBER", "COUNTRY", "MONTHLY"), rows))
     return 0
 
 
@@ -224,17 +195,17 @@ def _offer_row(offer: AvailableNumber) -> list[str]:
     return [
         offer.id,
         offer.e164,
-        _or_dash(offer.country),
-        _money(offer.monthly_price_minor, offer.currency),
+        or_dash(offer.country),
+        format_money(offer.monthly_price_minor, offer.currency),
     ]
 
 
 def _numbers_table(numbers: Sequence[Number]) -> str:
     rows = [
-        [n.id, n.e164, _or_dash(n.country), _or_dash(n.status), _or_dash(n.routing_url)]
+        [n.id, n.e164, or_dash(n.country), or_dash(n.status), or_dash(n.routing_url)]
         for n in numbers
     ]
-    return _format_table(("ID", "NUMBER", "COUNTRY", "STATUS", "ROUTING URL"), rows)
+    return format_table(("ID", "NUMBER", "COUNTRY", "STATUS", "ROUTING URL"), rows)
 
 
 async def _claim(sautikit: SautikitClient, args: argparse.Namespace) -> int:
@@ -303,19 +274,19 @@ def _calls_table(calls: Sequence[CallRecord]) -> str:
     rows = [
         [
             call.id,
-            _or_dash(call.session_id),
-            _or_dash(call.direction),
-            _or_dash(call.local_e164),
-            _or_dash(call.remote_e164),
+            or_dash(call.session_id),
+            or_dash(call.direction),
+            or_dash(call.local_e164),
+            or_dash(call.remote_e164),
             call.status,
             call.started_at.strftime("%Y-%m-%d %H:%M:%S") if call.started_at else "-",
             f"{call.duration_seconds:g}s" if call.duration_seconds is not None else "-",
-            _money(call.cost_minor, call.cost_currency),
+            format_money(call.cost_minor, call.cost_currency),
         ]
         for call in calls
     ]
     headers = ("ID", "SESSION", "DIRECTION", "LOCAL", "REMOTE", "STATUS", "STARTED", "TALK", "COST")
-    return _format_table(headers, rows)
+    return format_table(headers, rows)
 
 
 async def _show_call(sautikit: SautikitClient, args: argparse.Namespace) -> int:
@@ -325,16 +296,16 @@ async def _show_call(sautikit: SautikitClient, args: argparse.Namespace) -> int:
         return 0
     fields = [
         ("id", call.id),
-        ("session", _or_dash(call.session_id)),
-        ("direction", _or_dash(call.direction)),
-        ("local", _or_dash(call.local_e164)),
-        ("remote", _or_dash(call.remote_e164)),
+        ("session", or_dash(call.session_id)),
+        ("direction", or_dash(call.direction)),
+        ("local", or_dash(call.local_e164)),
+        ("remote", or_dash(call.remote_e164)),
         ("status", call.status + (f" ({call.failure_code})" if call.failure_code else "")),
-        ("started", _or_dash(call.started_at and call.started_at.isoformat())),
-        ("answered", _or_dash(call.answered_at and call.answered_at.isoformat())),
-        ("ended", _or_dash(call.ended_at and call.ended_at.isoformat())),
+        ("started", or_dash(call.started_at and call.started_at.isoformat())),
+        ("answered", or_dash(call.answered_at and call.answered_at.isoformat())),
+        ("ended", or_dash(call.ended_at and call.ended_at.isoformat())),
         ("duration", f"{call.duration_seconds:g}s" if call.duration_seconds is not None else "-"),
-        ("cost", _money(call.cost_minor, call.cost_currency)),
+        ("cost", format_money(call.cost_minor, call.cost_currency)),
     ]
     width = max(len(name) for name, _ in fields)
     for name, value in fields:
