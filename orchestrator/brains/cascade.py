@@ -333,6 +333,9 @@ def policy_config(flow: Flow) -> PolicyConfig:
         number_tool=slot.tool if slot else "lookup_order",
         number_argument=slot.argument if slot else "order_number",
         number_say=slot.say if slot else None,
+        confirm_say=slot.confirm_say if slot and slot.confirm else None,
+        yes_intent=slot.yes_intent if slot else "yes",
+        no_intent=slot.no_intent if slot else "no",
         intents=tuple(
             IntentRule(
                 name=name,

@@ -4,6 +4,9 @@ No model: what the caller said (already constrained by the recogniser's grammar)
 declared order-number shapes and intent phrases, and the answer is a tool call or a templated reply. It is
 a `Dialogue` for the cascade brain: each method returns the steps of one agent turn — text to speak or a
 `ToolCall` — and the brain voices them. A product team tunes it in the flow file, not in code.
+
+A recognised order number is read back first (`confirm_say`) and looked up only after the caller's yes:
+a small grammar-bound recogniser mishears digits in noise, and the conversation is what catches it.
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ class PolicyConfig:
     number_tool: str = "lookup_order"
     number_argument: str = "order_number"
     number_say: str | None = None
+    # None: look a recognised number up at once; else read it back with this and wait for a yes.
+    confirm_say: str | None = None
+    yes_intent: str = "yes"
+    no_intent: str = "no"
     intents: tuple[IntentRule, ...] = ()
     fillers: tuple[str, ...] = ()
     replies: Mapping[str, str] = field(default_factory=dict)
@@ -94,6 +101,7 @@ class PolicyDialogue:
         self._rules = {rule.name: rule for rule in config.intents}
         self._state = StateBrief(name="", instructions=None, tools=())
         self._pending: set[str] = set()
+        self._unconfirmed: str | None = None  # the number read back, waiting for the caller's yes
         self._ids = count(1)
         self._context: dict[str, object] = {
             "shop": dict(config.shop),
@@ -114,6 +122,7 @@ class PolicyDialogue:
 
     async def on_state(self, state: StateBrief) -> AsyncIterator[str | ToolCall]:
         self._state = state
+        self._unconfirmed = None  # a new state asks its own question: an old read-back is stale
         if not self._pending:  # after a tool call, its result decides what to say
             reply = self._reply(state.name)
             if reply:
@@ -122,16 +131,27 @@ class PolicyDialogue:
     async def on_caller(self, text: str) -> AsyncIterator[str | ToolCall]:
         number = parse_order_number(text, self._config.shapes) if self.expects_number() else None
         if number is not None:
+            # A number said instead of yes or no replaces the one read back.
             self._context["request"] = {
                 "order_number": number,
                 "order_number_spoken": spoken_order_number(number),
             }
-            if self._config.number_say:
-                yield self._render(self._config.number_say)
-            yield self._call(self._config.number_tool, {self._config.number_argument: number})
+            if self._config.confirm_say:
+                self._unconfirmed = number
+                yield self._render(self._config.confirm_say)
+                return
+            for step in self._look_up(number):
+                yield step
             return
         intent = match_intent(text, self._intents) if text else None
-        if intent is None:
+        unconfirmed, self._unconfirmed = self._unconfirmed, None
+        answers = self._confirm_intents()
+        if unconfirmed is not None and (intent is None or intent in answers):
+            for step in self._answer_read_back(unconfirmed, intent):
+                yield step
+            return
+        # Other intents act as in any turn; a yes or no that answers nothing is not understood.
+        if intent is None or intent in answers:
             reply = self._reply("not_understood")
             if reply:
                 yield reply
@@ -175,6 +195,30 @@ class PolicyDialogue:
 
     def on_interrupted(self, heard: str) -> None:
         return None  # the policy keeps no transcript: nothing to truncate
+
+    def _look_up(self, number: str) -> list[str | ToolCall]:
+        steps: list[str | ToolCall] = []
+        if self._config.number_say:
+            steps.append(self._render(self._config.number_say))
+        steps.append(self._call(self._config.number_tool, {self._config.number_argument: number}))
+        return steps
+
+    def _answer_read_back(self, number: str, intent: str | None) -> list[str | ToolCall]:
+        """Yes looks the number up; no says its reply and waits for the number again."""
+        if intent == self._config.yes_intent:
+            return self._look_up(number)
+        if intent == self._config.no_intent:
+            rule = self._rules.get(intent)
+            reply = self._render(rule.say) if rule and rule.say else self._reply(self._state.name)
+            return [reply] if reply else []
+        # Nothing understood: the read-back still stands, so ask it again.
+        self._unconfirmed = number
+        return [self._render(self._config.confirm_say)] if self._config.confirm_say else []
+
+    def _confirm_intents(self) -> frozenset[str]:
+        if not self._config.confirm_say:
+            return frozenset()
+        return frozenset((self._config.yes_intent, self._config.no_intent))
 
     def _reply(self, key: str) -> str:
         template = self._config.replies.get(key)

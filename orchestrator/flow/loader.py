@@ -33,6 +33,7 @@ from orchestrator.flow.model import (
     TOOL_EVENT_PREFIX,
     Flow,
     Policy,
+    PolicyOrderNumber,
     Transition,
 )
 from orchestrator.flow.templates import find_placeholders, known_variables
@@ -374,6 +375,9 @@ def _check_policy(flow: Flow, policy: Policy, source: _Source) -> Iterator[FlowP
             yield source.problem((*base, "order_number", "tool"), f"unknown tool {slot.tool!r}")
         if slot.say is not None:
             templates.append(((*base, "order_number", "say"), slot.say))
+        if slot.confirm:
+            templates.append(((*base, "order_number", "confirm_say"), slot.confirm_say))
+            yield from _check_confirm_intents(policy, slot, source)
         pattern = flow.order_number.pattern if flow.order_number is not None else None
         for index, shape in enumerate(slot.shapes):
             example = shape.replace("#", "1")
@@ -406,6 +410,21 @@ def _check_policy(flow: Flow, policy: Policy, source: _Source) -> Iterator[FlowP
             if placeholder.name is None or placeholder.name not in variables:
                 message = f"unknown template variable {placeholder.raw!r}"
                 yield source.problem_inside(loc, placeholder.raw, 0, message)
+
+
+def _check_confirm_intents(
+    policy: Policy, slot: PolicyOrderNumber, source: _Source
+) -> Iterator[FlowProblem]:
+    """A read-back needs the intents that answer it, and they must not act on their own."""
+    for key, name in (("yes_intent", slot.yes_intent), ("no_intent", slot.no_intent)):
+        loc: Loc = ("policy", "order_number", key)
+        intent = policy.intents.get(name)
+        if intent is None:
+            message = f"confirm needs a {name!r} intent under policy.intents (or confirm: false)"
+            yield source.problem(loc, message)
+        elif intent.tool is not None:
+            message = f"intent {name!r} answers a read-back and cannot call a tool"
+            yield source.problem(("policy", "intents", name, "tool"), message)
 
 
 def _safe_match(pattern: str, text: str) -> bool | None:

@@ -149,12 +149,21 @@ _SHAPE = r"^[A-Z]*#+$"
 
 
 class PolicyOrderNumber(_Model):
-    """How callers say order numbers, for the offline recogniser's grammar and the policy's slot."""
+    """How callers say order numbers, for the offline recogniser's grammar and the policy's slot.
+
+    With `confirm` (the default) a recognised number is read back with `confirm_say` and looked up only
+    after the caller's `yes_intent`; their `no_intent` says its reply and asks again. A recogniser
+    mishears digits in noise: the conversation, not the grammar, has to catch it.
+    """
 
     shapes: Annotated[tuple[Annotated[str, Field(pattern=_SHAPE)], ...], Field(min_length=1)]
     tool: str = "lookup_order"
     argument: str = "order_number"
     say: str | None = None
+    confirm: bool = True
+    confirm_say: str = "Order {{ request.order_number_spoken }}, is that right?"
+    yes_intent: str = "yes"
+    no_intent: str = "no"
 
 
 class PolicyIntent(_Model):

@@ -26,10 +26,12 @@ async def _call(name: str, voice: str = "slt"):
 
 @pytest.mark.looptime
 async def test_cascade_call_tracks_an_order_read_out_by_the_caller():
-    """PK20931 is recognised from speech, looked up, narrated, and the caller's goodbye ends the call."""
+    """PK20931 is recognised, read back, looked up after the caller's yes, narrated, and goodbye ends the call."""
     record = await _call("track_by_number")
     transcript = record.render()
     assert record.transcript.outcome == "resolved"
+    read_back = transcript.index("Order P K two zero nine three one, is that right?")
+    assert read_back < transcript.index('caller    "yes"') < transcript.index("tool      lookup_order")
     assert 'lookup_order {"order_number": "PK20931"}' in transcript
     assert "Order PK20931 is dispatched" in transcript
     assert "end_call" in transcript
@@ -72,4 +74,30 @@ async def test_cascade_call_stops_speaking_when_the_caller_barges_in():
     assert record.platform.kill_audio >= 1
     assert "barge-in  caller spoke" in transcript
     assert "end_call" in transcript
+    assert record.transcript.outcome == "resolved"
+
+
+@pytest.mark.looptime
+async def test_cascade_call_caller_corrects_a_wrong_number_at_the_read_back():
+    """"No, that's wrong" to DX1043 read back asks again; only the corrected DX1042 is looked up."""
+    record = await _call("corrects_the_read_back", voice="kal16")
+    transcript = record.render()
+    assert "Order D X one zero four three, is that right?" in transcript
+    assert "Sorry about that. Please say the order number again." in transcript
+    assert "Order D X one zero four two, is that right?" in transcript
+    assert 'lookup_order {"order_number": "DX1043"}' not in transcript
+    assert transcript.count("lookup_order {") == 1
+    assert 'lookup_order {"order_number": "DX1042"}' in transcript
+    assert record.transcript.outcome == "resolved"
+
+
+@pytest.mark.looptime
+async def test_cascade_call_reads_back_a_new_number_said_instead_of_yes():
+    """A different number in answer to the read-back replaces the first; only the second is looked up."""
+    record = await _call("new_number_instead_of_yes", voice="rms")
+    transcript = record.render()
+    assert "Order P K two zero nine three one, is that right?" in transcript
+    assert "Order D X one zero four two, is that right?" in transcript
+    assert transcript.count("lookup_order {") == 1
+    assert 'lookup_order {"order_number": "DX1042"}' in transcript
     assert record.transcript.outcome == "resolved"

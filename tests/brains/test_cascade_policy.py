@@ -2,12 +2,17 @@
 
 from pathlib import Path
 
+import pytest
+
 from orchestrator.brains.base import CallInfo, StateBrief, ToolCall
 from orchestrator.brains.cascade import policy_config
 from orchestrator.brains.policy import PolicyDialogue, render_reply
-from orchestrator.flow import load_flow
+from orchestrator.errors import FlowError
+from orchestrator.flow import load_flow, load_flow_text
 
-FLOW = load_flow(Path(__file__).parents[2] / "flows" / "order_status.yaml")
+FLOW_PATH = Path(__file__).parents[2] / "flows" / "order_status.yaml"
+FLOW = load_flow(FLOW_PATH)
+FLOW_TEXT = FLOW_PATH.read_text()
 IDENTIFYING = StateBrief(
     name="identifying", instructions=None, tools=("lookup_order", "transfer_to_human", "end_call")
 )
@@ -42,21 +47,136 @@ async def test_policy_dialogue_asks_for_the_number_on_entering_identifying():
     assert steps == ["Please tell me your order number. It looks like D X 1 0 4 2."]
 
 
-async def test_policy_dialogue_looks_up_a_recognised_order_number():
-    """A spoken order number is read back and looked up with lookup_order."""
+def _lookup(step) -> tuple[str, dict]:
+    assert isinstance(step, ToolCall)
+    return step.name, dict(step.arguments)
+
+
+async def _confirmed(dialogue: PolicyDialogue, words: str) -> ToolCall:
+    """Say a number, answer the read-back with yes, and return the lookup it starts."""
+    await _steps(dialogue.on_caller(words))
+    call = (await _steps(dialogue.on_caller("yes")))[-1]
+    assert isinstance(call, ToolCall)
+    return call
+
+
+async def test_policy_dialogue_reads_a_recognised_number_back_without_looking_it_up():
+    """A spoken order number is read back as a question, and no tool is called yet."""
     dialogue = _dialogue()
     await _steps(dialogue.on_state(IDENTIFYING))
     steps = await _steps(dialogue.on_caller("hello my order number is d x one oh four two"))
+    assert steps == ["Order D X one zero four two, is that right?"]
+    assert dialogue.expects_number()
+
+
+async def test_policy_dialogue_looks_up_the_number_once_the_caller_says_yes():
+    """"Yes" to the read-back says the `say` line and calls lookup_order with the number."""
+    dialogue = _dialogue()
+    await _steps(dialogue.on_state(IDENTIFYING))
+    await _steps(dialogue.on_caller("d x one oh four two"))
+    steps = await _steps(dialogue.on_caller("yes please"))
     assert steps[0] == "Let me check order D X one zero four two."
-    assert isinstance(steps[1], ToolCall)
-    assert (steps[1].name, dict(steps[1].arguments)) == ("lookup_order", {"order_number": "DX1042"})
+    assert _lookup(steps[1]) == ("lookup_order", {"order_number": "DX1042"})
+
+
+async def test_policy_dialogue_takes_every_declared_yes_phrase():
+    """"That's right" and "correct" confirm like "yes"."""
+    for answer in ("that's right", "okay correct", "yes it is"):
+        dialogue = _dialogue()
+        await _steps(dialogue.on_state(IDENTIFYING))
+        await _steps(dialogue.on_caller("p k two zero nine three one"))
+        steps = await _steps(dialogue.on_caller(answer))
+        assert _lookup(steps[-1]) == ("lookup_order", {"order_number": "PK20931"}), answer
+
+
+async def test_policy_dialogue_asks_again_when_the_caller_says_no():
+    """"No" to the read-back says the `no` intent's line and looks nothing up; a later yes means nothing."""
+    dialogue = _dialogue()
+    await _steps(dialogue.on_state(IDENTIFYING))
+    await _steps(dialogue.on_caller("d x one oh four three"))
+    assert await _steps(dialogue.on_caller("no that's wrong")) == [
+        "Sorry about that. Please say the order number again."
+    ]
+    assert dialogue.expects_number()
+    assert await _steps(dialogue.on_caller("yes")) == [
+        "Sorry, I did not catch that. Please say your order number, or ask for a person."
+    ]
+
+
+async def test_policy_dialogue_reads_back_a_new_number_said_instead_of_yes():
+    """A different number in answer to the read-back is read back in turn, and only it is looked up."""
+    dialogue = _dialogue()
+    await _steps(dialogue.on_state(IDENTIFYING))
+    await _steps(dialogue.on_caller("p k two zero nine three one"))
+    assert await _steps(dialogue.on_caller("no it is d x one oh four two")) == [
+        "Order D X one zero four two, is that right?"
+    ]
+    steps = await _steps(dialogue.on_caller("yes"))
+    assert _lookup(steps[-1]) == ("lookup_order", {"order_number": "DX1042"})
+
+
+async def test_policy_dialogue_repeats_the_read_back_when_the_answer_is_not_understood():
+    """An answer that is neither yes, no nor an intent repeats the question; a yes after it still counts."""
+    dialogue = _dialogue()
+    await _steps(dialogue.on_state(IDENTIFYING))
+    await _steps(dialogue.on_caller("five five five five five"))
+    assert await _steps(dialogue.on_caller("")) == ["Order five five five five five, is that right?"]
+    steps = await _steps(dialogue.on_caller("correct"))
+    assert _lookup(steps[-1]) == ("lookup_order", {"order_number": "55555"})
+
+
+async def test_policy_dialogue_keeps_other_intents_working_during_the_read_back():
+    """While a number waits for a yes, "I don't have it", a person and goodbye act as anywhere else."""
+    expected = {
+        "i don't have it": ("lookup_order", {}),
+        "speak to a person": ("transfer_to_human", {"reason": "caller asked for a person"}),
+        "no thanks goodbye": ("end_call", {}),
+    }
+    for words, call in expected.items():
+        dialogue = _dialogue()
+        await _steps(dialogue.on_state(IDENTIFYING))
+        await _steps(dialogue.on_caller("d x one oh four two"))
+        steps = await _steps(dialogue.on_caller(words))
+        assert _lookup(steps[-1]) == call, words
+
+
+async def test_policy_dialogue_forgets_the_read_back_on_entering_a_state():
+    """A state entered meanwhile (a silence reprompt) asks its own question: a later yes looks nothing up."""
+    dialogue = _dialogue()
+    await _steps(dialogue.on_state(IDENTIFYING))
+    await _steps(dialogue.on_caller("d x one oh four two"))
+    await _steps(dialogue.on_state(IDENTIFYING))
+    steps = await _steps(dialogue.on_caller("yes"))
+    assert not any(isinstance(step, ToolCall) for step in steps)
+
+
+async def test_policy_dialogue_looks_up_at_once_when_confirmation_is_off():
+    """With `confirm: false` a recognised number is looked up straight away, as before."""
+    flow = load_flow_text(FLOW_TEXT.replace("    confirm: true ", "    confirm: false "))
+    dialogue = PolicyDialogue(policy_config(flow))
+    await _steps(dialogue.on_state(IDENTIFYING))
+    steps = await _steps(dialogue.on_caller("d x one oh four two"))
+    assert steps[0] == "Let me check order D X one zero four two."
+    assert _lookup(steps[1]) == ("lookup_order", {"order_number": "DX1042"})
+
+
+def test_policy_flow_check_requires_the_intents_that_answer_a_read_back():
+    """A flow that confirms numbers but declares no `yes` intent fails its check at the yes_intent key."""
+    broken = FLOW_TEXT.replace("    yes:  ", "    agree:  ")
+    with pytest.raises(FlowError) as caught:
+        load_flow_text(broken, path="order_status.yaml")
+    line = 2 + broken[: broken.index("\n  order_number:")].count("\n")
+    assert str(caught.value) == (
+        f"order_status.yaml:{line}:3: policy.order_number.yes_intent: "
+        "confirm needs a 'yes' intent under policy.intents (or confirm: false)"
+    )
 
 
 async def test_policy_dialogue_narrates_the_found_order_after_the_result():
     """States entered while a lookup runs stay quiet; the result's state reply is spoken with the order."""
     dialogue = _dialogue()
     await _steps(dialogue.on_state(IDENTIFYING))
-    call = (await _steps(dialogue.on_caller("d x one oh four two")))[-1]
+    call = await _confirmed(dialogue, "d x one oh four two")
     assert await _steps(dialogue.on_state(LOOKING_UP)) == []
     assert await _steps(dialogue.on_state(NARRATING)) == []
     order = {"order_number": "DX1042", "status_text": "out for delivery", "eta": "today"}
@@ -68,7 +188,7 @@ async def test_policy_dialogue_says_not_found_and_asks_again():
     """An unknown number gets the `order_not_found` reply naming the number heard."""
     dialogue = _dialogue()
     await _steps(dialogue.on_state(IDENTIFYING))
-    call = (await _steps(dialogue.on_caller("five four three two one")))[-1]
+    call = await _confirmed(dialogue, "five four three two one")
     await _steps(dialogue.on_state(IDENTIFYING))
     steps = await _steps(dialogue.on_tool_result(call, {"found": False, "order_number": "54321"}))
     assert steps == ["I could not find order five four three two one. Please say the order number again."]
