@@ -39,6 +39,14 @@ FRAME_BYTES = 640  # 20 ms of 16-bit mono at 16 kHz
 Client = TestClient[web.Request, web.Application]
 
 
+def _app(**settings: float) -> web.Application:
+    """The service with the scripted brain, as every test here starts it."""
+    return create_app(
+        Settings(public_url=PUBLIC_URL, stream_secret=SECRET, **settings),  # type: ignore[arg-type]
+        brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
+    )
+
+
 async def _place_call(client: Client, call_sid: str) -> tuple[str, str]:
     """POST the voice webhook; return the stream path (with query) and its token."""
     response = await client.post(
@@ -63,10 +71,7 @@ async def test_media_socket_without_subprotocol_is_400_and_not_upgraded(
     aiohttp_client: AiohttpClient,
 ) -> None:
     """A handshake offering no subprotocol is refused with HTTP 400 before any upgrade."""
-    app = create_app(
-        Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
-        brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
-    )
+    app = _app()
     client = await aiohttp_client(app)
     path, _ = await _place_call(client, "HD_noproto01")
 
@@ -76,10 +81,7 @@ async def test_media_socket_without_subprotocol_is_400_and_not_upgraded(
 
 async def test_media_socket_with_another_subprotocol_is_400(aiohttp_client: AiohttpClient) -> None:
     """A handshake offering only some other subprotocol is refused with HTTP 400."""
-    app = create_app(
-        Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
-        brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
-    )
+    app = _app()
     client = await aiohttp_client(app)
     path, _ = await _place_call(client, "HD_otherproto01")
 
@@ -89,10 +91,7 @@ async def test_media_socket_with_another_subprotocol_is_400(aiohttp_client: Aioh
 
 async def test_media_socket_plain_get_is_400(aiohttp_client: AiohttpClient) -> None:
     """A plain GET on the audio route, not a WebSocket handshake at all, is a 400."""
-    app = create_app(
-        Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
-        brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
-    )
+    app = _app()
     client = await aiohttp_client(app)
     path, _ = await _place_call(client, "HD_plainget01")
 
@@ -103,10 +102,7 @@ async def test_media_socket_plain_get_is_400(aiohttp_client: AiohttpClient) -> N
 
 async def test_media_socket_without_token_is_403(aiohttp_client: AiohttpClient) -> None:
     """A stream url stripped of its token is refused with 403."""
-    app = create_app(
-        Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
-        brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
-    )
+    app = _app()
     client = await aiohttp_client(app)
     await _place_call(client, "HD_notoken01")
 
@@ -129,10 +125,7 @@ async def test_media_socket_with_tampered_token_is_403(
     aiohttp_client: AiohttpClient, tamper: Callable[[str], str]
 ) -> None:
     """A token changed in any way is refused with 403, and the call stays open for the real socket."""
-    app = create_app(
-        Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
-        brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
-    )
+    app = _app()
     client = await aiohttp_client(app)
     _, token = await _place_call(client, "HD_tamper01")
     bad = tamper(token)
@@ -147,10 +140,7 @@ async def test_media_socket_with_tampered_token_is_403(
 
 async def test_media_socket_with_expired_token_is_403(aiohttp_client: AiohttpClient) -> None:
     """A correctly signed token past its expiry is refused with 403."""
-    app = create_app(
-        Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
-        brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
-    )
+    app = _app()
     client = await aiohttp_client(app)
     await _place_call(client, "HD_expired01")
     token = make_stream_token(SECRET.encode(), "HD_expired01", now=time.time() - 3600, ttl=300)
@@ -164,10 +154,7 @@ async def test_media_socket_with_expired_token_is_403(aiohttp_client: AiohttpCli
 
 async def test_media_socket_with_token_for_another_call_is_403(aiohttp_client: AiohttpClient) -> None:
     """One call's token does not open another call's stream."""
-    app = create_app(
-        Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
-        brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
-    )
+    app = _app()
     client = await aiohttp_client(app)
     await _place_call(client, "HD_victim01")
     _, other_token = await _place_call(client, "HD_attacker01")
@@ -184,10 +171,7 @@ async def test_media_socket_with_token_for_another_call_is_403(aiohttp_client: A
 
 async def test_media_socket_for_unknown_call_is_404(aiohttp_client: AiohttpClient) -> None:
     """A validly signed token for a call the service never saw is a 404."""
-    app = create_app(
-        Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
-        brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
-    )
+    app = _app()
     client = await aiohttp_client(app)
     token = make_stream_token(SECRET.encode(), "HD_ghost01", now=time.time())
 
@@ -201,10 +185,7 @@ async def test_media_socket_for_unknown_call_is_404(aiohttp_client: AiohttpClien
 @pytest.mark.looptime
 async def test_media_socket_second_socket_for_the_same_call_is_409(aiohttp_client: AiohttpClient) -> None:
     """While a call has its stream, another socket for it is refused with 409 and the first carries on."""
-    app = create_app(
-        Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
-        brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
-    )
+    app = _app()
     client = await aiohttp_client(app)
     path, _ = await _place_call(client, "HD_twice01")
 
@@ -225,10 +206,7 @@ async def test_media_socket_two_simultaneous_sockets_for_one_call_let_only_one_i
     aiohttp_client: AiohttpClient,
 ) -> None:
     """Two handshakes for the same call racing each other: exactly one is accepted, the other gets 409."""
-    app = create_app(
-        Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
-        brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
-    )
+    app = _app()
     client = await aiohttp_client(app)
     path, _ = await _place_call(client, "HD_race01")
 
@@ -250,10 +228,7 @@ async def test_media_socket_selects_the_drachtio_subprotocol_and_streams_640_byt
     aiohttp_client: AiohttpClient,
 ) -> None:
     """The socket selects audio.drachtio.org and sends agent audio as 640-byte (20 ms) binary frames."""
-    app = create_app(
-        Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
-        brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
-    )
+    app = _app()
     client = await aiohttp_client(app)
     path, _ = await _place_call(client, "HD_frames01")
     loop = asyncio.get_running_loop()
@@ -278,10 +253,7 @@ async def test_media_socket_garbage_metadata_and_odd_frame_sizes_do_not_break_th
     aiohttp_client: AiohttpClient,
 ) -> None:
     """Garbage metadata, then caller speech in 641- and 1-byte frames: the agent still hears and answers."""
-    app = create_app(
-        Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
-        brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
-    )
+    app = _app()
     client = await aiohttp_client(app)
     path, _ = await _place_call(client, "HD_odd01")
     session = app[ORCHESTRATOR].sessions["HD_odd01"]
@@ -320,10 +292,7 @@ async def test_media_socket_valid_metadata_is_recorded_in_the_transcript(
     aiohttp_client: AiohttpClient,
 ) -> None:
     """A metadata frame nested under `metadata` is read and its safe fields recorded on the call."""
-    app = create_app(
-        Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
-        brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
-    )
+    app = _app()
     client = await aiohttp_client(app)
     path, _ = await _place_call(client, "HD_meta01")
     session = app[ORCHESTRATOR].sessions["HD_meta01"]
@@ -346,10 +315,7 @@ async def test_media_socket_closed_by_the_platform_ends_the_call_as_abandoned(
     aiohttp_client: AiohttpClient,
 ) -> None:
     """When the platform closes the socket mid-greeting the call finishes as abandoned, not stuck."""
-    app = create_app(
-        Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
-        brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
-    )
+    app = _app()
     client = await aiohttp_client(app)
     path, _ = await _place_call(client, "HD_gone01")
     session = app[ORCHESTRATOR].sessions["HD_gone01"]
@@ -372,10 +338,7 @@ async def test_media_socket_dropped_connection_leaves_no_unretrieved_handler_err
     Regression: CallSession.run once re-raised the cancellation from `except*`, wrapped in a
     BaseExceptionGroup, so aiohttp logged "Task exception was never retrieved" for every dropped stream.
     """
-    app = create_app(
-        Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
-        brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
-    )
+    app = _app()
     client = await aiohttp_client(app)
     path, _ = await _place_call(client, "HD_drop01")
     session = app[ORCHESTRATOR].sessions["HD_drop01"]
@@ -395,10 +358,7 @@ async def test_media_socket_oversized_frame_closes_the_socket_and_ends_the_call(
     aiohttp_client: AiohttpClient,
 ) -> None:
     """A binary frame over the size limit closes the socket with 1009 and the call still finishes cleanly."""
-    app = create_app(
-        Settings(public_url=PUBLIC_URL, stream_secret=SECRET),
-        brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
-    )
+    app = _app()
     client = await aiohttp_client(app)
     path, _ = await _place_call(client, "HD_huge01")
     session = app[ORCHESTRATOR].sessions["HD_huge01"]
@@ -418,10 +378,7 @@ async def test_media_socket_oversized_frame_closes_the_socket_and_ends_the_call(
 @pytest.mark.looptime
 async def test_media_socket_after_connect_timeout_is_404(aiohttp_client: AiohttpClient) -> None:
     """A call whose stream never connected within the timeout is forgotten, so a late socket gets 404."""
-    app = create_app(
-        Settings(public_url=PUBLIC_URL, stream_secret=SECRET, stream_connect_timeout_s=30),
-        brain_factory=lambda start: ScriptedBrain(load_script(SCRIPT)),
-    )
+    app = _app(stream_connect_timeout_s=30)
     client = await aiohttp_client(app)
     path, _ = await _place_call(client, "HD_late01")
 
