@@ -1,20 +1,28 @@
-"""Works around a looptime plugin leak that fails this directory under filterwarnings=error.
+"""Points every test at the pinned flow; works around a looptime leak that fails tests under filterwarnings=error.
 
 For every test, sync ones included, looptime's `pytest_pyfunc_call` asks the event-loop policy for
 its loop; on Python 3.11 with no loop set, that call creates one and nobody closes it. When a later
 async test installs its own loop, the stray one is garbage-collected and raises ResourceWarning
 ("unclosed event loop"). After each sync test we close whatever loop the policy holds and unset it.
 It lives at the root so that every test directory gets it.
+
+Every `Settings()` made in a test (and every command a test runs) reads its default flow from
+ORCHESTRATOR_FLOW: the pinned copy in tests/flows/, so editing the shipped flow breaks no engine test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import warnings
 from collections.abc import Iterator
 
 import pytest
+
+from tests.flows import ORDER_STATUS
+
+os.environ["ORCHESTRATOR_FLOW"] = str(ORDER_STATUS)
 
 
 @pytest.fixture(autouse=True)

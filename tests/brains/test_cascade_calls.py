@@ -1,6 +1,5 @@
 """Whole calls with the offline cascade brain: flite callers, pocketsphinx, the flow's policy, espeak-ng."""
 
-from pathlib import Path
 
 import pytest
 
@@ -9,10 +8,10 @@ from orchestrator.flow import load_flow
 from orchestrator.simulator import SimulatorOptions
 from orchestrator.speech.voices import caller_voice
 from orchestrator.testing import run_scripted_call
+from tests.flows import OFFLINE_SCRIPTS, ORDER_STATUS
 
-ROOT = Path(__file__).parents[2]
-OFFLINE = ROOT / "fixtures" / "calls" / "offline"
-FLOW = load_flow(ROOT / "flows" / "order_status.yaml")
+OFFLINE = OFFLINE_SCRIPTS
+FLOW = load_flow(ORDER_STATUS)
 
 
 async def _call(name: str, voice: str = "slt"):

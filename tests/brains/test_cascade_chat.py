@@ -1,6 +1,5 @@
 """The chat-LLM step: an OpenAI-compatible client against a local fake server, alone and inside whole calls."""
 
-from pathlib import Path
 
 import pytest
 
@@ -19,9 +18,9 @@ from orchestrator.simulator import SimulatorOptions
 from orchestrator.speech.voices import caller_voice
 from orchestrator.testing import run_scripted_call
 from tests.fakes.chat_completions import FakeChatServer, FakeReply, FakeToolCall
+from tests.flows import OFFLINE_SCRIPTS, ORDER_STATUS
 
-ROOT = Path(__file__).parents[2]
-FLOW = load_flow(ROOT / "flows" / "order_status.yaml")
+FLOW = load_flow(ORDER_STATUS)
 LOOKUP = ToolDeclaration(name="lookup_order", description="Find an order.", parameters={"type": "object"})
 CALL = CallInfo(call_sid="HD_1", caller=None, sample_rate=16000, system_prompt="Be brief.",
                 voice="en-us", language="en", tools=(LOOKUP,))
@@ -105,7 +104,7 @@ async def test_cascade_chat_call_looks_up_and_ends(aiohttp_server):
         FakeReply(text="Goodbye!", tool_calls=(FakeToolCall(name="end_call"),)),
     ])
     record = await run_scripted_call(
-        ROOT / "fixtures" / "calls" / "offline" / "chat_track_by_number.yaml",
+        OFFLINE_SCRIPTS / "chat_track_by_number.yaml",
         flow=FLOW,
         brain_factory=make_chat_brain_factory(FLOW, settings),
         simulator=SimulatorOptions(voice=caller_voice("kal16")),
@@ -128,7 +127,7 @@ async def test_cascade_chat_call_escalates_when_the_model_fails(aiohttp_server):
         FakeReply(fault="http_500"),
     ])
     record = await run_scripted_call(
-        ROOT / "fixtures" / "calls" / "offline" / "chat_track_by_number.yaml",
+        OFFLINE_SCRIPTS / "chat_track_by_number.yaml",
         flow=FLOW,
         brain_factory=make_chat_brain_factory(FLOW, settings),
         simulator=SimulatorOptions(voice=caller_voice("kal16")),

@@ -1,6 +1,5 @@
 """The offline dialogue policy: the flow's policy section turned into tool calls and replies."""
 
-from pathlib import Path
 
 import pytest
 
@@ -9,8 +8,9 @@ from orchestrator.brains.cascade import policy_config
 from orchestrator.brains.policy import PolicyDialogue, render_reply
 from orchestrator.errors import FlowError
 from orchestrator.flow import load_flow, load_flow_text
+from tests.flows import ORDER_STATUS
 
-FLOW_PATH = Path(__file__).parents[2] / "flows" / "order_status.yaml"
+FLOW_PATH = ORDER_STATUS
 FLOW = load_flow(FLOW_PATH)
 FLOW_TEXT = FLOW_PATH.read_text()
 IDENTIFYING = StateBrief(

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from orchestrator.script import load_script
 from orchestrator.testing import TranscriptSnapshotExtension, run_scripted_call
 from tests.fakes.gemini_live import FakeGeminiLive, GeminiFaults
 from tests.fakes.tls import LoopbackTls, make_loopback_tls
+from tests.flows import SCRIPTS
 
-CALLS = Path(__file__).parents[2] / "fixtures" / "calls"
+CALLS = SCRIPTS
 
 
 @pytest.fixture(scope="module")

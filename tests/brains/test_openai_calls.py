@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,9 @@ from orchestrator.brains.openai_realtime import OpenAIRealtimeBrain
 from orchestrator.script import CallScript, load_script
 from orchestrator.testing import CallRecord, TranscriptSnapshotExtension, run_scripted_call
 from tests.fakes.openai_realtime import FakeOpenAIRealtime, Fault
+from tests.flows import CARE_DESK, SCRIPTS
 
-CALLS = Path(__file__).parents[2] / "fixtures" / "calls"
+CALLS = SCRIPTS
 
 
 async def place_call(fake: FakeOpenAIRealtime, script: CallScript, **config: object) -> CallRecord:
@@ -169,7 +169,7 @@ async def test_openai_call_transfer_says_hold_message_verbatim():
     async with FakeOpenAIRealtime(script) as fake:
         record = await place_call(fake, script)
     assert record.transcript.outcome == "escalated"
-    assert record.platform.dialed == "+254700000100"
+    assert record.platform.dialed == CARE_DESK
     says = [e["response"] for e in fake.received_of("response.create") if "response" in e]
     hold = next(r for r in says if "metadata" in r)
     assert "Please hold while I connect you to a colleague at Duka Express." in hold["instructions"]
@@ -250,7 +250,7 @@ async def test_openai_call_escalates_when_reconnection_also_drops(snapshot):
     assert story(record) == snapshot(extension_class=TranscriptSnapshotExtension)
     assert fake.connections == 2
     assert record.transcript.outcome == "escalated"
-    assert record.platform.dialed == "+254700000100"
+    assert record.platform.dialed == CARE_DESK
     (error,) = record.transcript.of_kind("error")
     assert error.startswith("brain failed: OpenAI Realtime connection closed")
 

@@ -3,15 +3,13 @@
 Whole calls through the real service and the fake Sautikit, on a fast-forwarded clock.
 """
 
-from pathlib import Path
 
 import pytest
 
 from orchestrator.settings import Settings
 from orchestrator.simulator import SimulatorOptions
 from orchestrator.testing import run_scripted_call
-
-CALLS = Path(__file__).parents[2] / "fixtures" / "calls"
+from tests.flows import CARE_DESK, SCRIPTS
 
 
 def _options(**overrides) -> SimulatorOptions:
@@ -21,7 +19,7 @@ def _options(**overrides) -> SimulatorOptions:
 @pytest.mark.looptime
 async def test_bargein_real_interruption_stops_the_agent_and_tells_the_brain():
     """Speech over an interruptible state pauses the agent at once and then cuts it off for good."""
-    record = await run_scripted_call(CALLS / "barge_in_during_narration.yaml")
+    record = await run_scripted_call(SCRIPTS / "barge_in_during_narration.yaml")
     session_lines = record.transcript.of_kind("barge-in")
     assert len(session_lines) == 1
     assert "agent cut at" in session_lines[0]
@@ -32,7 +30,7 @@ async def test_bargein_real_interruption_stops_the_agent_and_tells_the_brain():
 @pytest.mark.looptime
 async def test_bargein_cough_never_pauses_the_agent():
     """A 60 ms noise burst during the agent's speech sends no killAudio and records no barge-in."""
-    record = await run_scripted_call(CALLS / "cough_during_narration.yaml")
+    record = await run_scripted_call(SCRIPTS / "cough_during_narration.yaml")
     assert record.platform.kill_audio == 0
     assert record.transcript.of_kind("barge-in") == []
 
@@ -40,7 +38,7 @@ async def test_bargein_cough_never_pauses_the_agent():
 @pytest.mark.looptime
 async def test_bargein_backchannel_pauses_then_resumes_the_same_reply():
     """A short "mhmm" pauses the agent, which then finishes its sentence instead of being cut off."""
-    record = await run_scripted_call(CALLS / "backchannel_during_narration.yaml")
+    record = await run_scripted_call(SCRIPTS / "backchannel_during_narration.yaml")
     lines = record.transcript.of_kind("barge-in")
     assert len(lines) == 1
     assert "agent resumed" in lines[0]
@@ -50,11 +48,11 @@ async def test_bargein_backchannel_pauses_then_resumes_the_same_reply():
 @pytest.mark.looptime
 async def test_bargein_not_interruptible_state_keeps_talking_and_still_hears_the_caller():
     """In a state with interruptible: false the agent is not paused, and the brain still gets the audio."""
-    record = await run_scripted_call(CALLS / "talks_over_hold_message.yaml")
+    record = await run_scripted_call(SCRIPTS / "talks_over_hold_message.yaml")
     assert record.platform.kill_audio == 0
     assert all("not interruptible" in line for line in record.transcript.of_kind("barge-in"))
     assert '"Hello? Are you still there?"' in record.transcript.of_kind("caller")
-    assert record.platform.dialed == "+254700000100"
+    assert record.platform.dialed == CARE_DESK
 
 
 @pytest.mark.looptime
@@ -62,7 +60,7 @@ async def test_bargein_not_interruptible_state_keeps_talking_and_still_hears_the
 async def test_bargein_agent_echo_in_a_mono_mix_never_interrupts(gain):
     """With both_tracks in a mono mix, the agent's own voice coming back never counts as the caller."""
     record = await run_scripted_call(
-        CALLS / "returning_caller_by_phone.yaml",
+        SCRIPTS / "returning_caller_by_phone.yaml",
         settings=Settings(track="both_tracks"),
         simulator=_options(echo_gain=gain, echo_delay_ms=140),
     )
@@ -75,7 +73,7 @@ async def test_bargein_agent_echo_in_a_mono_mix_never_interrupts(gain):
 async def test_bargein_real_interruption_still_works_over_echo():
     """Echo removal does not deafen the agent: a caller talking over it in a mono both_tracks mix still cuts in."""
     record = await run_scripted_call(
-        CALLS / "barge_in_during_narration.yaml",
+        SCRIPTS / "barge_in_during_narration.yaml",
         settings=Settings(track="both_tracks"),
         simulator=_options(echo_gain=0.7, echo_delay_ms=140),
     )
@@ -87,7 +85,7 @@ async def test_bargein_real_interruption_still_works_over_echo():
 async def test_bargein_stereo_mix_uses_only_the_caller_channel():
     """A stereo fork (caller, agent) interleaved: the agent channel is dropped, barge-in still works."""
     record = await run_scripted_call(
-        CALLS / "barge_in_during_narration.yaml",
+        SCRIPTS / "barge_in_during_narration.yaml",
         settings=Settings(track="both_tracks"),
         simulator=_options(mix="stereo"),
     )
@@ -100,8 +98,8 @@ async def test_bargein_stereo_mix_uses_only_the_caller_channel():
 @pytest.mark.looptime
 async def test_bargein_silent_caller_is_reprompted_then_escalated():
     """No caller speech for the state's timeout: reprompts as the YAML says, then escalation."""
-    record = await run_scripted_call(CALLS / "silent_caller_reprompted_then_escalated.yaml")
+    record = await run_scripted_call(SCRIPTS / "silent_caller_reprompted_then_escalated.yaml")
     assert len(record.transcript.of_kind("timer")) == 3
     agent = record.transcript.of_kind("agent")
     assert agent.count('"Are you still there? Please tell me your order number, or say check my number."') == 2
-    assert record.platform.dialed == "+254700000100"
+    assert record.platform.dialed == CARE_DESK

@@ -1,14 +1,12 @@
 """A brain that cannot start or dies mid-call never leaves the caller in silence."""
 
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
 
 import pytest
 
 from orchestrator.brains.base import BrainEvent, CallInfo, Heard, JSONValue, StateBrief, ToolCall
 from orchestrator.testing import run_scripted_call
-
-CALLS = Path(__file__).parents[2] / "fixtures" / "calls"
+from tests.flows import CARE_DESK, SCRIPTS
 
 
 class _BrokenBrain:
@@ -37,8 +35,8 @@ class _BrokenBrain:
 @pytest.mark.looptime
 async def test_brain_that_cannot_start_apologises_and_escalates_in_the_sessions_own_voice():
     """brain_failed routes to escalating; the hold line is spoken by the session, then the Dial."""
-    record = await run_scripted_call(CALLS / "asks_for_human.yaml", brain_factory=lambda start: _BrokenBrain())
+    record = await run_scripted_call(SCRIPTS / "asks_for_human.yaml", brain_factory=lambda start: _BrokenBrain())
     assert any("brain could not start" in line for line in record.transcript.of_kind("error"))
     assert "identifying -> escalating (brain_failed)" in record.transcript.of_kind("state")
     assert any("Please hold" in line for line in record.transcript.of_kind("agent"))
-    assert record.platform.dialed == "+254700000100"
+    assert record.platform.dialed == CARE_DESK

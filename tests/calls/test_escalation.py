@@ -4,7 +4,6 @@ Each call runs through the real service and the fake platform on a fast-forwarde
 a real aiohttp server on loopback that records hang-ups and supervisions.
 """
 
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -14,10 +13,9 @@ from orchestrator.settings import Settings
 from orchestrator.simulator import SimulatorOptions
 from orchestrator.simulator.rest_api import FakeSautikitState, sautikit_rest_app
 from orchestrator.testing import TranscriptSnapshotExtension, run_scripted_call
+from tests.flows import CARE_DESK, ORDER_STATUS, SCRIPTS
 
-ROOT = Path(__file__).parents[2]
-CALLS = ROOT / "fixtures" / "calls"
-FLOW = load_flow(ROOT / "flows" / "order_status.yaml")
+FLOW = load_flow(ORDER_STATUS)
 API_KEY = "sk_test_sautikit"
 
 
@@ -58,7 +56,7 @@ async def callback_receiver(aiohttp_server):
 async def _call(script: str, sautikit, flow: Flow, **simulator):
     state, url = sautikit
     return await run_scripted_call(
-        CALLS / script,
+        SCRIPTS / script,
         flow=flow,
         settings=Settings(sautikit_api_key=API_KEY, sautikit_base_url=url),
         simulator=SimulatorOptions(rest=state, **simulator),
@@ -69,7 +67,7 @@ async def _call(script: str, sautikit, flow: Flow, **simulator):
 async def test_escalation_dial_answers_the_next_request(sautikit, transcript_snapshot):
     """dial: the stream closes, Sautikit's next request gets the <Dial>, and the record is fetched after."""
     record = await _call("asks_for_human.yaml", sautikit, _flow(strategies=("dial",)))
-    assert record.platform.dialed == "+254700000100"
+    assert record.platform.dialed == CARE_DESK
     assert record.transcript.outcome == "escalated"
     assert record.render() == transcript_snapshot
 
@@ -79,7 +77,7 @@ async def test_escalation_supervise_brings_a_person_in_and_mutes_the_agent(sauti
     """supervise: REST supervision in barge mode with the desk's number; the agent goes quiet."""
     state, _ = sautikit
     record = await _call("supervised_then_caller_hangs_up.yaml", sautikit, _flow(strategies=("supervise", "dial")))
-    assert [(s.mode, s.supervisor_number) for s in state.supervisions] == [("barge", "+254700000100")]
+    assert [(s.mode, s.supervisor_number) for s in state.supervisions] == [("barge", CARE_DESK)]
     assert record.platform.dialed is None
     assert record.transcript.outcome == "escalated"
     assert record.render() == transcript_snapshot
@@ -92,7 +90,7 @@ async def test_escalation_supervise_api_error_falls_back_to_dial(sautikit, trans
     state.fail_next(1, status=503)
     record = await _call("asks_for_human.yaml", sautikit, _flow(strategies=("supervise", "dial")))
     assert state.supervisions == []
-    assert record.platform.dialed == "+254700000100"
+    assert record.platform.dialed == CARE_DESK
     assert any("supervise failed" in line for line in record.transcript.of_kind("escalate"))
     assert '"I\'m sorry, I couldn\'t reach a colleague that way."' in record.transcript.of_kind("agent")
     assert record.render() == transcript_snapshot
@@ -120,7 +118,7 @@ async def test_escalation_callback_webhook_failure_falls_back_to_dial(sautikit, 
     record = await _call("asks_for_human.yaml", sautikit, _flow(strategies=("callback", "dial"), callback_url=url))
     assert len(received) == 1
     assert any("callback webhook failed" in line for line in record.transcript.of_kind("escalate"))
-    assert record.platform.dialed == "+254700000100"
+    assert record.platform.dialed == CARE_DESK
 
 
 @pytest.mark.looptime

@@ -1,12 +1,13 @@
-"""Every scripted call in fixtures/calls/ runs through the real stack and matches its reviewed transcript."""
+"""Every scripted call in tests/calls/scripts/ runs through the real stack and matches its reviewed transcript."""
 
 from pathlib import Path
 
 import pytest
 
 from orchestrator.testing import TranscriptSnapshotExtension, run_scripted_call
+from tests.flows import SCRIPTS
 
-CALLS = sorted((Path(__file__).parents[2] / "fixtures" / "calls").glob("*.yaml"))
+CALLS = sorted(SCRIPTS.glob("*.yaml"))
 
 
 @pytest.fixture

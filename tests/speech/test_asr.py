@@ -13,6 +13,7 @@ from orchestrator.flow import load_flow
 from orchestrator.speech.asr import SEARCH_NUMBERS, GrammarDecoder, Recognition, StreamingRecognizer
 from orchestrator.speech.grammar import GrammarSpec
 from orchestrator.speech.voices import synthesize_caller
+from tests.flows import ORDER_STATUS
 
 ROOT = Path(__file__).parents[2]
 
@@ -31,7 +32,7 @@ def _bench():
 
 @pytest.fixture(scope="module")
 def config():
-    return policy_config(load_flow(ROOT / "flows" / "order_status.yaml"))
+    return policy_config(load_flow(ORDER_STATUS))
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,10 @@ import structlog
 from orchestrator.cli import _run_demo, main
 from orchestrator.script import load_script
 from orchestrator.simulator import FakeSautikit
+from tests.flows import CARE_DESK, ORDER_STATUS, SCRIPTS
 
 ROOT = Path(__file__).resolve().parents[2]
-FLOW = ROOT / "flows" / "order_status.yaml"
+FLOW = ORDER_STATUS
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +124,7 @@ async def test_cli_serve_answers_a_call_as_a_real_process(tmp_path):
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "orchestrator.cli", "serve", "--port", str(port), "--public-url", base,
-        "--brain", "scripted", "--script", str(ROOT / "fixtures" / "calls" / "asks_for_human.yaml"),
+        "--brain", "scripted", "--script", str(SCRIPTS / "asks_for_human.yaml"),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
@@ -137,9 +138,9 @@ async def test_cli_serve_answers_a_call_as_a_real_process(tmp_path):
                     await asyncio.sleep(0.1)
             else:
                 pytest.fail("the service did not start")
-        script = load_script(ROOT / "fixtures" / "calls" / "asks_for_human.yaml")
+        script = load_script(SCRIPTS / "asks_for_human.yaml")
         platform = await FakeSautikit(base).call(script, call_sid="HD_process01")
-        assert platform.dialed == "+254700000100"
+        assert platform.dialed == CARE_DESK
         for _ in range(50):
             if (tmp_path / "HD_process01.txt").exists():
                 break

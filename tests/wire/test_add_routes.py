@@ -7,7 +7,6 @@ the custom voice, audio and status paths are each exercised the way the platform
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -20,8 +19,9 @@ from orchestrator.script import load_script
 from orchestrator.settings import Routes, Settings
 from orchestrator.simulator import FakeSautikit, SimulatorOptions
 from orchestrator.telephony.xml import StreamSpec, parse_response
+from tests.flows import SCRIPTS
 
-SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "calls" / "returning_caller_by_phone.yaml"
+SCRIPT = SCRIPTS / "returning_caller_by_phone.yaml"
 CUSTOM = Routes(
     voice="/hooks/voice", audio="/hooks/audio", stream_status="/hooks/stream-status", health="/hooks/health"
 )

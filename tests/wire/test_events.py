@@ -10,8 +10,9 @@ from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
 from orchestrator.telephony.signing import sign_webhook
+from tests.flows import SCRIPTS
 
-SCRIPT = load_script("fixtures/calls/returning_caller_by_phone.yaml")
+SCRIPT = load_script(SCRIPTS / "returning_caller_by_phone.yaml")
 
 
 async def _client(aiohttp_client, **settings):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
@@ -17,8 +16,9 @@ from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
 from orchestrator.telephony.stream import SUBPROTOCOL
+from tests.flows import SCRIPTS
 
-SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "calls" / "returning_caller_by_phone.yaml"
+SCRIPT = SCRIPTS / "returning_caller_by_phone.yaml"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
@@ -26,8 +25,9 @@ from orchestrator.logging import mask_phone_numbers
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
 from orchestrator.telephony.stream import SUBPROTOCOL
+from tests.flows import SCRIPTS
 
-SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "calls" / "returning_caller_by_phone.yaml"
+SCRIPT = SCRIPTS / "returning_caller_by_phone.yaml"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 # Every way the caller's number +254 712 345 678 could leak in full.
 CALLER_FORMS = ("254712345678", "0712345678", "712345678")

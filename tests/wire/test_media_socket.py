@@ -13,7 +13,6 @@ import json
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
@@ -29,8 +28,9 @@ from orchestrator.script import load_script
 from orchestrator.settings import Settings
 from orchestrator.telephony.signing import make_stream_token
 from orchestrator.telephony.stream import SUBPROTOCOL
+from tests.flows import SCRIPTS
 
-SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "calls" / "returning_caller_by_phone.yaml"
+SCRIPT = SCRIPTS / "returning_caller_by_phone.yaml"
 PUBLIC_URL = "https://agent.example.com"
 SECRET = "wire-test-stream-secret"  # noqa: S105 - test credential
 CALLER = "+254712345678"

@@ -12,8 +12,9 @@ from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
 from orchestrator.telephony.stream import SUBPROTOCOL
+from tests.flows import SCRIPTS
 
-SCRIPT = load_script("fixtures/calls/returning_caller_by_phone.yaml")
+SCRIPT = load_script(SCRIPTS / "returning_caller_by_phone.yaml")
 
 
 @pytest.mark.looptime

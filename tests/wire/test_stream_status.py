@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -19,8 +18,9 @@ from orchestrator.app import ORCHESTRATOR, create_app
 from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
+from tests.flows import SCRIPTS
 
-SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "calls" / "returning_caller_by_phone.yaml"
+SCRIPT = SCRIPTS / "returning_caller_by_phone.yaml"
 PUBLIC_URL = "https://agent.example.com"
 CALLER = "+254712345678"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

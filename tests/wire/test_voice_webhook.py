@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -21,8 +20,9 @@ from orchestrator.script import load_script
 from orchestrator.settings import Settings
 from orchestrator.telephony.signing import verify_stream_token
 from orchestrator.testing import run_scripted_call
+from tests.flows import SCRIPTS
 
-SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "calls" / "returning_caller_by_phone.yaml"
+SCRIPT = SCRIPTS / "returning_caller_by_phone.yaml"
 PUBLIC_URL = "https://agent.example.com"
 SECRET = "wire-test-stream-secret"  # noqa: S105 - test credential
 CALLER = "+254712345678"

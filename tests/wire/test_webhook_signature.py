@@ -11,7 +11,6 @@ import hmac
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -23,8 +22,9 @@ from orchestrator.script import load_script
 from orchestrator.settings import Settings
 from orchestrator.telephony.signing import sign_webhook
 from orchestrator.testing import run_scripted_call
+from tests.flows import SCRIPTS
 
-SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "calls" / "returning_caller_by_phone.yaml"
+SCRIPT = SCRIPTS / "returning_caller_by_phone.yaml"
 WEBHOOK_SECRET = "whsec_wire_test"  # noqa: S105 - test credential
 FORM = "application/x-www-form-urlencoded"
 BODY = urlencode({"CallSid": "HD_signed01", "From": "+254712345678"}).encode()

@@ -9,7 +9,6 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -26,8 +25,9 @@ from orchestrator.settings import Settings
 from orchestrator.simulator import SimulatorOptions
 from orchestrator.simulator.rest_api import FakeSautikitState, sautikit_rest_app
 from orchestrator.testing import run_scripted_call
+from tests.flows import SCRIPTS
 
-CALLS = Path(__file__).parents[3] / "fixtures" / "calls"
+CALLS = SCRIPTS
 STORED_AT = datetime(2026, 3, 4, 10, 0, 0, tzinfo=UTC)
 
 OpenStore = Callable[[], Awaitable[CallStore]]

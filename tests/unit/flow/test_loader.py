@@ -1,4 +1,4 @@
-"""The loader: the shipped flow loads clean, the YAML spellings it accepts, the errors it raises."""
+"""The loader: the pinned order-status flow loads clean, the YAML spellings it accepts, the errors it raises."""
 
 from pathlib import Path
 
@@ -6,8 +6,7 @@ import pytest
 
 from orchestrator.errors import FlowError
 from orchestrator.flow import KNOWN_EVENTS, Transition, load_flow, load_flow_text
-
-SHIPPED = Path(__file__).parents[3] / "flows" / "order_status.yaml"
+from tests.flows import ORDER_STATUS
 
 MINIMAL = """\
 flow: minimal
@@ -19,9 +18,9 @@ states:
 """
 
 
-def test_load_flow_shipped_order_status_loads_clean() -> None:
-    """flows/order_status.yaml loads without a problem, with the product's states and tools."""
-    flow = load_flow(SHIPPED)
+def test_load_flow_order_status_loads_clean() -> None:
+    """The order-status flow (pinned in tests/flows/) loads without a problem, with its states and tools."""
+    flow = load_flow(ORDER_STATUS)
 
     assert flow.name == "order_status"
     assert list(flow.states) == [
@@ -38,9 +37,9 @@ def test_load_flow_shipped_order_status_loads_clean() -> None:
     assert flow.escalation.strategies == ("dial", "callback")
 
 
-def test_load_flow_shipped_routes_match_the_product() -> None:
-    """The shipped flow routes lookups, failures and retries the way the product describes."""
-    flow = load_flow(SHIPPED)
+def test_load_flow_order_status_routes_match_the_product() -> None:
+    """The order-status flow routes lookups, failures and retries the way the product describes."""
+    flow = load_flow(ORDER_STATUS)
 
     assert flow.transitions("greeting", "stream_started") == (Transition(target="identifying"),)
     assert flow.transitions("narrating", "tool:lookup_order") == (Transition(target="looking_up"),)

@@ -1,18 +1,16 @@
 """CallMachine: one call's state machine, driven by event names, reporting each state it enters."""
 
-from pathlib import Path
 
 import pytest
 from statemachine import StateChart
 
 from orchestrator.flow import CallMachine, StateEntered, load_flow, load_flow_text, machine_class
-
-SHIPPED = Path(__file__).parents[3] / "flows" / "order_status.yaml"
+from tests.flows import ORDER_STATUS
 
 
 def test_call_machine_start_enters_the_initial_state() -> None:
     """start() returns the initial state with previous None, event "start" and its say rendered."""
-    machine = CallMachine(load_flow(SHIPPED), {})
+    machine = CallMachine(load_flow(ORDER_STATUS), {})
 
     entered = machine.start()
 
@@ -33,7 +31,7 @@ def test_call_machine_start_enters_the_initial_state() -> None:
 
 def test_call_machine_send_follows_the_flow() -> None:
     """Events move the call through identifying, looking_up and narrating as the flow declares."""
-    machine = CallMachine(load_flow(SHIPPED), {})
+    machine = CallMachine(load_flow(ORDER_STATUS), {})
     machine.start()
 
     identifying = machine.send("stream_started")
@@ -57,7 +55,7 @@ def test_call_machine_send_follows_the_flow() -> None:
 
 def test_call_machine_three_failed_lookups_escalate() -> None:
     """order_not_found twice returns to identifying; the third time the call escalates."""
-    machine = CallMachine(load_flow(SHIPPED), {})
+    machine = CallMachine(load_flow(ORDER_STATUS), {})
     machine.start()
     machine.send("stream_started")
     states = []
@@ -76,7 +74,7 @@ def test_call_machine_three_failed_lookups_escalate() -> None:
 
 def test_call_machine_counts_events_even_when_ignored() -> None:
     """Counters go up when the event arrives, before guards, whether or not a route applies."""
-    machine = CallMachine(load_flow(SHIPPED), {})
+    machine = CallMachine(load_flow(ORDER_STATUS), {})
     machine.start()
 
     assert machine.send("order_not_found") is None
@@ -87,7 +85,7 @@ def test_call_machine_counts_events_even_when_ignored() -> None:
 
 def test_call_machine_global_routes_apply_in_every_non_final_state() -> None:
     """hangup from any non-final state ends the call through the global `on`."""
-    machine = CallMachine(load_flow(SHIPPED), {})
+    machine = CallMachine(load_flow(ORDER_STATUS), {})
     machine.start()
     machine.send("stream_started")
     machine.send("tool:lookup_order")
@@ -101,7 +99,7 @@ def test_call_machine_global_routes_apply_in_every_non_final_state() -> None:
 
 def test_call_machine_state_route_overrides_global_route() -> None:
     """escalating opts out of the global brain_failed route, so the event is ignored there."""
-    machine = CallMachine(load_flow(SHIPPED), {})
+    machine = CallMachine(load_flow(ORDER_STATUS), {})
     machine.start()
     assert machine.send("brain_failed") is not None  # global: greeting -> escalating
 
@@ -111,7 +109,7 @@ def test_call_machine_state_route_overrides_global_route() -> None:
 
 def test_call_machine_ignored_events_return_none() -> None:
     """An event with no route in the current state, or an unknown name, changes nothing."""
-    machine = CallMachine(load_flow(SHIPPED), {})
+    machine = CallMachine(load_flow(ORDER_STATUS), {})
     machine.start()
 
     assert machine.send("speech_started") is None
@@ -121,7 +119,7 @@ def test_call_machine_ignored_events_return_none() -> None:
 
 def test_call_machine_events_after_the_final_state_are_ignored() -> None:
     """Once the call has ended, every event returns None."""
-    machine = CallMachine(load_flow(SHIPPED), {})
+    machine = CallMachine(load_flow(ORDER_STATUS), {})
     machine.start()
     machine.send("hangup")
 
@@ -132,7 +130,7 @@ def test_call_machine_events_after_the_final_state_are_ignored() -> None:
 
 def test_call_machine_self_transition_re_enters_the_state() -> None:
     """A silence reprompt re-enters identifying and is reported; the third silence escalates."""
-    machine = CallMachine(load_flow(SHIPPED), {})
+    machine = CallMachine(load_flow(ORDER_STATUS), {})
     machine.start()
     machine.send("stream_started")
 
@@ -155,7 +153,7 @@ def test_call_machine_self_transition_re_enters_the_state() -> None:
 def test_call_machine_renders_templates_with_the_live_context() -> None:
     """Instructions are rendered on entry from the context the session mutated."""
     context: dict[str, object] = {"caller": {"number": "+254711000001"}}
-    machine = CallMachine(load_flow(SHIPPED), context)
+    machine = CallMachine(load_flow(ORDER_STATUS), context)
     machine.start()
     identifying = machine.send("stream_started")
     machine.send("tool:lookup_order")
@@ -235,7 +233,7 @@ states:
 
 def test_call_machine_allows_tool_follows_the_current_state() -> None:
     """The LLM may call a tool only in states that list it."""
-    machine = CallMachine(load_flow(SHIPPED), {})
+    machine = CallMachine(load_flow(ORDER_STATUS), {})
     machine.start()
     allowed_in_greeting = machine.allows_tool("lookup_order")
     machine.send("stream_started")
@@ -250,7 +248,7 @@ def test_call_machine_allows_tool_follows_the_current_state() -> None:
 
 def test_call_machine_requires_start_once_before_send() -> None:
     """send() before start(), or a second start(), is a programming error."""
-    machine = CallMachine(load_flow(SHIPPED), {})
+    machine = CallMachine(load_flow(ORDER_STATUS), {})
 
     with pytest.raises(RuntimeError):
         machine.send("stream_started")
@@ -261,7 +259,7 @@ def test_call_machine_requires_start_once_before_send() -> None:
 
 def test_machine_class_is_a_cached_python_statemachine_class() -> None:
     """One StateChart class per Flow, shared by every call and drawable by python-statemachine."""
-    flow = load_flow(SHIPPED)
+    flow = load_flow(ORDER_STATUS)
 
     cls = machine_class(flow)
 

@@ -1,15 +1,13 @@
 """The human summary printed by `orchestrator flow check FILE`."""
 
-from pathlib import Path
 
 from orchestrator.flow import check_flow, load_flow, summarize
-
-SHIPPED = Path(__file__).parents[3] / "flows" / "order_status.yaml"
+from tests.flows import ORDER_STATUS
 
 
 def test_summarize_lists_states_events_tools_counters_and_escalation() -> None:
-    """The shipped flow summarises to the exact text a product person reads."""
-    text = summarize(load_flow(SHIPPED))
+    """The order-status flow summarises to the exact text a product person reads."""
+    text = summarize(load_flow(ORDER_STATUS))
 
     assert text == (
         "flow order_status v1: 6 states, initial greeting\n"
@@ -31,7 +29,7 @@ def test_summarize_lists_states_events_tools_counters_and_escalation() -> None:
 
 def test_check_flow_returns_a_structured_summary() -> None:
     """check_flow loads the file and returns the summary's fields for programs, not only text."""
-    summary = check_flow(SHIPPED)
+    summary = check_flow(ORDER_STATUS)
 
     assert summary.initial == "greeting"
     assert [state.name for state in summary.states if state.final] == ["ended"]
