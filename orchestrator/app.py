@@ -14,12 +14,14 @@ import asyncio
 import contextlib
 import json
 import shutil
+import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
@@ -30,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from orchestrator.brains.base import Brain
 from orchestrator.call.session import CallServices, CallSession, SessionOptions
 from orchestrator.call.store import CallStore, CallStoreError, StoredCall, open_call_store
+from orchestrator.call.transcript import transcript_files
 from orchestrator.errors import ConfigError, SignatureError, WebhookError
 from orchestrator.flow import Flow, load_flow
 from orchestrator.logging import mask_phone, mask_phone_numbers_in
@@ -42,6 +45,8 @@ from orchestrator.orders import (
 )
 from orchestrator.settings import Settings
 from orchestrator.speech.tts import EspeakTts
+from orchestrator.telephony.call_id import CallId, is_call_id, parse_call_id
+from orchestrator.telephony.replay import MemoryReplayCache, ReplayCache
 from orchestrator.telephony.rest import SautikitClient, SautikitConfig, SautikitError
 from orchestrator.telephony.signing import (
     make_stream_token,
@@ -73,6 +78,10 @@ CALL_RECORD_ATTEMPTS = 3
 CALL_RECORD_RETRY_S = 2.0
 CALL_RECORD_TIMEOUT_S = 5.0
 SEEN_EVENTS_KEPT = 10_000
+# A call id already answered is remembered this long: a first webhook for it again is never a new call.
+SEEN_CALL_TTL_S = 24 * 3600.0
+SIGNATURE_HEADER = "X-Sautikit-Signature"
+TRANSCRIPT_ATTEMPTS = 1000  # files kept per reused call id before giving up
 
 
 @dataclass(slots=True, kw_only=True)
@@ -86,7 +95,9 @@ class Orchestrator:
     # The embedded demo orders API, when it is the one in use (tests and demos set its fault mode).
     demo_orders: DemoOrdersBackend | None = None
     services: CallServices = field(default_factory=CallServices)
-    sessions: dict[str, CallSession] = field(default_factory=dict)
+    sessions: dict[CallId, CallSession] = field(default_factory=dict)
+    # Accepted webhook signatures (a second sighting is a replay) and answered call ids.
+    replay: ReplayCache = field(default_factory=MemoryReplayCache)
     # Sautikit delivers events at least once: remember the ids seen (bounded).
     seen_events: OrderedDict[str, None] = field(default_factory=OrderedDict)
     finished_calls: int = 0  # a count, not a list: a long-running service must not keep every call
@@ -156,8 +167,14 @@ def create_app(
     settings: Settings, *, brain_factory: BrainFactory, flow: Flow | None = None
 ) -> web.Application:
     app = web.Application(client_max_size=256 * 1024)
+    app.on_response_prepare.append(_plain_server_header)
     add_routes(app, settings=settings, brain_factory=brain_factory, flow=flow)
     return app
+
+
+async def _plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    # aiohttp's default names Python's and its own versions: a free hint to anyone probing.
+    response.headers["Server"] = "orchestrator"
 
 
 @contextlib.asynccontextmanager
@@ -183,6 +200,14 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
     callback webhooks. Shut-down: background work cancelled, then every client closed."""
     orchestrator = app[ORCHESTRATOR]
     settings = orchestrator.settings
+    if settings.transcripts_dir is not None:
+        await asyncio.to_thread(_check_transcripts_dir, settings.transcripts_dir)
+    if not settings.webhook_secret:
+        log.warning(
+            "webhook_signatures_off",
+            risk="anyone who reaches the voice URL can start calls and end live ones",
+            fix="set ORCHESTRATOR_WEBHOOK_SECRET (or SAUTIKIT_WEBHOOK_SECRET) to the number's signing secret",
+        )
     async with contextlib.AsyncExitStack() as stack:
         if orchestrator.orders is None:
             configured = settings.orders_base_url or orchestrator.flow.orders.base_url
@@ -222,6 +247,19 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(*orchestrator.background, return_exceptions=True)
 
 
+def _check_transcripts_dir(directory: Path) -> None:
+    """Found at start-up, not at the first call: the folder must exist (or be creatable) and take a file."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"transcripts folder {directory} is not usable ({exc.strerror or exc}); "
+            "fix it or point ORCHESTRATOR_TRANSCRIPTS_DIR elsewhere"
+        ) from exc
+
+
 def _fallback_voice(settings: Settings, flow: Flow) -> Callable[[str, int], Awaitable[bytes]] | None:
     """espeak-ng for the session's own voice when it is installed; None keeps the synthetic one."""
     if settings.fallback_voice != "espeak" or shutil.which("espeak-ng") is None:
@@ -250,7 +288,9 @@ async def _voice_webhook(request: web.Request) -> web.Response:
     orchestrator = request.app[ORCHESTRATOR]
     body = await request.read()
     try:
-        _check_signature(orchestrator.settings, body, request.headers.get("X-Sautikit-Signature"))
+        signed = await _check_signature(orchestrator, body, request.headers.get(SIGNATURE_HEADER))
+        if signed == "replayed":
+            raise SignatureError(REPLAYED)
         start = parse_webhook_body(body, request.headers.get("Content-Type"))
     except SignatureError as exc:
         log.warning("webhook_rejected", reason=exc.reason)
@@ -262,7 +302,15 @@ async def _voice_webhook(request: web.Request) -> web.Response:
     with structlog.contextvars.bound_contextvars(call_sid=start.call_sid):
         existing = orchestrator.sessions.get(start.call_sid)
         if existing is not None:
-            return _answer_again(existing, start)
+            return _answer_again(orchestrator, existing, start, signed=signed == "signed")
+        first = await orchestrator.replay.first_sighting(
+            f"call:{start.call_sid}", until=time.time() + SEEN_CALL_TTL_S
+        )
+        if not first:
+            # Answered before and since forgotten (never connected, or long finished): a replay or a
+            # late retry, never a second call with a fresh stream token.
+            log.warning("webhook_for_a_past_call", state=start.state)
+            return web.Response(text=render_empty_response(), content_type=XML)
         if orchestrator.orders is None:
             raise ConfigError("the orders client is not ready: is the app started?")
         session = CallSession(
@@ -290,9 +338,20 @@ async def _voice_webhook(request: web.Request) -> web.Response:
         return web.Response(text=xml, content_type=XML)
 
 
-def _answer_again(session: CallSession, start: CallStart) -> web.Response:
-    """A lifecycle re-POST: never a second Stream; the Dial when the call is escalating."""
-    session.note_webhook_again(start.state)
+def _answer_again(
+    orchestrator: Orchestrator, session: CallSession, start: CallStart, *, signed: bool
+) -> web.Response:
+    """A lifecycle re-POST: never a second Stream; the Dial when the call is escalating.
+
+    A `Completed` for a live call ends it, so it is only taken as said when signed; unsigned, the
+    platform's REST record is asked first (and without a REST key, the stream's own end decides).
+    """
+    live = session.stream_attached and not session.finished.is_set()
+    if start.state == "completed" and live and not signed:
+        session.note("call", "webhook again (callSessionState=completed), unsigned: checking")
+        orchestrator.spawn(_confirm_completed(orchestrator, session))
+    else:
+        session.note_webhook_again(start.state)
     dial = session.take_dial()
     xml = render_response(dial) if dial is not None else render_empty_response()
     session.note_xml(xml)
@@ -333,9 +392,46 @@ def _redact_token(xml: str) -> str:
     return f"{head}{sep}REDACTED{tail[end:]}"
 
 
-def _check_signature(settings: Settings, body: bytes, header: str | None) -> None:
-    if settings.webhook_secret:
-        verify_webhook_signature(settings.webhook_secret.encode(), body, header, now=time.time())
+async def _confirm_completed(orchestrator: Orchestrator, session: CallSession) -> None:
+    """Trust an unsigned `Completed` for a live call only if the platform's own record says it ended."""
+    rest = orchestrator.services.rest
+    if rest is None:
+        session.note("call", "unsigned completed not trusted (no REST key to confirm it)")
+        log.warning("completed_not_trusted", call_sid=session.call_sid, reason="no REST key")
+        return
+    try:
+        async with asyncio.timeout(CALL_RECORD_TIMEOUT_S):
+            record = await rest.get_call(session.call_sid)
+    except (SautikitError, TimeoutError) as exc:
+        reason = f"{exc.code or exc.status}" if isinstance(exc, SautikitError) else "timed out"
+        session.note("call", f"unsigned completed not trusted (call record unavailable: {reason})")
+        return
+    if record.ended:
+        session.note_webhook_again("completed")
+    else:
+        session.note("call", f"unsigned completed not trusted (platform says {record.status})")
+        log.warning("completed_not_trusted", call_sid=session.call_sid, status=record.status)
+
+
+Signed = Literal["unsigned", "signed", "replayed"]
+REPLAYED = "replayed webhook signature (this request was already accepted)"
+
+
+async def _check_signature(orchestrator: Orchestrator, body: bytes, header: str | None) -> Signed:
+    """"unsigned" when no secret is set; "replayed" for a signature accepted before; `SignatureError` if bad."""
+    settings = orchestrator.settings
+    if not settings.webhook_secret:
+        return "unsigned"
+    accepted = verify_webhook_signature(
+        settings.webhook_secret.encode(),
+        body,
+        header,
+        now=time.time(),
+        tolerance=settings.webhook_tolerance_s,
+        allow_plain=settings.webhook_plain_signatures,
+    )
+    first = await orchestrator.replay.first_sighting(f"sig:{accepted.mac}", until=accepted.expires_at)
+    return "signed" if first else "replayed"
 
 
 def _expire_if_unconnected(orchestrator: Orchestrator, session: CallSession) -> None:
@@ -347,10 +443,14 @@ def _expire_if_unconnected(orchestrator: Orchestrator, session: CallSession) -> 
 async def _media_stream(request: web.Request) -> web.StreamResponse:
     orchestrator = request.app[ORCHESTRATOR]
     ws = media_socket_for(request)  # 400 before any upgrade without the subprotocol
-    call_sid = request.query.get("call_sid") or request.query.get("callSid") or ""
+    raw_call_sid = request.query.get("call_sid") or request.query.get("callSid") or ""
     token = request.query.get("token") or ""
-    if not call_sid or not token:
+    if not raw_call_sid or not token:
         raise web.HTTPForbidden(text="stream URL lacks call_sid or token")
+    try:
+        call_sid = parse_call_id(raw_call_sid)
+    except WebhookError as exc:
+        raise web.HTTPBadRequest(text=exc.reason) from exc
     try:
         verify_stream_token(orchestrator.secret, call_sid, token, now=time.time())
     except SignatureError as exc:
@@ -430,12 +530,16 @@ async def _fetch_call_record(rest: SautikitClient, session: CallSession) -> None
 async def _save_transcript(directory: Path, session: CallSession) -> None:
     def write() -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / f"{session.call_sid}.txt").write_text(
-            session.transcript.render(), encoding="utf-8"
-        )
-        (directory / f"{session.call_sid}.json").write_text(
-            session.transcript.to_json(), encoding="utf-8"
-        )
+        for attempt in range(1, TRANSCRIPT_ATTEMPTS + 1):
+            text_path, json_path = transcript_files(directory, session.call_sid, attempt=attempt)
+            try:  # "x": a reused call id gets its own files, never the older call's
+                with text_path.open("x", encoding="utf-8") as text_file:
+                    text_file.write(session.transcript.render())
+            except FileExistsError:
+                continue
+            json_path.write_text(session.transcript.to_json(), encoding="utf-8")
+            return
+        raise OSError(f"{TRANSCRIPT_ATTEMPTS} transcripts already kept for {session.call_sid}")
 
     try:
         await asyncio.to_thread(write)
@@ -447,7 +551,8 @@ async def _stream_status(request: web.Request) -> web.Response:
     orchestrator = request.app[ORCHESTRATOR]
     body = await request.read()
     try:
-        _check_signature(orchestrator.settings, body, request.headers.get("X-Sautikit-Signature"))
+        if await _check_signature(orchestrator, body, request.headers.get(SIGNATURE_HEADER)) == "replayed":
+            raise SignatureError(REPLAYED)
     except SignatureError as exc:
         log.warning("status_rejected", reason=exc.reason)
         return web.Response(status=exc.status, text=exc.reason)
@@ -455,9 +560,11 @@ async def _stream_status(request: web.Request) -> web.Response:
     call_sid = request.query.get("call_sid") or next(
         (fields[k] for k in ("callSid", "CallSid", "call_sid", "sessionId") if k in fields), ""
     )
+    if not is_call_id(call_sid):
+        call_sid = ""  # logged as unknown; an odd id names nothing here
     # Fire-and-forget notifications with undocumented bodies: log them raw, attach to the call if known.
     log.info("stream_status", call_sid=call_sid, fields=mask_phone_numbers_in(fields))
-    session = orchestrator.sessions.get(call_sid)
+    session = orchestrator.sessions.get(CallId(call_sid))
     if session is not None:
         session.note_status(fields)
     return web.Response(status=204)
@@ -498,10 +605,13 @@ async def _events(request: web.Request) -> web.Response:
     orchestrator = request.app[ORCHESTRATOR]
     body = await request.read()
     try:
-        _check_signature(orchestrator.settings, body, request.headers.get("X-Sautikit-Signature"))
+        signed = await _check_signature(orchestrator, body, request.headers.get(SIGNATURE_HEADER))
     except SignatureError as exc:
         log.warning("event_rejected", reason=exc.reason)
         return web.Response(status=exc.status, text=exc.reason)
+    if signed == "replayed":  # the very request was accepted before: a duplicate delivery, done already
+        log.info("event_replayed")
+        return web.Response(status=204)
     try:
         event = _EventEnvelope.model_validate_json(body)
     except ValidationError as exc:
@@ -515,7 +625,12 @@ async def _events(request: web.Request) -> web.Response:
     while len(seen) > SEEN_EVENTS_KEPT:
         seen.popitem(last=False)
     session = next(
-        (orchestrator.sessions[i] for i in event.call_ids() if i in orchestrator.sessions), None
+        (
+            orchestrator.sessions[CallId(i)]
+            for i in event.call_ids()
+            if is_call_id(i) and i in orchestrator.sessions
+        ),
+        None,
     )
     log.info("event", kind=event.kind, event_id=event.event_id, known_call=session is not None)
     if session is not None:
@@ -527,6 +642,11 @@ async def _health(request: web.Request) -> web.Response:
     orchestrator = request.app[ORCHESTRATOR]
     active = sum(1 for s in orchestrator.sessions.values() if not s.finished.is_set())
     return web.json_response(
-        {"status": "ok", "flow": orchestrator.flow.name, "active_calls": active,
-         "finished_calls": orchestrator.finished_calls}
+        {
+            "status": "ok",
+            "flow": orchestrator.flow.name,
+            "active_calls": active,
+            "finished_calls": orchestrator.finished_calls,
+            "signatures": "on" if orchestrator.settings.webhook_secret else "off",
+        }
     )

@@ -17,9 +17,19 @@ import structlog
 
 __all__ = ["configure_logging", "mask_phone", "mask_phone_numbers", "mask_phone_numbers_in"]
 
-# A phone number as it appears in webhook fields and text: optional +, 9 to 15 digits, maybe spaced.
-# URL-encoded "+" (%2B) counts as the plus sign, so query strings are masked too.
-_PHONE = re.compile(r"(?:(?<![\w])\+|%2[Bb]|(?<![\w]))\d[\d \-]{7,16}\d(?![\w])")
+# A phone number is found by its digits, whatever separates them: an optional + (or URL-encoded %2B), then
+# digit groups joined by at most two of space . - ( ). It is masked when it holds 9 or more digits. Dates
+# (2026-11-24, 24.11.2026) are matched first and left alone, and a run glued to letters, `_` or another
+# `.digit` (ids, versions, tokens like 1760000300.3fa9) is not a phone number at all.
+_PHONE = re.compile(
+    r"(?P<date>(?<![\w.])\d{4}[-./]\d{1,2}[-./]\d{1,2}(?![\w])(?![.\-]\w)"
+    r"|(?<![\w.])\d{1,2}[-./]\d{1,2}[-./]\d{4}(?![\w])(?![.\-]\w))"
+    r"|(?<![\w+%])(?<![\w][.\-])"
+    r"(?P<phone>(?:\+|%2[Bb])?\(?\d+(?:[ .\-()]{1,2}\d+)*\)?)"
+    r"(?![\w])(?![.\-]\w)"
+)
+_MASKED_DIGITS = 9  # fewer digits are order numbers, counts, years
+_E164_DIGITS = 15  # more, with no separator at all, is a numeric id rather than a phone number
 
 
 def mask_phone(value: str) -> str:
@@ -38,7 +48,17 @@ def mask_phone(value: str) -> str:
 
 
 def _mask_text(text: str) -> str:
-    return _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
+    return _PHONE.sub(_mask_match, text)
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    phone = match.group("phone")
+    if phone is None:  # a date
+        return match.group(0)
+    digits = sum(c.isdigit() for c in phone)
+    if digits < _MASKED_DIGITS or (digits > _E164_DIGITS and phone.isdigit()):
+        return phone
+    return mask_phone(phone)
 
 
 def _mask(value: object) -> object:

@@ -49,8 +49,13 @@ class Settings(BaseSettings):
     # share calls behind a load balancer).
     stream_secret: str = Field(default_factory=lambda: secrets.token_hex(32))
     stream_token_ttl_s: float = 300.0
-    # Verify X-Sautikit-Signature on webhooks when set (also read from SAUTIKIT_WEBHOOK_SECRET).
+    # Verify X-Sautikit-Signature on webhooks when set (also read from SAUTIKIT_WEBHOOK_SECRET). Without it
+    # anyone who reaches the service can start or end calls: `serve` warns and /healthz says "signatures": "off".
     webhook_secret: str | None = None
+    # Only `t=<unix>,v1=<hex>` is accepted; the plain hex form (no time, replayable) only when this is set.
+    webhook_plain_signatures: bool = False
+    # How old (or how far ahead) a timestamped signature may be; accepted ones are remembered this long.
+    webhook_tolerance_s: float = Field(default=300.0, gt=0)
 
     sample_rate: Literal[8000, 16000] = 16000
     track: Literal["inbound_track", "both_tracks"] = "inbound_track"

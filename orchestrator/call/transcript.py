@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
-__all__ = ["Entry", "EntryKind", "Outcome", "Transcript"]
+from orchestrator.telephony.call_id import parse_call_id
+
+__all__ = ["Entry", "EntryKind", "Outcome", "Transcript", "transcript_files"]
 
 EntryKind = Literal[
     "call",  # call facts: ids, numbers (masked), flow
@@ -86,3 +89,20 @@ class Transcript:
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), ensure_ascii=False, indent=2)
+
+
+def transcript_files(directory: Path, call_sid: str, *, attempt: int = 1) -> tuple[Path, Path]:
+    """The `.txt` and `.json` paths of a call's transcript: always directly inside `directory`.
+
+    The name comes from the call id, checked again here (letters, digits, `_`, `-`), so no id can point
+    outside the folder; a later call that reuses an id (`attempt` 2, 3, ...) gets `<id>.2.txt` and so on.
+
+    >>> transcript_files(Path("t"), "HD_1")
+    (PosixPath('t/HD_1.txt'), PosixPath('t/HD_1.json'))
+    """
+    stem = parse_call_id(call_sid) + (f".{attempt}" if attempt > 1 else "")
+    files = (directory / f"{stem}.txt", directory / f"{stem}.json")
+    for path in files:  # belt and braces: the checked id cannot do this, a future change might
+        if path.parent != directory or path.name.startswith("."):
+            raise ValueError(f"transcript file {path} would leave {directory}")
+    return files

@@ -603,7 +603,9 @@ class SautikitClient:
 
 
 def _seg(value: str) -> str:
-    """An id as one path segment: nothing in it can change the path."""
+    """An id as one path segment: nothing in it can change the path (`..` would climb one up)."""
+    if value.strip(".") == "":
+        raise ValueError(f"not an id: {value!r}")
     return quote(value, safe="")
 
 

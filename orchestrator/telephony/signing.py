@@ -4,8 +4,12 @@ A stream token binds one WebSocket to one call: the `<Stream>` url carries
 ``?call_sid=...&token=...`` and the socket handler checks the token against the call id before
 accepting audio. Webhook signatures come in two forms (reference/sautikit.md):
 ``t=<unix>,v1=<hex>`` with v1 = HMAC-SHA256(secret, body + "." + t), and a plain hex HMAC-SHA256
-of the body. Every check uses a constant-time compare and raises `SignatureError` with a reason
-that says which check failed. Time is passed in (``now``) so callers use their own clock.
+of the body. Only the timestamped form is accepted unless the plain one is asked for: a timestamped
+v1 is also a valid plain signature of the body ``body + "." + t``, so accepting both would let anyone
+replay a captured request forever. Every check uses a constant-time compare and raises
+`SignatureError` with a reason that says which check failed; an accepted signature comes back as an
+`AcceptedSignature`, which the caller puts in a replay cache (`telephony.replay`) until it expires.
+Time is passed in (``now``) so callers use their own clock.
 """
 
 from __future__ import annotations
@@ -13,11 +17,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from orchestrator.errors import SignatureError
 
 __all__ = [
+    "PLAIN_SIGNATURE_REPLAY_S",
+    "AcceptedSignature",
     "make_stream_token",
     "sign_webhook",
     "stream_url",
@@ -29,6 +36,16 @@ _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 _EXPIRY = re.compile(r"[0-9]{1,12}")
 _TIMESTAMP = re.compile(r"-?[0-9]{1,12}")
 _WS_SCHEMES = {"https": "wss", "http": "ws", "wss": "wss", "ws": "ws"}
+# A plain signature carries no time: when it is allowed, its replay is refused for this long.
+PLAIN_SIGNATURE_REPLAY_S = 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcceptedSignature:
+    """A signature that verified: what identifies it, and until when a replay of it would verify too."""
+
+    mac: str  # the lower-case hex digest that matched
+    expires_at: float  # Unix time after which the signature is refused anyway (stale)
 
 
 def make_stream_token(secret: bytes, call_sid: str, *, now: float, ttl: float = 300) -> str:
@@ -86,32 +103,44 @@ def sign_webhook(secret: bytes, raw_body: bytes, *, now: float) -> str:
 
 
 def verify_webhook_signature(
-    secret: bytes, raw_body: bytes, header: str | None, *, now: float, tolerance: float = 300
-) -> None:
-    """Check an ``X-Sautikit-Signature`` header in either form; raise `SignatureError` saying why.
+    secret: bytes,
+    raw_body: bytes,
+    header: str | None,
+    *,
+    now: float,
+    tolerance: float = 300,
+    allow_plain: bool = False,
+) -> AcceptedSignature:
+    """Check an ``X-Sautikit-Signature`` header; raise `SignatureError` saying why it is refused.
 
     The ``t=,v1=`` form may list several v1 values (secret rotation) and must be within
-    `tolerance` seconds of `now`. The plain form (hex, optionally ``sha256=``) carries no time,
-    so it cannot stop a replay of the same body; Sautikit's pages describe both, we accept both.
+    `tolerance` seconds of `now`. The plain form (hex, optionally ``sha256=``) carries no time and
+    is refused unless `allow_plain` (``ORCHESTRATOR_WEBHOOK_PLAIN_SIGNATURES=1``); then only a
+    replay cache stops a replay, for `PLAIN_SIGNATURE_REPLAY_S`.
     """
     _require_secret(secret)
     if header is None or not header.strip():
         raise SignatureError("missing webhook signature")
     value = header.strip()
     if "=" in value and not value.lower().startswith("sha256="):
-        _verify_timestamped(secret, raw_body, value, now=now, tolerance=tolerance)
-        return
+        return _verify_timestamped(secret, raw_body, value, now=now, tolerance=tolerance)
     digest = value[len("sha256=") :] if value.lower().startswith("sha256=") else value
     if not _HEX_DIGEST.fullmatch(digest):
         raise SignatureError("malformed webhook signature")
+    if not allow_plain:
+        raise SignatureError(
+            "plain webhook signature refused: only t=<unix>,v1=<hex> is accepted "
+            "(ORCHESTRATOR_WEBHOOK_PLAIN_SIGNATURES=1 allows the plain form)"
+        )
     expected = hmac.new(secret, raw_body, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected.encode(), digest.lower().encode()):
         raise SignatureError("webhook signature mismatch")
+    return AcceptedSignature(mac=expected, expires_at=now + PLAIN_SIGNATURE_REPLAY_S)
 
 
 def _verify_timestamped(
     secret: bytes, raw_body: bytes, header: str, *, now: float, tolerance: float
-) -> None:
+) -> AcceptedSignature:
     timestamp: str | None = None
     candidates: list[str] = []
     for item in header.split(","):
@@ -134,14 +163,15 @@ def _verify_timestamped(
         )
     if -age > tolerance:
         raise SignatureError(f"webhook signature from the future ({-age:.0f} s ahead)")
-    expected = _webhook_mac(secret, raw_body, timestamp).encode()
+    expected = _webhook_mac(secret, raw_body, timestamp)
     # Check every candidate, no early exit, so timing does not reveal which one matched.
     matched = False
     for candidate in candidates:
         if _HEX_DIGEST.fullmatch(candidate):
-            matched |= hmac.compare_digest(expected, candidate.lower().encode())
+            matched |= hmac.compare_digest(expected.encode(), candidate.lower().encode())
     if not matched:
         raise SignatureError("webhook signature mismatch")
+    return AcceptedSignature(mac=expected, expires_at=int(timestamp) + tolerance)
 
 
 def _stream_mac(secret: bytes, call_sid: str, expiry: str) -> str:

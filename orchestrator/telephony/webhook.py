@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from orchestrator.errors import WebhookError
+from orchestrator.telephony.call_id import CallId, parse_call_id
 
 __all__ = [
     "CallStart",
@@ -50,6 +51,7 @@ _PHONE_SEPARATORS = re.compile(r"[\s\-.()]")
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: \d would accept other scripts
 _KENYA = "254"
 _KENYA_NATIONAL_DIGITS = 9
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # ITU-T E.164: a country code and at most 15 digits in all
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,8 +63,8 @@ class CallStart:
     ('HD_1', '+254712345678')
     """
 
-    call_sid: str
-    caller: str | None  # None when the field was sent empty (withheld number)
+    call_sid: CallId
+    caller: str | None  # E.164, or None when withheld: absent, empty, "anonymous" or not a number
     callee: str | None
     state: str | None  # callSessionState, lower-case: "ringing", "completed", ...
     is_active: bool | None
@@ -96,16 +98,13 @@ def parse_webhook_fields(fields: Mapping[str, object]) -> CallStart:
     flat = _flatten(fields)
     folded = {_fold_key(key): value for key, value in reversed(flat.items())}
 
-    call_sid = _lookup(folded, _CALL_ID_NAMES)
-    if not call_sid:
+    raw_call_id = _lookup(folded, _CALL_ID_NAMES)
+    if not raw_call_id:
         raise WebhookError("missing call id (CallSid/callSid/call_sid/CallId/sessionId)")
-    caller = _lookup(folded, _CALLER_NAMES)
-    if caller is None:
-        raise WebhookError("missing caller number (From/from/callerNumber)")
-
+    # A missing From is a withheld caller: answered, and never looked up by phone.
     return CallStart(
-        call_sid=call_sid,
-        caller=normalise_phone(caller),
+        call_sid=parse_call_id(raw_call_id),
+        caller=normalise_phone(_lookup(folded, _CALLER_NAMES)),
         callee=normalise_phone(_lookup(folded, _CALLEE_NAMES)),
         state=_lower_or_none(_lookup(folded, _STATE_NAMES)),
         is_active=_parse_bool(_lookup(folded, _ACTIVE_NAMES)),
@@ -116,29 +115,32 @@ def parse_webhook_fields(fields: Mapping[str, object]) -> CallStart:
 
 
 def normalise_phone(number: str | None) -> str | None:
-    """Return E.164 where the form is obvious for Kenya, else the number as given (stripped).
+    """Return the number in E.164, reading Kenyan national forms, or None: anything else is withheld.
 
-    >>> [normalise_phone(n) for n in ("0712 345 678", "254712345678", "anonymous")]
-    ['+254712345678', '+254712345678', 'anonymous']
+    Only an E.164 number is ever used to look a caller up, so junk ("anonymous", "1; DROP", a SIP
+    URI) never reaches the shop's API.
+
+    >>> numbers = ("0712 345 678", "254712345678", "+254.711.848.716", "anonymous")
+    >>> [normalise_phone(n) for n in numbers]
+    ['+254712345678', '+254712345678', '+254711848716', None]
     """
     if number is None:
         return None
-    stripped = number.strip()
-    if not stripped:
+    compact = _PHONE_SEPARATORS.sub("", number.strip())
+    plus, digits = compact.startswith("+"), compact[1:] if compact.startswith("+") else compact
+    if not _DIGITS.fullmatch(digits):
         return None
-    compact = _PHONE_SEPARATORS.sub("", stripped)
-    plus, digits = compact.startswith("+"), compact.lstrip("+")
-    if not _DIGITS.fullmatch(digits) or compact.count("+") > 1:
-        return stripped
     if plus:
-        return f"+{digits}"
-    if digits.startswith("00") and len(digits) > 4:  # international dialling prefix
-        return f"+{digits[2:]}"
-    if digits.startswith(_KENYA) and len(digits) == len(_KENYA) + _KENYA_NATIONAL_DIGITS:
-        return f"+{digits}"
-    if digits.startswith("0") and len(digits) == 1 + _KENYA_NATIONAL_DIGITS:
-        return f"+{_KENYA}{digits[1:]}"
-    return stripped
+        candidate = f"+{digits}"
+    elif digits.startswith("00"):  # international dialling prefix
+        candidate = f"+{digits[2:]}"
+    elif digits.startswith(_KENYA) and len(digits) == len(_KENYA) + _KENYA_NATIONAL_DIGITS:
+        candidate = f"+{digits}"
+    elif digits.startswith("0") and len(digits) == 1 + _KENYA_NATIONAL_DIGITS:
+        candidate = f"+{_KENYA}{digits[1:]}"
+    else:
+        return None
+    return candidate if _E164.fullmatch(candidate) else None
 
 
 def _decode_json(body: bytes) -> Mapping[str, object]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import orchestrator.telephony as telephony
-from orchestrator.telephony import metadata, signing, webhook, xml
+from orchestrator.telephony import call_id, metadata, replay, signing, webhook, xml
 
 
 def test_telephony_all_is_the_sorted_union_of_its_modules():
     """Every public name of the pure modules is exported once, and nothing else."""
-    modules = (metadata, signing, webhook, xml)
+    modules = (call_id, metadata, replay, signing, webhook, xml)
     expected = sorted(name for module in modules for name in module.__all__)
     assert telephony.__all__ == expected
 

@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.errors import SignatureError
 from orchestrator.telephony import (
+    PLAIN_SIGNATURE_REPLAY_S,
     make_stream_token,
     sign_webhook,
     stream_url,
@@ -171,17 +172,47 @@ def test_webhook_signature_refuses_the_wrong_secret():
 
 
 @pytest.mark.parametrize("prefix", ["", "sha256=", "SHA256="])
-def test_webhook_signature_accepts_a_plain_hex_hmac(prefix):
-    """The plain form, hex HMAC-SHA256 of the body, optionally prefixed sha256=, verifies."""
+def test_webhook_signature_refuses_a_plain_hex_hmac_by_default(prefix):
+    """The plain form, hex HMAC-SHA256 of the body, is refused unless explicitly allowed."""
     digest = hmac.new(SECRET, BODY, hashlib.sha256).hexdigest()
-    verify_webhook_signature(SECRET, BODY, prefix + digest, now=NOW)
+    with pytest.raises(SignatureError, match="plain webhook signature refused"):
+        verify_webhook_signature(SECRET, BODY, prefix + digest, now=NOW)
+
+
+def test_webhook_signature_refuses_a_timestamped_v1_replayed_as_a_plain_signature():
+    """Regression: v1 over `body.t` is a valid plain signature of the body `body.t`; it must not verify.
+
+    With the plain form accepted, a captured signed request replayed as body + "." + t with the bare v1
+    as its header was accepted at any age (28 hours, measured), and could start a call.
+    """
+    header = sign_webhook(SECRET, BODY, now=NOW - 28 * 3600)
+    v1 = header.split("v1=")[1]
+    replayed_body = BODY + b"." + str(int(NOW - 28 * 3600)).encode()
+    with pytest.raises(SignatureError, match="plain webhook signature refused"):
+        verify_webhook_signature(SECRET, replayed_body, v1, now=NOW)
+
+
+@pytest.mark.parametrize("prefix", ["", "sha256=", "SHA256="])
+def test_webhook_signature_accepts_a_plain_hex_hmac_when_allowed(prefix):
+    """With `allow_plain`, the plain form verifies and is remembered for a day against replays."""
+    digest = hmac.new(SECRET, BODY, hashlib.sha256).hexdigest()
+    accepted = verify_webhook_signature(SECRET, BODY, prefix + digest, now=NOW, allow_plain=True)
+    assert (accepted.mac, accepted.expires_at) == (digest, NOW + PLAIN_SIGNATURE_REPLAY_S)
 
 
 def test_webhook_signature_refuses_a_plain_hex_hmac_of_another_body():
-    """The plain form still binds the body."""
+    """The plain form, when allowed, still binds the body."""
     digest = hmac.new(SECRET, b"other", hashlib.sha256).hexdigest()
     with pytest.raises(SignatureError, match="mismatch"):
-        verify_webhook_signature(SECRET, BODY, digest, now=NOW)
+        verify_webhook_signature(SECRET, BODY, digest, now=NOW, allow_plain=True)
+
+
+def test_webhook_signature_accepted_timestamped_form_expires_with_the_window():
+    """An accepted t/v1 signature says when it goes stale, so a replay cache keeps it that long."""
+    header = sign_webhook(SECRET, BODY, now=NOW)
+    accepted = verify_webhook_signature(SECRET, BODY, header, now=NOW + 10, tolerance=300)
+    assert accepted.mac == header.split("v1=")[1]
+    assert accepted.expires_at == int(NOW) + 300
 
 
 @pytest.mark.parametrize("header", [None, "", "   "])
@@ -196,6 +227,7 @@ def test_webhook_signature_refuses_a_missing_header(header):
     [
         ("nonsense", "malformed"),
         ("sha256=xyz", "malformed"),
+        ("a" * 63, "malformed"),
         (f"v1={'a' * 64}", "no valid t="),
         (f"t=soon,v1={'a' * 64}", "no valid t="),
         (f"t={int(NOW)}", "no v1="),

@@ -99,14 +99,21 @@ def test_parse_webhook_fields_leaves_absent_optionals_none():
         ("00254712345678", "+254712345678"),
         ("0110123456", "+254110123456"),
         ("+14155550100", "+14155550100"),
-        ("  anonymous ", "anonymous"),
-        ("sip:alice@example.com", "sip:alice@example.com"),
-        ("12345", "12345"),
+        ("+254.711.848.716", "+254711848716"),
+        ("(0712) 345 678", "+254712345678"),
+        ("  anonymous ", None),
+        ("sip:alice@example.com", None),
+        ("12345", None),
+        ("+12", None),
+        ("+2547123456789012", None),  # 16 digits: longer than E.164 allows
+        ("+0712345678", None),  # no country code starts with 0
+        ("07१२345678", None),  # digits of another script are not ASCII digits
+        ("1; DROP TABLE orders", None),
         ("", None),
     ],
 )
-def test_normalise_phone_makes_obvious_kenyan_numbers_e164(given, expected):
-    """Kenyan national and bare-country-code forms become E.164; anything else is only stripped."""
+def test_normalise_phone_makes_e164_or_treats_the_number_as_withheld(given, expected):
+    """Kenyan national and bare-country-code forms become E.164; anything else is withheld (None)."""
     assert normalise_phone(given) == expected
 
 
@@ -130,11 +137,37 @@ def test_parse_webhook_fields_rejects_an_empty_call_id():
         parse_webhook_fields({"CallSid": "  ", "From": "0712345678"})
 
 
-def test_parse_webhook_fields_rejects_a_missing_caller_naming_the_fields():
-    """The error names every field name that would have been accepted."""
+def test_parse_webhook_fields_treats_a_missing_caller_as_withheld():
+    """No From at all is a withheld caller: the call is answered, and never looked up by phone."""
+    start = parse_webhook_fields({"CallSid": "HD_1"})
+    assert (start.call_sid, start.caller) == ("HD_1", None)
+
+
+@pytest.mark.parametrize("junk", ["anonymous", "private", "sip:x@example.com", "12345", "abc"])
+def test_parse_webhook_fields_treats_a_junk_caller_as_withheld(junk):
+    """A From that is no phone number is withheld too, so it never reaches the orders API as phone=."""
+    assert parse_webhook_fields({"CallSid": "HD_1", "From": junk}).caller is None
+
+
+@pytest.mark.parametrize(
+    ("call_id", "reason"),
+    [
+        ("../x", "only letters, digits"),
+        ("/tmp/owned", "only letters, digits"),
+        ("HD_1\x00", "only letters, digits"),
+        ("HD 1", "only letters, digits"),
+        ("HD_ñ1", "only letters, digits"),
+        ("HD_1.txt", "only letters, digits"),
+        ("x" * 65, "65 characters long"),
+        ("x" * 10_000, "10000 characters long"),
+    ],
+)
+def test_parse_webhook_fields_refuses_a_call_id_that_could_name_a_path(call_id, reason):
+    """A call id is letters, digits, `_` and `-`, at most 64 of them; anything else is a 400 saying why."""
     with pytest.raises(WebhookError) as info:
-        parse_webhook_fields({"CallSid": "HD_1"})
-    assert "From/from/callerNumber" in info.value.reason
+        parse_webhook_fields({"CallSid": call_id, "From": "+254712345678"})
+    assert reason in info.value.reason
+    assert info.value.status == 400
 
 
 @pytest.mark.parametrize("wrapper", ["call", "data"])
