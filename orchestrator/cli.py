@@ -66,6 +66,7 @@ environment variables (flags win over them):
   ORCHESTRATOR_HOST, ORCHESTRATOR_PORT, ORCHESTRATOR_PUBLIC_URL, ORCHESTRATOR_FLOW,
   ORCHESTRATOR_STREAM_SECRET      signs stream tokens; set it when several workers share calls
   ORCHESTRATOR_WEBHOOK_SECRET     verify X-Sautikit-Signature on webhooks (or SAUTIKIT_WEBHOOK_SECRET)
+  ORCHESTRATOR_WEBHOOK_PLAIN_SIGNATURES=1   also accept the plain (untimed, replayable) signature form
   ORCHESTRATOR_ORDERS_BASE_URL    the shop's orders API (unset: the embedded demo backend)
   ORCHESTRATOR_ORDERS_TOKEN       bearer token for it (or ORDERS_API_TOKEN)
   ORCHESTRATOR_SAUTIKIT_API_KEY   Sautikit REST key (or SAUTIKIT_API_KEY): hang-up, supervision, call records

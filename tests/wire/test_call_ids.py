@@ -20,14 +20,15 @@ from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
 from orchestrator.telephony.stream import SUBPROTOCOL
+from tests.flows import SCRIPTS
 
-SCRIPT = load_script("fixtures/calls/returning_caller_by_phone.yaml")
+SCRIPT = load_script(SCRIPTS / "returning_caller_by_phone.yaml")
 CALLER = "+254712345678"
 
 HOSTILE_IDS = {
     "dot-dot": "../x",
     "dot-dot-deep": "../../../../tmp/owned",
-    "absolute": "/tmp/owned",
+    "absolute": "/tmp/owned",  # noqa: S108 - a hostile id, no file is made
     "dot-dot-alone": "..",
     "nul": "HD_1\x00evil",
     "ten-kilobytes": "H" * 10_240,
@@ -93,7 +94,9 @@ async def test_call_ids_hostile_id_on_the_media_route_is_400_before_any_upgrade(
     assert "call id" in response.text or len(call_id) > 8000
 
 
-@pytest.mark.parametrize("call_id", ["../x", "/tmp/owned", "HD_1\x00"], ids=["dot-dot", "abs", "nul"])
+@pytest.mark.parametrize(
+    "call_id", [HOSTILE_IDS["dot-dot"], HOSTILE_IDS["absolute"], HOSTILE_IDS["nul"]], ids=["dot-dot", "abs", "nul"]
+)
 async def test_call_ids_hostile_id_in_a_status_callback_touches_no_call(service, call_id):
     """A status callback naming an odd id is still answered 204 (fire and forget) and attaches to nothing."""
     response = await service.post(

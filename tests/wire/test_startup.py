@@ -13,8 +13,9 @@ from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.errors import ConfigError
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
+from tests.flows import SCRIPTS
 
-SCRIPT = load_script("fixtures/calls/returning_caller_by_phone.yaml")
+SCRIPT = load_script(SCRIPTS / "returning_caller_by_phone.yaml")
 
 
 def _app(**settings: object):
@@ -36,9 +37,9 @@ async def test_startup_without_a_webhook_secret_warns_and_health_says_signatures
 async def test_startup_with_a_webhook_secret_is_quiet_and_health_says_signatures_on() -> None:
     """With a secret there is nothing to warn about, and /healthz says "signatures": "on"."""
     with capture_logs() as logs:
-        async with serve_on_loopback(_app(webhook_secret="whsec_x")) as url:  # noqa: S106
-            async with httpx.AsyncClient(base_url=url) as client:
-                health = (await client.get("/healthz")).json()
+        app = _app(webhook_secret="whsec_x")  # noqa: S106 - test credential
+        async with serve_on_loopback(app) as url, httpx.AsyncClient(base_url=url) as client:
+            health = (await client.get("/healthz")).json()
 
     assert not any(entry["event"] == "webhook_signatures_off" for entry in logs)
     assert health["signatures"] == "on"
@@ -61,6 +62,6 @@ async def test_startup_unusable_transcripts_folder_is_a_config_error(
     blocker.write_text("not a folder")
     folder = blocker if problem == "a-file" else blocker / "calls"
 
-    with pytest.raises(ConfigError, match="transcripts folder .* is not usable"):
+    with pytest.raises(ConfigError, match=r"transcripts folder .* is not usable"):
         async with serve_on_loopback(_app(transcripts_dir=folder)):
             pass
