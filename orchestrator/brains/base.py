@@ -24,6 +24,7 @@ __all__ = [
     "ModelInterrupted",
     "Speech",
     "StateBrief",
+    "StateDelivered",
     "ToolCall",
     "ToolDeclaration",
     "TurnComplete",
@@ -124,6 +125,14 @@ class ModelInterrupted:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StateDelivered:
+    """How a realtime adapter passed a state change on to its model (a strategy from brains/capabilities.py)."""
+
+    state: str
+    via: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BrainFailure:
     """The adapter cannot go on (connection lost for good, quota, protocol error)."""
 
@@ -137,6 +146,7 @@ BrainEvent: TypeAlias = (
     | ToolCall
     | TurnComplete
     | ModelInterrupted
+    | StateDelivered
     | BrainFailure
 )
 

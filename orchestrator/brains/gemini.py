@@ -3,11 +3,18 @@
     config = GeminiLiveConfig.from_env()          # GEMINI_API_KEY or GOOGLE_API_KEY
     brain = GeminiLiveBrain(config)               # one per call; the call session drives it
 
-Caller audio goes in at 16 kHz (resampled from the call's rate if it differs); the model's 24 kHz speech comes
-back resampled to the call's rate. Tool calls become `ToolCall` events and their results go back with
-`send_tool_response`. A state change reaches the model four ways, because Live models cannot always change
-their system prompt mid-session: a context update (new instructions and allowed tools), the tool result that
-caused the change, a short text turn when no tool call is waiting, and the setup of every (re)connection.
+Caller audio goes in at 16 kHz (resampled from the call's rate if it differs) as `realtime_input.audio`; the
+model's 24 kHz speech comes back resampled to the call's rate. Tool calls become `ToolCall` events and their
+results go back with `send_tool_response` (with a `scheduling` where the model calls functions asynchronously).
+
+Every wire rule that differs between Live models is keyed on the model's row in `brains/capabilities.py`: how
+mid-call text goes (client content on 2.5; `realtime_input.text` on 3.x, which closes the socket with 1007 on
+late client content), whether history is seeded with `history_config`, sync or async function calling, and how
+a state change reaches the model — the answer to the tool call that caused it, a text turn, or a reconnect
+resumed with the handle whose setup carries the new instructions. Each entered state is reported as a
+`StateDelivered` event naming the strategy used. The server's own barge-in is switched off
+(`activity_handling=NO_INTERRUPTION`) unless `server_barge_in` is set: the session's two-step barge-in and the
+flow's `interruptible` decide what cuts the agent off, as on every brain.
 
 One task owns the connection. It reconnects with the session-resumption handle when the server sends
 `go_away` (at the next turn boundary, or just before the deadline), and once after a failure (connect error,
@@ -51,9 +58,16 @@ from orchestrator.brains.base import (
     ModelInterrupted,
     Speech,
     StateBrief,
+    StateDelivered,
     ToolCall,
     ToolDeclaration,
     TurnComplete,
+)
+from orchestrator.brains.capabilities import (
+    Delivery,
+    ModelCapabilities,
+    capabilities_for,
+    choose_delivery,
 )
 from orchestrator.errors import ConfigError
 
@@ -71,7 +85,8 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
+# The stable Live model Google's docs name as the default (2026-09); override with GEMINI_LIVE_MODEL.
+DEFAULT_MODEL = "gemini-3.8-live"
 GEMINI_INPUT_RATE = 16000
 GEMINI_OUTPUT_RATE = 24000
 # Gemini's prebuilt voices: a flow's voice is passed on only when it is one of these.
@@ -104,7 +119,9 @@ class _Overrides(TypedDict, total=False):
     say_timeout_s: float
     reconnects: int
     go_away_margin_s: float
-    context_updates: bool
+    context_updates: bool | None
+    server_barge_in: bool
+    capabilities: ModelCapabilities | None
     audio_backlog_ms: int
     history_lines: int
 
@@ -131,7 +148,9 @@ class GeminiLiveConfig:
     say_timeout_s: float = 5.0  # say() returns once the model starts speaking the text, or after this
     reconnects: int = 1  # reconnections allowed after a failure before the call escalates
     go_away_margin_s: float = 1.0  # move to a new connection this long before go_away's deadline
-    context_updates: bool = True  # send_context_update on each state change
+    context_updates: bool | None = None  # send_context_update on each state change; None: per capability row
+    server_barge_in: bool = False  # True: Gemini's own VAD cuts the model off (START_OF_ACTIVITY_INTERRUPTS)
+    capabilities: ModelCapabilities | None = None  # None: the row for `model` in brains/capabilities.py
     audio_backlog_ms: int = 2000  # caller audio kept while reconnecting
     history_lines: int = 12  # lines of conversation replayed into a fresh (unresumable) session
 
@@ -175,6 +194,13 @@ class _TextTurn:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class _SeedHistory:
+    """A fresh session's first message: the conversation so far, as client content (history_config on)."""
+
+    turns: tuple[tuple[str, str], ...]  # (role "user" | "model", text)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _ContextUpdate:
     instruction: str
     tools: tuple[ToolDeclaration, ...]
@@ -187,7 +213,7 @@ class _ToolResponse:
     response: dict[str, JSONValue]
 
 
-_Outbound = _AudioOut | _TextTurn | _ContextUpdate | _ToolResponse
+_Outbound = _AudioOut | _TextTurn | _SeedHistory | _ContextUpdate | _ToolResponse
 
 
 class _Utterance:
@@ -262,7 +288,9 @@ def _json_args(args: Mapping[str, object] | None) -> dict[str, JSONValue]:
     return cleaned if isinstance(cleaned, dict) else {}
 
 
-def _declarations(tools: tuple[ToolDeclaration, ...]) -> list[types.ToolUnion]:
+def _declarations(
+    tools: tuple[ToolDeclaration, ...], behavior: types.Behavior | None = None
+) -> list[types.ToolUnion]:
     if not tools:
         return []
     return [
@@ -272,6 +300,7 @@ def _declarations(tools: tuple[ToolDeclaration, ...]) -> list[types.ToolUnion]:
                     name=tool.name,
                     description=tool.description,
                     parameters_json_schema=dict(tool.parameters),
+                    behavior=behavior,
                 )
                 for tool in tools
             ]
@@ -292,6 +321,21 @@ class GeminiLiveBrain:
     def __init__(self, config: GeminiLiveConfig, *, client: genai.Client | None = None) -> None:
         self._config = config
         self._shared_client = client
+        caps = config.capabilities or capabilities_for("gemini", config.model)
+        self._caps = caps
+        self._text_channel: Delivery = next(
+            (d for d in caps.delivery if d in ("client_content", "realtime_text")), "realtime_text"
+        )
+        self._context_updates = (
+            config.context_updates
+            if config.context_updates is not None
+            else caps.instructions_mid_session
+        )
+        # Async rows: declare functions NON_BLOCKING (only where the row is known to take it) and answer with a
+        # scheduling, which a blocking call's answer ignores.
+        asynchronous = caps.function_calling == "async"
+        self._behavior = types.Behavior.NON_BLOCKING if asynchronous and caps.known else None
+        self._scheduling = types.FunctionResponseScheduling.WHEN_IDLE if asynchronous else None
         self._events: asyncio.Queue[BrainEvent | None] = asyncio.Queue()
         self._outbox: deque[_Outbound] = deque()
         self._outbox_ready = asyncio.Event()
@@ -309,8 +353,11 @@ class GeminiLiveBrain:
         self._orphaned_tools: set[str] = set()  # asked on a session that is gone and was not resumed
         self._cancelled_tools: set[str] = set()
         self._caller_text: list[str] = []
-        self._history: deque[str] = deque(maxlen=max(config.history_lines, 1))
+        self._history: deque[tuple[str, str]] = deque(maxlen=max(config.history_lines, 1))
         self._handle: str | None = None
+        self._seeding = False  # this connection's setup asked for initial history in client content
+        self._move_wanted = False  # reconnect at the next turn boundary (the `reconnect` delivery)
+        self._move_now = asyncio.Event()
         self._resumed = False
         self._progress = False
         self._go_away_at: float | None = None
@@ -346,16 +393,24 @@ class GeminiLiveBrain:
         self._state = state
         if self._closed or self._failed:
             return
-        if self._config.context_updates:
+        if self._context_updates:
             self._queue(
                 _ContextUpdate(instruction=self._instruction(), tools=self._allowed_tools())
             )
-        # A tool call awaiting its answer carries the new state's instructions in its result; otherwise
-        # a short turn tells the model what to do now (ask again, greet, ...).
-        if state.instructions and not self._pending_tools:
+        # The capability row decides: a tool call awaiting its answer carries the new state's instructions in
+        # its result; otherwise a short text turn tells the model what to do now, or a resumed connection's
+        # setup does.
+        via = choose_delivery(self._caps, call_waiting=bool(self._pending_tools))
+        if via == "reconnect":
+            self._request_move()
+        elif via != "tool_result":
+            if not state.instructions:
+                return  # nothing to say: the next setup carries the state's tools
+            via = self._text_channel
             self._queue(
                 _TextTurn(text=f"(The call is now at step '{state.name}'.) {state.instructions}")
             )
+        self._events.put_nowait(StateDelivered(state=state.name, via=via))
 
     async def say(self, text: str, *, utterance_id: str) -> None:
         if self._closed or self._failed:
@@ -375,18 +430,22 @@ class GeminiLiveBrain:
 
     async def tool_result(self, call: ToolCall, result: Mapping[str, JSONValue]) -> None:
         self._pending_tools.pop(call.call_id, None)
-        if call.call_id in self._cancelled_tools or self._closed or self._failed:
-            self._cancelled_tools.discard(call.call_id)
+        if self._closed or self._failed:
             return
         response: dict[str, JSONValue] = dict(result)
         if self._state is not None:
             response.setdefault("allowed_tools", list(self._state.tools))
-        if call.call_id in self._orphaned_tools:
-            # The session that asked is gone for good: a new one cannot take a response to an unknown id.
+        cancelled = call.call_id in self._cancelled_tools
+        if cancelled or call.call_id in self._orphaned_tools:
+            # The model withdrew the call, or the session that asked is gone for good: no response can go to
+            # that id, yet the state it moved the call to must still reach the model, as text.
+            self._cancelled_tools.discard(call.call_id)
             self._orphaned_tools.discard(call.call_id)
             self._queue(
                 _TextTurn(text=f"Result of {call.name}: {json.dumps(response, sort_keys=True)}")
             )
+            if cancelled and "instructions" in response and self._state is not None:
+                self._events.put_nowait(StateDelivered(state=self._state.name, via=self._text_channel))
             return
         self._queue(_ToolResponse(call_id=call.call_id, name=call.name, response=response))
 
@@ -399,7 +458,8 @@ class GeminiLiveBrain:
             played_ms=heard.played_ms if heard else None,
             total_ms=heard.total_ms if heard else None,
         )
-        # The server's own VAD interrupts the generation too; until it says so, its audio is stale.
+        # The rest of this model turn is stale: with server barge-in off (the default) the model finishes it
+        # unheard; with it on, Gemini stops it too. Either way its end (turn_complete) unmutes.
         self._muted = True
         self._end_utterance(play_tail=False)
 
@@ -462,7 +522,12 @@ class GeminiLiveBrain:
         assert self._client is not None
         self._progress = False
         self._go_away_at = None
+        self._move_wanted = False
+        self._move_now.clear()
         self._resumed = self._handle is not None
+        self._seeding = (
+            not self._resumed and bool(self._history) and self._caps.history_needs_config
+        )
         config = self._live_config()
         async with contextlib.AsyncExitStack() as stack:
             async with asyncio.timeout(self._config.connect_timeout_s):
@@ -474,8 +539,16 @@ class GeminiLiveBrain:
             reader = loop.create_task(self._read(session))
             writer = loop.create_task(self._write(session))
             stopper = loop.create_task(self._stop.wait())
+            mover = loop.create_task(self._move_now.wait())
+            tasks = {reader, writer, stopper, mover}
             try:
-                await asyncio.wait({reader, writer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                if mover.done() and not stopper.done():
+                    # A state change that only a new setup can carry: leave between turns, resumed.
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(self._config.close_timeout_s):
+                            await session.close()
+                    raise _MoveOn
                 if stopper.done():
                     writer.cancel()
                     # Close while the reader still drains: a model streaming audio faster than real time
@@ -486,18 +559,24 @@ class GeminiLiveBrain:
                             await session.close()
                     return
             finally:
-                for task in (reader, writer, stopper):
+                for task in tasks:
                     task.cancel()
-                await asyncio.gather(reader, writer, stopper, return_exceptions=True)
+                await asyncio.gather(*tasks, return_exceptions=True)
             for task in (reader, writer):
                 if not task.cancelled() and (exc := task.exception()) is not None:
                     raise exc
 
     def _on_connected(self) -> None:
         resumed = self._resumed
-        log.info("gemini_connected", model=self._config.model, resumed=resumed)
+        log.info(
+            "gemini_connected", model=self._config.model, row=self._caps.name, resumed=resumed
+        )
         if resumed:
             return
+        if self._seeding:
+            # history_config is on: the server takes client content until its turn_complete, before anything.
+            self._outbox.appendleft(_SeedHistory(turns=tuple(self._history)))
+            self._outbox_ready.set()
         # A fresh session knows none of the old one's tool calls: answer those as text instead.
         self._orphaned_tools.update(self._pending_tools)
         for index, item in enumerate(self._outbox):
@@ -518,14 +597,32 @@ class GeminiLiveBrain:
             ),
             language_code=self._config.language,
         )
+        barge_in_off = not self._config.server_barge_in and self._caps.server_interruption_off
         return types.LiveConnectConfig(
             response_modalities=[types.Modality.AUDIO],
-            system_instruction=self._instruction(with_history=not self._resumed),
-            tools=_declarations(call.tools) or None,
+            system_instruction=self._instruction(
+                with_history=not self._resumed and not self._seeding
+            ),
+            tools=_declarations(call.tools, self._behavior) or None,
             speech_config=speech,
             input_audio_transcription=types.AudioTranscriptionConfig(),
             output_audio_transcription=types.AudioTranscriptionConfig(),
-            session_resumption=types.SessionResumptionConfig(handle=self._handle),
+            # Only a handle the server issued: 3.x rejects an explicit null one.
+            session_resumption=(
+                types.SessionResumptionConfig(handle=self._handle)
+                if self._handle
+                else types.SessionResumptionConfig()
+            ),
+            realtime_input_config=(
+                types.RealtimeInputConfig(activity_handling=types.ActivityHandling.NO_INTERRUPTION)
+                if barge_in_off
+                else None
+            ),
+            history_config=(
+                types.HistoryConfig(initial_history_in_client_content=True)
+                if self._seeding
+                else None
+            ),
             context_window_compression=types.ContextWindowCompressionConfig(
                 sliding_window=types.SlidingWindow()
             ),
@@ -542,7 +639,8 @@ class GeminiLiveBrain:
             allowed = ", ".join(state.tools) if state.tools else "none"
             parts.append(f"Tools you may call now: {allowed}. Any other tool call is refused.")
         if with_history and self._history:
-            parts.append("The conversation so far:\n" + "\n".join(self._history))
+            lines = [f"{'Caller' if role == 'user' else 'Agent'}: {text}" for role, text in self._history]
+            parts.append("The conversation so far:\n" + "\n".join(lines))
         return "\n\n".join(parts)
 
     def _allowed_tools(self) -> tuple[ToolDeclaration, ...]:
@@ -584,15 +682,27 @@ class GeminiLiveBrain:
             blob = types.Blob(data=item.pcm, mime_type=f"audio/pcm;rate={GEMINI_INPUT_RATE}")
             await session.send_realtime_input(audio=blob)
         elif isinstance(item, _TextTurn):
-            turn = types.Content(role="user", parts=[types.Part(text=item.text)])
-            await session.send_client_content(turns=turn, turn_complete=True)
+            if self._text_channel == "client_content":
+                turn = types.Content(role="user", parts=[types.Part(text=item.text)])
+                await session.send_client_content(turns=turn, turn_complete=True)
+            else:
+                await session.send_realtime_input(text=item.text)
+        elif isinstance(item, _SeedHistory):
+            turns: list[types.Content | types.ContentDict] = [
+                types.Content(role=role, parts=[types.Part(text=text)]) for role, text in item.turns
+            ]
+            await session.send_client_content(turns=turns, turn_complete=True)
         elif isinstance(item, _ContextUpdate):
             await session.send_context_update(
-                system_instruction=item.instruction, tools=_declarations(item.tools)
+                system_instruction=item.instruction,
+                tools=_declarations(item.tools, self._behavior),
             )
         else:
             response = types.FunctionResponse(
-                id=item.call_id, name=item.name, response=item.response
+                id=item.call_id,
+                name=item.name,
+                response=item.response,
+                scheduling=self._scheduling,
             )
             await session.send_tool_response(function_responses=[response])
 
@@ -608,6 +718,8 @@ class GeminiLiveBrain:
                         self._on_message(message)
                         if self._go_away_at is not None and self._at_turn_boundary():
                             raise _MoveOn
+                        if self._move_wanted and self._at_turn_boundary():
+                            self._move_now.set()
         except TimeoutError:
             if self._go_away_at is None:
                 raise
@@ -671,12 +783,24 @@ class GeminiLiveBrain:
 
     def _on_tool_call(self, tool_call: types.LiveServerToolCall) -> None:
         self._progress = True
-        self._muted = False
-        self._end_utterance(play_tail=True)
+        muted = self._muted
+        self._end_utterance(play_tail=not muted)
         self._flush_caller_text()
         for function in tool_call.function_calls or ():
             call_id = function.id or f"gemini-call-{next(self._ids)}"
             name = function.name or ""
+            if muted:
+                # Asked in a reply the caller cut off: it never runs, but the model is told so (a sync model
+                # would otherwise wait for the answer forever).
+                log.info("gemini_tool_call_of_cut_reply", name=name)
+                self._queue(
+                    _ToolResponse(
+                        call_id=call_id,
+                        name=name,
+                        response={"error": "not run: the caller interrupted this reply"},
+                    )
+                )
+                continue
             self._pending_tools[call_id] = name
             self._events.put_nowait(
                 ToolCall(call_id=call_id, name=name, arguments=_json_args(function.args))
@@ -706,14 +830,14 @@ class GeminiLiveBrain:
         self._events.put_nowait(AgentUtteranceEnd(utterance_id=utterance.id))
         text = " ".join("".join(utterance.text).split())
         if text:
-            self._history.append(f"Agent: {text}")
+            self._history.append(("model", text))
             self._events.put_nowait(Speech(role="agent", text=text, utterance_id=utterance.id))
 
     def _flush_caller_text(self) -> None:
         text = " ".join("".join(self._caller_text).split())
         self._caller_text.clear()
         if text:
-            self._history.append(f"Caller: {text}")
+            self._history.append(("user", text))
             self._events.put_nowait(Speech(role="caller", text=text))
 
     # --- go_away and failure ----------------------------------------------------------------
@@ -730,6 +854,13 @@ class GeminiLiveBrain:
 
     def _at_turn_boundary(self) -> bool:
         return self._utterance is None and not self._pending_tools
+
+    def _request_move(self) -> None:
+        """Reconnect (resumed) so that the setup carries the new state: now if between turns, else after."""
+        if self._at_turn_boundary():
+            self._move_now.set()
+        else:
+            self._move_wanted = True
 
     def _fail(self, reason: str) -> None:
         if self._failed or self._closed:

@@ -36,6 +36,7 @@ from orchestrator.brains.base import (
     ModelInterrupted,
     Speech,
     StateBrief,
+    StateDelivered,
     ToolCall,
     ToolDeclaration,
     TurnComplete,
@@ -454,6 +455,8 @@ class CallSession:
             await self._on_brain_failure(item)
         elif isinstance(item, TurnComplete):
             await self._enter(self.machine.send("turn_complete"))
+        elif isinstance(item, StateDelivered):
+            self._note("model", f"{item.state} reached the model by {item.via}")
 
     # --- caller speech and barge-in ---------------------------------------------------------
 

@@ -23,6 +23,7 @@ EntryKind = Literal[
     "stream",  # WebSocket lifecycle: connected, metadata, closed
     "status",  # a status callback from Sautikit
     "state",  # machine transition
+    "model",  # how a state change reached a realtime model (tool result, text, context update, reconnect)
     "caller",  # what the caller said (recognised text)
     "agent",  # what the agent said (full utterance text)
     "barge-in",  # the caller cut the agent off; what was heard

@@ -1,4 +1,4 @@
-"""GeminiLiveBrain on its own against the loopback fake: audio rates, state delivery, tool results."""
+"""GeminiLiveBrain on its own against the loopback fake: audio rates, setup rules per model, state delivery, tools."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import asyncio
 import json
 
 import pytest
+from google.genai import errors as genai_errors
+from google.genai import types
 
 from orchestrator.audio.synth import synthesize_speech
 from orchestrator.brains.base import (
@@ -15,13 +17,14 @@ from orchestrator.brains.base import (
     CallInfo,
     Speech,
     StateBrief,
+    StateDelivered,
     ToolCall,
     ToolDeclaration,
     TurnComplete,
 )
-from orchestrator.brains.gemini import GEMINI_OUTPUT_RATE
+from orchestrator.brains.gemini import GEMINI_OUTPUT_RATE, make_client
 from orchestrator.script import AgentTurn, CallScript, SayStep, ToolStep
-from tests.fakes.gemini_live import FakeGeminiLive
+from tests.fakes.gemini_live import GENERATIONS, FakeGeminiLive, Generation
 from tests.fakes.tls import LoopbackTls, make_loopback_tls
 
 LOOKUP = ToolDeclaration(
@@ -32,6 +35,11 @@ LOOKUP = ToolDeclaration(
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> LoopbackTls:
     return make_loopback_tls(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(params=GENERATIONS)
+def generation(request: pytest.FixtureRequest) -> Generation:
+    return request.param
 
 
 def _call(rate: int) -> CallInfo:
@@ -56,11 +64,11 @@ async def _until(events, kinds: tuple[type, ...]) -> list[BrainEvent]:
     return seen
 
 
-async def test_gemini_brain_resamples_reply_audio_to_the_call_rate(tls):
+async def test_gemini_brain_resamples_reply_audio_to_the_call_rate(tls, generation):
     """24 kHz model speech reaches an 8 kHz call as 8 kHz PCM of the same duration, with its transcript."""
     text = "Hello, how can I help you today?"
     script = CallScript(title="greeting", turns=[AgentTurn(agent=[SayStep(say=text)])])
-    async with FakeGeminiLive(script, tls=tls) as fake:
+    async with FakeGeminiLive(script, tls=tls, generation=generation) as fake:
         brain = fake.brain()
         await brain.start(_call(8000))
         await brain.enter_state(StateBrief(name="identifying", instructions="Greet the caller.", tools=()))
@@ -69,18 +77,55 @@ async def test_gemini_brain_resamples_reply_audio_to_the_call_rate(tls):
     audio = b"".join(e.pcm for e in events if isinstance(e, AgentAudio))
     sent = len(synthesize_speech(text, rate=GEMINI_OUTPUT_RATE, pitch_hz=120.0))
     assert abs(len(audio) - sent // 3) <= 2 * 8000 * 2 // 100  # within 20 ms
-    assert Speech(role="agent", text=text, utterance_id=events[0].utterance_id) in events
+    utterance_id = next(e for e in events if isinstance(e, AgentAudio)).utterance_id
+    assert Speech(role="agent", text=text, utterance_id=utterance_id) in events
     assert isinstance(events[-3], AgentUtteranceEnd)  # then the transcript, then TurnComplete
     setup = json.dumps(fake.connections[0].setup)
     assert "Kore" in setup
     assert "responseModalities" in setup
 
 
-async def test_gemini_brain_delivers_state_instructions_and_tools(tls):
-    """Entering a state sends a context update (instructions, allowed tools) and a turn that acts on it."""
+async def test_gemini_brain_setup_follows_the_models_rules(tls, generation):
+    """Every model: server barge-in off, no resumption handle key; 3.8: functions NON_BLOCKING."""
+    script = CallScript(title="setup", turns=[AgentTurn(agent=[SayStep(say="Hello.")])])
+    async with FakeGeminiLive(script, tls=tls, generation=generation) as fake:
+        brain = fake.brain()
+        await brain.start(_call(16000))
+        await brain.enter_state(StateBrief(name="identifying", instructions="Greet.", tools=()))
+        await _until(brain.events(), (TurnComplete,))
+        await brain.close()
+    setup = fake.connections[0].setup
+    assert list(setup["realtimeInputConfig"].values()) == ["NO_INTERRUPTION"]  # either key spelling
+    assert setup["sessionResumption"] == {}
+    assert "historyConfig" not in setup  # no history to seed on a first connection
+    (declaration,) = setup["tools"][0]["functionDeclarations"]
+    assert declaration.get("behavior") == ("NON_BLOCKING" if generation == "3.8" else None)
+    assert fake.connections[0].ended == "closed"
+
+
+async def test_gemini_brain_delivers_state_by_the_rows_text_channel(tls, generation):
+    """With no tool call waiting, a state's instructions go as client content on 2.5, realtime text on 3.x."""
+    script = CallScript(title="state", turns=[AgentTurn(agent=[SayStep(say="Which order?")])])
+    async with FakeGeminiLive(script, tls=tls, generation=generation) as fake:
+        brain = fake.brain()
+        await brain.start(_call(16000))
+        brief = StateBrief(name="identifying", instructions="Ask for the order number.", tools=("lookup_order",))
+        await brain.enter_state(brief)
+        events = await _until(brain.events(), (TurnComplete,))
+        await brain.close()
+    connection = fake.connections[0]
+    channel = "client_content" if generation == "2.5" else "realtime_text"
+    assert StateDelivered(state="identifying", via=channel) in events
+    texts = connection.client_texts if generation == "2.5" else connection.realtime_texts
+    assert texts == ["(The call is now at step 'identifying'.) Ask for the order number."]
+    assert connection.context_updates == []  # no row is known to honour them
+
+
+async def test_gemini_brain_sends_context_updates_when_configured(tls):
+    """context_updates=True adds a context update: the instruction with the step and only the allowed tools."""
     script = CallScript(title="state", turns=[AgentTurn(agent=[SayStep(say="Which order?")])])
     async with FakeGeminiLive(script, tls=tls) as fake:
-        brain = fake.brain()
+        brain = fake.brain(context_updates=True)
         await brain.start(_call(16000))
         brief = StateBrief(name="identifying", instructions="Ask for the order number.", tools=("lookup_order",))
         await brain.enter_state(brief)
@@ -94,10 +139,10 @@ async def test_gemini_brain_delivers_state_instructions_and_tools(tls):
     assert connection.text_turns[0].endswith("Ask for the order number.")
 
 
-async def test_gemini_brain_forwards_a_refused_tool_call(tls):
+async def test_gemini_brain_forwards_a_refused_tool_call(tls, generation):
     """A tool call the state does not allow is answered with the session's refusal and the allowed tools."""
     script = CallScript(title="refused", turns=[AgentTurn(agent=[ToolStep(tool="lookup_order")])])
-    async with FakeGeminiLive(script, tls=tls) as fake:
+    async with FakeGeminiLive(script, tls=tls, generation=generation) as fake:
         brain = fake.brain()
         await brain.start(_call(16000))
         await brain.enter_state(StateBrief(name="looking_up", instructions="Wait.", tools=()))
@@ -110,6 +155,8 @@ async def test_gemini_brain_forwards_a_refused_tool_call(tls):
     response = fake.connections[0].tool_responses[0]
     assert response["id"] == call.call_id
     assert response["response"] == {**refusal, "allowed_tools": []}
+    # 3.8 calls functions asynchronously: the answer is spoken once the model is idle, not over the caller.
+    assert response.get("scheduling") == ("WHEN_IDLE" if generation == "3.8" else None)
 
 
 async def test_gemini_brain_close_ends_events(tls):
@@ -121,3 +168,63 @@ async def test_gemini_brain_close_ends_events(tls):
         await brain.close()
         async with asyncio.timeout(5):
             assert [e async for e in brain.events()] == []
+
+
+async def test_gemini_brain_unknown_model_follows_the_strictest_rules(tls):
+    """A model name no row knows, on a strict (3.1) server: text goes as realtime input, nothing is refused."""
+    script = CallScript(title="unknown", turns=[AgentTurn(agent=[SayStep(say="Hello.")])])
+    async with FakeGeminiLive(script, tls=tls, generation="3.1") as fake:
+        brain = fake.brain(model="gemini-next-live")
+        await brain.start(_call(16000))
+        await brain.enter_state(StateBrief(name="identifying", instructions="Greet.", tools=()))
+        events = await _until(brain.events(), (TurnComplete,))
+        await brain.close()
+    assert StateDelivered(state="identifying", via="realtime_text") in events
+    assert fake.connections[0].client_texts == []
+    assert fake.connections[0].ended == "closed"
+
+
+async def test_gemini_fake_3x_closes_on_client_content_mid_call(tls):
+    """The 3.1 fake says no like Gemini 3.1: a 2.5-style text turn mid-call ends the session with 1007."""
+    script = CallScript(title="strict", turns=[AgentTurn(agent=[SayStep(say="Hello.")])])
+    async with FakeGeminiLive(script, tls=tls, generation="3.1") as fake:
+        # The 2.5 row sends text as client content: the wrong rules for this server.
+        brain = fake.brain(model="gemini-2.5-flash-native-audio-preview-12-2025")
+        await brain.start(_call(16000))
+        await brain.enter_state(StateBrief(name="identifying", instructions="Greet.", tools=()))
+        async with asyncio.timeout(5):
+            while len(fake.connections) < 2:  # refused, then the brain's one reconnection  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        await brain.close()
+    assert fake.connections[0].ended == "1007 client content after the initial history"
+
+
+@pytest.mark.parametrize(
+    ("send", "why"),
+    [
+        ({"media": types.Blob(data=b"\0\0" * 160, mime_type="audio/pcm;rate=16000")}, "deprecated mediaChunks"),
+        ({"audio": types.Blob(data=b"\0\0" * 160, mime_type="audio/pcm;rate=16000")}, None),
+    ],
+    ids=["media", "audio"],
+)
+async def test_gemini_fake_3x_refuses_deprecated_media_chunks(tls, send, why):
+    """`send_realtime_input(media=...)` (mediaChunks) ends a 3.x session with 1007; `audio=` is taken."""
+    async with FakeGeminiLive(CallScript(title="media", turns=[]), tls=tls, generation="3.8") as fake:
+        client = make_client(fake.config())
+        try:
+            async with client.aio.live.connect(model="gemini-3.8-live", config=types.LiveConnectConfig()) as session:
+                await session.send_realtime_input(**send)
+                if why is not None:
+                    with pytest.raises(genai_errors.APIError, match="1007"):
+                        await _drain(session)
+        finally:
+            await client.aio.aclose()
+            client.close()
+    expected = f"1007 {why}" if why else "closed"
+    assert fake.connections[0].ended == expected
+
+
+async def _drain(session) -> None:
+    async with asyncio.timeout(5):
+        async for _ in session.receive():
+            pass

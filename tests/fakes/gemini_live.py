@@ -8,9 +8,19 @@ back as `inputTranscription` with the script's next caller line, and the script'
 24 kHz synthesized speech in `modelTurn` parts with its `outputTranscription`, `toolCall`s that wait for their
 `toolResponse`, `generationComplete` and `turnComplete`. The first agent turn waits for the client's first text
 turn (the adapter's nudge on entering a state), and a text turn asking to "Say exactly ..." is spoken verbatim.
-If the caller speaks while the model's audio would still be playing, it sends `interrupted` and drops the rest
-of that turn. After each turn it issues a session-resumption handle; the script's progress lives in the fake,
-not in a connection, so a resumed connection carries on where the last one stopped.
+If the caller makes any sound (a cough of 40 ms is enough) while the model's audio would still be playing, it
+sends `interrupted` and drops the rest of that turn — only while server activity handling is on (no `activityHandling: NO_INTERRUPTION` in the setup).
+After each turn it issues a session-resumption handle; the script's progress lives in the fake, not in a
+connection, so a resumed connection carries on where the last one stopped.
+
+`generation` picks the model's rules, and the fake says no where that model says no:
+- "2.5": client content at any time, the deprecated `mediaChunks` and a null resumption handle accepted.
+- "3.1": client content only as initial history, and only with `historyConfig.initialHistoryInClientContent`
+  in the setup, before any realtime input; anything else closes the socket with 1007 ("Request contains an
+  invalid argument"), as do `mediaChunks` and `sessionResumption.handle: null`. Text goes in `realtimeInput.text`.
+- "3.8": as 3.1, except that client content is accepted all session, and with `turnComplete` it cuts off the
+  model's reply at once (`interrupted`), whatever the activity handling. Functions are NON_BLOCKING unless
+  declared otherwise; tool responses are recorded with their `scheduling`.
 
 Faults (`GeminiFaults`): refuse a connection with HTTP 503, close one with a quota error after setup, and,
 after model turn N, drop the socket without a close frame, send a malformed frame, or send `goAway`.
@@ -30,6 +40,7 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import count
 from types import TracebackType
+from typing import Literal, TypeAlias
 
 from aiohttp import WSMsgType, web
 from google import genai
@@ -47,9 +58,18 @@ from orchestrator.brains.scripted import render_reply
 from orchestrator.script import AgentTurn, CallerTurn, CallScript, SayStep, ToolStep
 from tests.fakes.tls import LoopbackTls
 
-__all__ = ["API_KEY", "ConnectionLog", "FakeGeminiLive", "GeminiFaults"]
+__all__ = ["API_KEY", "GENERATIONS", "MODELS", "ConnectionLog", "FakeGeminiLive", "GeminiFaults", "Generation"]
 
+Generation: TypeAlias = Literal["2.5", "3.1", "3.8"]
+GENERATIONS: tuple[Generation, ...] = ("2.5", "3.1", "3.8")
+# The model name a brain asks for in each mode (so the adapter picks that model's capability row).
+MODELS: dict[Generation, str] = {
+    "2.5": "gemini-2.5-flash-native-audio-preview-12-2025",
+    "3.1": "gemini-3.1-flash-live-preview",
+    "3.8": "gemini-3.8-live",
+}
 API_KEY = "gemini-test-key"
+_INVALID = b"Request contains an invalid argument."
 _PATH = "/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent"
 _PITCH_HZ = 120.0
 _CHUNK_MS = 100
@@ -78,7 +98,10 @@ class ConnectionLog:
     setup: dict[str, object] = field(default_factory=dict)
     resumed_with: str | None = None
     audio_bytes: int = 0
-    text_turns: list[str] = field(default_factory=list)
+    text_turns: list[str] = field(default_factory=list)  # every text the model got, either channel
+    client_texts: list[str] = field(default_factory=list)  # of those, sent as client content
+    realtime_texts: list[str] = field(default_factory=list)  # of those, sent as realtimeInput.text
+    seeded: list[dict[str, object]] = field(default_factory=list)  # initial history turns
     context_updates: list[dict[str, object]] = field(default_factory=list)
     tool_responses: list[dict[str, object]] = field(default_factory=list)
     ended: str = "open"
@@ -104,10 +127,13 @@ class FakeGeminiLive:
         tls: LoopbackTls,
         faults: GeminiFaults | None = None,
         api_version: str = "v1beta",
+        generation: Generation = "2.5",
     ) -> None:
         self.script = script
         self.tls = tls
         self.faults = faults or GeminiFaults()
+        self.generation = generation
+        self.server_barge_in = True  # this connection's activity handling: set from each setup
         self.connections: list[ConnectionLog] = []
         self.turns_done = 0
         self.interruptions = 0
@@ -117,7 +143,9 @@ class FakeGeminiLive:
         self._ws: web.WebSocketResponse | None = None
         self._request: web.Request | None = None
         self._live = asyncio.Event()
-        self._vad = make_vad("webrtc", rate=GEMINI_INPUT_RATE)
+        self._vad = make_vad("webrtc", rate=GEMINI_INPUT_RATE)  # turn-taking: the caller's utterances
+        # Activity that cuts the model off (START_OF_ACTIVITY_INTERRUPTS): any caller sound, a cough included.
+        self._activity = make_vad("webrtc", rate=GEMINI_INPUT_RATE, min_speech_ms=40, min_silence_ms=100)
         self._caller_lines = [t.caller for t in script.turns if isinstance(t, CallerTurn)]
         self._agent_turns: dict[int, list[AgentTurn]] = {}
         heard_before = 0
@@ -134,6 +162,7 @@ class FakeGeminiLive:
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._speaking_until = 0.0
         self._handles: set[str] = set()
+        self._seeding = False  # the setup asked for initial history and it has not ended yet
         self._ids = count(1)
         self._client: genai.Client | None = None
 
@@ -169,6 +198,7 @@ class FakeGeminiLive:
         """A brain configuration for this fake (short timeouts: loopback answers at once)."""
         config = GeminiLiveConfig(
             api_key=API_KEY,
+            model=MODELS[self.generation],
             base_url=self.base_url,
             ssl_context=self.tls.client,
             connect_timeout_s=5.0,
@@ -201,6 +231,8 @@ class FakeGeminiLive:
         resumption = _pick(setup, "sessionResumption", "session_resumption")
         handle = _pick(resumption, "handle", "handle") if isinstance(resumption, dict) else None
         record.resumed_with = handle if isinstance(handle, str) else None
+        if self._strict and isinstance(resumption, dict) and "handle" in resumption and handle is None:
+            return await self._refuse(ws, record, "null resumption handle")
         if record.resumed_with is not None and record.resumed_with not in self._handles:
             record.ended = "bad handle"
             await ws.close(code=1008, message=b"Invalid session resumption handle.")
@@ -209,6 +241,8 @@ class FakeGeminiLive:
             record.ended = "quota"
             await ws.close(code=1011, message=_QUOTA_REASON.encode())
             return ws
+        self.server_barge_in = _activity_handling(setup) != "NO_INTERRUPTION"
+        self._seeding = _initial_history(setup)
         previous = self._ws
         self._ws, self._request = ws, request
         if previous is not None and not previous.closed:
@@ -219,7 +253,9 @@ class FakeGeminiLive:
             async for message in ws:
                 if message.type != WSMsgType.TEXT:
                     continue
-                self._on_client_message(record, json.loads(message.data))
+                refusal = self._on_client_message(record, json.loads(message.data))
+                if refusal is not None:
+                    return await self._refuse(ws, record, refusal)
         finally:
             if record.ended == "open":
                 record.ended = "closed"
@@ -228,35 +264,75 @@ class FakeGeminiLive:
                 self._live.clear()
         return ws
 
-    def _on_client_message(self, record: ConnectionLog, data: Mapping[str, object]) -> None:
+    @property
+    def _strict(self) -> bool:
+        return self.generation != "2.5"
+
+    async def _refuse(
+        self, ws: web.WebSocketResponse, record: ConnectionLog, why: str
+    ) -> web.WebSocketResponse:
+        """What Gemini 3.x does with a message it does not take: close the session, 1007."""
+        record.ended = f"1007 {why}"
+        await ws.close(code=1007, message=_INVALID)
+        return ws
+
+    def _on_client_message(self, record: ConnectionLog, data: Mapping[str, object]) -> str | None:
+        """Act on one client message; return why the session must close (3.x rules), or None."""
         realtime = _pick(data, "realtimeInput", "realtime_input")
         if isinstance(realtime, dict):
-            audio = realtime.get("audio")
-            if isinstance(audio, dict) and isinstance(audio.get("data"), str):
-                pcm = _b64decode(audio["data"])
-                record.audio_bytes += len(pcm)
-                self._hear(pcm)
+            chunks = _pick(realtime, "mediaChunks", "media_chunks")
+            if chunks is not None and self._strict:
+                return "deprecated mediaChunks"
+            self._seeding = False  # the realtime conversation has begun: history is closed
+            blobs = [realtime.get("audio"), *(chunks if isinstance(chunks, list) else [])]
+            for audio in blobs:
+                if isinstance(audio, dict) and isinstance(audio.get("data"), str):
+                    pcm = _b64decode(audio["data"])
+                    record.audio_bytes += len(pcm)
+                    self._hear(pcm)
+            if isinstance(realtime.get("text"), str):
+                record.realtime_texts.append(realtime["text"])
+                self._on_text(record, realtime["text"])
         content = _pick(data, "clientContent", "client_content")
         if isinstance(content, dict):
-            self._on_client_content(record, content)
+            return self._on_client_content(record, content)
         update = _pick(data, "contextUpdate", "context_update")
         if isinstance(update, dict):
             record.context_updates.append(update)
         response = _pick(data, "toolResponse", "tool_response")
         if isinstance(response, dict):
             self._on_tool_response(record, response)
+        return None
 
-    def _on_client_content(self, record: ConnectionLog, content: Mapping[str, object]) -> None:
-        texts: list[str] = []
+    def _on_client_content(self, record: ConnectionLog, content: Mapping[str, object]) -> str | None:
         turns = content.get("turns")
+        complete = bool(_pick(content, "turnComplete", "turn_complete"))
+        if self._seeding:
+            # Initial history (history_config on): taken into context, no model call, until turn_complete.
+            if isinstance(turns, list):
+                record.seeded.extend(t for t in turns if isinstance(t, dict))
+            self._seeding = not complete
+            return None
+        if self.generation == "3.1":
+            return "client content after the initial history"
+        texts: list[str] = []
         for turn in turns if isinstance(turns, list) else []:
             for part in turn.get("parts", []) if isinstance(turn, dict) else []:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     texts.append(part["text"])
         text = "\n".join(texts)
+        record.client_texts.append(text)
+        if not complete:
+            record.text_turns.append(text)
+            return None
+        if self.generation == "3.8" and self._speaking():
+            self._interrupted()  # 3.8: turn_complete cuts the model off whatever the activity handling
+        self._on_text(record, text)
+        return None
+
+    def _on_text(self, record: ConnectionLog, text: str) -> None:
+        """A complete text turn from the client (client content or realtime text)."""
         record.text_turns.append(text)
-        if not _pick(content, "turnComplete", "turn_complete"):
-            return
         verbatim = _VERBATIM.search(text)
         if verbatim is not None:
             self._spawn(self._say_verbatim(verbatim.group(1)))
@@ -268,7 +344,7 @@ class FakeGeminiLive:
         for item in functions if isinstance(functions, list) else []:
             if not isinstance(item, dict):
                 continue
-            record.tool_responses.append(item)
+            record.tool_responses.append(item)  # with its `scheduling`, when the client set one
             waiting = self._pending.pop(str(item.get("id")), None)
             result = item.get("response")
             if waiting is not None and not waiting.done():
@@ -276,12 +352,15 @@ class FakeGeminiLive:
 
     # --- the model --------------------------------------------------------------------------
 
+    def _speaking(self) -> bool:
+        return asyncio.get_running_loop().time() < self._speaking_until
+
     def _hear(self, pcm: bytes) -> None:
-        now = asyncio.get_running_loop().time()
-        for event in self._vad.feed(pcm):
-            if event.kind == "speech_started" and now < self._speaking_until:
+        for event in self._activity.feed(pcm):
+            if event.kind == "speech_started" and self._speaking() and self.server_barge_in:
                 self._interrupted()
-            elif event.kind == "speech_stopped":
+        for event in self._vad.feed(pcm):
+            if event.kind == "speech_stopped":
                 self._on_caller_utterance()
 
     def _interrupted(self) -> None:
@@ -305,11 +384,16 @@ class FakeGeminiLive:
         if not turns or heard in self._played:
             return
         self._played.add(heard)
-        if self._turn_task is not None:
-            self._turn_task.cancel()
-        self._turn_task = asyncio.get_running_loop().create_task(self._play(turns))
+        previous = self._turn_task
+        if previous is not None and self.server_barge_in:
+            previous.cancel()
+            previous = None
+        # With NO_INTERRUPTION the model finishes its reply before it answers what the caller said over it.
+        self._turn_task = asyncio.get_running_loop().create_task(self._play(turns, after=previous))
 
-    async def _play(self, turns: list[AgentTurn]) -> None:
+    async def _play(self, turns: list[AgentTurn], after: asyncio.Task[None] | None = None) -> None:
+        if after is not None:
+            await asyncio.wait({after})
         for turn in turns:
             for step in turn.agent:
                 if isinstance(step, SayStep):
@@ -393,3 +477,14 @@ class FakeGeminiLive:
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 
+
+def _activity_handling(setup: Mapping[str, object]) -> object:
+    config = _pick(setup, "realtimeInputConfig", "realtime_input_config")
+    return _pick(config, "activityHandling", "activity_handling") if isinstance(config, dict) else None
+
+
+def _initial_history(setup: Mapping[str, object]) -> bool:
+    config = _pick(setup, "historyConfig", "history_config")
+    if not isinstance(config, dict):
+        return False
+    return bool(_pick(config, "initialHistoryInClientContent", "initial_history_in_client_content"))
