@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from orchestrator.app import create_app
 from orchestrator.audio.wav import interleave, write_wav
+from orchestrator.brain_check import add_brain_commands
 from orchestrator.brain_choice import BRAINS, DEFAULT_SCRIPT, make_brain_factory
 from orchestrator.brains.cascade import make_offline_brain_factory
 from orchestrator.call.session import CallSession
@@ -194,6 +195,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_operator_commands(commands)  # numbers ..., calls ...: Sautikit's REST API for operators
     add_history_commands(commands)  # history ...: the calls this service has handled
+    add_brain_commands(commands)  # brain check ...: a realtime model against the real service
     return parser
 
 

@@ -356,6 +356,7 @@ class GeminiLiveBrain:
         self._history: deque[tuple[str, str]] = deque(maxlen=max(config.history_lines, 1))
         self._handle: str | None = None
         self._seeding = False  # this connection's setup asked for initial history in client content
+        self._dropped: list[str] = []
         self._move_wanted = False  # reconnect at the next turn boundary (the `reconnect` delivery)
         self._move_now = asyncio.Event()
         self._resumed = False
@@ -366,6 +367,21 @@ class GeminiLiveBrain:
         self._closed = False
         self._failed = False
         self._stop = asyncio.Event()
+
+    @property
+    def capabilities(self) -> ModelCapabilities:
+        """The capability row this brain follows for its model."""
+        return self._caps
+
+    @property
+    def resumable(self) -> bool:
+        """True once the server has issued a session-resumption handle."""
+        return self._handle is not None
+
+    @property
+    def dropped(self) -> tuple[str, ...]:
+        """Why each connection that failed ended (recovered from or not), oldest first."""
+        return tuple(self._dropped)
 
     # --- Brain ------------------------------------------------------------------------------
 
@@ -509,6 +525,7 @@ class GeminiLiveBrain:
                 log.info("gemini_session_moved", resumable=self._handle is not None)
             except Exception as exc:  # translated at this one boundary; see failure_reason
                 reason = failure_reason(exc)
+                self._dropped.append(reason)
                 failures = 1 if self._progress else failures + 1
                 if failures > self._config.reconnects:
                     self._fail(reason)

@@ -11,9 +11,13 @@ What it does with the socket:
 - audio: caller PCM at the call's rate -> 24 kHz `input_audio_buffer.append`; model audio
   (`response.output_audio.delta`, 24 kHz) -> the call's rate, one streaming resampler per item;
 - states: `enter_state` sends `session.update` whose instructions are the system prompt plus the
-  state's instructions, and whose tools are only the state's allowed tools;
-- tools: `response.function_call_arguments.done` -> ToolCall; `tool_result` -> a
-  `function_call_output` item, then `response.create` once no other call of that response is open;
+  state's instructions, and whose tools are only the state's allowed tools (the `context_update`
+  strategy of the model's row in `brains/capabilities.py`; while reconnecting, the new connection's
+  setup carries it: `reconnect`), and reports it as a `StateDelivered` event;
+- tools: `response.function_call_arguments.done` (its `name` may be missing: the output item's
+  `response.output_item.added/done` carries it) -> ToolCall, held until its response is done: a call
+  from a response cancelled by a barge-in never runs; `tool_result` -> a `function_call_output` item,
+  then `response.create` once no other call of that response is open;
 - `say`: a `response.create` asking for the text verbatim, tagged with the utterance id;
 - barge-in: `interrupt(heard)` cancels the active response and truncates the played item at
   `heard.played_ms`; the server's own `input_audio_buffer.speech_started` mutes the response;
@@ -55,10 +59,12 @@ from orchestrator.brains.base import (
     ModelInterrupted,
     Speech,
     StateBrief,
+    StateDelivered,
     ToolCall,
     ToolDeclaration,
     TurnComplete,
 )
+from orchestrator.brains.capabilities import capabilities_for
 from orchestrator.errors import BrainError, ConfigError
 
 __all__ = ["OPENAI_RATE", "OpenAIRealtimeBrain", "OpenAIRealtimeConfig", "OpenAIRealtimeError"]
@@ -222,8 +228,20 @@ class _TranscriptDone(_Event):
 class _FunctionCallDone(_Event):
     response_id: str
     call_id: str
-    name: str
+    item_id: str | None = None
+    name: str | None = None  # not always sent: the output item names the function
     arguments: str
+
+
+class _FunctionItem(_Event):
+    id: str | None = None
+    type: str
+    call_id: str | None = None
+    name: str | None = None
+
+
+class _ItemEvent(_Event):
+    item: _FunctionItem
 
 
 class _StatusDetails(_Event):
@@ -327,6 +345,10 @@ class OpenAIRealtimeBrain:
         # Transcript deltas of items whose transcript is not done: a cut item never gets its `done`.
         self._partial: dict[str, tuple[str, list[str]]] = {}  # item id -> (response id, parts)
         self._history: deque[str] = deque(maxlen=64)
+        # Function calls: names from their output items, and calls held until their response is done.
+        self._function_names: dict[str, str] = {}  # call id or item id -> function name
+        self._held_calls: dict[str, list[ToolCall]] = {}  # response id -> calls not yet run
+        capabilities_for("openai", config.model)  # logs a model the table does not know
 
     # --- Brain ------------------------------------------------------------------------------
 
@@ -354,6 +376,9 @@ class OpenAIRealtimeBrain:
         previous, self._state = self._state, state
         if self._link is not None:
             self._link.send(self._state_update())
+        # Between connections, the next connection's session.update carries the state.
+        via = "context_update" if self._link is not None else "reconnect"
+        self._emit(StateDelivered(state=state.name, via=via))
         # The model only speaks when asked: it opens the conversation in the first state, and a
         # state entered again (a silence reprompt) means "ask again". Other entries come with a
         # tool result, which asks for the reply itself.
@@ -552,6 +577,8 @@ class OpenAIRealtimeBrain:
     def _forget_connection(self) -> bool:
         """Clear per-connection state after a drop; True if the model still owed a reply."""
         owed = self._active_response is not None or self._awaiting_created
+        for response_id in list(self._held_calls):
+            self._release_calls(response_id, run=False)  # the new session knows none of these calls
         if self._history and self._history[-1].startswith("Caller:"):
             owed = True
         for item_id in list(self._open_items):
@@ -783,8 +810,23 @@ class OpenAIRealtimeBrain:
                 del self._partial[item_id]
                 self._say_text(item_id, owner, "".join(parts))
 
+    def _on_output_item(self, link: _Link, message: dict[str, object]) -> None:
+        item = _ItemEvent.model_validate(message).item
+        if item.type != "function_call" or not item.name:
+            return
+        for key in (item.call_id, item.id):
+            if key:
+                self._function_names[key] = item.name
+
     def _on_function_call(self, link: _Link, message: dict[str, object]) -> None:
         event = _FunctionCallDone.model_validate(message)
+        name = (
+            event.name
+            or self._function_names.get(event.call_id)
+            or (self._function_names.get(event.item_id) if event.item_id else None)
+        )
+        if not name:
+            raise _Malformed("function call without a name, and no output item naming it")
         try:
             arguments = json.loads(event.arguments) if event.arguments.strip() else {}
         except ValueError as exc:
@@ -793,13 +835,30 @@ class OpenAIRealtimeBrain:
             raise _Malformed("function call arguments are not an object")
         link.call_ids.add(event.call_id)
         self._response_calls.setdefault(event.response_id, set()).add(event.call_id)
-        self._remember(f"Agent called {event.name} with {json.dumps(arguments, sort_keys=True)}")
-        self._emit(ToolCall(call_id=event.call_id, name=event.name, arguments=arguments))
+        # Run only once the response is done and was not cancelled: a barge-in may still cancel it.
+        call = ToolCall(call_id=event.call_id, name=name, arguments=arguments)
+        self._held_calls.setdefault(event.response_id, []).append(call)
+
+    def _release_calls(self, response_id: str, *, run: bool) -> None:
+        """The response is done: run its calls, or forget them if it was cancelled or cut off."""
+        calls = self._held_calls.pop(response_id, [])
+        outstanding = self._response_calls.get(response_id, set())
+        for call in calls:
+            self._function_names.pop(call.call_id, None)
+            if run:
+                arguments = json.dumps(dict(call.arguments), sort_keys=True)
+                self._remember(f"Agent called {call.name} with {arguments}")
+                self._emit(call)
+            else:
+                outstanding.discard(call.call_id)
+                log.info("openai_tool_call_dropped", name=call.name, response_id=response_id)
 
     def _on_response_done(self, link: _Link, message: dict[str, object]) -> _Stop | None:
         response = _ResponseDone.model_validate(message).response
         if self._active_response == response.id:
             self._active_response = None
+        cut = response.status != "completed" or response.id in self._muted
+        self._release_calls(response.id, run=not cut)
         for item_id, owner in list(self._open_items.items()):
             if owner == response.id:
                 self._end_item(item_id)
@@ -903,6 +962,8 @@ _HANDLERS: dict[str, _Handler] = {
     "response.output_audio_transcript.done": OpenAIRealtimeBrain._on_transcript_done,
     "response.audio_transcript.done": OpenAIRealtimeBrain._on_transcript_done,
     "response.function_call_arguments.done": OpenAIRealtimeBrain._on_function_call,
+    "response.output_item.added": OpenAIRealtimeBrain._on_output_item,
+    "response.output_item.done": OpenAIRealtimeBrain._on_output_item,
     "response.done": OpenAIRealtimeBrain._on_response_done,
     "input_audio_buffer.speech_started": OpenAIRealtimeBrain._on_speech_started,
     "conversation.item.input_audio_transcription.completed": (

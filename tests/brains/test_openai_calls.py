@@ -78,7 +78,9 @@ async def test_openai_call_answers_tool_with_function_call_output():
     async with FakeOpenAIRealtime(script) as fake:
         record = await place_call(fake, script)
     assert record.transcript.outcome == "resolved"
-    calls = {e["call_id"]: e["name"] for e in fake.sent_of("response.function_call_arguments.done")}
+    named = [e["item"] for e in fake.sent_of("response.output_item.added")]
+    calls = {i["call_id"]: i["name"] for i in named if i["type"] == "function_call"}
+    assert all("name" not in e for e in fake.sent_of("response.function_call_arguments.done"))
     outputs = [
         e["item"] for e in fake.received_of("conversation.item.create")
         if e["item"]["type"] == "function_call_output"
@@ -280,3 +282,49 @@ async def test_openai_call_escalates_when_openai_is_unreachable():
     assert record.transcript.of_kind("error") == [
         "brain failed: OpenAI Realtime refused the connection (HTTP 503)"
     ]
+
+
+@pytest.mark.looptime
+async def test_openai_call_every_state_change_reaches_the_model_by_session_update():
+    """greeting -> identifying -> looking_up -> narrating -> ended, each by session.update (the row's strategy)."""
+    script = load_script(CALLS / "returning_caller_by_phone.yaml")
+    async with FakeOpenAIRealtime(script) as fake:
+        record = await place_call(fake, script)
+    assert record.transcript.of_kind("state") == [
+        "-> greeting",
+        "greeting -> identifying (stream_started)",
+        "identifying -> looking_up (tool:lookup_order)",
+        "looking_up -> narrating (order_found)",
+        "narrating -> ended (tool:end_call)",
+    ]
+    assert record.transcript.of_kind("model") == [
+        f"{state} reached the model by context_update"
+        for state in ("identifying", "looking_up", "narrating", "ended")
+    ]
+    # Every call ran although no function_call_arguments.done named its function.
+    assert [line.split()[0] for line in record.transcript.of_kind("tool")] == ["lookup_order", "end_call"]
+    assert record.transcript.outcome == "resolved"
+
+
+@pytest.mark.looptime
+async def test_openai_call_tool_call_of_a_cancelled_response_never_runs():
+    """A barge-in cancels the narration; the end_call still in flight from that response is never run."""
+    script = load_script(CALLS / "barge_in_during_narration.yaml")
+    async with FakeOpenAIRealtime(script, call_on_cancel="end_call") as fake:
+        record = await place_call(fake, script)
+    cancelled = [e["response"]["id"] for e in fake.sent_of("response.done") if e["response"]["status"] == "cancelled"]
+    assert len(cancelled) == 1
+    stray = next(
+        e["call_id"] for e in fake.sent_of("response.function_call_arguments.done")
+        if e["response_id"] == cancelled[0]
+    )
+    outputs = [
+        e["item"]["call_id"] for e in fake.received_of("conversation.item.create")
+        if e["item"]["type"] == "function_call_output"
+    ]
+    assert stray not in outputs
+    # The call went on: the caller's question was answered, and end_call ran once, at the real goodbye.
+    assert [line.split()[0] for line in record.transcript.of_kind("tool")] == ["lookup_order", "end_call"]
+    assert any("PikiPiki. Anything else?" in line for line in record.transcript.of_kind("agent"))
+    assert record.transcript.outcome == "resolved"
+    assert len([b for b in record.transcript.of_kind("barge-in") if "agent cut at" in b]) == 1

@@ -11,7 +11,10 @@ summary it is given), replaying a reply the dropped connection never finished.
 It behaves like the real service where the adapter could go wrong: it refuses a second
 `response.create` while a response is active, refuses a truncate past the audio it sent, cancels a
 response when the caller speaks over it (`interrupt_response`), and checks the `Authorization`
-header. `Fault`s inject a dropped socket, malformed frames, a quota or rate-limit error; and
+header. Its `response.function_call_arguments.done` events carry no `name` (only the
+`response.output_item.added/done` events name the function), and with `call_on_cancel` a response
+cancelled mid-way still delivers a function call that was in flight, before its `response.done`
+with status `cancelled`. `Fault`s inject a dropped socket, malformed frames, a quota or rate-limit error; and
 `refuse_connections` answers the first attempts with HTTP 503.
 
     async with FakeOpenAIRealtime(script) as fake:
@@ -86,8 +89,10 @@ class FakeOpenAIRealtime:
         refuse_connections: int = 0,
         chunk_ms: int = 100,
         pace: float = 0.5,
+        call_on_cancel: str | None = None,
     ) -> None:
         self.script = script
+        self.call_on_cancel = call_on_cancel  # a tool "called" by every response that gets cancelled
         self.faults = list(faults)
         self.refuse_connections = refuse_connections
         self.chunk_ms = chunk_ms
@@ -428,6 +433,7 @@ class FakeOpenAIRealtime:
         }
         added = {"type": "response.output_item.added", "response_id": response_id, "item": item}
         await self._send(conn, added)
+        # No `name` here, as some servers send it: only the output item names the function.
         await self._send(
             conn,
             {
@@ -436,11 +442,14 @@ class FakeOpenAIRealtime:
                 "item_id": item_id,
                 "output_index": 0,
                 "call_id": call_id,
-                "name": step.tool,
                 "arguments": arguments,
             },
         )
-        return {**item, "status": "completed"}
+        done = {**item, "status": "completed"}
+        await self._send(
+            conn, {"type": "response.output_item.done", "response_id": response_id, "item": done}
+        )
+        return done
 
     async def _cancel(self, conn: _Conn) -> None:
         response_id = conn.response_id
@@ -449,7 +458,11 @@ class FakeOpenAIRealtime:
         if task is not None and task is not asyncio.current_task():
             task.cancel()
         if response_id is not None:
-            await self._done(conn, response_id, [], status="cancelled")
+            output: list[dict[str, object]] = []
+            if self.call_on_cancel is not None:
+                # Events already in flight when the cancel landed: a function call of the cut response.
+                output.append(await self._call_tool(conn, response_id, ToolStep(tool=self.call_on_cancel)))
+            await self._done(conn, response_id, output, status="cancelled")
 
     # --- faults -----------------------------------------------------------------------------
 
