@@ -1,15 +1,16 @@
-"""`orchestrator brain check gemini|openai`: one short simulated call against the real service, and a table.
+"""`orchestrator brain check gemini|openai`: one short simulated call against the real service.
 
-Layer: a command on top (like cli.py): it drives a brain adapter the way a call session does, with caller audio
-synthesised here, and checks the protocol rules of the model's row in `brains/capabilities.py`:
+Layer: a command on top (like cli.py). It drives a brain adapter the way a call session does, with
+caller audio synthesised here, and checks the rules of the model's row in `brains/capabilities.py`:
 
-    orchestrator brain check gemini        # GEMINI_API_KEY, GEMINI_LIVE_MODEL, GEMINI_BASE_URL
-    orchestrator brain check openai        # OPENAI_API_KEY, OPENAI_REALTIME_MODEL, OPENAI_REALTIME_URL
+    orchestrator brain check gemini    # GEMINI_API_KEY, GEMINI_LIVE_MODEL, GEMINI_BASE_URL
+    orchestrator brain check openai    # OPENAI_API_KEY, OPENAI_REALTIME_MODEL, OPENAI_REALTIME_URL
 
-The call: a state change with no tool call waiting (the model should greet), the caller asking for an order
-(the model should call `lookup_order`), the tool's answer carrying the next state (the model should speak it),
-and a cough while it speaks (with server barge-in off, nothing may cut it off). Exit 0 when every check
-passed, 1 when one failed, 2 without a key. It costs one short session (well under a minute of audio).
+The call: a state change with no tool call waiting (the model should greet), the caller asking for
+an order (the model should call `lookup_order`), the tool's answer carrying the next state (the
+model should speak it), and a cough while it speaks (server barge-in is off: nothing may cut it
+off). It prints a pass/fail table; exit 0 when every check passed, 1 when one failed, 2 without a
+key. It costs one short session (well under a minute of audio).
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ from orchestrator.brains.base import (
 from orchestrator.brains.capabilities import ModelCapabilities, capabilities_for, choose_delivery
 from orchestrator.cli_output import format_table
 from orchestrator.errors import ConfigError
+from orchestrator.script import CallScript
 
-__all__ = ["CheckReport", "add_brain_commands", "run_check"]
+__all__ = ["CALLER_LINE", "EXPECTED_CALL", "CheckReport", "add_brain_commands", "run_check"]
 
 BrainName = Literal["gemini", "openai"]
 Result = Literal["pass", "FAIL", "not run"]
@@ -62,11 +64,32 @@ _LOOKUP = ToolDeclaration(
     },
 )
 _PROMPT = (
-    "You are the phone order-status assistant of a small shop. Speak briefly, one short sentence per turn. "
-    "Never guess an order's status: always call lookup_order with the order number the caller gives."
+    "You are the phone order-status assistant of a small shop. Speak briefly, one short "
+    "sentence per turn. Never guess an order's status: always call lookup_order with the order "
+    "number the caller gives."
 )
 _GREET = "Greet the caller in one short sentence and ask for their order number."
-_NARRATE = "Tell the caller that order DX1042 is out for delivery and arrives today, then ask if that is all."
+_NARRATE = (
+    "Tell the caller that order DX1042 is out for delivery and arrives today, "
+    "then ask if that is all."
+)
+# The model's side of the check call when it does what is asked: what the loopback fakes play in the
+# tests.
+EXPECTED_CALL = CallScript.model_validate(
+    {
+        "title": "brain check",
+        "turns": [
+            {"agent": [{"say": "Hello, which order is it?"}]},
+            {"caller": CALLER_LINE},
+            {
+                "agent": [
+                    {"tool": "lookup_order", "args": {"order_number": "DX1042"}},
+                    {"say": "Order {{ result.order.order_number }} is on its way. Is that all?"},
+                ]
+            },
+        ],
+    }
+)
 _ORDER_FOUND: dict[str, JSONValue] = {
     "found": True,
     "order": {"order_number": "DX1042", "status_text": "out for delivery", "eta": "today"},
@@ -99,7 +122,7 @@ class CheckReport:
 
 
 class _Events:
-    """Collects a brain's events in the background; `wait` for the first one after a mark that matches."""
+    """A brain's events, collected in the background; `wait` for the first match after a mark."""
 
     def __init__(self, brain: Brain) -> None:
         self.seen: list[BrainEvent] = []
@@ -153,7 +176,7 @@ def _make_brain(
 
 
 def _default_voice(text: str, rate: int) -> bytes:
-    """A flite voice (recognisable speech) when flite is installed, else deterministic speech-like audio."""
+    """A flite voice (recognisable speech) if flite is installed, else synthetic speech."""
     try:
         from orchestrator.speech.voices import synthesize_caller
 
@@ -178,13 +201,15 @@ async def run_check(
     caller_voice: CallerVoiceFn = _default_voice,
     step_timeout_s: float = 20.0,
 ) -> CheckReport:
-    """Place the check call and return what held. Raises ConfigError (no key, bad setting) before connecting."""
+    """Place the check call and report what held; ConfigError (no key) before connecting."""
     brain, model, caps = _make_brain(name, environ, ssl_context)
     report = CheckReport(brain=name, model=model, row=caps.name)
     greet_via = choose_delivery(caps, call_waiting=False)
     rules = {
         "setup": Check("connects; the setup is accepted"),
-        "state": Check(f"a state change with no call waiting goes by {greet_via}; the model acts on it"),
+        "state": Check(
+            f"a state change with no call waiting goes by {greet_via}; the model acts on it"
+        ),
         "audio": Check("caller audio (16 kHz in 20 ms frames) is heard"),
         "tool": Check("the model calls lookup_order"),
         "result": Check(
@@ -215,7 +240,8 @@ async def run_check(
     finally:
         await brain.close()
         await events.stop()
-    # Every connection that ended in failure counts, even one the adapter recovered from by reconnecting.
+    # Every connection that ended in failure counts, even one the adapter recovered from by
+    # reconnecting.
     reasons = list(getattr(brain, "dropped", ()))
     reasons += [e.reason for e in events.of(BrainFailure) if isinstance(e, BrainFailure)]
     if reasons:
@@ -240,7 +266,9 @@ async def _converse(
     timeout_s: float,
 ) -> None:
     start = events.mark()
-    await brain.enter_state(StateBrief(name="identifying", instructions=_GREET, tools=("lookup_order",)))
+    await brain.enter_state(
+        StateBrief(name="identifying", instructions=_GREET, tools=("lookup_order",))
+    )
     spoke = await events.wait((AgentAudio, BrainFailure), since=start, timeout_s=timeout_s)
     if not isinstance(spoke, AgentAudio):
         return  # not even a greeting: the failure (or its absence) says why
@@ -258,7 +286,9 @@ async def _converse(
     heard = [e.text for e in caller if isinstance(e, Speech) and e.role == "caller"]
     if heard or isinstance(call, ToolCall):
         rules["audio"].result = "pass"
-        rules["audio"].detail = f'transcribed "{heard[0]}"' if heard else "answered with a tool call"
+        rules["audio"].detail = (
+            f'transcribed "{heard[0]}"' if heard else "answered with a tool call"
+        )
     else:
         rules["audio"].result = "FAIL"
     if not isinstance(call, ToolCall):
@@ -281,7 +311,8 @@ async def _converse(
     # The cough, over the model's reply: only the session may decide to cut it off.
     await _speak(brain, noise_burst(300, RATE, -12.0), trailing_silence_ms=200)
     await events.wait((TurnComplete, BrainFailure), since=answered, timeout_s=timeout_s)
-    said = [e.text for e in events.of(Speech, since=answered) if isinstance(e, Speech) and e.role == "agent"]
+    replies = events.of(Speech, since=answered)
+    said = [e.text for e in replies if isinstance(e, Speech) and e.role == "agent"]
     rules["result"].detail = f'said "{" ".join(said)[:60]}"' if said else "spoke (no transcript)"
     cut = events.of(ModelInterrupted, since=answered)
     rules["barge"].result = "FAIL" if cut else "pass"
@@ -301,12 +332,15 @@ def add_brain_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     actions = brain.add_subparsers(title="brain commands", metavar="ACTION")
     check = actions.add_parser(
         "check",
-        help="place one short simulated call against Gemini Live or OpenAI Realtime; print a pass/fail table",
+        help="place one short simulated call against Gemini Live or OpenAI Realtime; "
+        "print a pass/fail table",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("brain", choices=("gemini", "openai"))
-    check.add_argument("--model", help="model name (default: GEMINI_LIVE_MODEL / OPENAI_REALTIME_MODEL)")
+    check.add_argument(
+        "--model", help="model name (default: GEMINI_LIVE_MODEL / OPENAI_REALTIME_MODEL)"
+    )
     check.add_argument("--ca-file", help="gemini: trust this CA (a TLS proxy or a local fake)")
     check.set_defaults(run=_check_command)
 
@@ -314,7 +348,8 @@ def add_brain_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
 def _check_command(args: argparse.Namespace) -> int:
     environ = dict(os.environ)
     if args.model:
-        environ["GEMINI_LIVE_MODEL" if args.brain == "gemini" else "OPENAI_REALTIME_MODEL"] = args.model
+        variable = "GEMINI_LIVE_MODEL" if args.brain == "gemini" else "OPENAI_REALTIME_MODEL"
+        environ[variable] = args.model
     context = ssl.create_default_context(cafile=args.ca_file) if args.ca_file else None
     try:
         report = asyncio.run(run_check(args.brain, environ, ssl_context=context))

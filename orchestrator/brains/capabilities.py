@@ -1,4 +1,4 @@
-"""What each realtime speech-to-speech model family accepts mid-call, and so how a state change reaches it.
+"""What each realtime speech-to-speech model accepts mid-call, so how a state change reaches it.
 
 Layer: brain adapters' shared table. Imports nothing of flows, sessions or sockets.
 
@@ -6,15 +6,15 @@ Layer: brain adapters' shared table. Imports nothing of flows, sessions or socke
     caps.name                                   # "gemini-3.1"
     choose_delivery(caps, call_waiting=False)   # "realtime_text"
 
-Models change faster than adapters: every wire rule an adapter follows is keyed on a row of this table, never
-on a model name inside the adapter. A name that matches no row gets the family's most conservative row (every
-restriction any known model has) and one warning log line. The rows, their sources and what is still unproven
-against the real services are in docs/brains/capabilities.md.
+Models change faster than adapters: every wire rule an adapter follows is keyed on a row of this
+table, never on a model name inside the adapter. A name that matches no row gets the family's most
+conservative row (every restriction a known model has) and one warning log line. The rows, their
+sources and what is still unproven against the real services: docs/brains/capabilities.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, TypeAlias
 
 import structlog
@@ -35,9 +35,11 @@ Family: TypeAlias = Literal["gemini", "openai"]
 # How a state change (its instructions and allowed tools) reaches the model:
 #   tool_result     in the answer to the tool call that caused the change (only while one waits)
 #   client_content  a user text turn in the conversation (Gemini `client_content`, turn complete)
-#   realtime_text   a realtime text input (Gemini `realtime_input.text`): does not end the model's turn
+#   realtime_text   a realtime text input (Gemini `realtime_input.text`): does not end the model's
+# turn
 #   context_update  the session's instructions and tools replaced in place (OpenAI `session.update`)
-#   reconnect       a new connection resumed with the session handle, its setup carrying the new instructions
+#   reconnect       a new connection resumed with the session handle, its setup carrying the new
+# instructions
 Delivery: TypeAlias = Literal[
     "tool_result", "client_content", "realtime_text", "context_update", "reconnect"
 ]
@@ -52,26 +54,32 @@ DELIVERIES: tuple[Delivery, ...] = (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelCapabilities:
-    """One row: what a model family accepts mid-session, and the state-change strategies in preference order."""
+    """One row: what a model accepts mid-session; its state-change strategies, preferred first."""
 
     family: Family
     name: str  # the row's label, shown in logs and `brain check`
     prefixes: tuple[str, ...]  # model names starting with one of these use this row
-    # Text turns (client content) accepted after the session started; False: only to seed initial history.
+    # Text turns (client content) accepted after the session started; False: only to seed initial
+    # history.
     client_content_mid_session: bool
     # Seeding history with client content needs `history_config.initial_history_in_client_content`.
     history_needs_config: bool
-    # Instructions and tools replaceable mid-session, and honoured (send_context_update / session.update).
+    # Instructions and tools replaceable mid-session, and honoured (send_context_update /
+    # session.update).
     instructions_mid_session: bool
-    # The server's own barge-in can be switched off (Gemini NO_INTERRUPTION, OpenAI interrupt_response).
+    # The server's own barge-in can be switched off (Gemini NO_INTERRUPTION, OpenAI
+    # interrupt_response).
     server_interruption_off: bool
-    # sync: the model waits for each tool answer; async: it goes on talking and the answer is scheduled.
+    # sync: the model waits for each tool answer; async: it goes on talking and the answer is
+    # scheduled.
     function_calling: Literal["sync", "async"]
     # A dropped or expiring connection can be resumed with a server-issued handle.
     resumption: bool
-    # How a state change reaches the model, first applicable wins ("tool_result" only while a call waits).
+    # How a state change reaches the model, first applicable wins ("tool_result" only while a call
+    # waits).
     delivery: tuple[Delivery, ...]
-    # Known: a row from docs or field reports. Not known: the conservative fallback for unmatched names.
+    # Known: a row from docs or field reports. Not known: the conservative fallback for unmatched
+    # names.
     known: bool = True
 
 
@@ -104,7 +112,8 @@ ROWS: tuple[ModelCapabilities, ...] = (
         family="gemini",
         name="gemini-3.8",
         prefixes=("gemini-3.8",),
-        # Docs allow client content all session, but turn_complete=true cuts the model's reply off: the
+        # Docs allow client content all session, but turn_complete=true cuts the model's reply off:
+        # the
         # adapter does not use it mid-call, so a non-interruptible state stays uncut.
         client_content_mid_session=True,
         history_needs_config=True,
@@ -128,41 +137,20 @@ ROWS: tuple[ModelCapabilities, ...] = (
     ),
 )
 
-# Unmatched names: assume every restriction a known model of the family has. Gemini: no mid-session client
-# content, history only with history_config, ignored context updates, answers that may be async (a
-# scheduling on a blocking call's answer is ignored, so handling both is safe).
+# Unmatched names: assume every restriction a known model of the family has. Gemini: 3.1's rules (no
+# mid-session client content, history only with history_config, ignored context updates), with
+# answers
+# handled as async (a scheduling on a blocking call's answer is ignored, so handling both is safe).
 _CONSERVATIVE: dict[Family, ModelCapabilities] = {
-    "gemini": ModelCapabilities(
-        family="gemini",
-        name="gemini-unknown",
-        prefixes=(),
-        client_content_mid_session=False,
-        history_needs_config=True,
-        instructions_mid_session=False,
-        server_interruption_off=True,
-        function_calling="async",
-        resumption=True,
-        delivery=("tool_result", "realtime_text"),
-        known=False,
+    "gemini": replace(
+        ROWS[1], name="gemini-unknown", prefixes=(), function_calling="async", known=False
     ),
-    "openai": ModelCapabilities(
-        family="openai",
-        name="openai-unknown",
-        prefixes=(),
-        client_content_mid_session=True,
-        history_needs_config=False,
-        instructions_mid_session=True,
-        server_interruption_off=True,
-        function_calling="sync",
-        resumption=False,
-        delivery=("context_update",),
-        known=False,
-    ),
+    "openai": replace(ROWS[3], name="openai-unknown", prefixes=(), known=False),
 }
 
 
 def capabilities_for(family: Family, model: str) -> ModelCapabilities:
-    """The row for `model` ("models/" prefixes ignored); unknown names get the conservative row and a log line."""
+    """The row for `model` ("models/" ignored); an unknown name: the conservative row, logged."""
     name = model.strip().lower().removeprefix("models/")
     for row in ROWS:
         if row.family == family and name.startswith(row.prefixes):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 import pytest
 from google.genai import errors as genai_errors
@@ -22,9 +23,10 @@ from orchestrator.brains.base import (
     ToolDeclaration,
     TurnComplete,
 )
+from orchestrator.brains.capabilities import capabilities_for
 from orchestrator.brains.gemini import GEMINI_OUTPUT_RATE, make_client
 from orchestrator.script import AgentTurn, CallScript, SayStep, ToolStep
-from tests.fakes.gemini_live import GENERATIONS, FakeGeminiLive, Generation
+from tests.fakes.gemini_live import GENERATIONS, MODELS, FakeGeminiLive, Generation
 from tests.fakes.tls import LoopbackTls, make_loopback_tls
 
 LOOKUP = ToolDeclaration(
@@ -228,3 +230,28 @@ async def _drain(session) -> None:
     async with asyncio.timeout(5):
         async for _ in session.receive():
             pass
+
+
+async def test_gemini_brain_reconnect_strategy_carries_the_state_in_a_new_setup(tls):
+    """A row whose only strategy is `reconnect`: between turns the brain moves to a new connection whose
+    setup's system instruction holds the new step."""
+    row = replace(capabilities_for("gemini", MODELS["3.1"]), delivery=("tool_result", "reconnect"))
+    script = CallScript(title="reconnect", turns=[])
+    async with FakeGeminiLive(script, tls=tls, generation="3.1") as fake:
+        brain = fake.brain(capabilities=row)
+        await brain.start(_call(16000))
+        async with asyncio.timeout(5):
+            while not fake.connections:  # noqa: ASYNC110 - the fake records connections as they come
+                await asyncio.sleep(0.01)
+        await brain.enter_state(StateBrief(name="identifying", instructions="Ask for the number.", tools=()))
+        events = await _until(brain.events(), (StateDelivered,))
+        async with asyncio.timeout(5):
+            while len(fake.connections) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await brain.close()
+    assert events[-1] == StateDelivered(state="identifying", via="reconnect")
+    first, second = fake.connections
+    assert "Current step" not in str(first.setup.get("systemInstruction"))
+    assert "Current step (identifying): Ask for the number." in str(second.setup["systemInstruction"])
+    assert first.text_turns == second.text_turns == []
+    assert first.ended == "closed"

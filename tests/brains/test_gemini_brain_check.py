@@ -5,28 +5,10 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.audio.synth import synthesize_speech
-from orchestrator.brain_check import CALLER_LINE, run_check
+from orchestrator.brain_check import EXPECTED_CALL, run_check
 from orchestrator.cli import main
-from orchestrator.script import CallScript
 from tests.fakes.gemini_live import API_KEY, GENERATIONS, MODELS, FakeGeminiLive
 from tests.fakes.tls import LoopbackTls, make_loopback_tls
-
-# The model's side of the check call, as the fake plays it.
-CHECK_CALL = CallScript.model_validate(
-    {
-        "title": "brain check",
-        "turns": [
-            {"agent": [{"say": "Hello, which order is it?"}]},
-            {"caller": CALLER_LINE},
-            {
-                "agent": [
-                    {"tool": "lookup_order", "args": {"order_number": "DX1042"}},
-                    {"say": "Your order {{ result.order.order_number }} is out for delivery. Is that all?"},
-                ]
-            },
-        ],
-    }
-)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +28,7 @@ def _synthetic(text: str, rate: int) -> bytes:
 @pytest.mark.looptime
 async def test_gemini_brain_check_passes_against_a_faithful_server(tls, generation):
     """Every rule holds against the fake in each model's mode, and the table names the row it checked."""
-    async with FakeGeminiLive(CHECK_CALL, tls=tls, generation=generation) as fake:
+    async with FakeGeminiLive(EXPECTED_CALL, tls=tls, generation=generation) as fake:
         report = await run_check(
             "gemini", _environ(fake, MODELS[generation]), ssl_context=tls.client, caller_voice=_synthetic
         )
@@ -62,7 +44,7 @@ async def test_gemini_brain_check_passes_against_a_faithful_server(tls, generati
 @pytest.mark.looptime
 async def test_gemini_brain_check_fails_where_the_server_says_no(tls):
     """Told the model is 2.5 while the server is 3.1: client content is refused (1007), and the table says so."""
-    async with FakeGeminiLive(CHECK_CALL, tls=tls, generation="3.1") as fake:
+    async with FakeGeminiLive(EXPECTED_CALL, tls=tls, generation="3.1") as fake:
         report = await run_check(
             "gemini", _environ(fake, MODELS["2.5"]), ssl_context=tls.client, caller_voice=_synthetic,
             step_timeout_s=5.0,

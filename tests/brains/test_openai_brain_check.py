@@ -5,32 +5,15 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.audio.synth import synthesize_speech
-from orchestrator.brain_check import CALLER_LINE, run_check
+from orchestrator.brain_check import EXPECTED_CALL, run_check
 from orchestrator.cli import main
-from orchestrator.script import CallScript
 from tests.fakes.openai_realtime import API_KEY, FakeOpenAIRealtime
-
-CHECK_CALL = CallScript.model_validate(
-    {
-        "title": "brain check",
-        "turns": [
-            {"agent": [{"say": "Hello, which order is it?"}]},
-            {"caller": CALLER_LINE},
-            {
-                "agent": [
-                    {"tool": "lookup_order", "args": {"order_number": "DX1042"}},
-                    {"say": "Your order {{ result.order.order_number }} is out for delivery. Is that all?"},
-                ]
-            },
-        ],
-    }
-)
 
 
 @pytest.mark.looptime
 async def test_openai_brain_check_passes_against_the_fake():
     """Every rule holds: state by session.update, a nameless function call resolved, no server barge-in."""
-    async with FakeOpenAIRealtime(CHECK_CALL) as fake:
+    async with FakeOpenAIRealtime(EXPECTED_CALL) as fake:
         environ = {"OPENAI_API_KEY": API_KEY, "OPENAI_REALTIME_URL": fake.url}
         report = await run_check(
             "openai", environ, caller_voice=lambda text, rate: synthesize_speech(text, rate=rate)
