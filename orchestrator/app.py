@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,10 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.brains.base import Brain
 from orchestrator.call.session import CallServices, CallSession, SessionOptions
+from orchestrator.call.tools import ToolHandler, environment_names
 from orchestrator.call.store import CallStore, CallStoreError, StoredCall, open_call_store
 from orchestrator.call.transcript import transcript_files
 from orchestrator.errors import ConfigError, SignatureError, WebhookError
-from orchestrator.flow import Flow, load_flow
+from orchestrator.flow import Flow, load_flow, render
 from orchestrator.logging import mask_phone, mask_phone_numbers_in
 from orchestrator.orders import (
     DEMO_BACKEND,
@@ -105,6 +107,8 @@ class Orchestrator:
     on_call_finished: list[Callable[[CallSession], None]] = field(default_factory=list)
 
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    # Code handlers of the flow's tools (`add_routes(..., tools=...)`).
+    tools: dict[str, ToolHandler] = field(default_factory=dict)
     store: CallStore | None = None
     fallback_voice: Callable[[str, int], Awaitable[bytes]] | None = None
 
@@ -140,17 +144,35 @@ def add_routes(
     brain_factory: BrainFactory,
     flow: Flow | None = None,
     orders: OrdersClient | None = None,
+    tools: Mapping[str, ToolHandler] | None = None,
 ) -> Orchestrator:
     """Add the voice webhook, media socket, stream-status, events and health routes to `app`.
 
-    Without `orders`, a client for `settings.orders_base_url` is made at start-up — or, when that is unset, the
-    embedded demo orders backend is started on a loopback port and used.
+    Without `orders`, a client for the shop's orders API (`settings.orders_base_url`, else the flow's
+    `orders.base_url`) is made at start-up. With neither, this raises ConfigError unless `settings.orders` is
+    "demo", which starts the embedded demo orders backend on a loopback port: real callers are never answered
+    from demo data by accident.
+
+    `tools` gives the flow's code tools their handlers, by tool name:
+
+        async def send_tracking_sms(call: ToolCallContext) -> dict[str, JSONValue]:
+            return {"sent": True, "to": call.view["caller"]["number"]}
+
+        add_routes(app, settings=settings, brain_factory=factory, tools={"send_tracking_sms": send_tracking_sms})
+
+    Every tool of the flow must be built-in, have an `http:` action, or have a handler here (ConfigError otherwise).
     """
+    handlers = dict(tools or {})
+    loaded = flow if flow is not None else load_flow(settings.flow, handlers=handlers)
+    _check_tools(loaded, handlers)
+    if orders is None:
+        _check_orders_source(settings, loaded)
     orchestrator = Orchestrator(
         settings=settings,
-        flow=flow if flow is not None else load_flow(settings.flow),
+        flow=loaded,
         brain_factory=brain_factory,
         orders=orders,
+        tools=handlers,
     )
     app[ORCHESTRATOR] = orchestrator
     routes = settings.routes
@@ -164,17 +186,72 @@ def add_routes(
 
 
 def create_app(
-    settings: Settings, *, brain_factory: BrainFactory, flow: Flow | None = None
+    settings: Settings,
+    *,
+    brain_factory: BrainFactory,
+    flow: Flow | None = None,
+    tools: Mapping[str, ToolHandler] | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=256 * 1024)
     app.on_response_prepare.append(_plain_server_header)
-    add_routes(app, settings=settings, brain_factory=brain_factory, flow=flow)
+    add_routes(app, settings=settings, brain_factory=brain_factory, flow=flow, tools=tools)
     return app
 
 
 async def _plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
     # aiohttp's default names Python's and its own versions: a free hint to anyone probing.
     response.headers["Server"] = "orchestrator"
+
+
+def _check_tools(flow: Flow, handlers: Mapping[str, ToolHandler]) -> None:
+    undeclared = sorted(set(handlers) - set(flow.tools))
+    if undeclared:
+        raise ConfigError(
+            f"handlers given for tools the flow does not declare: {', '.join(undeclared)}"
+        )
+    doubled = sorted(n for n in handlers if flow.tools[n].http is not None)
+    if doubled:
+        raise ConfigError(f"tools with both an http: action and a code handler: {', '.join(doubled)}")
+    for name, spec in flow.tools.items():
+        unset = [v for v in environment_names(spec.http) if v not in os.environ] if spec.http else []
+        if unset:  # a warning, not a refusal: the variable may be set before the first call needs it
+            log.warning("tool_environment_unset", tool=name, variables=unset)
+    idle = flow.tools_without_action(handlers)
+    if idle:
+        raise ConfigError(
+            f"flow {flow.name}: tool(s) {', '.join(idle)} do nothing: give each an http: action in the flow, "
+            "or a code handler (add_routes(..., tools={name: handler}))"
+        )
+
+
+def _check_orders_source(settings: Settings, flow: Flow) -> None:
+    """No orders API configured must be a decision (demo), never a silent fallback for real callers."""
+    if settings.orders_base_url or flow.orders.base_url or settings.orders == "demo":
+        return
+    raise ConfigError(
+        "no orders API configured: set ORCHESTRATOR_ORDERS_BASE_URL (or --orders-url, or orders.base_url in "
+        "the flow), or answer from the embedded demo orders with --orders demo (ORCHESTRATOR_ORDERS=demo)"
+    )
+
+
+def _orders_api_config(settings: Settings, flow: Flow, base_url: str) -> OrdersApiConfig:
+    """The orders client's configuration: settings (environment, flags) win over the flow's `orders:`."""
+    section = flow.orders
+    view = {"env": dict(os.environ)}
+    return OrdersApiConfig(
+        base_url=base_url,
+        path=settings.orders_path or section.path or "/api/orders",
+        order_param=settings.orders_order_param or section.order_param or "order_number",
+        phone_param=settings.orders_phone_param or section.phone_param or "phone",
+        token=settings.orders_token,
+        auth_header=settings.orders_auth_header,
+        auth_scheme=settings.orders_auth_scheme,
+        headers={key: render(value, view) for key, value in section.headers.items()},
+        timeout_s=section.timeout or settings.orders_timeout_s,
+        envelope=settings.orders_envelope or section.envelope,
+        fields=settings.orders_fields if settings.orders_fields is not None else dict(section.fields),
+        statuses=settings.orders_statuses if settings.orders_statuses is not None else section.statuses,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -212,18 +289,14 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
         if orchestrator.orders is None:
             configured = settings.orders_base_url or orchestrator.flow.orders.base_url
             if configured is None:
+                _check_orders_source(settings, orchestrator.flow)
                 base_url, demo = await stack.enter_async_context(
                     _demo_orders_server(settings.demo_orders_db)
                 )
                 orchestrator.demo_orders = demo
+                config = OrdersApiConfig(base_url=base_url)  # the demo speaks the default contract
             else:
-                base_url = configured
-            config = OrdersApiConfig(
-                base_url=base_url,
-                path=orchestrator.flow.orders.path or "/api/orders",
-                token=settings.orders_token,
-                timeout_s=orchestrator.flow.orders.timeout or settings.orders_timeout_s,
-            )
+                config = _orders_api_config(settings, orchestrator.flow, configured)
             orchestrator.orders = await stack.enter_async_context(OrdersClient(config))
         rest = None
         if settings.sautikit_api_key:
@@ -239,7 +312,10 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
         orchestrator.fallback_voice = _fallback_voice(settings, orchestrator.flow)
         stack.push_async_callback(orchestrator.store.close)
         orchestrator.services = CallServices(
-            rest=rest, http=http, callback_timeout_s=settings.callback_timeout_s
+            rest=rest,
+            http=http,
+            callback_timeout_s=settings.callback_timeout_s,
+            tools=orchestrator.tools,
         )
         yield
         for task in list(orchestrator.background):

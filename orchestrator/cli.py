@@ -68,8 +68,12 @@ environment variables (flags win over them):
   ORCHESTRATOR_STREAM_SECRET      signs stream tokens; set it when several workers share calls
   ORCHESTRATOR_WEBHOOK_SECRET     verify X-Sautikit-Signature on webhooks (or SAUTIKIT_WEBHOOK_SECRET)
   ORCHESTRATOR_WEBHOOK_PLAIN_SIGNATURES=1   also accept the plain (untimed, replayable) signature form
-  ORCHESTRATOR_ORDERS_BASE_URL    the shop's orders API (unset: the embedded demo backend)
-  ORCHESTRATOR_ORDERS_TOKEN       bearer token for it (or ORDERS_API_TOKEN)
+  ORCHESTRATOR_ORDERS_BASE_URL    the shop's orders API (docs/orders-api.md)
+  ORCHESTRATOR_ORDERS=demo        without a base URL: answer from the embedded demo orders (else serve refuses)
+  ORCHESTRATOR_ORDERS_TOKEN       token for it (or ORDERS_API_TOKEN), sent as
+                                  ORCHESTRATOR_ORDERS_AUTH_HEADER: ORCHESTRATOR_ORDERS_AUTH_SCHEME <token>
+  ORCHESTRATOR_ORDERS_PATH, _ORDER_PARAM, _PHONE_PARAM, _ENVELOPE, _FIELDS (JSON), _STATUSES (JSON)
+                                  how to read the shop's answers; each wins over the flow's orders: section
   ORCHESTRATOR_SAUTIKIT_API_KEY   Sautikit REST key (or SAUTIKIT_API_KEY): hang-up, supervision, call records
   ORCHESTRATOR_SAUTIKIT_BASE_URL  default https://api.sautikit.com
   ORCHESTRATOR_TRACK              inbound_track (default) or both_tracks
@@ -135,7 +139,14 @@ def _parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_SCRIPT.relative_to(ROOT)})",
     )
     serve.add_argument(
-        "--orders-url", help="base URL of the shop's orders API (default: embedded demo)"
+        "--orders-url",
+        help="base URL of the shop's orders API (or ORCHESTRATOR_ORDERS_BASE_URL, or orders.base_url in the "
+        "flow); without one, serve refuses to start unless --orders demo",
+    )
+    serve.add_argument(
+        "--orders",
+        choices=("demo",),
+        help="demo: answer from the embedded demo orders (fixtures/orders.json), never real ones",
     )
     serve.add_argument("--transcripts-dir", type=Path, help="write each call's transcript here")
     serve.add_argument("--log-format", choices=("json", "console"), default="json")
@@ -150,6 +161,13 @@ def _parser() -> argparse.ArgumentParser:
         "problem as path:line:col: message when not.",
     )
     check.add_argument("path", type=Path)
+    check.add_argument(
+        "--handler",
+        action="append",
+        default=[],
+        metavar="TOOL",
+        help="a tool your application handles in code (add_routes(..., tools=...)); repeatable",
+    )
     check.set_defaults(run=_flow_check)
     diagram = flow_commands.add_parser("diagram", help="print the flow as a Mermaid state diagram")
     diagram.add_argument("path", type=Path)
@@ -203,7 +221,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _flow_check(args: argparse.Namespace) -> int:
-    flow = load_flow(args.path)
+    flow = load_flow(args.path, handlers=args.handler)
     print(f"{args.path}: ok")
     print(summarize(flow))
     return 0
@@ -228,6 +246,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
             "script": getattr(args, "script", None),
             "brain": getattr(args, "brain", None),
             "orders_base_url": getattr(args, "orders_url", None),
+            "orders": getattr(args, "orders", None),
             "transcripts_dir": getattr(args, "transcripts_dir", None),
         }.items()
         if value is not None
@@ -249,7 +268,7 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.calls_db is None:
         settings = settings.model_copy(update={"calls_db": str(calls_db_path())})
     configure_logging(json=args.log_format == "json")
-    flow = load_flow(settings.flow)
+    flow = load_flow(settings.flow, handlers=())  # a served flow's tools are built-in or http: actions
     app = create_app(settings, brain_factory=make_brain_factory(settings, flow), flow=flow)
     print(
         f"orchestrator: serving flow {flow.name} with the {settings.brain} brain on "
@@ -272,7 +291,7 @@ async def _run_demo(args: argparse.Namespace) -> int:
     out = args.out or ROOT / "demo-output" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     names = list(DEMO_SCENARIOS) if args.scenario == "all" else [args.scenario]
     failures = 0
-    settings = Settings(port=0, **({"flow": args.flow} if args.flow else {}))
+    settings = Settings(port=0, orders="demo", **({"flow": args.flow} if args.flow else {}))
     flow = load_flow(settings.flow)
     offline = getattr(args, "brain", "offline") == "offline"
     if offline and not _offline_speech_available():

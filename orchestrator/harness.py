@@ -9,13 +9,14 @@ demo) it takes as long as the call.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from orchestrator.app import ORCHESTRATOR, BrainFactory, create_app, serve_on_loopback
 from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.call.session import CallSession
+from orchestrator.call.tools import ToolHandler
 from orchestrator.call.transcript import Transcript
 from orchestrator.flow import Flow, load_flow
 from orchestrator.orders import DemoFault
@@ -61,18 +62,23 @@ async def place_call(
     brain_factory: BrainFactory | None = None,
     on_call_started: Callable[[CallSession], None] | None = None,
     call_timeout_s: float = 30.0,
+    tools: Mapping[str, ToolHandler] | None = None,
 ) -> CallRecord:
     """Serve the flow and place the script's call against it.
 
     The brain is a ScriptedBrain playing the script's agent turns unless `brain_factory` gives another one
     (e.g. a Gemini Live adapter pointed at a local fake); the script's caller turns always drive the caller.
+    `tools` are code handlers of the flow's tools, as `add_routes` takes them.
     """
     script = script if isinstance(script, CallScript) else load_script(script)
     # Without settings, the session's fallback voice is the synthetic one: deterministic on any clock.
     settings = settings or Settings(fallback_voice="synthetic")
     flow_model = flow if isinstance(flow, Flow) else load_flow(flow or settings.flow)
+    if not (settings.orders_base_url or flow_model.orders.base_url):
+        # A simulated call answers from the demo orders unless told of a shop: say so explicitly.
+        settings = settings.model_copy(update={"orders": "demo"})
     factory = brain_factory or (lambda start: ScriptedBrain(script))
-    app = create_app(settings, brain_factory=factory, flow=flow_model)
+    app = create_app(settings, brain_factory=factory, flow=flow_model, tools=tools)
     async with serve_on_loopback(app) as local:
         orchestrator = app[ORCHESTRATOR]
         if on_call_started is not None:

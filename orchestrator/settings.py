@@ -60,10 +60,21 @@ class Settings(BaseSettings):
     sample_rate: Literal[8000, 16000] = 16000
     track: Literal["inbound_track", "both_tracks"] = "inbound_track"
 
-    # The shop's orders API; None serves the embedded demo backend from fixtures/orders.json.
+    # The shop's orders API (docs/orders-api.md). Without a base URL (here or in the flow's `orders:`) the
+    # service refuses to start unless `orders` is "demo": the embedded demo backend from fixtures/orders.json.
+    orders: Literal["demo"] | None = None
     orders_base_url: str | None = None
     orders_token: str | None = None
     orders_timeout_s: float = Field(default=2.0, gt=0)
+    # How to read the shop's API; each, when set, wins over the flow's `orders:` section (same meanings).
+    orders_path: str | None = None
+    orders_order_param: str | None = None
+    orders_phone_param: str | None = None
+    orders_envelope: str | None = None
+    orders_fields: dict[str, str] | None = None  # JSON in the environment: {"status": "state"}
+    orders_statuses: dict[str, str] | None = None  # JSON: {"in_transit": "dispatched"}
+    orders_auth_header: str = "Authorization"
+    orders_auth_scheme: str = "Bearer"  # "" sends the bare token
     # The longest a caller waits on a lookup, retries included, before the flow's lookup_failed route.
     lookup_deadline_s: float = Field(default=5.0, gt=0)
     demo_orders_db: Path | None = None

@@ -23,6 +23,9 @@ import pytest
 from tests.flows import ORDER_STATUS
 
 os.environ["ORCHESTRATOR_FLOW"] = str(ORDER_STATUS)
+# The service refuses to start without an orders API unless told to use the demo one; the tests' apps
+# answer from the embedded demo backend (tests/wire/test_add_routes_checks.py checks the refusal itself).
+os.environ.setdefault("ORCHESTRATOR_ORDERS", "demo")
 
 
 @pytest.fixture(autouse=True)

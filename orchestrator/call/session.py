@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, cast
 
@@ -43,6 +43,7 @@ from orchestrator.brains.base import (
 )
 from orchestrator.call.bargein import BargeIn, BargeInRecord, Interruption
 from orchestrator.call.escalation import EscalationResult, escalate
+from orchestrator.call.tools import ToolCallContext, ToolHandler, ToolOutcome, perform
 from orchestrator.call.transcript import EntryKind, Outcome, Transcript
 from orchestrator.errors import OrdersError
 from orchestrator.flow import CallMachine, Flow, StateEntered, render
@@ -84,6 +85,8 @@ class CallServices:
     rest_timeout_s: float = 5.0
     # How long a brain may take to start speaking a state's `say` before the session's own voice does.
     say_start_timeout_s: float = 5.0
+    # Code handlers of the flow's tools, by tool name (`add_routes(..., tools=...)`).
+    tools: Mapping[str, ToolHandler] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,6 +94,12 @@ class _LookupDone:
     call: ToolCall
     event: Literal["order_found", "order_not_found", "lookup_failed"]
     result: dict[str, JSONValue]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _ToolDone:
+    call: ToolCall
+    outcome: ToolOutcome
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,6 +134,7 @@ _Input = (
     | _EscalationDone
     | BrainEvent
     | _LookupDone
+    | _ToolDone
     | _SilenceTimeout
     | _UtterancePlayed
     | StreamClosed
@@ -440,6 +450,8 @@ class CallSession:
             await self._on_tool_call(item)
         elif isinstance(item, _LookupDone):
             await self._on_lookup_done(item)
+        elif isinstance(item, _ToolDone):
+            await self._on_tool_done(item)
         elif isinstance(item, AgentUtteranceEnd):
             if self._pacer is not None and item.utterance_id not in self._cut:
                 self._pacer.end_utterance(item.utterance_id)
@@ -625,11 +637,56 @@ class CallSession:
             assert self._tasks is not None
             self._tasks.create_task(self._lookup(call))
             return
+        spec = self.flow.tools.get(call.name)
+        if spec is not None and (spec.http is not None or call.name in self.services.tools):
+            assert self._tasks is not None
+            self._tasks.create_task(self._run_tool(call))
+            return
         result = {"ok": True, "state": self.machine.state}
         if entered is not None and entered.instructions:
             result["instructions"] = entered.instructions
         self._note("result", f"{call.name} ok")
         await self.brain.tool_result(call, result)
+
+    async def _run_tool(self, call: ToolCall) -> None:
+        """Perform the tool's action (`http:` or code handler); the result returns through the inbox."""
+        started = self._loop.time()
+        context = ToolCallContext(
+            name=call.name,
+            arguments=call.arguments,
+            call_sid=self.call_sid,
+            view=call_view(self.flow, self.context, self.machine.counters),
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            http = self.services.http
+            if http is None:
+                http = await stack.enter_async_context(httpx.AsyncClient())
+            outcome = await perform(
+                self.flow.tools[call.name],
+                context,
+                handler=self.services.tools.get(call.name),
+                http=http,
+            )
+        how = "done" if outcome.ok else f"failed: {outcome.error}"
+        self._note("tool", f"{call.name} {how} ({self._ms_since(started)} ms)")
+        self._inbox.put_nowait(_ToolDone(call=call, outcome=outcome))
+
+    async def _on_tool_done(self, done: _ToolDone) -> None:
+        name, outcome = done.call.name, done.outcome
+        results = self.context.setdefault("result", {})
+        assert isinstance(results, dict)
+        results[name] = outcome.context_value  # before the event: guards and templates read it
+        entered = self.machine.send(f"{'done' if outcome.ok else 'failed'}:{name}")
+        await self._enter(entered)
+        result: dict[str, JSONValue] = (
+            {"ok": True, "result": outcome.result} if outcome.ok else {"ok": False, "error": outcome.error}
+        )
+        result["state"] = self.machine.state
+        if entered is not None and entered.instructions:
+            result["instructions"] = entered.instructions
+        self._note("result", f"{name} {'done' if outcome.ok else 'failed'}")
+        if self._brain_alive:
+            await self.brain.tool_result(done.call, result)
 
     async def _lookup(self, call: ToolCall) -> None:
         started = self._loop.time()

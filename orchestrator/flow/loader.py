@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import keyword
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,8 @@ from orchestrator.errors import FlowError, FlowProblem
 from orchestrator.flow.guards import GuardError
 from orchestrator.flow.machine import compile_transition_guard, machine_class
 from orchestrator.flow.model import (
+    DONE_EVENT_PREFIX,
+    FAILED_EVENT_PREFIX,
     KNOWN_EVENTS,
     POLICY_MOMENTS,
     TOOL_EVENT_PREFIX,
@@ -52,8 +54,12 @@ _RESERVED_NAMES = frozenset(n for n in dir(StateChart) if not n.startswith("_"))
 }
 
 
-def load_flow(path: str | Path) -> Flow:
-    """Load and check the flow file at `path`; raise FlowError with every located problem."""
+def load_flow(path: str | Path, *, handlers: Collection[str] | None = None) -> Flow:
+    """Load and check the flow file at `path`; raise FlowError with every located problem.
+
+    `handlers` names the tools the host application handles in code: given, every other tool must be
+    built-in or have an `http:` action (None leaves that check to `add_routes`, which knows them).
+    """
     name = str(path)
     try:
         text = Path(path).read_bytes().decode("utf-8")
@@ -62,10 +68,12 @@ def load_flow(path: str | Path) -> Flow:
         raise FlowError([_problem_at(name, 1, 1, message)]) from None
     except UnicodeDecodeError:
         raise FlowError([_problem_at(name, 1, 1, "the flow file is not UTF-8 text")]) from None
-    return load_flow_text(text, path=name)
+    return load_flow_text(text, path=name, handlers=handlers)
 
 
-def load_flow_text(text: str, path: str = "<string>") -> Flow:
+def load_flow_text(
+    text: str, path: str = "<string>", *, handlers: Collection[str] | None = None
+) -> Flow:
     """Load and check a flow from YAML `text`; `path` only labels the problems."""
     try:
         data = YAML(typ="rt").load(text)
@@ -92,6 +100,7 @@ def load_flow_text(text: str, path: str = "<string>") -> Flow:
     except ValidationError as exc:
         raise FlowError(_sorted(_validation_problems(exc, source))) from None
     problems = list(_cross_check(flow, source))
+    problems.extend(_check_tool_actions(flow, source, handlers))
     if not problems:
         try:
             machine_class(flow)
@@ -293,9 +302,10 @@ def _check_counters(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
 def _event_problem(flow: Flow, event: str) -> str | None:
     if event in KNOWN_EVENTS or event in flow.events:
         return None
-    if event.startswith(TOOL_EVENT_PREFIX):
-        tool = event.removeprefix(TOOL_EVENT_PREFIX)
-        return None if tool in flow.tools else f"event {event!r} names an undeclared tool {tool!r}"
+    for prefix in (TOOL_EVENT_PREFIX, DONE_EVENT_PREFIX, FAILED_EVENT_PREFIX):
+        if event.startswith(prefix):
+            tool = event.removeprefix(prefix)
+            return None if tool in flow.tools else f"event {event!r} names an undeclared tool {tool!r}"
     return f"unknown event {event!r}; declare custom events under `events:`"
 
 
@@ -331,7 +341,7 @@ def _guard_problem(source: _Source, loc: Loc, expression: str, exc: GuardError) 
 
 
 def _check_templates(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
-    variables = known_variables(shop_keys=flow.shop, counters=flow.counters)
+    variables = known_variables(shop_keys=flow.shop, counters=flow.counters, tools=flow.tools)
     templates: list[tuple[Loc, str]] = [(("system_prompt",), flow.system_prompt)]
     if flow.escalation is not None:
         for field in ("supervise_say", "callback_say", "failed_say", "unavailable_say"):
@@ -358,6 +368,53 @@ def _check_templates(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
             else:
                 continue
             yield source.problem_inside(loc, placeholder.raw, occurrence, message)
+
+
+def _check_tool_actions(
+    flow: Flow, source: _Source, handlers: Collection[str] | None
+) -> Iterator[FlowProblem]:
+    """Each tool does something, and the templates of its `http:` action (and the orders headers) are known.
+
+    An action's texts may also read `env.*` (the environment) and `arguments.*` (what the model passed);
+    nothing else may, so a secret cannot reach the caller or the model through `say` or `instructions`.
+    """
+    if handlers is not None:
+        for name in flow.tools_without_action(handlers):
+            message = (
+                f"tool {name!r} does nothing: add an `http:` action, register a code handler "
+                "(add_routes(..., tools={...})), or use a built-in (end_call, lookup_order, transfer_to_human)"
+            )
+            yield source.problem(("tools", name), message, key=True)
+    base = known_variables(shop_keys=flow.shop, counters=flow.counters, tools=flow.tools)
+    texts: list[tuple[Loc, str]] = []
+    for name, spec in flow.tools.items():
+        if spec.http is None:
+            continue
+        loc: Loc = ("tools", name, "http")
+        texts.append(((*loc, "url"), spec.http.url))
+        texts.extend(((*loc, "headers", key), value) for key, value in spec.http.headers.items())
+        texts.extend(_json_strings((*loc, "json"), spec.http.body))
+    texts.extend((("orders", "headers", key), value) for key, value in flow.orders.headers.items())
+    variables = base.with_namespaces("env.", "arguments.")
+    for loc, text in texts:
+        seen: dict[str, int] = {}
+        for placeholder in find_placeholders(text):
+            occurrence = seen.get(placeholder.raw, 0)
+            seen[placeholder.raw] = occurrence + 1
+            if placeholder.name is None or placeholder.name not in variables:
+                message = f"unknown template variable {placeholder.raw!r}"
+                yield source.problem_inside(loc, placeholder.raw, occurrence, message)
+
+
+def _json_strings(loc: Loc, value: object) -> Iterator[tuple[Loc, str]]:
+    if isinstance(value, str):
+        yield loc, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _json_strings((*loc, str(key)), item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _json_strings((*loc, index), item)
 
 
 # Policy phrases become grammar words: plain lowercase words the recogniser's dictionary can hold.

@@ -90,7 +90,7 @@ def compile_transition_guard(flow: Flow, transition: Transition) -> Guard | None
     """The compiled `when:` of a transition of `flow` (raises GuardError when it is invalid)."""
     if transition.when is None:
         return None
-    variables = known_variables(shop_keys=flow.shop, counters=flow.counters)
+    variables = known_variables(shop_keys=flow.shop, counters=flow.counters, tools=flow.tools)
     return compile_guard(transition.when, counters=flow.counters.keys(), variables=variables)
 
 

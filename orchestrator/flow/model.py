@@ -8,17 +8,22 @@ Imports only pydantic.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = [
+    "BUILTIN_TOOLS",
+    "DONE_EVENT_PREFIX",
+    "FAILED_EVENT_PREFIX",
     "KNOWN_EVENTS",
+    "ORDER_FIELDS",
     "POLICY_MOMENTS",
     "Escalation",
     "EscalationStrategy",
     "Flow",
+    "HttpAction",
     "OrderNumber",
     "OrdersSettings",
     "Policy",
@@ -49,6 +54,11 @@ KNOWN_EVENTS: tuple[str, ...] = (
     "escalation_failed",
 )
 TOOL_EVENT_PREFIX = "tool:"
+# A tool's action (`http:` or a code handler) finished: `done:<tool>` or `failed:<tool>`.
+DONE_EVENT_PREFIX = "done:"
+FAILED_EVENT_PREFIX = "failed:"
+# Tools the call session itself gives a meaning: a lookup, and the routes to a person or to the end.
+BUILTIN_TOOLS: frozenset[str] = frozenset({"lookup_order", "transfer_to_human", "end_call"})
 
 
 class _Model(BaseModel):
@@ -106,11 +116,35 @@ def _no_parameters() -> dict[str, object]:
     return {"type": "object", "properties": {}}
 
 
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+class HttpAction(_Model):
+    """What a tool does: one HTTP request, its texts templated (`{{ env.NAME }}` reads the environment).
+
+    The JSON answer is the tool's result (`result.<tool>.*` in templates); the machine then gets
+    `done:<tool>`, or `failed:<tool>` on an HTTP error, a timeout or an answer that is not JSON.
+    """
+
+    method: HttpMethod = "POST"
+    url: Annotated[str, Field(min_length=1)]
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Any JSON; strings in it are templates, and a string that is one placeholder keeps its value's type.
+    body: object = Field(default=None, alias="json")
+    timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+
 class ToolSpec(_Model):
-    """A tool offered to the LLM: a description and the JSON schema of its arguments."""
+    """A tool offered to the LLM: a description, the JSON schema of its arguments, and what it does.
+
+    A tool is a built-in (`BUILTIN_TOOLS`), performs its `http:` action, or is handled by code the host
+    application registers (`add_routes(..., tools={name: handler})`); `timeout` bounds a code handler.
+    """
 
     description: str
     parameters: dict[str, object] = Field(default_factory=_no_parameters)
+    http: HttpAction | None = None
+    timeout: Annotated[float, Field(gt=0, le=60)] = 10.0
 
 
 class Vad(_Model):
@@ -215,13 +249,30 @@ class Escalation(_Model):
     )
 
 
+# The fields of an order as the orchestrator reads it (docs/orders-api.md).
+OrderField = Literal[
+    "order_number", "status", "eta", "courier", "placed_at", "items", "delivery_area", "customer_phone"
+]
+ORDER_FIELDS: tuple[str, ...] = OrderField.__args__
+
+
 class OrdersSettings(_Model):
-    """Per-flow overrides of the orders API client; None keeps the client's own setting."""
+    """How to read the shop's orders API (docs/orders-api.md); None keeps the service's setting.
+
+    `fields` maps our field to the shop's (dotted) field, `statuses` the shop's status value to ours,
+    `envelope` is the dotted path to the order(s) in an answer; `headers` are templated (`{{ env.NAME }}`).
+    """
 
     base_url: str | None = None
     path: str | None = None
     timeout: Annotated[float, Field(gt=0)] | None = None
     require_phone_match: bool = False
+    order_param: Annotated[str, Field(min_length=1)] | None = None
+    phone_param: Annotated[str, Field(min_length=1)] | None = None
+    envelope: Annotated[str, Field(min_length=1)] | None = None
+    fields: dict[OrderField, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
+    statuses: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
 
 
 class Flow(_Model):
@@ -252,6 +303,14 @@ class Flow(_Model):
         if spec.final:
             return ()
         return self.on.get(event, ())
+
+    def tools_without_action(self, handlers: Collection[str]) -> list[str]:
+        """Declared tools that would do nothing: not built-in, no `http:` action, no code handler."""
+        return [
+            name
+            for name, spec in self.tools.items()
+            if name not in BUILTIN_TOOLS and spec.http is None and name not in handlers
+        ]
 
     def routes(self, state: str) -> dict[str, tuple[Transition, ...]]:
         """Every event handled in `state` with its transitions: own events first, then global."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 __all__ = [
     "FIXED_VARIABLES",
     "Placeholder",
+    "VariableNames",
     "find_placeholders",
     "known_variables",
     "lookup",
@@ -77,12 +78,41 @@ def find_placeholders(template: str) -> tuple[Placeholder, ...]:
     return tuple(found)
 
 
-def known_variables(*, shop_keys: Iterable[str], counters: Iterable[str]) -> frozenset[str]:
-    """The template names a call of a flow with these shop keys and counters can fill."""
-    return (
+class VariableNames(frozenset[str]):
+    """Known template names, plus open namespaces whose members are only known at run time.
+
+    `result.<tool>.` holds whatever a tool's action answered, so `result.send_sms.id` is known
+    as soon as `send_sms` is a declared tool.
+    """
+
+    prefixes: tuple[str, ...]
+
+    def __new__(cls, names: Iterable[str], prefixes: Iterable[str] = ()) -> VariableNames:
+        made = super().__new__(cls, names)
+        made.prefixes = tuple(prefixes)
+        return made
+
+    def __contains__(self, name: object) -> bool:
+        if super().__contains__(name):
+            return True
+        return isinstance(name, str) and any(
+            name.startswith(prefix) and len(name) > len(prefix) for prefix in self.prefixes
+        )
+
+    def with_namespaces(self, *prefixes: str) -> VariableNames:
+        """These names with more open namespaces, e.g. `env.` where the environment may be read."""
+        return VariableNames(self, (*self.prefixes, *prefixes))
+
+
+def known_variables(
+    *, shop_keys: Iterable[str], counters: Iterable[str], tools: Iterable[str] = ()
+) -> VariableNames:
+    """The template names a call of a flow with these shop keys, counters and tools can fill."""
+    return VariableNames(
         FIXED_VARIABLES
         | {f"shop.{key}" for key in shop_keys}
-        | {f"counters.{name}" for name in counters}
+        | {f"counters.{name}" for name in counters},
+        prefixes=[f"result.{tool}." for tool in tools],
     )
 
 

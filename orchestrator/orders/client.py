@@ -1,8 +1,8 @@
 """The shop's orders API over HTTP, with a deadline: `OrdersClient` -> `LookupResult`.
 
-Follows the orders API contract (reference/orders-api.md) by default; base URL, path, query names,
-bearer token and field names are configurable because every shop's backend differs. httpx errors
-are translated here and nowhere else. Retry policy, and why:
+Follows the orders API contract (docs/orders-api.md) by default; base URL, path, query names, the
+auth header, the envelope the orders sit in, field names and status values are configurable because
+every shop's backend differs. httpx errors are translated here and nowhere else. Retry policy, and why:
 
 - retried (at most `retries` times): connect errors, because the request never reached the shop,
   and 5xx answers, because the shop said it failed and a GET is safe to repeat;
@@ -38,11 +38,20 @@ log = structlog.get_logger(__name__)
 _Query = Literal["order_number", "phone"]
 
 
+def _empty() -> Mapping[str, str]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrdersApiConfig:
-    """Where and how to reach the shop's orders API.
+    """Where and how to reach the shop's orders API, and how to read its answers.
 
-    `field_map` renames the shop's fields to ours, e.g. `{"state": "status"}`.
+    - `envelope`: the dotted path to the order(s) in the answer (`data`, `result.items`); None accepts
+      `{"orders": [...]}`, a bare list or one order object.
+    - `fields`: our field -> the shop's (dotted) field, e.g. `{"status": "state", "eta": "deliveryWindow"}`.
+    - `field_map`: the older, reversed spelling (the shop's top-level field -> ours), e.g. `{"state": "status"}`.
+    - `statuses`: the shop's status value -> ours, e.g. `{"in_transit": "dispatched"}`.
+    - `token` goes in `auth_header` as `"<auth_scheme> <token>"` (just the token when the scheme is empty).
     """
 
     base_url: str
@@ -50,15 +59,34 @@ class OrdersApiConfig:
     order_param: str = "order_number"
     phone_param: str = "phone"
     token: str | None = None
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"
+    headers: Mapping[str, str] = field(default_factory=_empty)
     timeout_s: float = 2.0
     retries: int = 1
-    field_map: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    envelope: str | None = None
+    fields: Mapping[str, str] = field(default_factory=_empty)
+    field_map: Mapping[str, str] = field(default_factory=_empty)
+    statuses: Mapping[str, str] = field(default_factory=_empty)
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
         if self.retries < 0:
             raise ValueError("retries must not be negative")
+        unknown = sorted(set(self.fields) - set(Order.model_fields))
+        if unknown:
+            known = ", ".join(Order.model_fields)
+            raise ValueError(f"unknown order field(s) {', '.join(unknown)} in fields; known: {known}")
+
+    def auth_headers(self) -> dict[str, str]:
+        """The headers every request carries: Accept, the configured extras, and the token."""
+        headers = {"Accept": "application/json", **self.headers}
+        if self.token:
+            headers[self.auth_header] = (
+                f"{self.auth_scheme} {self.token}" if self.auth_scheme else self.token
+            )
+        return headers
 
 
 class OrdersClient:
@@ -74,12 +102,9 @@ class OrdersClient:
         self, config: OrdersApiConfig, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self._config = config
-        headers = {"Accept": "application/json"}
-        if config.token:
-            headers["Authorization"] = f"Bearer {config.token}"
         self._http = httpx.AsyncClient(
             base_url=config.base_url,
-            headers=headers,
+            headers=config.auth_headers(),
             timeout=httpx.Timeout(config.timeout_s),
             transport=transport,
             follow_redirects=False,
@@ -105,10 +130,10 @@ class OrdersClient:
     ) -> LookupResult:
         """Find one order by its number, spoken or typed; normalised before it is sent.
 
-        When the shop gives the order's `customer_phone` and it is not the caller's (an unknown
-        caller never matches), only number, status, ETA and courier are returned. With
-        `require_phone_match` nothing is: the result is `not_found`, as it is when the shop gives
-        no phone to check against.
+        Privacy fails closed: unless the shop gives the order's `customer_phone` and it is the
+        caller's, only number, status, ETA and courier are returned (no items, no delivery area). A
+        withheld caller or an order without `customer_phone` never matches. With
+        `require_phone_match` nothing is returned to a non-matching caller: the result is `not_found`.
         """
         number = normalise_order_number(order_number)
         if not number:
@@ -144,7 +169,7 @@ class OrdersClient:
         except ValueError:
             raise _failed(query, "invalid JSON", status=response.status_code) from None
         try:
-            return _parse_orders(payload, self._config.field_map, default_number=default_number)
+            return _parse_orders(payload, self._config, default_number=default_number)
         except OrdersError as exc:
             raise _failed(query, exc.reason, status=response.status_code) from None
 
@@ -197,37 +222,68 @@ def _result(orders: tuple[Order, ...], query: _Query) -> LookupResult:
 
 
 def _visible_to(order: Order, caller: str | None, require_match: bool) -> Order | None:
-    """The order as this caller may hear it, or None when they may hear nothing."""
-    if order.customer_phone and caller and phone_key(order.customer_phone) == phone_key(caller):
+    """The order as this caller may hear it, or None when they may hear nothing (fails closed)."""
+    if _same_phone(order.customer_phone, caller):
         return order
-    if require_match:
-        return None
-    if order.customer_phone:
-        return order.redacted()
-    return order
+    return None if require_match else order.redacted()
+
+
+# Fewer digits than this cannot tell two subscribers apart.
+_MIN_PHONE_DIGITS = 7
+
+
+def _same_phone(a: str | None, b: str | None) -> bool:
+    if not a or not b:
+        return False
+    key = phone_key(a)
+    return len(key) >= _MIN_PHONE_DIGITS and key == phone_key(b)
 
 
 def _parse_orders(
-    payload: object, field_map: Mapping[str, str], *, default_number: str | None
+    payload: object, config: OrdersApiConfig, *, default_number: str | None
 ) -> tuple[Order, ...]:
-    """Accept `{"orders": [...]}`, a bare list, or one order object."""
-    if isinstance(payload, dict) and isinstance(payload.get("orders"), list):
-        raw: list[object] = payload["orders"]
+    """The orders in an answer: at `config.envelope`, else `{"orders": [...]}`, a bare list or one object."""
+    if config.envelope:
+        found = _at_path(payload, config.envelope)
+        if found is _MISSING:
+            raise OrdersError(f"no {config.envelope!r} in the answer (orders.envelope)")
+        payload = [] if found is None else found
+        raw: list[object] = payload if isinstance(payload, list) else [payload]
+    elif isinstance(payload, dict) and isinstance(payload.get("orders"), list):
+        raw = payload["orders"]
     elif isinstance(payload, list):
         raw = payload
     elif isinstance(payload, dict):
         raw = [payload]
     else:
         raise OrdersError("unexpected JSON shape")
-    return tuple(_parse_order(item, field_map, default_number) for item in raw)
+    return tuple(_parse_order(item, config, default_number) for item in raw)
 
 
-def _parse_order(item: object, field_map: Mapping[str, str], default_number: str | None) -> Order:
+_MISSING = object()
+
+
+def _at_path(value: object, path: str) -> object:
+    """The value at dotted `path` in nested objects, or _MISSING."""
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _parse_order(item: object, config: OrdersApiConfig, default_number: str | None) -> Order:
     if not isinstance(item, dict):
         raise OrdersError("order is not an object")
-    data = {field_map.get(key, key): value for key, value in item.items()}
-    if data.get("status") in (None, ""):
-        raise OrdersError("order without status")
+    data = {config.field_map.get(key, key): value for key, value in item.items()}
+    for ours, theirs in config.fields.items():
+        value = _at_path(item, theirs)
+        data[ours] = None if value is _MISSING else value
+    status = data.get("status")
+    if status in (None, ""):
+        raise OrdersError(_no_status_reason(item, config))
+    if isinstance(status, str):
+        data["status"] = config.statuses.get(status, config.statuses.get(status.lower(), status))
     if default_number is not None and data.get("order_number") in (None, ""):
         # Asked by number, a shop may not repeat it back.
         data["order_number"] = default_number
@@ -236,3 +292,14 @@ def _parse_order(item: object, field_map: Mapping[str, str], default_number: str
     except pydantic.ValidationError as exc:
         fields = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
         raise OrdersError(f"invalid order: {', '.join(fields)}") from None
+
+
+def _no_status_reason(item: dict[str, object], config: OrdersApiConfig) -> str:
+    """"order without status", with the likely fix when the answer looks wrapped or renamed."""
+    reason = "order without status"
+    wrappers = [k for k, v in item.items() if isinstance(v, list | dict)]
+    if not config.envelope and len(item) == 1 and wrappers:
+        return f"{reason} (the answer is wrapped in {wrappers[0]!r}: set orders.envelope)"
+    if "status" not in config.fields and item:
+        return f"{reason} (fields: {', '.join(sorted(item))}; map one with orders.fields.status)"
+    return reason

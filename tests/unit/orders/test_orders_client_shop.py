@@ -192,7 +192,7 @@ async def test_client_malformed_order_fails(aiohttp_server, payload: object, rea
     async with OrdersClient(OrdersApiConfig(base_url=await serve(aiohttp_server, shop))) as orders:
         with pytest.raises(OrdersError) as failure:
             await orders.by_order_number("DX1042")
-    assert failure.value.reason == reason
+    assert failure.value.reason.startswith(reason)
 
 
 @pytest.mark.looptime

@@ -1,0 +1,111 @@
+"""`add_routes` refuses set-ups that would fail real callers: demo orders by accident, tools that do nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from pytest_aiohttp import AiohttpClient
+
+from orchestrator.app import add_routes
+from orchestrator.brains.scripted import ScriptedBrain
+from orchestrator.call.tools import ToolCallContext
+from orchestrator.errors import ConfigError
+from orchestrator.flow import load_flow, load_flow_text
+from orchestrator.script import load_script
+from orchestrator.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = load_script(ROOT / "fixtures" / "calls" / "returning_caller_by_phone.yaml")
+SMS_FLOW = ROOT / "tests" / "calls" / "flows" / "sms_tool.yaml"
+
+
+def brain(start) -> ScriptedBrain:
+    return ScriptedBrain(SCRIPT)
+
+
+async def handler(call: ToolCallContext) -> dict[str, object]:
+    return {}
+
+
+def test_no_orders_url_refuses_to_start_and_says_how(monkeypatch) -> None:
+    """Without an orders URL or the demo choice, add_routes raises naming both ways out."""
+    monkeypatch.delenv("ORCHESTRATOR_ORDERS", raising=False)
+    with pytest.raises(ConfigError) as refused:
+        add_routes(web.Application(), settings=Settings(), brain_factory=brain)
+    assert "ORCHESTRATOR_ORDERS_BASE_URL" in str(refused.value)
+    assert "--orders demo (ORCHESTRATOR_ORDERS=demo)" in str(refused.value)
+
+
+def test_demo_orders_must_be_chosen(monkeypatch) -> None:
+    """`ORCHESTRATOR_ORDERS=demo` (or Settings(orders="demo")) starts with the embedded demo backend."""
+    monkeypatch.delenv("ORCHESTRATOR_ORDERS", raising=False)
+    add_routes(web.Application(), settings=Settings(orders="demo"), brain_factory=brain)
+    monkeypatch.setenv("ORCHESTRATOR_ORDERS", "demo")
+    add_routes(web.Application(), settings=Settings(), brain_factory=brain)
+
+
+def test_flow_orders_base_url_is_enough(monkeypatch) -> None:
+    """An orders URL in the flow's `orders:` section counts as configured."""
+    monkeypatch.delenv("ORCHESTRATOR_ORDERS", raising=False)
+    text = SMS_FLOW.read_text(encoding="utf-8") + "\norders: {base_url: 'https://shop.example.com'}\n"
+    add_routes(web.Application(), settings=Settings(), brain_factory=brain, flow=load_flow_text(text))
+
+
+async def test_demo_orders_answer_the_health_check(aiohttp_client: AiohttpClient, monkeypatch) -> None:
+    """With the demo chosen, the app starts its embedded orders backend and serves."""
+    monkeypatch.delenv("ORCHESTRATOR_ORDERS", raising=False)
+    app = web.Application()
+    orchestrator = add_routes(app, settings=Settings(orders="demo"), brain_factory=brain)
+    client = await aiohttp_client(app)
+    assert (await client.get("/healthz")).status == 200
+    assert orchestrator.demo_orders is not None
+
+
+def code_tool_flow() -> str:
+    text = SMS_FLOW.read_text(encoding="utf-8")
+    return text[: text.index("    http:\n")] + text[text.index("  end_call:\n") :]
+
+
+def test_tool_without_action_or_handler_is_refused() -> None:
+    """A declared tool that is not built-in, has no `http:` and no handler stops add_routes."""
+    with pytest.raises(ConfigError, match="send_tracking_sms do nothing"):
+        add_routes(
+            web.Application(), settings=Settings(), brain_factory=brain, flow=load_flow_text(code_tool_flow())
+        )
+
+
+def test_handler_for_an_undeclared_tool_is_refused() -> None:
+    """A handler whose tool the flow does not declare is a typo to report, not to ignore."""
+    with pytest.raises(ConfigError, match="the flow does not declare: send_sms"):
+        add_routes(
+            web.Application(),
+            settings=Settings(),
+            brain_factory=brain,
+            flow=load_flow(SMS_FLOW),
+            tools={"send_sms": handler},
+        )
+
+
+def test_handler_and_http_action_together_are_refused() -> None:
+    """A tool cannot both POST its `http:` action and run a handler: which one acts would be a guess."""
+    with pytest.raises(ConfigError, match="both an http: action and a code handler: send_tracking_sms"):
+        add_routes(
+            web.Application(),
+            settings=Settings(),
+            brain_factory=brain,
+            flow=load_flow(SMS_FLOW),
+            tools={"send_tracking_sms": handler},
+        )
+
+
+def test_code_handler_makes_the_tool_acceptable() -> None:
+    """With its handler registered, the same flow is accepted."""
+    add_routes(
+        web.Application(),
+        settings=Settings(),
+        brain_factory=brain,
+        flow=load_flow_text(code_tool_flow()),
+        tools={"send_tracking_sms": handler},
+    )
