@@ -32,8 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.brains.base import Brain
 from orchestrator.call.session import CallServices, CallSession, SessionOptions
-from orchestrator.call.tools import ToolHandler, environment_names
 from orchestrator.call.store import CallStore, CallStoreError, StoredCall, open_call_store
+from orchestrator.call.tools import ToolHandler, environment_names
 from orchestrator.call.transcript import transcript_files
 from orchestrator.errors import ConfigError, SignatureError, WebhookError
 from orchestrator.flow import Flow, load_flow, render
@@ -249,7 +249,11 @@ def _orders_api_config(settings: Settings, flow: Flow, base_url: str) -> OrdersA
         headers={key: render(value, view) for key, value in section.headers.items()},
         timeout_s=section.timeout or settings.orders_timeout_s,
         envelope=settings.orders_envelope or section.envelope,
-        fields=settings.orders_fields if settings.orders_fields is not None else dict(section.fields),
+        fields=(
+            settings.orders_fields
+            if settings.orders_fields is not None
+            else {str(ours): theirs for ours, theirs in section.fields.items()}
+        ),
         statuses=settings.orders_statuses if settings.orders_statuses is not None else section.statuses,
     )
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -40,7 +41,7 @@ from orchestrator.operator_cli import add_operator_commands
 from orchestrator.script import load_script
 from orchestrator.settings import DEFAULT_FLOW, Settings
 from orchestrator.simulator import FakeSautikit, SimulatedCall, SimulatorOptions
-from orchestrator.speech.voices import CallerVoice, caller_voice
+from orchestrator.speech.voices import CALLER_VOICES, CallerVoice, caller_voice
 
 __all__ = ["main"]
 
@@ -203,12 +204,44 @@ def _parser() -> argparse.ArgumentParser:
     call = commands.add_parser(
         "call",
         help="place one simulated Sautikit call from a call script against a running service",
+        description="Act as Sautikit and a caller: POST the voice webhook to a running service, follow its XML, "
+        "open the media stream and speak the script's caller lines with a natural (flite) voice, so the offline "
+        "brain understands them. Prints both sides as they happen: the caller's lines, the XML's Say, and when "
+        "the agent speaks (its words are in the service's transcript: orchestrator history show CALL_ID).",
     )
     call.add_argument(
-        "script", type=Path, help="call script, e.g. fixtures/calls/asks_for_human.yaml"
+        "script", type=Path, help="call script, e.g. fixtures/calls/offline/track_by_number.yaml"
     )
-    call.add_argument("--url", default="http://127.0.0.1:8080", help="the service's base URL")
-    call.add_argument("--voice-path", default="/voice")
+    call.add_argument(
+        "--url",
+        default="http://127.0.0.1:8080",
+        help="the service's base URL (default http://127.0.0.1:8080, where `orchestrator serve` listens)",
+    )
+    call.add_argument(
+        "--voice-path", default="/voice", help="the voice webhook's path on the service (default /voice)"
+    )
+    call.add_argument(
+        "--voice",
+        choices=(*CALLER_VOICES, "synthetic"),
+        default="kal16",
+        help="the caller's voice: a flite voice (default kal16; needs flite), or synthetic speech-like "
+        "audio (no words: only for scripted brains)",
+    )
+    call.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="PUBLIC=LOCAL",
+        help="where a public URL in the service's XML really lives, like a hosts file, e.g. "
+        "https://agent.example.com=http://127.0.0.1:8080 (repeatable); needed when the service advertises "
+        "a --public-url this machine cannot reach",
+    )
+    call.add_argument(
+        "--webhook-secret",
+        default=os.environ.get("ORCHESTRATOR_WEBHOOK_SECRET") or os.environ.get("SAUTIKIT_WEBHOOK_SECRET"),
+        help="sign webhooks like Sautikit (default: ORCHESTRATOR_WEBHOOK_SECRET or SAUTIKIT_WEBHOOK_SECRET)",
+    )
+    call.add_argument("--call-sid", help="the call's id (default: a fresh HD_...)")
     call.set_defaults(run=_call)
 
     add_operator_commands(commands)  # numbers ..., calls ...: Sautikit's REST API for operators
@@ -270,12 +303,24 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(json=args.log_format == "json")
     flow = load_flow(settings.flow, handlers=())  # a served flow's tools are built-in or http: actions
     app = create_app(settings, brain_factory=make_brain_factory(settings, flow), flow=flow)
-    print(
+    banner = (
         f"orchestrator: serving flow {flow.name} with the {settings.brain} brain on "
-        f"http://{settings.host}:{settings.port} — point Sautikit at {settings.public_url}{settings.routes.voice}",
-        file=sys.stderr,
+        f"http://{settings.host}:{settings.port} — point Sautikit at {settings.public_url}{settings.routes.voice}"
     )
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    if not args.public_url and not os.environ.get("ORCHESTRATOR_PUBLIC_URL"):
+        banner += " (reachable from this machine only: pass --public-url with the https URL Sautikit can reach)"
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            print=lambda _started: print(banner, file=sys.stderr, flush=True),
+            access_log=None,
+        )
+    except OSError as exc:  # the port is taken, or the host is not an address of this machine
+        reason = exc.strerror or str(exc)
+        print(f"orchestrator: cannot listen on {settings.host}:{settings.port}: {reason}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -352,16 +397,46 @@ def _save_call(out: Path, name: str, record: CallRecord) -> None:
 
 def _call(args: argparse.Namespace) -> int:
     script = load_script(args.script)
+    hosts = dict(_host_mapping(item) for item in args.host)
+    voice = None
+    if args.voice != "synthetic":
+        if shutil.which("flite") is None:
+            raise ConfigError(
+                "flite is not installed (apt-get install flite); or pass --voice synthetic for a scripted brain"
+            )
+        voice = caller_voice(args.voice)
+    options = SimulatorOptions(
+        voice_path=args.voice_path, hosts=hosts, webhook_secret=args.webhook_secret, voice=voice
+    )
 
     async def place() -> SimulatedCall:
-        sim = FakeSautikit(
-            args.url, options=SimulatorOptions(voice_path=args.voice_path), on_line=print
-        )
-        return await sim.call(script)
+        sim = FakeSautikit(args.url, options=options, on_line=lambda line: print(line, flush=True))
+        return await sim.call(script, call_sid=args.call_sid)
 
-    platform = asyncio.run(place())
-    print(f"ended by {platform.ended_by}; dialed {platform.dialed or '-'}")
+    try:
+        platform = asyncio.run(place())
+    except aiohttp.ClientConnectorError as exc:
+        errno = exc.os_error.errno
+        reason = os.strerror(errno).lower() if errno else str(exc.os_error)
+        print(f"orchestrator: cannot reach the service at {args.url}: {reason}", file=sys.stderr)
+        return 1
+    except aiohttp.ClientError as exc:
+        print(f"orchestrator: the call to {args.url} failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"ended by {platform.ended_by or '-'}; dialed {platform.dialed or '-'}; call {platform.call_sid}")
+    refused = next((line for line in platform.log if "webhook answered HTTP" in line), None)
+    if refused is not None:
+        where = f"{args.url.rstrip('/')}{args.voice_path}"
+        print(f"orchestrator: {where} refused the call: {refused.split('] ', 1)[-1]}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _host_mapping(item: str) -> tuple[str, str]:
+    public, sep, local = item.partition("=")
+    if not sep or not public.startswith(("http://", "https://")) or not local.startswith(("http://", "https://")):
+        raise ConfigError(f"--host {item!r}: expected PUBLIC=LOCAL, e.g. https://agent.example.com=http://127.0.0.1:8080")
+    return public.rstrip("/"), local.rstrip("/")
 
 
 if __name__ == "__main__":

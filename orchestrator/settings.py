@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEFAULT_FLOW", "Routes", "Settings"]
@@ -40,8 +40,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    # The https URL Sautikit reaches this service at; the Stream URL is derived from it (wss://).
-    public_url: str = "http://127.0.0.1:8080"
+    # The https URL Sautikit reaches this service at; the Stream URL is derived from it (wss://). Unset, the
+    # service advertises where it listens: http://<host>:<port> (127.0.0.1 for a wildcard host).
+    public_url: str = ""
     flow: Path = DEFAULT_FLOW
     routes: Routes = Field(default_factory=Routes)
 
@@ -107,6 +108,14 @@ class Settings(BaseSettings):
     @field_validator("public_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
+        if value and not value.startswith(("http://", "https://")):
             raise ValueError("public_url must start with http:// or https://")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _advertise_where_it_listens(self) -> Self:
+        if not self.public_url:
+            host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104 - a comparison
+            host = f"[{host}]" if ":" in host else host
+            self.public_url = f"http://{host}:{self.port}"
+        return self

@@ -64,6 +64,9 @@ class StateBrief:
     name: str
     instructions: str | None
     tools: tuple[str, ...]
+    # What the session is speaking on entry (the state's `say`, or the transition's that replaces it): the
+    # brain's own prompt for this state would repeat it, so a brain given one adds none.
+    say: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

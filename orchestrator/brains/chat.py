@@ -237,7 +237,9 @@ class ChatDialogue:
         if state.instructions:
             note = f"The call is now in state {state.name!r}. {state.instructions}"
             self._messages.append(ChatMessage(role="system", content=note))
-            if not self._pending:
+            if state.say is not None:  # the session speaks the prompt: the model only hears it said
+                self._messages.append(ChatMessage(role="assistant", content=state.say))
+            elif not self._pending:
                 async for step in self._complete():
                     yield step
 

@@ -123,7 +123,8 @@ class PolicyDialogue:
     async def on_state(self, state: StateBrief) -> AsyncIterator[str | ToolCall]:
         self._state = state
         self._unconfirmed = None  # a new state asks its own question: an old read-back is stale
-        if not self._pending:  # after a tool call, its result decides what to say
+        # After a tool call its result decides what to say; a `say` spoken on entry is the prompt.
+        if not self._pending and state.say is None:
             reply = self._reply(state.name)
             if reply:
                 yield reply

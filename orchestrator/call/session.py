@@ -397,6 +397,7 @@ class CallSession:
             return
         if utterance_id not in self._started_utterances:
             self._started_utterances.add(utterance_id)
+            self._cancel_silence()  # the caller is listening; the timer starts again once the agent is done
             started = self._start_waiters.pop(utterance_id, None)
             if started is not None and not started.done():
                 started.set_result(None)
@@ -760,7 +761,10 @@ class CallSession:
         if self._brain_alive:
             await self.brain.enter_state(
                 StateBrief(
-                    name=entered.state, instructions=entered.instructions, tools=entered.tools
+                    name=entered.state,
+                    instructions=entered.instructions,
+                    tools=entered.tools,
+                    say=entered.say,
                 )
             )
         said = await self._say(entered.say) if entered.say else None

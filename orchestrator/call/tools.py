@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import httpx
 import structlog
@@ -92,7 +93,9 @@ async def perform(
     return ToolOutcome(ok=True, result={})
 
 
-async def _run_handler(handler: ToolHandler, call: ToolCallContext, *, timeout_s: float) -> ToolOutcome:
+async def _run_handler(
+    handler: ToolHandler, call: ToolCallContext, *, timeout_s: float
+) -> ToolOutcome:
     try:
         async with asyncio.timeout(timeout_s):
             result = await handler(call)
@@ -100,7 +103,9 @@ async def _run_handler(handler: ToolHandler, call: ToolCallContext, *, timeout_s
         return _failed(call, f"timeout after {timeout_s:g}s")
     except ToolError as exc:
         return _failed(call, exc.reason)
-    except Exception as exc:  # a host app's bug is the flow's failed:<tool> route, not a dropped call
+    except (
+        Exception
+    ) as exc:  # a host app's bug is the flow's failed:<tool> route, not a dropped call
         log.exception("tool_handler_crashed", tool=call.name)
         return _failed(call, f"handler error: {type(exc).__name__}")
     try:
@@ -110,7 +115,9 @@ async def _run_handler(handler: ToolHandler, call: ToolCallContext, *, timeout_s
     return ToolOutcome(ok=True, result=result)
 
 
-async def _run_http(action: HttpAction, call: ToolCallContext, http: httpx.AsyncClient) -> ToolOutcome:
+async def _run_http(
+    action: HttpAction, call: ToolCallContext, http: httpx.AsyncClient
+) -> ToolOutcome:
     unset = [name for name in environment_names(action) if name not in os.environ]
     if unset:
         return _failed(call, f"environment variable {', '.join(unset)} is not set")
@@ -174,7 +181,7 @@ def render_json(value: object, view: Mapping[str, object]) -> JSONValue:
         if len(placeholders) == 1 and placeholders[0].raw == value.strip() and placeholders[0].name:
             found = lookup(view, placeholders[0].name)
             if isinstance(found, bool | int | float | list | dict):
-                return found  # type: ignore[return-value] - JSON from the call's context
+                return cast(JSONValue, found)  # JSON from the call's context
         return render(value, view)
     if isinstance(value, Mapping):
         return {str(key): render_json(item, view) for key, item in value.items()}

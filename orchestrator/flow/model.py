@@ -9,7 +9,7 @@ Imports only pydantic.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -253,7 +253,7 @@ class Escalation(_Model):
 OrderField = Literal[
     "order_number", "status", "eta", "courier", "placed_at", "items", "delivery_area", "customer_phone"
 ]
-ORDER_FIELDS: tuple[str, ...] = OrderField.__args__
+ORDER_FIELDS: tuple[str, ...] = get_args(OrderField)
 
 
 class OrdersSettings(_Model):

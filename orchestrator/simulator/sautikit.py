@@ -47,6 +47,8 @@ __all__ = ["FakeSautikit", "SimulatedCall", "SimulatorOptions"]
 _FRAME_MS = 20
 # Below this RMS a played agent frame counts as silence (the pacer pads utterance ends with zeros).
 _AUDIBLE_RMS = 200.0
+# A gap this long ends an agent utterance for the live view (sentences have shorter pauses inside).
+_AGENT_PAUSE_MS = 500
 _CALLER_PITCH_HZ = 190.0
 _PLATFORM_EPOCH = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -145,6 +147,9 @@ class _CallRun:
         self.status_url: str | None = None
         self.record: FakeCall | None = None
         self.supervisions_seen = 0
+        # Live only (on_line, never the log): when the agent's audio started, and how long it has been quiet.
+        self.agent_since_ms: int | None = None
+        self.agent_quiet_ms = 0
 
     # --- webhook and XML --------------------------------------------------------------------
 
@@ -329,7 +334,9 @@ class _CallRun:
                 await ws.close()
                 return True
             played = self.play_agent_frame()
-            action = caller.step(self.elapsed_ms(), audible=_rms(played) >= _AUDIBLE_RMS)
+            audible = _rms(played) >= _AUDIBLE_RMS
+            self.watch_agent(audible)
+            action = caller.step(self.elapsed_ms(), audible=audible)
             if action == "hangup":
                 self.note("caller hangs up")
                 self.result.ended_by = "caller"
@@ -387,6 +394,23 @@ class _CallRun:
             frame += bytes(self.frame_bytes - len(frame))
         self.result.agent_track += frame
         return frame
+
+    def watch_agent(self, audible: bool) -> None:
+        """Tell a live watcher when the agent speaks: the platform hears audio, not words."""
+        if self.on_line is None:
+            return
+        now = self.elapsed_ms()
+        if audible:
+            if self.agent_since_ms is None:
+                self.agent_since_ms = now
+                self.on_line(f"[{_clock(now)}] agent speaking")
+            self.agent_quiet_ms = 0
+        elif self.agent_since_ms is not None:
+            self.agent_quiet_ms += _FRAME_MS
+            if self.agent_quiet_ms >= _AGENT_PAUSE_MS:
+                spoke_ms = now - self.agent_quiet_ms - self.agent_since_ms
+                self.on_line(f"[{_clock(now)}] agent quiet after {spoke_ms / 1000:.1f} s of speech")
+                self.agent_since_ms = None
 
     def elapsed_ms(self) -> int:
         return round((self.loop.time() - self.t0) * 1000)

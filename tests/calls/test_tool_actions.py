@@ -27,15 +27,21 @@ SCRIPT = CallScript.model_validate(
         "turns": [
             {"agent": [{"say": "What is your order number?"}]},
             {"caller": "It is D X one oh four two."},
-            {"agent": [
-                {"tool": "lookup_order", "args": {"order_number": "DX1042"}},
-                {"say": "It is {{ result.order.status_text }}. Shall I text you the tracking link?"},
-            ]},
+            {
+                "agent": [
+                    {"tool": "lookup_order", "args": {"order_number": "DX1042"}},
+                    {
+                        "say": "It is {{ result.order.status_text }}. Shall I text you the tracking link?"
+                    },
+                ]
+            },
             {"caller": "Yes please."},
-            {"agent": [
-                {"tool": "send_tracking_sms", "args": {"language": "en"}},
-                {"say": "{{ result.state }}"},
-            ]},
+            {
+                "agent": [
+                    {"tool": "send_tracking_sms", "args": {"language": "en"}},
+                    {"say": "{{ result.state }}"},
+                ]
+            },
             {"caller": "Thanks, bye."},
             {"agent": [{"say": "Goodbye."}, {"tool": "end_call"}]},
         ],
@@ -69,7 +75,9 @@ def lines(record, kind: str) -> list[str]:
 
 
 @pytest.mark.looptime
-async def test_http_tool_posts_the_templated_body_and_routes_done(aiohttp_server, monkeypatch) -> None:
+async def test_http_tool_posts_the_templated_body_and_routes_done(
+    aiohttp_server, monkeypatch
+) -> None:
     """The SMS endpoint gets the templated POST with the env token; done:send_tracking_sms says its reply."""
     received: list[dict[str, object]] = []
     monkeypatch.setenv("SHOP_URL", await sms_endpoint(aiohttp_server, "ok", received))
@@ -85,7 +93,9 @@ async def test_http_tool_posts_the_templated_body_and_routes_done(aiohttp_server
     assert "sending_sms -> sent (done:send_tracking_sms)" in lines(record, "state")
     assert '"Done: message SM1 is on its way."' in lines(record, "agent")
     assert "send_tracking_sms done" in lines(record, "result")
-    assert '"sent"' in lines(record, "agent")  # the model's tool result names the state it landed in
+    assert '"sent"' in lines(
+        record, "agent"
+    )  # the model's tool result names the state it landed in
     assert record.transcript.outcome == "resolved"
 
 
@@ -94,14 +104,18 @@ async def test_http_tool_posts_the_templated_body_and_routes_done(aiohttp_server
     ("mode", "reason"),
     [("error_500", "HTTP 500"), ("bad_json", "invalid JSON"), ("slow", "timeout after 3s")],
 )
-async def test_http_tool_failure_routes_failed(aiohttp_server, monkeypatch, mode: str, reason: str) -> None:
+async def test_http_tool_failure_routes_failed(
+    aiohttp_server, monkeypatch, mode: str, reason: str
+) -> None:
     """A 500, an answer that is not JSON, or no answer within the timeout routes failed:send_tracking_sms."""
     received: list[dict[str, object]] = []
     monkeypatch.setenv("SHOP_URL", await sms_endpoint(aiohttp_server, mode, received))
     monkeypatch.setenv("SHOP_API_TOKEN", "t0ken")
     record = await run_scripted_call(SCRIPT, flow=FLOW)
     assert len(received) == 1
-    assert any(line.startswith(f"send_tracking_sms failed: {reason} (") for line in lines(record, "tool"))
+    assert any(
+        line.startswith(f"send_tracking_sms failed: {reason} (") for line in lines(record, "tool")
+    )
     assert "sending_sms -> sent (failed:send_tracking_sms)" in lines(record, "state")
     assert '"Sorry, I could not send the message."' in lines(record, "agent")
     assert record.transcript.outcome == "resolved"
@@ -135,11 +149,18 @@ async def test_code_tool_handler_answers_and_routes_done(tmp_path: Path) -> None
         return {"message_id": "CODE7"}
 
     flow = load_flow(code_tool_flow(tmp_path), handlers={"send_tracking_sms"})
-    record = await run_scripted_call(SCRIPT, flow=flow, tools={"send_tracking_sms": send_tracking_sms})
+    record = await run_scripted_call(
+        SCRIPT, flow=flow, tools={"send_tracking_sms": send_tracking_sms}
+    )
     (call,) = calls
-    assert (call.name, dict(call.arguments), call.call_sid) == ("send_tracking_sms", {"language": "en"}, "HD_test0001")
+    assert (call.name, dict(call.arguments), call.call_sid) == (
+        "send_tracking_sms",
+        {"language": "en"},
+        "HD_test0001",
+    )
     order = call.view["order"]
-    assert isinstance(order, dict) and order["order_number"] == "DX1042"
+    assert isinstance(order, dict)
+    assert order["order_number"] == "DX1042"
     assert '"Done: message CODE7 is on its way."' in lines(record, "agent")
 
 
@@ -151,14 +172,20 @@ async def test_code_tool_error_routes_failed(tmp_path: Path) -> None:
         raise ToolError("SMS quota exhausted")
 
     flow = load_flow(code_tool_flow(tmp_path), handlers={"send_tracking_sms"})
-    record = await run_scripted_call(SCRIPT, flow=flow, tools={"send_tracking_sms": send_tracking_sms})
-    assert any(line.startswith("send_tracking_sms failed: SMS quota exhausted") for line in lines(record, "tool"))
+    record = await run_scripted_call(
+        SCRIPT, flow=flow, tools={"send_tracking_sms": send_tracking_sms}
+    )
+    assert any(
+        line.startswith("send_tracking_sms failed: SMS quota exhausted")
+        for line in lines(record, "tool")
+    )
     assert "sending_sms -> sent (failed:send_tracking_sms)" in lines(record, "state")
 
 
-
 @pytest.mark.looptime
-async def test_unset_environment_variable_fails_the_tool_naming_it(aiohttp_server, monkeypatch) -> None:
+async def test_unset_environment_variable_fails_the_tool_naming_it(
+    aiohttp_server, monkeypatch
+) -> None:
     """An action reading an unset `{{ env.NAME }}` fails with that name and sends nothing."""
     received: list[dict[str, object]] = []
     monkeypatch.setenv("SHOP_URL", await sms_endpoint(aiohttp_server, "ok", received))

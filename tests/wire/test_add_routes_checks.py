@@ -49,11 +49,17 @@ def test_demo_orders_must_be_chosen(monkeypatch) -> None:
 def test_flow_orders_base_url_is_enough(monkeypatch) -> None:
     """An orders URL in the flow's `orders:` section counts as configured."""
     monkeypatch.delenv("ORCHESTRATOR_ORDERS", raising=False)
-    text = SMS_FLOW.read_text(encoding="utf-8") + "\norders: {base_url: 'https://shop.example.com'}\n"
-    add_routes(web.Application(), settings=Settings(), brain_factory=brain, flow=load_flow_text(text))
+    text = (
+        SMS_FLOW.read_text(encoding="utf-8") + "\norders: {base_url: 'https://shop.example.com'}\n"
+    )
+    add_routes(
+        web.Application(), settings=Settings(), brain_factory=brain, flow=load_flow_text(text)
+    )
 
 
-async def test_demo_orders_answer_the_health_check(aiohttp_client: AiohttpClient, monkeypatch) -> None:
+async def test_demo_orders_answer_the_health_check(
+    aiohttp_client: AiohttpClient, monkeypatch
+) -> None:
     """With the demo chosen, the app starts its embedded orders backend and serves."""
     monkeypatch.delenv("ORCHESTRATOR_ORDERS", raising=False)
     app = web.Application()
@@ -72,7 +78,10 @@ def test_tool_without_action_or_handler_is_refused() -> None:
     """A declared tool that is not built-in, has no `http:` and no handler stops add_routes."""
     with pytest.raises(ConfigError, match="send_tracking_sms do nothing"):
         add_routes(
-            web.Application(), settings=Settings(), brain_factory=brain, flow=load_flow_text(code_tool_flow())
+            web.Application(),
+            settings=Settings(),
+            brain_factory=brain,
+            flow=load_flow_text(code_tool_flow()),
         )
 
 
@@ -90,7 +99,9 @@ def test_handler_for_an_undeclared_tool_is_refused() -> None:
 
 def test_handler_and_http_action_together_are_refused() -> None:
     """A tool cannot both POST its `http:` action and run a handler: which one acts would be a guess."""
-    with pytest.raises(ConfigError, match="both an http: action and a code handler: send_tracking_sms"):
+    with pytest.raises(
+        ConfigError, match="both an http: action and a code handler: send_tracking_sms"
+    ):
         add_routes(
             web.Application(),
             settings=Settings(),

@@ -34,7 +34,9 @@ HTTP = """\
 """
 
 
-def flow_text(*, action: str = "", say: str = "hi", url: str = "https://sms.example.com/send") -> str:
+def flow_text(
+    *, action: str = "", say: str = "hi", url: str = "https://sms.example.com/send"
+) -> str:
     return HEAD.format(action=action.format(url=url) if action else "", say=say)
 
 
@@ -48,14 +50,17 @@ def test_http_tool_with_done_and_failed_routes_loads() -> None:
     """An `http:` tool whose done:/failed: events are routed is a valid flow, even for flow check."""
     flow = load_flow_text(flow_text(action=HTTP), handlers=())
     action = flow.tools["send_sms"].http
-    assert action is not None and (action.method, action.timeout) == ("POST", 5.0)
+    assert action is not None
+    assert (action.method, action.timeout) == ("POST", 5.0)
     assert action.body == {"to": "{{ caller.number }}", "lang": "{{ arguments.language }}"}
 
 
 def test_tool_that_does_nothing_is_an_error_when_handlers_are_known() -> None:
     """With the handlers known (flow check, serve), a tool with no action is located and explained."""
     (problem,) = messages(flow_text(), handlers=())
-    assert problem.startswith("f.yaml:3:3: tools.send_sms: tool 'send_sms' does nothing: add an `http:` action")
+    assert problem.startswith(
+        "f.yaml:3:3: tools.send_sms: tool 'send_sms' does nothing: add an `http:` action"
+    )
 
 
 def test_tool_with_a_code_handler_loads() -> None:
@@ -66,7 +71,10 @@ def test_tool_with_a_code_handler_loads() -> None:
 def test_unknown_variable_in_an_action_is_located() -> None:
     """An action's URL naming an unknown variable is reported at its place in the file."""
     (problem,) = messages(flow_text(action=HTTP, url="{{ shop.url }}/send"))
-    assert problem == "f.yaml:6:13: tools.send_sms.http.url: unknown template variable '{{ shop.url }}'"
+    assert (
+        problem
+        == "f.yaml:6:13: tools.send_sms.http.url: unknown template variable '{{ shop.url }}'"
+    )
 
 
 def test_environment_cannot_be_read_by_spoken_text() -> None:

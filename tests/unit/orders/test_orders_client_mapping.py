@@ -63,9 +63,13 @@ async def test_data_envelope_renamed_fields_and_bearer_auth(aiohttp_server) -> N
     async with OrdersClient(config) as orders:
         result = await orders.by_order_number("DX1042", caller=OWNER)
     order = result.orders[0]
-    assert (order.order_number, order.status, order.status_text, order.eta, order.delivery_area) == (
-        "DX1042", "dispatched", "dispatched", "today 4-6 PM", "Westlands"
-    )
+    assert (
+        order.order_number,
+        order.status,
+        order.status_text,
+        order.eta,
+        order.delivery_area,
+    ) == ("DX1042", "dispatched", "dispatched", "today 4-6 PM", "Westlands")
 
 
 @pytest.mark.parametrize(
@@ -79,7 +83,9 @@ async def test_data_envelope_renamed_fields_and_bearer_auth(aiohttp_server) -> N
         (None, {"status": "packed"}),
     ],
 )
-async def test_every_accepted_shape_is_read(aiohttp_server, envelope: str | None, answer: object) -> None:
+async def test_every_accepted_shape_is_read(
+    aiohttp_server, envelope: str | None, answer: object
+) -> None:
     """Each shape docs/orders-api.md lists gives the same order."""
 
     async def shop(request: web.Request) -> web.Response:
@@ -123,7 +129,7 @@ async def test_wrapped_answer_without_envelope_suggests_the_setting(aiohttp_serv
         return web.json_response({"data": [{"state": "packed"}]})
 
     async with OrdersClient(OrdersApiConfig(base_url=await serve(aiohttp_server, shop))) as orders:
-        with pytest.raises(OrdersError, match="wrapped in 'data': set orders.envelope"):
+        with pytest.raises(OrdersError, match=r"wrapped in 'data': set orders\.envelope"):
             await orders.by_order_number("DX1042")
 
 
@@ -134,7 +140,9 @@ async def test_renamed_status_without_a_field_map_lists_the_fields(aiohttp_serve
         return web.json_response({"ref": "DX1042", "state": "packed"})
 
     async with OrdersClient(OrdersApiConfig(base_url=await serve(aiohttp_server, shop))) as orders:
-        with pytest.raises(OrdersError, match=r"fields: ref, state; map one with orders.fields.status"):
+        with pytest.raises(
+            OrdersError, match=r"fields: ref, state; map one with orders.fields.status"
+        ):
             await orders.by_order_number("DX1042")
 
 
@@ -203,7 +211,9 @@ FULL = {
         ({**FULL, "customer_phone": "678"}, "+254000000678"),  # too few digits to compare
     ],
 )
-async def test_unmatched_caller_hears_no_items_or_area(aiohttp_server, order: dict, caller: str | None) -> None:
+async def test_unmatched_caller_hears_no_items_or_area(
+    aiohttp_server, order: dict, caller: str | None
+) -> None:
     """Without a proven phone match, items and delivery area are dropped; status and ETA stay."""
 
     async def shop(request: web.Request) -> web.Response:
@@ -247,4 +257,7 @@ async def test_matching_caller_hears_everything(aiohttp_server) -> None:
 
     async with OrdersClient(OrdersApiConfig(base_url=await serve(aiohttp_server, shop))) as orders:
         result = await orders.by_order_number("DX1042", caller=OWNER)
-    assert (result.orders[0].items, result.orders[0].delivery_area) == (["USB-C charger"], "Westlands")
+    assert (result.orders[0].items, result.orders[0].delivery_area) == (
+        ["USB-C charger"],
+        "Westlands",
+    )

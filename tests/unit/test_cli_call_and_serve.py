@@ -1,0 +1,154 @@
+"""`orchestrator serve` and `orchestrator call` as a team runs them daily: real processes, one clear line per fault."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+import structlog
+
+from orchestrator.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "fixtures" / "calls" / "asks_for_human.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging():
+    """The CLI configures logging process-wide: put it back for the tests that follow."""
+    yield
+    structlog.reset_defaults()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        *args,
+        env=env or dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_call_command_against_serve_without_public_url(tmp_path: Path) -> None:
+    """Serve advertises its own port; `orchestrator call` completes a call there, and a wrong path is one line."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "ORCHESTRATOR_CALLS_DB": str(tmp_path / "calls.sqlite3")}
+    env.pop("ORCHESTRATOR_PUBLIC_URL", None)
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--orders",
+        "demo",
+        "--brain",
+        "scripted",
+        "--script",
+        str(SCRIPT),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(f"{base}/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the service did not start")
+        code, out, err = await _cli("call", str(SCRIPT), "--url", base, "--voice", "synthetic")
+        assert code == 0, err
+        assert "stream connected" in out  # the Stream URL pointed at this port, not 8080
+        assert 'caller says "' in out
+        assert "agent speaking" in out
+        assert "dialed +254700000100" in out
+
+        code, out, err = await _cli(
+            "call", str(SCRIPT), "--url", base, "--voice-path", "/nope", "--voice", "synthetic"
+        )
+        assert code == 1
+        assert err.strip().splitlines() == [
+            f"orchestrator: {base}/nope refused the call: webhook answered HTTP 404: 404: Not Found"
+        ]
+    finally:
+        server.terminate()
+        _, stderr = await server.communicate()
+    text = stderr.decode()
+    assert f"point Sautikit at {base}/voice" in text
+    assert "Traceback" not in text
+
+
+async def test_call_command_to_nothing_is_one_line() -> None:
+    """Nothing listening at --url: one line naming the URL and the reason, exit 1."""
+    url = f"http://127.0.0.1:{_free_port()}"
+    code, _, err = await _cli("call", str(SCRIPT), "--url", url, "--voice", "synthetic")
+    assert code == 1
+    assert err.strip().splitlines() == [
+        f"orchestrator: cannot reach the service at {url}: connection refused"
+    ]
+
+
+def test_serve_on_a_taken_port_is_one_line(capsys) -> None:
+    """A port in use stops serve with one line, not a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--orders", "demo", "--brain", "scripted"]) == 1
+    err = capsys.readouterr().err
+    assert f"orchestrator: cannot listen on 127.0.0.1:{port}: " in err
+    assert "address already in use" in err
+    assert "Traceback" not in err
+
+
+def test_serve_without_orders_api_refuses_and_says_how(monkeypatch, capsys) -> None:
+    """No orders URL and no `--orders demo`: serve refuses to answer real callers from demo data."""
+    monkeypatch.delenv("ORCHESTRATOR_ORDERS", raising=False)
+    monkeypatch.delenv("ORCHESTRATOR_ORDERS_BASE_URL", raising=False)
+    assert main(["serve", "--port", "0", "--brain", "scripted"]) == 2
+    assert "--orders demo (ORCHESTRATOR_ORDERS=demo)" in capsys.readouterr().err
+
+
+def test_call_help_documents_voice_path_and_hosts(capsys) -> None:
+    """`orchestrator call --help` explains the voice, path and host options."""
+    with pytest.raises(SystemExit):
+        main(["call", "--help"])
+    out = capsys.readouterr().out
+    for text in (
+        "--voice {kal16,slt,awb,rms,synthetic}",
+        "--voice-path",
+        "PUBLIC=LOCAL",
+        "--webhook-secret",
+    ):
+        assert text in out
+
+
+def test_call_with_a_bad_host_mapping_is_one_line(capsys) -> None:
+    """A malformed --host is a configuration error that shows the expected form."""
+    assert main(["call", str(SCRIPT), "--host", "agent.example.com", "--voice", "synthetic"]) == 2
+    assert "expected PUBLIC=LOCAL" in capsys.readouterr().err
