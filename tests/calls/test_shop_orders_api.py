@@ -5,8 +5,6 @@ The fake shop on loopback answers `{"data":[{"state":…,"deliveryWindow":…}]}
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from aiohttp import web
 
@@ -14,8 +12,9 @@ from orchestrator.flow import load_flow_text
 from orchestrator.script import CallScript
 from orchestrator.settings import Settings
 from orchestrator.testing import run_scripted_call
+from tests.flows import TESTS
 
-FLOW = Path(__file__).parent / "flows" / "sms_tool.yaml"
+FLOW = TESTS / "flows" / "sms_tool.yaml"
 ORDERS_SECTION = """
 orders:
   path: /v2/orders

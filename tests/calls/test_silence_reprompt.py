@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
 
 import pytest
 
@@ -23,8 +22,9 @@ from orchestrator.brains.cascade import make_offline_brain_factory
 from orchestrator.flow import load_flow, load_flow_text
 from orchestrator.script import CallScript
 from orchestrator.testing import run_scripted_call
+from tests.flows import ORDER_STATUS
 
-FLOW = load_flow(Path(__file__).parents[2] / "flows" / "order_status.yaml")
+FLOW = load_flow(ORDER_STATUS)
 SILENT = CallScript.model_validate(
     {"title": "A caller who never speaks", "turns": [{"agent": []}, {"silence_ms": 60000}]}
 )

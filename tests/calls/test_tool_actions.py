@@ -16,8 +16,9 @@ from orchestrator.call.tools import ToolCallContext, ToolError
 from orchestrator.flow import load_flow
 from orchestrator.script import CallScript
 from orchestrator.testing import run_scripted_call
+from tests.flows import TESTS
 
-FLOW = Path(__file__).parent / "flows" / "sms_tool.yaml"
+FLOW = TESTS / "flows" / "sms_tool.yaml"
 CALLER = "+254712345678"  # owns DX1042 in fixtures/orders.json
 
 SCRIPT = CallScript.model_validate(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpClient
@@ -15,10 +13,10 @@ from orchestrator.errors import ConfigError
 from orchestrator.flow import load_flow, load_flow_text
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
+from tests.flows import SCRIPTS, TESTS
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = load_script(ROOT / "fixtures" / "calls" / "returning_caller_by_phone.yaml")
-SMS_FLOW = ROOT / "tests" / "calls" / "flows" / "sms_tool.yaml"
+SCRIPT = load_script(SCRIPTS / "returning_caller_by_phone.yaml")
+SMS_FLOW = TESTS / "flows" / "sms_tool.yaml"
 
 
 def brain(start) -> ScriptedBrain:
