@@ -89,7 +89,7 @@ def _trials(count: int, seed: int) -> list[Trial]:
 
 
 async def _serve(track: str) -> tuple[web.AppRunner, str, dict[str, CallSession]]:
-    settings = Settings(track=track)  # type: ignore[arg-type]
+    settings = Settings(track=track, orders="demo")  # type: ignore[arg-type]
     scripts: dict[str, CallScript] = {}
     app = create_app(settings, brain_factory=lambda start: ScriptedBrain(scripts[start.call_sid]))
     app["scripts"] = scripts  # type: ignore[index]

@@ -54,7 +54,7 @@ def _stats(values: list[float]) -> dict[str, float | None]:
 
 async def _level(calls: int) -> dict[str, object]:
     """One service, `calls` simultaneous callers."""
-    settings = Settings()
+    settings = Settings(orders="demo")  # the embedded demo orders, chosen explicitly
     app = create_app(settings, brain_factory=lambda start: ScriptedBrain(SCRIPT))
     lag: list[float] = []
     stop = asyncio.Event()

@@ -12,6 +12,7 @@ Everything named here is the public API; anything else is internal and may chang
 
 from orchestrator.app import add_routes, create_app
 from orchestrator.brain_choice import make_brain_factory
+from orchestrator.call.tools import ToolCallContext, ToolError, ToolHandler
 from orchestrator.brains.base import (
     AgentAudio,
     AgentUtteranceEnd,
@@ -67,6 +68,9 @@ __all__ = [
     "StreamError",
     "TelephonyError",
     "ToolCall",
+    "ToolCallContext",
+    "ToolError",
+    "ToolHandler",
     "TurnComplete",
     "WebhookError",
     "add_routes",

@@ -382,7 +382,8 @@ def _check_tool_actions(
         for name in flow.tools_without_action(handlers):
             message = (
                 f"tool {name!r} does nothing: add an `http:` action, register a code handler "
-                "(add_routes(..., tools={...})), or use a built-in (end_call, lookup_order, transfer_to_human)"
+                f"(add_routes(..., tools={{...}}); check with `flow check --handler {name}`), "
+                "or use a built-in (end_call, lookup_order, transfer_to_human)"
             )
             yield source.problem(("tools", name), message, key=True)
     base = known_variables(shop_keys=flow.shop, counters=flow.counters, tools=flow.tools)

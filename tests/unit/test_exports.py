@@ -14,6 +14,8 @@ def test_exports_cover_the_documented_entry_points():
     """The README's embedding example only needs names from the front door."""
     for name in ("Settings", "Routes", "add_routes", "create_app", "load_flow", "make_brain_factory", "Brain"):
         assert name in orchestrator.__all__
+    for name in ("ToolCallContext", "ToolError", "ToolHandler"):  # code tools (docs/flow-reference.md)
+        assert name in orchestrator.__all__
 
 
 def test_testing_helpers_are_exported():

@@ -118,3 +118,41 @@ def test_code_handler_makes_the_tool_acceptable() -> None:
         flow=load_flow_text(code_tool_flow()),
         tools={"send_tracking_sms": handler},
     )
+
+
+async def test_orders_settings_from_the_environment_win_over_the_flow(
+    aiohttp_server, aiohttp_client: AiohttpClient, monkeypatch
+) -> None:
+    """ORCHESTRATOR_ORDERS_* (JSON for maps) describe the deployment's API and override the flow's orders:."""
+
+    async def shop(request: web.Request) -> web.Response:
+        if request.headers.get("X-Api-Key") != "k3y":
+            return web.json_response({"error": "unauthorized"}, status=401)
+        ref = request.query["ref"]
+        return web.json_response({"result": {"items": [{"id": ref, "phase": "With_Rider"}]}})
+
+    shop_app = web.Application()
+    shop_app.router.add_get("/v3/parcels", shop)
+    server = await aiohttp_server(shop_app)
+    for name, value in {
+        "ORCHESTRATOR_ORDERS_BASE_URL": str(server.make_url("")).rstrip("/"),
+        "ORCHESTRATOR_ORDERS_TOKEN": "k3y",
+        "ORCHESTRATOR_ORDERS_AUTH_HEADER": "X-Api-Key",
+        "ORCHESTRATOR_ORDERS_AUTH_SCHEME": "",
+        "ORCHESTRATOR_ORDERS_PATH": "/v3/parcels",
+        "ORCHESTRATOR_ORDERS_ORDER_PARAM": "ref",
+        "ORCHESTRATOR_ORDERS_ENVELOPE": "result.items",
+        "ORCHESTRATOR_ORDERS_FIELDS": '{"order_number": "id", "status": "phase"}',
+        "ORCHESTRATOR_ORDERS_STATUSES": '{"with_rider": "out_for_delivery"}',
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("ORCHESTRATOR_ORDERS", raising=False)
+    flow_text = SMS_FLOW.read_text(encoding="utf-8") + "\norders: {path: /flow/path, envelope: data}\n"
+    app = web.Application()
+    orchestrator = add_routes(
+        app, settings=Settings(), brain_factory=brain, flow=load_flow_text(flow_text)
+    )
+    await aiohttp_client(app)  # starts the app: the orders client is made at start-up
+    assert orchestrator.orders is not None
+    result = await orchestrator.orders.by_order_number("PK20931")
+    assert [(o.order_number, o.status) for o in result.orders] == [("PK20931", "out_for_delivery")]
