@@ -190,7 +190,7 @@ class PolicyDialogue:
         if moment is not None and moment in self._config.replies and self._state.tools:
             yield self._render(self._config.replies[moment])
             return
-        reply = self._reply(self._state.name)
+        reply = self._reply(self._state.name) if self._state.say is None else None
         if reply:
             yield reply
 
