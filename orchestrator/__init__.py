@@ -12,7 +12,6 @@ Everything named here is the public API; anything else is internal and may chang
 
 from orchestrator.app import add_routes, create_app
 from orchestrator.brain_choice import make_brain_factory
-from orchestrator.call.tools import ToolCallContext, ToolError, ToolHandler
 from orchestrator.brains.base import (
     AgentAudio,
     AgentUtteranceEnd,
@@ -27,6 +26,7 @@ from orchestrator.brains.base import (
     ToolCall,
     TurnComplete,
 )
+from orchestrator.call.tools import ToolCallContext, ToolError, ToolHandler
 from orchestrator.errors import (
     BrainError,
     ConfigError,
