@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.flow import Flow, load_flow
 from orchestrator.script import load_script
 from orchestrator.testing import CallRecord, TranscriptSnapshotExtension, run_scripted_call
 from tests.fakes.gemini_live import GENERATIONS, FakeGeminiLive, GeminiFaults, Generation
 from tests.fakes.tls import LoopbackTls, make_loopback_tls
-from tests.flows import ORDER_STATUS, SCRIPTS
+from tests.flows import SCRIPTS
 
 CALLS = SCRIPTS
 
@@ -32,17 +31,6 @@ def generation(request: pytest.FixtureRequest) -> Generation:
 @pytest.fixture
 def transcript_snapshot(snapshot):
     return snapshot.use_extension(TranscriptSnapshotExtension)
-
-
-@pytest.fixture(scope="module")
-def steady_narration(tmp_path_factory: pytest.TempPathFactory) -> Flow:
-    """The shipped flow with `narrating` made non-interruptible (nothing the caller does cuts the status)."""
-    text = ORDER_STATUS.read_text()
-    marker = "  narrating:\n    instructions:"
-    assert marker in text
-    path = tmp_path_factory.mktemp("flow") / "steady.yaml"
-    path.write_text(text.replace(marker, "  narrating:\n    interruptible: false\n    instructions:"))
-    return load_flow(path)
 
 
 def assert_no_refusals(fake: FakeGeminiLive) -> None:
@@ -154,10 +142,12 @@ async def test_gemini_call_nothing_cuts_a_non_interruptible_state(
 
 
 @pytest.mark.looptime
-async def test_gemini_call_server_barge_in_on_lets_a_cough_cut_the_reply(tls, steady_narration):
+async def test_gemini_call_server_barge_in_on_lets_a_cough_cut_the_reply(
+    tls, generation, steady_narration
+):
     """With server_barge_in=True (Gemini's default activity handling) a mere cough stops the model."""
     script = load_script(CALLS / "cough_during_narration.yaml")
-    async with FakeGeminiLive(script, tls=tls, generation="2.5") as fake:
+    async with FakeGeminiLive(script, tls=tls, generation=generation) as fake:
         record = await run_scripted_call(
             script,
             flow=steady_narration,

@@ -328,3 +328,26 @@ async def test_openai_call_tool_call_of_a_cancelled_response_never_runs():
     assert any("PikiPiki. Anything else?" in line for line in record.transcript.of_kind("agent"))
     assert record.transcript.outcome == "resolved"
     assert len([b for b in record.transcript.of_kind("barge-in") if "agent cut at" in b]) == 1
+
+
+@pytest.mark.parametrize(
+    ("script", "noticed"),
+    [("cough_during_narration.yaml", False), ("barge_in_during_narration.yaml", True)],
+    ids=["cough", "words"],
+)
+@pytest.mark.looptime
+async def test_openai_call_nothing_cuts_a_non_interruptible_state(steady_narration, script, noticed):
+    """A cough or words over a non-interruptible narration: no response.cancel, no killAudio, no cut."""
+    call = load_script(CALLS / script)
+    async with FakeOpenAIRealtime(call) as fake:
+        record = await run_scripted_call(
+            call,
+            flow=steady_narration,
+            brain_factory=lambda start: OpenAIRealtimeBrain(fake.config()),
+        )
+    assert record.transcript.outcome == "resolved"
+    assert fake.received_of("response.cancel") == []
+    assert [b for b in record.transcript.of_kind("barge-in") if "agent cut at" in b] == []
+    assert record.platform.kill_audio == 0
+    ignored = "ignored: narrating is not interruptible" in record.transcript.of_kind("barge-in")
+    assert ignored is noticed
