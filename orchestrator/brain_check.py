@@ -45,7 +45,7 @@ from orchestrator.cli_output import format_table
 from orchestrator.errors import ConfigError
 from orchestrator.script import CallScript
 
-__all__ = ["CALLER_LINE", "EXPECTED_CALL", "CheckReport", "add_brain_commands", "run_check"]
+__all__ = ["CALLER_LINE", "CheckReport", "EXPECTED_CALL", "add_brain_commands", "run_check"]
 
 BrainName = Literal["gemini", "openai"]
 Result = Literal["pass", "FAIL", "not run"]

@@ -58,7 +58,15 @@ from orchestrator.brains.scripted import render_reply
 from orchestrator.script import AgentTurn, CallerTurn, CallScript, SayStep, ToolStep
 from tests.fakes.tls import LoopbackTls
 
-__all__ = ["API_KEY", "GENERATIONS", "MODELS", "ConnectionLog", "FakeGeminiLive", "GeminiFaults", "Generation"]
+__all__ = [
+    "API_KEY",
+    "ConnectionLog",
+    "FakeGeminiLive",
+    "GENERATIONS",
+    "GeminiFaults",
+    "Generation",
+    "MODELS",
+]
 
 Generation: TypeAlias = Literal["2.5", "3.1", "3.8"]
 GENERATIONS: tuple[Generation, ...] = ("2.5", "3.1", "3.8")
