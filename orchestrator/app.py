@@ -15,12 +15,12 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode
@@ -31,8 +31,9 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.brains.base import Brain
+from orchestrator.call.records import CallRecords
 from orchestrator.call.session import CallServices, CallSession, SessionOptions
-from orchestrator.call.store import CallStore, CallStoreError, StoredCall, open_call_store
+from orchestrator.call.store import INTERRUPTED, CallStore, open_call_store
 from orchestrator.call.tools import ToolHandler, environment_names
 from orchestrator.call.transcript import transcript_files
 from orchestrator.errors import ConfigError, SignatureError, WebhookError
@@ -66,6 +67,8 @@ __all__ = [
     "Orchestrator",
     "add_routes",
     "create_app",
+    "drain_calls",
+    "run_service",
     "serve_on_loopback",
 ]
 
@@ -75,6 +78,11 @@ BrainFactory = Callable[[CallStart], Brain]
 XML = "application/xml"
 # A finished call is remembered this long, to answer Sautikit's late lifecycle re-POSTs (and its Dial).
 FINISHED_CALL_TTL_S = 600.0
+# At shut-down, records not stored within this long go to the journal.
+RECORDS_CLOSE_TIMEOUT_S = 3.0
+UNCONNECTED = "unconnected"
+# After the drain, handlers still running (a call past its grace) are cancelled this soon.
+HANDLER_SHUTDOWN_TIMEOUT_S = 1.0  # the outcome of a call whose media stream never came
 # The call record is asked for a few times: the platform may take a moment to close it.
 CALL_RECORD_ATTEMPTS = 3
 CALL_RECORD_RETRY_S = 2.0
@@ -110,6 +118,10 @@ class Orchestrator:
     # Code handlers of the flow's tools (`add_routes(..., tools=...)`).
     tools: dict[str, ToolHandler] = field(default_factory=dict)
     store: CallStore | None = None
+    # Every call written down from its webhook on (live, updated, finished), retried and journalled.
+    records: CallRecords | None = None
+    # Set on SIGTERM: no new calls (503), live ones are told goodbye, /healthz says "draining" (503).
+    draining: bool = False
     fallback_voice: Callable[[str, int], Awaitable[bytes]] | None = None
 
     def spawn(self, work: Coroutine[object, object, None]) -> None:
@@ -312,9 +324,15 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
                 )
             )
         http = await stack.enter_async_context(httpx.AsyncClient())
-        orchestrator.store = await open_call_store(settings.calls_db)
+        orchestrator.store = store = await open_call_store(settings.calls_db)
         orchestrator.fallback_voice = _fallback_voice(settings, orchestrator.flow)
-        stack.push_async_callback(orchestrator.store.close)
+        stack.push_async_callback(store.close)
+        records = CallRecords(
+            store, flow_name=orchestrator.flow.name, journal=_journal_path(settings)
+        )
+        await records.start()
+        orchestrator.records = records
+        stack.push_async_callback(records.close, RECORDS_CLOSE_TIMEOUT_S)
         orchestrator.services = CallServices(
             rest=rest,
             http=http,
@@ -323,8 +341,21 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
         )
         yield
         for task in list(orchestrator.background):
-            task.cancel()
+            task.cancel()  # each one still writes its call's record on the way out
         await asyncio.gather(*orchestrator.background, return_exceptions=True)
+        for session in orchestrator.sessions.values():
+            if not session.finished.is_set():  # answered, but its stream never came before the end
+                records.write(session, outcome=INTERRUPTED)
+
+
+def _journal_path(settings: Settings) -> Path | None:
+    """Where refused records wait: the setting, else beside a SQLite calls database; None in memory."""
+    if settings.records_journal is not None:
+        return settings.records_journal
+    db = settings.calls_db
+    if db is None or db in ("", "memory:"):
+        return None
+    return Path(f"{db.removeprefix('sqlite://')}.journal")
 
 
 def _check_transcripts_dir(directory: Path) -> None:
@@ -383,6 +414,9 @@ async def _voice_webhook(request: web.Request) -> web.Response:
         existing = orchestrator.sessions.get(start.call_sid)
         if existing is not None:
             return _answer_again(orchestrator, existing, start, signed=signed == "signed")
+        if orchestrator.draining:  # before the id is remembered: another worker may take the call
+            log.warning("webhook_refused_draining")
+            return web.Response(status=503, text="shutting down", headers={"Retry-After": "1"})
         first = await orchestrator.replay.first_sighting(
             f"call:{start.call_sid}", until=time.time() + SEEN_CALL_TTL_S
         )
@@ -403,6 +437,7 @@ async def _voice_webhook(request: web.Request) -> web.Response:
             fallback_tts=orchestrator.fallback_voice,
         )
         orchestrator.sessions[start.call_sid] = session
+        _record_as_it_goes(orchestrator, session)
         for callback in orchestrator.on_call_started:
             callback(session)
         session.prefetch_orders()
@@ -416,6 +451,18 @@ async def _voice_webhook(request: web.Request) -> web.Response:
             session,
         )
         return web.Response(text=xml, content_type=XML)
+
+
+def _record_as_it_goes(orchestrator: Orchestrator, session: CallSession) -> None:
+    """Recorded now (live), and again at each state change and stream edge, so no crash loses the call."""
+    records = orchestrator.records
+    if records is None:
+        return
+    records.write(session)
+    progress = frozenset({"state", "stream"})
+    session.transcript.listeners.append(
+        lambda entry: records.write(session) if entry.kind in progress else None
+    )
 
 
 def _answer_again(
@@ -518,6 +565,9 @@ def _expire_if_unconnected(orchestrator: Orchestrator, session: CallSession) -> 
     if not session.stream_attached and orchestrator.sessions.get(session.call_sid) is session:
         log.warning("stream_never_connected", call_sid=session.call_sid)
         del orchestrator.sessions[session.call_sid]
+        session.note("stream", "never connected")
+        if orchestrator.records is not None:
+            orchestrator.records.write(session, outcome=UNCONNECTED)
 
 
 async def _media_stream(request: web.Request) -> web.StreamResponse:
@@ -543,6 +593,8 @@ async def _media_stream(request: web.Request) -> web.StreamResponse:
         raise web.HTTPConflict(text="this call already has a media stream")
 
     media = await accept_media_stream(request, ws)
+    if orchestrator.draining:  # answered before the shut-down began: its caller hears the goodbye too
+        session.shut_down()
     with structlog.contextvars.bound_contextvars(call_sid=call_sid):
         try:
             await session.run(media)
@@ -560,26 +612,25 @@ def _finish(orchestrator: Orchestrator, session: CallSession) -> None:
 
 
 async def _after_call(orchestrator: Orchestrator, session: CallSession) -> None:
-    """Once the outcome is known (a Dial is only answered on Sautikit's next request), report and persist."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(session.finished.wait(), timeout=FINISHED_CALL_TTL_S)
-    rest = orchestrator.services.rest
-    if rest is not None and orchestrator.settings.fetch_call_record:
-        await _fetch_call_record(rest, session)
-    if orchestrator.store is not None:
-        try:
-            await orchestrator.store.save(
-                StoredCall.from_session(
-                    session, flow_name=orchestrator.flow.name, stored_at=datetime.now(UTC)
-                )
-            )
-        except CallStoreError as exc:
-            log.error("call_store_failed", error=str(exc))
-    for callback in orchestrator.on_call_finished:
-        callback(session)
-    directory = orchestrator.settings.transcripts_dir
-    if directory is not None:
-        await _save_transcript(directory, session)
+    """Once the outcome is known (a Dial is only answered on Sautikit's next request), report and persist.
+
+    Cancelled at shut-down, the call is still written down: its record, callbacks and transcript.
+    """
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(session.finished.wait(), timeout=FINISHED_CALL_TTL_S)
+        rest = orchestrator.services.rest
+        if rest is not None and orchestrator.settings.fetch_call_record:
+            await _fetch_call_record(rest, session)
+    finally:
+        if orchestrator.records is not None:
+            outcome = None if session.finished.is_set() else INTERRUPTED
+            orchestrator.records.write(session, outcome=outcome)
+        for callback in orchestrator.on_call_finished:
+            callback(session)
+        directory = orchestrator.settings.transcripts_dir
+        if directory is not None:
+            await _save_transcript(directory, session)
 
 
 async def _fetch_call_record(rest: SautikitClient, session: CallSession) -> None:
@@ -719,14 +770,93 @@ async def _events(request: web.Request) -> web.Response:
 
 
 async def _health(request: web.Request) -> web.Response:
+    """ok (200); degraded (200: calls are served, records are not reaching the store); draining (503)."""
     orchestrator = request.app[ORCHESTRATOR]
     active = sum(1 for s in orchestrator.sessions.values() if not s.finished.is_set())
+    records = orchestrator.records.health() if orchestrator.records is not None else None
+    status = "ok"
+    if orchestrator.draining:
+        status = "draining"
+    elif records is not None and records.degraded:
+        status = "degraded"
     return web.json_response(
         {
-            "status": "ok",
+            "status": status,
             "flow": orchestrator.flow.name,
             "active_calls": active,
             "finished_calls": orchestrator.finished_calls,
             "signatures": "on" if orchestrator.settings.webhook_secret else "off",
-        }
+            "record_failures": records.failures if records is not None else 0,
+            "records_pending": records.pending if records is not None else 0,
+        },
+        status=503 if orchestrator.draining else 200,
     )
+
+
+# --- the process: serve until a signal, then drain -------------------------------------------------
+
+
+async def drain_calls(orchestrator: Orchestrator, grace_s: float) -> bool:
+    """Stop taking calls, route `shutdown` through every live call's flow, wait up to `grace_s` for them
+    to end and be written down. True if every call ended in time."""
+    orchestrator.draining = True
+    live = [s for s in orchestrator.sessions.values() if not s.finished.is_set()]
+    log.warning("draining", live_calls=len(live), grace_s=grace_s)
+    for session in live:
+        session.shut_down()
+    try:
+        async with asyncio.timeout(grace_s):
+            for session in live:
+                await session.finished.wait()
+            while orchestrator.background:  # records, call records, transcripts
+                await asyncio.gather(*orchestrator.background, return_exceptions=True)
+            if orchestrator.records is not None:
+                await orchestrator.records.flush(grace_s)
+    except TimeoutError:
+        unfinished = sum(1 for s in live if not s.finished.is_set())
+        log.error("drain_grace_exceeded", unfinished_calls=unfinished)
+        return False
+    log.warning("drained", calls=len(live))
+    return True
+
+
+async def run_service(
+    app: web.Application,
+    *,
+    host: str,
+    port: int,
+    grace_s: float,
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """Serve `app` until SIGTERM or SIGINT; then drain live calls within `grace_s` and exit.
+
+    A second signal ends the drain at once; the cleanup still writes every call's record (to the
+    journal if the store is slow).
+    """
+    loop = asyncio.get_running_loop()
+    signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, signals.put_nowait, signum)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=HANDLER_SHUTDOWN_TIMEOUT_S
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        if on_started is not None:
+            on_started()
+        first = await signals.get()
+        log.warning("shutdown_requested", signal=first.name, grace_s=grace_s)
+        drain = loop.create_task(drain_calls(app[ORCHESTRATOR], grace_s))
+        second = loop.create_task(signals.get())
+        await asyncio.wait({drain, second}, return_when=asyncio.FIRST_COMPLETED)
+        if second.done():
+            log.warning("shutdown_now", signal=second.result().name)
+            drain.cancel()
+        else:
+            second.cancel()
+        await asyncio.gather(drain, second, return_exceptions=True)
+    finally:
+        await runner.cleanup()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

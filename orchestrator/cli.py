@@ -22,10 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 from pydantic import ValidationError
 
-from orchestrator.app import create_app
+from orchestrator.app import create_app, run_service
 from orchestrator.audio.wav import interleave, write_wav
 from orchestrator.brain_check import add_brain_commands
 from orchestrator.brain_choice import BRAINS, DEFAULT_SCRIPT, make_brain_factory
@@ -83,6 +82,8 @@ environment variables (flags win over them):
                                   route paths (defaults /voice, /audio, /stream-status, /events, /healthz)
   ORCHESTRATOR_TRANSCRIPTS_DIR    write each call's transcript (.txt and .json) here
   ORCHESTRATOR_CALLS_DB           SQLite file of finished calls for `orchestrator history` (default ./calls.sqlite3)
+  ORCHESTRATOR_RECORDS_JOURNAL    where records the database refuses wait (default <calls db>.journal)
+  ORCHESTRATOR_SHUTDOWN_GRACE_S   on SIGTERM, seconds live calls get to end (default 20)
 """
 
 
@@ -150,6 +151,12 @@ def _parser() -> argparse.ArgumentParser:
         help="demo: answer from the embedded demo orders (fixtures/orders.json), never real ones",
     )
     serve.add_argument("--transcripts-dir", type=Path, help="write each call's transcript here")
+    serve.add_argument(
+        "--shutdown-grace",
+        type=float,
+        metavar="SECONDS",
+        help="on SIGTERM, how long live calls get to hear the goodbye and end (default 20)",
+    )
     serve.add_argument("--log-format", choices=("json", "console"), default="json")
     serve.set_defaults(run=_serve)
 
@@ -281,6 +288,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
             "orders_base_url": getattr(args, "orders_url", None),
             "orders": getattr(args, "orders", None),
             "transcripts_dir": getattr(args, "transcripts_dir", None),
+            "shutdown_grace_s": getattr(args, "shutdown_grace", None),
         }.items()
         if value is not None
     }
@@ -309,13 +317,21 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if not args.public_url and not os.environ.get("ORCHESTRATOR_PUBLIC_URL"):
         banner += " (reachable from this machine only: pass --public-url with the https URL Sautikit can reach)"
+    if not settings.webhook_secret:
+        print(
+            "orchestrator: WARNING: no webhook secret — anyone who reaches the voice URL can start calls "
+            "and end live ones; set ORCHESTRATOR_WEBHOOK_SECRET",
+            file=sys.stderr,
+        )
     try:
-        web.run_app(
-            app,
-            host=settings.host,
-            port=settings.port,
-            print=lambda _started: print(banner, file=sys.stderr, flush=True),
-            access_log=None,
+        asyncio.run(
+            run_service(
+                app,
+                host=settings.host,
+                port=settings.port,
+                grace_s=settings.shutdown_grace_s,
+                on_started=lambda: print(banner, file=sys.stderr, flush=True),
+            )
         )
     except OSError as exc:  # the port is taken, or the host is not an address of this machine
         reason = exc.strerror or str(exc)

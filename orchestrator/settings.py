@@ -101,8 +101,13 @@ class Settings(BaseSettings):
     # A call whose stream never connects is forgotten after this long.
     stream_connect_timeout_s: float = 30.0
     transcripts_dir: Path | None = None
-    # Where finished calls are kept for `orchestrator history` (a SQLite path); None keeps them in memory.
+    # Where calls are kept for `orchestrator history` (a SQLite path); None keeps them in memory.
     calls_db: str | None = None
+    # Records the store refuses (locked, disk full) wait here and are replayed at start; default
+    # `<calls_db>.journal`.
+    records_journal: Path | None = None
+    # On SIGTERM, live calls get this long to hear the flow's goodbye (or transfer) and end.
+    shutdown_grace_s: float = Field(default=20.0, ge=0)
     log_json: bool = True
 
     @field_validator("public_url")

@@ -123,6 +123,11 @@ class _CallerHungUp:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class _ShuttingDown:
+    """The service is stopping: the flow's `shutdown` route ends or transfers the call."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _EscalationDone:
     """The escalation strategies finished (the call may end once its stream is gone)."""
 
@@ -131,6 +136,7 @@ _Input = (
     VadEvent
     | _ConfirmBargeIn
     | _CallerHungUp
+    | _ShuttingDown
     | _EscalationDone
     | BrainEvent
     | _LookupDone
@@ -261,6 +267,11 @@ class CallSession:
         if self.stream_attached and self._closing_reason is None:
             # The platform says the call is over while our stream is still open: the caller hung up.
             self._inbox.put_nowait(_CallerHungUp())
+
+    def shut_down(self) -> None:
+        """The service is stopping: send `shutdown` through the flow (a goodbye or a transfer), else hang up."""
+        if not self.finished.is_set():
+            self._inbox.put_nowait(_ShuttingDown())
 
     @property
     def barge_ins(self) -> list[BargeInRecord]:
@@ -443,6 +454,8 @@ class CallSession:
         elif isinstance(item, _CallerHungUp):
             self._note("hangup", "caller hung up (the platform reported the call completed)")
             await self._enter(self.machine.send("hangup"))
+        elif isinstance(item, _ShuttingDown):
+            await self._on_shutting_down()
         elif isinstance(item, Speech):
             if item.utterance_id is not None:
                 self._utterance_text[item.utterance_id] = item.text
@@ -940,6 +953,16 @@ class CallSession:
         entered = self.machine.send("stream_stopped")
         if entered is not None:
             self._note("state", f"{entered.previous} -> {entered.state} ({entered.event})")
+
+    async def _on_shutting_down(self) -> None:
+        self._note("call", "the service is shutting down")
+        entered = self.machine.send("shutdown")
+        if entered is not None:
+            await self._enter(entered)
+            return
+        escalating = self._escalation_task is not None and not self._escalation_task.done()
+        if not escalating and not self.machine.is_final and self._tasks is not None:
+            self._tasks.create_task(self._hang_up("the service is shutting down", None))
 
     async def _on_brain_failure(self, failure: BrainFailure) -> None:
         self._brain_alive = False

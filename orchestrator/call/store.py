@@ -1,4 +1,4 @@
-"""Finished calls, kept and queryable: the `CallStore` protocol, in memory and in SQLite.
+"""Calls, kept and queryable from their webhook on: the `CallStore` protocol, in memory and in SQLite.
 
     store = await open_call_store("calls.sqlite3")
     now = datetime.now(UTC)
@@ -6,10 +6,15 @@
     escalated = await store.recent(limit=10, outcome="escalated")
     await store.close()
 
-A `StoredCall` is a flat, frozen summary of one finished call plus its whole transcript (text and
-JSON), so a store knows nothing of sessions and a row reads the same whichever store wrote it.
-SQLite is the default (durable, no server); every SQLite call runs in a worker thread so the event
-loop never waits on the disk. Phone numbers are masked before they are stored.
+A `StoredCall` is a flat, frozen summary of one call plus its whole transcript (text and JSON), so a
+store knows nothing of sessions and a row reads the same whichever store wrote it. A call is written
+first at its webhook (outcome `live`), again as it goes, and last when it ends; each write carries a
+higher `revision`, and a store never lets an older revision replace a newer one (a journal replayed
+late cannot undo a call's end). Each call has its own `record_id`, so a platform that reuses a call
+id gets a second record, not the first one overwritten. Records still `live` when a service starts
+belonged to a process that died: `mark_interrupted()` says so. SQLite is the default (durable, no
+server); every SQLite call runs in a worker thread so the event loop never waits on the disk. Phone
+numbers are masked before they are stored.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -30,6 +35,8 @@ if TYPE_CHECKING:
     from orchestrator.call.session import CallSession
 
 __all__ = [
+    "INTERRUPTED",
+    "LIVE",
     "CallStore",
     "CallStoreError",
     "MemoryCallStore",
@@ -42,7 +49,9 @@ T = TypeVar("T")
 
 # How long a write waits for another process's lock on the file (SQLite's busy timeout).
 BUSY_TIMEOUT_S = 5.0
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+LIVE = "live"  # the outcome of a call still in progress
+INTERRUPTED = "interrupted"  # the outcome of a call whose service stopped without finishing it
 
 
 class CallStoreError(OrchestratorError):
@@ -51,7 +60,7 @@ class CallStoreError(OrchestratorError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredCall:
-    """One finished call as kept: what happened, what it cost, and the full transcript."""
+    """One call as kept: what happened, what it cost, and the full transcript."""
 
     call_sid: str
     caller_masked: str | None  # None when the caller withheld their number
@@ -68,26 +77,48 @@ class StoredCall:
     platform_currency: str | None = None
     transcript_text: str
     transcript_json: str
+    record_id: str = ""  # this call's own record (a reused call id gets another); empty: the call id
+    revision: int = 0  # writes of one record count up; an older revision never replaces a newer one
+
+    def __post_init__(self) -> None:
+        if not self.record_id:
+            object.__setattr__(self, "record_id", self.call_sid)
 
     @classmethod
     def from_session(
-        cls, session: CallSession, *, flow_name: str, stored_at: datetime
+        cls,
+        session: CallSession,
+        *,
+        flow_name: str,
+        stored_at: datetime,
+        started_at: datetime | None = None,
+        outcome: str | None = None,
+        record_id: str = "",
+        revision: int = 0,
     ) -> StoredCall:
-        """Summarise a finished session; `stored_at` is the wall clock now (aware or UTC)."""
+        """Summarise a session; `stored_at` is the wall clock now (aware or UTC).
+
+        `started_at` is the webhook's wall time when known; `outcome` overrides the transcript's
+        (`live` while the call goes on).
+        """
         transcript = session.transcript
         entries = transcript.entries
         duration_s = entries[-1].at_ms / 1000 if entries else 0.0
         record = session.call_record
         if record is not None and record.started_at is not None:
             started = record.started_at
+        elif started_at is not None:
+            started = started_at
         else:
             # The transcript's clock starts at the webhook: step back from now by the call's length.
             started = stored_at - timedelta(seconds=duration_s)
         return cls(
             call_sid=session.call_sid,
+            record_id=record_id,
+            revision=revision,
             caller_masked=mask_phone(session.caller) if session.caller else None,
             flow=flow_name,
-            outcome=transcript.outcome,
+            outcome=outcome or transcript.outcome,
             final_state=session.machine.state,
             started_at=_iso_utc(started),
             duration_s=duration_s,
@@ -110,13 +141,19 @@ def _iso_utc(moment: datetime) -> str:
 
 
 class CallStore(Protocol):
-    """Where finished calls go; newest first when listed."""
+    """Where calls go; newest first when listed."""
 
     async def save(self, call: StoredCall) -> None:
-        """Keep `call`, replacing any earlier save of the same call_sid."""
+        """Keep `call`, replacing an earlier save of the same record unless that one's revision is higher."""
         ...
 
-    async def get(self, call_sid: str) -> StoredCall | None: ...
+    async def get(self, call_sid: str) -> StoredCall | None:
+        """The latest record of `call_sid` (a reused id has several), or None."""
+        ...
+
+    async def mark_interrupted(self) -> int:
+        """Mark every `live` record `interrupted` (its service stopped); return how many."""
+        ...
 
     async def recent(self, limit: int = 20, outcome: str | None = None) -> list[StoredCall]:
         """Up to `limit` calls, newest `started_at` first, optionally only those with `outcome`."""
@@ -133,13 +170,26 @@ class MemoryCallStore:
     """A store for tests and demos: a dict, gone with the process."""
 
     def __init__(self) -> None:
-        self._calls: dict[str, StoredCall] = {}
+        self._calls: dict[str, StoredCall] = {}  # by record_id, in order of first save
 
     async def save(self, call: StoredCall) -> None:
-        self._calls[call.call_sid] = call
+        kept = self._calls.get(call.record_id)
+        if kept is None or call.revision >= kept.revision:
+            self._calls[call.record_id] = call
 
     async def get(self, call_sid: str) -> StoredCall | None:
-        return self._calls.get(call_sid)
+        return next(iter(await self._of(call_sid)), None)
+
+    async def _of(self, call_sid: str) -> list[StoredCall]:
+        calls = [c for c in reversed(self._calls.values()) if c.call_sid == call_sid]
+        calls.sort(key=lambda c: c.started_at, reverse=True)
+        return calls
+
+    async def mark_interrupted(self) -> int:
+        live = [c for c in self._calls.values() if c.outcome == LIVE]
+        for call in live:
+            self._calls[call.record_id] = replace(call, outcome=INTERRUPTED, revision=call.revision + 1)
+        return len(live)
 
     async def recent(self, limit: int = 20, outcome: str | None = None) -> list[StoredCall]:
         # Latest saved first, then a stable sort by time: ties come out as SQLite's rowid DESC.
@@ -160,7 +210,8 @@ class MemoryCallStore:
 _COLUMNS = tuple(f.name for f in fields(StoredCall))
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
-    call_sid TEXT PRIMARY KEY,
+    record_id TEXT PRIMARY KEY,
+    call_sid TEXT NOT NULL,
     caller_masked TEXT,
     flow TEXT NOT NULL,
     outcome TEXT NOT NULL,
@@ -174,16 +225,29 @@ CREATE TABLE IF NOT EXISTS calls (
     platform_cost_minor INTEGER,
     platform_currency TEXT,
     transcript_text TEXT NOT NULL,
-    transcript_json TEXT NOT NULL
+    transcript_json TEXT NOT NULL,
+    revision INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS calls_by_time ON calls (started_at);
 CREATE INDEX IF NOT EXISTS calls_by_outcome ON calls (outcome, started_at);
+CREATE INDEX IF NOT EXISTS calls_by_sid ON calls (call_sid, started_at);
 """
+# Version 1 keyed calls by call_sid: each becomes its own record, under its call id.
+_V1_COLUMNS = tuple(c for c in _COLUMNS if c not in ("record_id", "revision"))
+_MIGRATE_FROM_V1 = f"""
+ALTER TABLE calls RENAME TO calls_v1;
+DROP INDEX IF EXISTS calls_by_time;
+DROP INDEX IF EXISTS calls_by_outcome;
+{_SCHEMA}
+INSERT INTO calls (record_id, {', '.join(_V1_COLUMNS)}) SELECT call_sid, {', '.join(_V1_COLUMNS)} FROM calls_v1;
+DROP TABLE calls_v1;
+"""  # noqa: S608 - column names are our own constants
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM calls"  # noqa: S608 - column names are our own constants
 _UPSERT = (
     f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)}) "  # noqa: S608
-    f"ON CONFLICT (call_sid) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "call_sid")
+    f"ON CONFLICT (record_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "record_id")
+    + " WHERE excluded.revision >= calls.revision"
 )
 
 
@@ -216,10 +280,24 @@ class SqliteCallStore:
 
     async def get(self, call_sid: str) -> StoredCall | None:
         def read(connection: sqlite3.Connection) -> StoredCall | None:
-            row = connection.execute(f"{_SELECT} WHERE call_sid = ?", (call_sid,)).fetchone()
+            row = connection.execute(
+                f"{_SELECT} WHERE call_sid = ? ORDER BY started_at DESC, rowid DESC LIMIT 1",
+                (call_sid,),
+            ).fetchone()
             return _from_row(row) if row is not None else None
 
         return await self._run(read)
+
+    async def mark_interrupted(self) -> int:
+        def write(connection: sqlite3.Connection) -> int:
+            with connection:
+                cursor = connection.execute(
+                    "UPDATE calls SET outcome = ?, revision = revision + 1 WHERE outcome = ?",
+                    (INTERRUPTED, LIVE),
+                )
+            return cursor.rowcount
+
+        return await self._run(write)
 
     async def recent(self, limit: int = 20, outcome: str | None = None) -> list[StoredCall]:
         where, params = ("WHERE outcome = ?", (outcome,)) if outcome is not None else ("", ())
@@ -281,9 +359,11 @@ class SqliteCallStore:
                     f"this orchestrator reads up to {SCHEMA_VERSION}"
                 )
             connection.execute("PRAGMA journal_mode = WAL")
-            with connection:
-                connection.executescript(_SCHEMA)
-                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            # executescript commits first and runs its statements as they come: one explicit transaction.
+            script = _MIGRATE_FROM_V1 if version == 1 else _SCHEMA
+            connection.executescript(
+                f"BEGIN; {script}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            )
         except BaseException:
             connection.close()
             raise

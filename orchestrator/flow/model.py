@@ -52,6 +52,7 @@ KNOWN_EVENTS: tuple[str, ...] = (
     "turn_complete",
     "brain_failed",
     "escalation_failed",
+    "shutdown",  # the service is stopping (SIGTERM): say goodbye or transfer, then the call ends
 )
 TOOL_EVENT_PREFIX = "tool:"
 # A tool's action (`http:` or a code handler) finished: `done:<tool>` or `failed:<tool>`.

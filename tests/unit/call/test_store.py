@@ -171,7 +171,7 @@ async def test_sqlite_store_creates_the_file_in_wal_mode(tmp_path):
     connection = sqlite3.connect(path)
     try:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert connection.execute("PRAGMA user_version").fetchone() == (1,)
+        assert connection.execute("PRAGMA user_version").fetchone() == (2,)
     finally:
         connection.close()
 
