@@ -324,7 +324,9 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
                 )
             )
         http = await stack.enter_async_context(httpx.AsyncClient())
-        orchestrator.store = store = await open_call_store(settings.calls_db)
+        orchestrator.store = store = await open_call_store(
+            settings.calls_db, busy_timeout_s=settings.calls_db_busy_timeout_s
+        )
         orchestrator.fallback_voice = _fallback_voice(settings, orchestrator.flow)
         stack.push_async_callback(store.close)
         records = CallRecords(
@@ -847,7 +849,9 @@ async def run_service(
             on_started()
         first = await signals.get()
         log.warning("shutdown_requested", signal=first.name, grace_s=grace_s)
-        drain = loop.create_task(drain_calls(app[ORCHESTRATOR], grace_s))
+        # The drain leaves room in the grace for the cleanup after it (handlers, records).
+        budget = max(grace_s - HANDLER_SHUTDOWN_TIMEOUT_S - RECORDS_CLOSE_TIMEOUT_S, 0.0)
+        drain = loop.create_task(drain_calls(app[ORCHESTRATOR], budget))
         second = loop.create_task(signals.get())
         await asyncio.wait({drain, second}, return_when=asyncio.FIRST_COMPLETED)
         if second.done():

@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     transcripts_dir: Path | None = None
     # Where calls are kept for `orchestrator history` (a SQLite path); None keeps them in memory.
     calls_db: str | None = None
+    # How long a write waits for another process's lock on the calls database before it is retried.
+    calls_db_busy_timeout_s: float = Field(default=5.0, gt=0)
     # Records the store refuses (locked, disk full) wait here and are replayed at start; default
     # `<calls_db>.journal`.
     records_journal: Path | None = None

@@ -13,6 +13,7 @@ are marked `interrupted`. On close, what could not be stored in time goes to the
     records = CallRecords(store, journal=Path("calls.sqlite3.journal"), flow_name="order_status")
     await records.start()
     records.write(session)                       # live, then updated, then finished
+    records.keep(stored_call)                    # or a record made elsewhere
     records.health()                             # RecordsHealth(degraded=..., failures=..., pending=...)
     await records.close(timeout_s=5)
 """
@@ -134,6 +135,10 @@ class CallRecords:
             record_id=ref.record_id,
             revision=ref.revision,
         )
+        self.keep(call)
+
+    def keep(self, call: StoredCall) -> None:
+        """Queue one record as it is (a newer revision of the same record supersedes it)."""
         self._queue(call)
 
     def health(self) -> RecordsHealth:

@@ -202,6 +202,7 @@ class CallSession:
         self._brain_alive = True
         self._order_delivered = False
         self._caller_left = False
+        self._shutting_down = False
         self._stream_t0 = 0.0
         self._reply_due: tuple[float, float] | None = None  # (caller speech ended, turn detected), loop times
         self._barge_in = BargeIn(
@@ -270,7 +271,8 @@ class CallSession:
 
     def shut_down(self) -> None:
         """The service is stopping: send `shutdown` through the flow (a goodbye or a transfer), else hang up."""
-        if not self.finished.is_set():
+        if not self.finished.is_set() and not self._shutting_down:
+            self._shutting_down = True
             self._inbox.put_nowait(_ShuttingDown())
 
     @property
@@ -406,6 +408,8 @@ class CallSession:
     def _play(self, pcm: bytes, utterance_id: str) -> None:
         if utterance_id in self._cut or self._pacer is None or self._muted:
             return
+        if self._shutting_down and utterance_id not in self._heard_waiters:
+            return  # the service is stopping: only the flow's own words (its goodbye) still play
         if utterance_id not in self._started_utterances:
             self._started_utterances.add(utterance_id)
             self._cancel_silence()  # the caller is listening; the timer starts again once the agent is done

@@ -376,7 +376,9 @@ def _from_row(row: tuple[object, ...]) -> StoredCall:
     return StoredCall(**values)  # type: ignore[arg-type]  # columns mirror the dataclass's fields
 
 
-async def open_call_store(url_or_path: str | Path | None) -> CallStore:
+async def open_call_store(
+    url_or_path: str | Path | None, *, busy_timeout_s: float = BUSY_TIMEOUT_S
+) -> CallStore:
     """None (or "memory:") keeps calls in memory; a path or `sqlite:///path` opens a SQLite file."""
     if url_or_path is None or str(url_or_path) in ("", "memory:"):
         return MemoryCallStore()
@@ -386,6 +388,6 @@ async def open_call_store(url_or_path: str | Path | None) -> CallStore:
     elif "://" in target:
         scheme = target.split("://", 1)[0]
         raise CallStoreError(f"no call store for {scheme}:// URLs; give a SQLite file path")
-    store = SqliteCallStore(target)
+    store = SqliteCallStore(target, busy_timeout_s=busy_timeout_s)
     await store.open()
     return store

@@ -313,3 +313,73 @@ async def test_stored_call_from_session_takes_cost_and_start_from_the_call_recor
     await store.save(call)
     assert await store.get(call.call_sid) == call
     await store.close()
+
+
+# --- records from the webhook on: revisions, reused ids, interrupted calls ---------------------------
+
+
+async def test_store_a_reused_call_id_gets_its_own_record(open_store):
+    """Two calls under one call id are two records; `get` gives the later one, `recent` lists both."""
+    store = await open_store()
+    first = stored_call("HD_reused", record_id="r1", started_at=at_minute(1), outcome="resolved")
+    second = stored_call("HD_reused", record_id="r2", started_at=at_minute(9), outcome="abandoned")
+    await store.save(first)
+    await store.save(second)
+    assert await store.get("HD_reused") == second
+    assert [c.record_id for c in await store.recent()] == ["r2", "r1"]
+    assert await store.summary() == {"abandoned": 1, "resolved": 1}
+
+
+async def test_store_an_older_revision_never_replaces_a_newer_one(open_store):
+    """A live record replayed late (revision 2) cannot undo the call's end (revision 5)."""
+    store = await open_store()
+    finished = stored_call("HD_a", record_id="r1", revision=5, outcome="resolved")
+    await store.save(finished)
+    await store.save(stored_call("HD_a", record_id="r1", revision=2, outcome="live"))
+    assert await store.get("HD_a") == finished
+
+
+async def test_store_mark_interrupted_marks_only_live_records(open_store):
+    """At start, records a dead process left `live` become `interrupted`; finished ones stay."""
+    store = await open_store()
+    await store.save(stored_call("HD_live1", outcome="live", revision=3))
+    await store.save(stored_call("HD_live2", outcome="live"))
+    await store.save(stored_call("HD_done", outcome="resolved"))
+    assert await store.mark_interrupted() == 2
+    assert await store.summary() == {"interrupted": 2, "resolved": 1}
+    marked = await store.get("HD_live1")
+    assert marked is not None
+    assert marked.revision == 4  # so the dead process's journal cannot turn it live again
+    assert await store.mark_interrupted() == 0
+
+
+async def test_sqlite_store_a_version_1_database_is_migrated(tmp_path):
+    """A database written before records had ids keeps every call, each as its own record."""
+    path = tmp_path / "calls.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE calls (call_sid TEXT PRIMARY KEY, caller_masked TEXT, flow TEXT NOT NULL,
+            outcome TEXT NOT NULL, final_state TEXT NOT NULL, started_at TEXT NOT NULL,
+            duration_s REAL NOT NULL, turns INTEGER NOT NULL, barge_ins INTEGER NOT NULL,
+            escalation TEXT, platform_status TEXT, platform_cost_minor INTEGER, platform_currency TEXT,
+            transcript_text TEXT NOT NULL, transcript_json TEXT NOT NULL);
+        CREATE INDEX calls_by_time ON calls (started_at);
+        INSERT INTO calls VALUES ('HD_old', NULL, 'order_status', 'resolved', 'ended',
+            '2026-03-04T09:00:00.000+00:00', 12.5, 1, 0, NULL, NULL, NULL, NULL, 'text', '{}');
+        PRAGMA user_version = 1;
+        """
+    )
+    old.close()
+
+    store = await open_call_store(path)
+    try:
+        call = await store.get("HD_old")
+        await store.save(stored_call("HD_old", record_id="new", started_at=at_minute(30)))
+        kept = await store.recent()
+    finally:
+        await store.close()
+
+    assert call is not None
+    assert (call.record_id, call.outcome, call.revision) == ("HD_old", "resolved", 0)
+    assert [c.record_id for c in kept] == ["new", "HD_old"]

@@ -1,0 +1,191 @@
+"""Call records that survive the disk: a real locked SQLite file, a real journal, a real file-size limit.
+
+`CallRecords` retries a save the store refuses, journals what it still cannot store, reports itself
+degraded, and stores everything once the store takes writes again; a journal left by a dead process is
+replayed at start, its live calls marked interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from dataclasses import asdict
+from pathlib import Path
+
+from orchestrator.call.records import CallRecords
+from orchestrator.call.store import SqliteCallStore, StoredCall, open_call_store
+
+
+def stored_call(call_sid: str, **changes: object) -> StoredCall:
+    values: dict[str, object] = {
+        "call_sid": call_sid,
+        "caller_masked": None,
+        "flow": "order_status",
+        "outcome": "resolved",
+        "final_state": "ended",
+        "started_at": "2026-03-04T09:00:00.000+00:00",
+        "duration_s": 3.0,
+        "turns": 1,
+        "barge_ins": 0,
+        "escalation": None,
+        "transcript_text": "text",
+        "transcript_json": "{}",
+    }
+    values.update(changes)
+    return StoredCall(**values)  # type: ignore[arg-type]
+
+
+def _fast(store: SqliteCallStore, journal: Path) -> CallRecords:
+    return CallRecords(
+        store, flow_name="order_status", journal=journal, attempts=2, retry_s=0.01, recover_s=0.1
+    )
+
+
+async def test_records_locked_database_degrades_journals_then_stores_everything(tmp_path):
+    """While another connection holds the write lock: degraded, journalled; once released: all stored."""
+    db, journal = tmp_path / "calls.sqlite3", tmp_path / "calls.journal"
+    store = SqliteCallStore(db, busy_timeout_s=0.05)
+    await store.open()
+    records = _fast(store, journal)
+    await records.start()
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        for n in range(5):
+            records.keep(stored_call(f"HD_{n}"))
+        async with asyncio.timeout(10):
+            while not records.health().degraded or not journal.exists():
+                await asyncio.sleep(0.02)
+        assert records.health().pending == 5
+        assert len(journal.read_text().splitlines()) == 5
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+
+    assert await records.flush(10)
+    health = records.health()
+    assert (health.degraded, health.pending) == (False, 0)
+    assert health.failures >= 1
+    assert not journal.exists()
+    assert await store.summary() == {"resolved": 5}
+    await records.close(1)
+    await store.close()
+
+
+async def test_records_close_while_locked_journals_and_the_next_start_replays(tmp_path):
+    """A record the store refuses until shut-down waits in the journal; the next start stores it."""
+    db, journal = tmp_path / "calls.sqlite3", tmp_path / "calls.journal"
+    store = SqliteCallStore(db, busy_timeout_s=0.05)
+    await store.open()
+    records = _fast(store, journal)
+    await records.start()
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    records.keep(stored_call("HD_late", outcome="live", revision=1))
+    await records.close(0.2)
+    await store.close()
+    blocker.execute("COMMIT")
+    blocker.close()
+    assert journal.exists()
+
+    store = SqliteCallStore(db)
+    records = _fast(store, journal)
+    await records.start()
+    assert await records.flush(10)
+    kept = await store.get("HD_late")
+    await records.close(1)
+    await store.close()
+
+    assert kept is not None
+    assert kept.outcome == "interrupted"  # the process that left it live is gone
+    assert not journal.exists()
+
+
+async def test_records_start_replays_a_journal_newest_revision_first_and_skips_torn_lines(tmp_path):
+    """Of several journalled revisions the newest wins; a line torn by a crash is skipped, not fatal."""
+    journal = tmp_path / "calls.journal"
+    lines = [
+        json.dumps(asdict(stored_call("HD_a", record_id="r1", revision=1, outcome="live"))),
+        json.dumps(asdict(stored_call("HD_a", record_id="r1", revision=3, outcome="resolved"))),
+        json.dumps(asdict(stored_call("HD_a", record_id="r1", revision=2, outcome="live"))),
+        '{"call_sid": "HD_torn", "flo',
+    ]
+    journal.write_text("\n".join(lines) + "\n")
+    store = await open_call_store(tmp_path / "calls.sqlite3")
+    records = CallRecords(store, flow_name="order_status", journal=journal)
+    await records.start()
+    assert await records.flush(10)
+    await records.close(1)
+    kept = await store.get("HD_a")
+    summary = await store.summary()
+    await store.close()
+
+    assert kept is not None
+    assert (kept.revision, kept.outcome) == (3, "resolved")
+    assert summary == {"resolved": 1}
+
+
+_FILE_SIZE_LIMIT = textwrap.dedent(
+    """
+    import asyncio, json, resource, sys
+    from pathlib import Path
+    from orchestrator.call.records import CallRecords
+    from orchestrator.call.store import SqliteCallStore, StoredCall
+
+    def call(n):
+        return StoredCall(call_sid=f"HD_{n}", caller_masked=None, flow="f", outcome="resolved",
+            final_state="ended", started_at="2026-03-04T09:00:00.000+00:00", duration_s=1.0, turns=1,
+            barge_ins=0, escalation=None, transcript_text="x" * 4000, transcript_json="{}")
+
+    async def main(folder):
+        store = SqliteCallStore(folder / "calls.sqlite3")
+        await store.open()
+        records = CallRecords(store, flow_name="f", journal=folder / "calls.journal",
+                              attempts=2, retry_s=0.01, recover_s=0.1)
+        await records.start()
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1, hard))  # no file may grow: the disk is full
+        for n in range(20):
+            records.keep(call(n))
+        while not records.health().degraded:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+        full = records.health()
+        stored_while_full = len(await store.recent(limit=100))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space freed
+        flushed = await records.flush(20)
+        freed = records.health()
+        stored = len(await store.recent(limit=100))
+        await records.close(1)
+        await store.close()
+        print(json.dumps({"full": [full.degraded, full.pending], "stored_while_full": stored_while_full,
+                          "flushed": flushed, "freed": [freed.degraded, freed.pending],
+                          "stored": stored, "journal_left": (folder / "calls.journal").exists()}))
+
+    asyncio.run(main(Path(sys.argv[1])))
+    """
+)
+
+
+def test_records_file_size_limit_holds_records_in_memory_until_space_is_freed(tmp_path):
+    """Under a real RLIMIT_FSIZE (a full disk) neither the database nor the journal takes a write:
+    the records wait in memory, degraded; once the limit is lifted all 20 are stored."""
+    result = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", _FILE_SIZE_LIMIT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert figures["full"] == [True, 20]
+    assert figures["stored_while_full"] == 0
+    assert figures["flushed"] is True
+    assert figures["freed"] == [False, 0]
+    assert figures["stored"] == 20
+    assert figures["journal_left"] is False
