@@ -105,7 +105,7 @@ class Orchestrator:
     # The embedded demo orders API, when it is the one in use (tests and demos set its fault mode).
     demo_orders: DemoOrdersBackend | None = None
     services: CallServices = field(default_factory=CallServices)
-    sessions: dict[CallId, CallSession] = field(default_factory=dict)
+    sessions: dict[str, CallSession] = field(default_factory=dict)  # by CallId
     # Accepted webhook signatures (a second sighting is a replay) and answered call ids.
     replay: ReplayCache = field(default_factory=MemoryReplayCache)
     # Sautikit delivers events at least once: remember the ids seen (bounded).

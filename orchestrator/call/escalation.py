@@ -56,7 +56,9 @@ class CallbackRequest:
 class EscalationHost(Protocol):
     """What a strategy needs from the live call (CallSession provides it)."""
 
-    call_sid: str
+    @property
+    def call_sid(self) -> str: ...  # read-only, so a session's CallId fits
+
     caller: str | None
 
     async def speak(self, text: str) -> None:

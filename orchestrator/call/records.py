@@ -229,7 +229,8 @@ class CallRecords:
         fresh = [c for c in calls if self._journalled.get(c.record_id, -1) < c.revision]
         if not fresh:
             return True
-        lines = "".join(json.dumps(asdict(c), ensure_ascii=False) + "\n" for c in fresh)
+        # A leading newline ends any line a failed append left torn, so no record is glued to it.
+        lines = "\n" + "".join(json.dumps(asdict(c), ensure_ascii=False) + "\n" for c in fresh)
         try:
             self._journal.parent.mkdir(parents=True, exist_ok=True)
             with self._journal.open("a", encoding="utf-8") as journal:
@@ -237,6 +238,7 @@ class CallRecords:
                 journal.flush()
                 os.fsync(journal.fileno())
         except OSError as exc:
+            self._journal_dirty = True  # it may hold a torn line now: clear it once all is stored
             log.error("records_journal_failed", error=str(exc), held_in_memory=len(calls))
             return False
         self._journal_dirty = True
@@ -250,6 +252,8 @@ class CallRecords:
         newest: dict[str, StoredCall] = {}
         with self._journal.open(encoding="utf-8", errors="replace") as journal:
             for number, line in enumerate(journal, start=1):
+                if not line.strip():
+                    continue
                 try:
                     values = json.loads(line)
                     call = StoredCall(**{k: v for k, v in values.items() if k in _FIELDS})

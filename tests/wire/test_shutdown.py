@@ -15,7 +15,6 @@ import asyncio
 import signal
 import time
 
-
 from bench.durability import (
     LONG_CALL,
     fake_rest,
@@ -26,7 +25,6 @@ from bench.durability import (
     serve,
     wait_live,
 )
-
 
 
 async def test_shutdown_sigterm_says_goodbye_hangs_up_and_keeps_every_record(tmp_path):
