@@ -85,6 +85,7 @@ async def serve(
         "ORCHESTRATOR_SAUTIKIT_API_KEY": DEFAULT_API_KEY,
         "ORCHESTRATOR_SAUTIKIT_BASE_URL": rest_url,
         "ORCHESTRATOR_FALLBACK_VOICE": "synthetic",
+        "ORCHESTRATOR_ORDERS": "demo",  # the embedded demo orders, on purpose
         **(extra_env or {}),
     }
     with (workdir / "serve.log").open("ab") as log:  # the service's JSON log lines, kept for a look
