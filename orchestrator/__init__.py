@@ -2,7 +2,7 @@
 
     from orchestrator import Settings, add_routes, load_flow, make_brain_factory
 
-    settings = Settings(public_url="https://agent.example.com")
+    settings = Settings(public_url="https://agent.example.com", orders_base_url="https://shop.example.com")
     flow = load_flow(settings.flow)
     add_routes(app, settings=settings, flow=flow, brain_factory=make_brain_factory(settings, flow))
 

@@ -3,7 +3,8 @@
 Embed in your own application with one call:
 
     app = web.Application()
-    add_routes(app, settings=Settings(public_url="https://agent.example.com"))
+    settings = Settings(public_url="https://agent.example.com", orders_base_url="https://shop.example.com")
+    add_routes(app, settings=settings, brain_factory=make_brain_factory(settings, load_flow(settings.flow)))
 
 or let `create_app(settings)` build a whole application (that is what `orchestrator serve` runs).
 """
