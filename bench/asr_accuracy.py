@@ -7,6 +7,11 @@ orders), said with and without carrier phrases, and intent phrases wrapped in fi
 voices at several speeds, clean and with white noise at 30 dB and 20 dB SNR. Each utterance is decoded with
 the grammar the cascade brain would use, then run through the policy and the first TTS sentence, to time
 every stage: end of speech -> transcript -> policy -> first TTS audio.
+
+Rejection: every result carries a confidence (`Recognition.confidence`). The JSON reports, per condition
+and voice, how many correct results keep a confidence >= MIN_CONFIDENCE (retention) and how many off-topic
+lines (things callers say that the grammar cannot hold) fall below it (rejection). `--calibrate` also
+prints the raw acoustic margins, to set the confidence scale's cut.
 """
 
 from __future__ import annotations
@@ -30,7 +35,12 @@ from orchestrator.brains.cascade import policy_config  # noqa: E402
 from orchestrator.brains.policy import PolicyConfig, PolicyDialogue  # noqa: E402
 from orchestrator.flow import load_flow  # noqa: E402
 from orchestrator.logging import configure_logging  # noqa: E402
-from orchestrator.speech.asr import SEARCH_INTENTS, SEARCH_NUMBERS, GrammarDecoder  # noqa: E402
+from orchestrator.speech.asr import (  # noqa: E402
+    MIN_CONFIDENCE,
+    SEARCH_INTENTS,
+    SEARCH_NUMBERS,
+    GrammarDecoder,
+)
 from orchestrator.speech.grammar import match_intent, parse_order_number  # noqa: E402
 from orchestrator.speech.tts import EspeakTts, split_sentences  # noqa: E402
 from orchestrator.speech.voices import CALLER_VOICES, add_noise, synthesize_caller  # noqa: E402
@@ -39,6 +49,33 @@ _DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight
 _LEADS = ["", "", "my order number is", "the order number is", "hello, it is", "order number"]
 _TAILS = ["", "", "please", "thank you"]
 CONDITIONS: dict[str, float | None] = {"clean": None, "white_30db": 30.0, "white_20db": 20.0}
+# Things callers say that no grammar state holds: questions in their own words, small talk, asides.
+OFF_TOPIC = (
+    "is my order out for delivery",
+    "what's the weather like in nairobi today",
+    "i ordered a blue jacket last week and it has not come",
+    "can you tell me when the parcel arrives",
+    "i'd like to know where my package is",
+    "sorry, my little boy is shouting in the background",
+    "hang on, someone is at the door",
+    "the rider called me yesterday but i missed it",
+    "why is it taking so long",
+    "do you deliver to mombasa",
+    "i paid with m-pesa on monday",
+    "my sister placed the order for me",
+    "is the shop open on sunday",
+    "the shoes were the wrong size",
+    "what time do you close",
+    "can i change the delivery address",
+    "i think the courier has my old number",
+    "mmm, let me see, where did i put it",
+    "it was supposed to come on friday",
+    "how much is the delivery fee",
+    "this is the third time i am calling",
+    "i bought a phone charger and some earphones",
+    "the tracking link does not open",
+    "are you a robot",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,20 +142,56 @@ class Score:
     numbers_right: int = 0
     intents: int = 0
     intents_right: int = 0
+    right_kept: int = 0  # correct results with confidence >= MIN_CONFIDENCE
+    wrong: int = 0
+    wrong_rejected: int = 0  # wrong results below MIN_CONFIDENCE
+    off_topic: int = 0
+    off_topic_rejected: int = 0  # off-topic lines below MIN_CONFIDENCE (or with no words at all)
 
     def as_json(self) -> dict[str, float | int]:
+        right = self.numbers_right + self.intents_right
         return {
             "utterances": self.numbers + self.intents,
             "order_number_exact_match": round(self.numbers_right / max(1, self.numbers), 4),
             "intent_accuracy": round(self.intents_right / max(1, self.intents), 4),
+            "correct_retained": round(self.right_kept / max(1, right), 4),
+            "wrong_rejected": round(self.wrong_rejected / max(1, self.wrong), 4),
+            "off_topic_lines": self.off_topic,
+            "off_topic_rejected": round(self.off_topic_rejected / max(1, self.off_topic), 4),
         }
+
+    def add(self, other: Score) -> None:
+        for name in self.__slots__:  # type: ignore[attr-defined]  # dataclass(slots=True) sets it
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(slots=True)
+class Margins:
+    """Raw acoustic margins behind the confidences, to calibrate the cut (`--calibrate`)."""
+
+    right: list[float]
+    off_topic: list[float]
+
+
+def off_topic_set(count: int) -> list[Utterance]:
+    """`count` off-topic lines, voices and speeds in rotation."""
+    speeds = (0.9, 1.0, 1.15)
+    return [
+        Utterance(text=OFF_TOPIC[i % len(OFF_TOPIC)], order_number=None, intent=None,
+                  voice=CALLER_VOICES[i % len(CALLER_VOICES)], speed=speeds[(i // 4) % 3])
+        for i in range(count)
+    ]
 
 
 def evaluate(
     decoder: GrammarDecoder, config: PolicyConfig, dataset: list[Utterance], snr_db: float | None,
-    *, per_turn: bool = True,
+    *, per_turn: bool = True, margins: Margins | None = None,
 ) -> tuple[Score, list[float], list[str]]:
-    """Decode every utterance; the per-turn grammar uses intents only where no number is expected."""
+    """Decode every utterance; the per-turn grammar uses intents only where no number is expected.
+
+    Off-topic lines (neither number nor intent) are decoded with the `numbers` grammar, the widest one:
+    they count as rejected when their confidence falls below MIN_CONFIDENCE.
+    """
     score = Score()
     asr_ms: list[float] = []
     misses: list[str] = []
@@ -126,22 +199,40 @@ def evaluate(
     for index, utterance in enumerate(dataset):
         pcm = audio_for(utterance, snr_db, seed=index)
         # Numbers are asked for in `identifying`, whose grammar takes numbers and intents alike.
-        search = SEARCH_NUMBERS if (utterance.order_number or not per_turn) else SEARCH_INTENTS
+        wide = utterance.order_number or utterance.intent is None or not per_turn
+        search = SEARCH_NUMBERS if wide else SEARCH_INTENTS
         started = time.perf_counter()
-        text = decoder.decode(pcm, search)
+        decoded = decoder.recognize(pcm, search)
         asr_ms.append((time.perf_counter() - started) * 1000)
+        text, kept = decoded.text, decoded.confidence >= MIN_CONFIDENCE
+        if utterance.order_number is None and utterance.intent is None:
+            score.off_topic += 1
+            score.off_topic_rejected += not kept
+            if margins is not None and decoded.margin is not None:
+                margins.off_topic.append(decoded.margin)
+            if kept:
+                misses.append(f"{utterance.voice}: off-topic {utterance.text!r} -> {text!r} "
+                              f"({decoded.confidence})")
+            continue
         if utterance.order_number is not None:
             score.numbers += 1
-            got = parse_order_number(text, config.shapes)
-            score.numbers_right += got == utterance.order_number
-            if got != utterance.order_number:
-                misses.append(f"{utterance.voice}: {utterance.text!r} -> {text!r}")
+            right = parse_order_number(text, config.shapes) == utterance.order_number
+            score.numbers_right += right
         else:
             score.intents += 1
-            got_intent = match_intent(text, intents)
-            score.intents_right += got_intent == utterance.intent
-            if got_intent != utterance.intent:
-                misses.append(f"{utterance.voice}: {utterance.text!r} -> {text!r}")
+            right = match_intent(text, intents) == utterance.intent
+            score.intents_right += right
+        if right:
+            score.right_kept += kept
+            if margins is not None and decoded.margin is not None:
+                margins.right.append(decoded.margin)
+            if not kept:
+                misses.append(f"{utterance.voice}: rejected {utterance.text!r} -> {text!r} "
+                              f"({decoded.confidence})")
+        else:
+            score.wrong += 1
+            score.wrong_rejected += not kept
+            misses.append(f"{utterance.voice}: {utterance.text!r} -> {text!r} ({decoded.confidence})")
     return score, asr_ms, misses
 
 
@@ -186,35 +277,45 @@ def main() -> None:
     parser.add_argument("--flow", default=str(ROOT / "flows" / "order_status.yaml"))
     parser.add_argument("--numbers", type=int, default=48)
     parser.add_argument("--intents", type=int, default=24)
+    parser.add_argument("--off-topic", type=int, default=24)
+    parser.add_argument("--conditions", default=",".join(CONDITIONS),
+                        help="comma-separated subset of " + ", ".join(CONDITIONS))
     parser.add_argument("--misses", action="store_true", help="list misrecognised lines on stderr")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="also print the acoustic margins of correct and off-topic results")
     args = parser.parse_args()
     configure_logging(json=True, level=logging.WARNING)  # stdout carries the JSON figures only
     flow = load_flow(args.flow)
     config = policy_config(flow)
     decoder = GrammarDecoder(config.grammar())
     dataset = build_dataset(config, numbers=args.numbers, intents=args.intents)
+    dataset += off_topic_set(args.off_topic)
     total = Score()
     per_condition: dict[str, dict[str, float | int]] = {}
+    by_voice: dict[str, dict[str, dict[str, float | int]]] = {}
     asr_all: list[float] = []
-    for name, snr in CONDITIONS.items():
-        score, asr_ms, misses = evaluate(decoder, config, dataset, snr)
-        per_condition[name] = score.as_json()
-        for attr in ("numbers", "numbers_right", "intents", "intents_right"):
-            setattr(total, attr, getattr(total, attr) + getattr(score, attr))
-        asr_all += asr_ms
-        if args.misses:
-            print(f"# {name}", *misses, sep="\n", file=sys.stderr)
-    by_voice: dict[str, dict[str, float | int]] = {}
-    for voice in CALLER_VOICES:
-        subset = [u for u in dataset if u.voice == voice]
-        by_voice[voice] = evaluate(decoder, config, subset, None)[0].as_json()
+    margins = Margins(right=[], off_topic=[])
+    for name in args.conditions.split(","):
+        snr = CONDITIONS[name]
+        condition = Score()
+        for voice in CALLER_VOICES:
+            subset = [u for u in dataset if u.voice == voice]
+            score, asr_ms, misses = evaluate(decoder, config, subset, snr, margins=margins)
+            by_voice.setdefault(name, {})[voice] = score.as_json()
+            condition.add(score)
+            asr_all += asr_ms
+            if args.misses:
+                print(f"# {name} {voice}", *misses, sep="\n", file=sys.stderr)
+        per_condition[name] = condition.as_json()
+        total.add(condition)
     transcripts = [u.text.lower().replace(",", "").rstrip(".") for u in dataset]
     policy_ms, tts_ms = asyncio.run(stage_latency(config, transcripts, flow.voice.name))
     result = {
         **total.as_json(),
         "utterances_per_condition": len(dataset),
+        "min_confidence": MIN_CONFIDENCE,
         "conditions": per_condition,
-        "clean_by_voice": by_voice,
+        "by_voice": by_voice,
         "latency_ms": {
             "end_of_speech_to_transcript": _summary(asr_all),
             "transcript_to_policy": _summary(policy_ms),
@@ -223,6 +324,13 @@ def main() -> None:
         "note": "end_of_speech_to_transcript is whole-utterance decoding; the brain decodes while the caller "
         "speaks, so in a call only the last chunk remains after the VAD's end-of-speech decision",
     }
+    if args.calibrate:
+        right = sorted(margins.right)
+        result["calibration"] = {
+            "right_margin_p01": round(right[int(len(right) * 0.01)], 3) if right else None,
+            "right_margin_p05": round(right[int(len(right) * 0.05)], 3) if right else None,
+            "off_topic_margins": sorted(round(m, 3) for m in margins.off_topic),
+        }
     print(json.dumps(result, indent=2))
 
 

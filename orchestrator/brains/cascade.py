@@ -40,10 +40,12 @@ from orchestrator.flow.model import Flow
 from orchestrator.speech.asr import (
     SEARCH_INTENTS,
     SEARCH_NUMBERS,
+    DecoderSource,
     GrammarDecoder,
     Recognition,
     StreamingRecognizer,
 )
+from orchestrator.speech.pool import DecoderPool, release_freed_memory
 from orchestrator.speech.tts import EspeakTts, split_sentences
 from orchestrator.telephony.webhook import CallStart
 
@@ -124,15 +126,15 @@ class _Spoken:
 class CascadeBrain:
     """A Brain made of a recogniser, a Dialogue and a TTS.
 
-        brain = CascadeBrain(PolicyDialogue(config), decoder=lambda: GrammarDecoder(config.grammar()),
-                             tts=EspeakTts(voice="en-us"))
+        pool = DecoderPool(lambda: GrammarDecoder(config.grammar()))   # shared by every call
+        brain = CascadeBrain(PolicyDialogue(config), asr=pool, tts=EspeakTts(voice="en-us"))
     """
 
     def __init__(
         self,
         dialogue: Dialogue,
         *,
-        decoder: Callable[[], GrammarDecoder],
+        asr: DecoderSource,
         tts: EspeakTts,
         on_close: Callable[[], object] | None = None,
     ) -> None:
@@ -141,7 +143,9 @@ class CascadeBrain:
         self._on_close = on_close
         self._events: asyncio.Queue[BrainEvent | None] = asyncio.Queue()
         self._triggers: asyncio.Queue[_Trigger] = asyncio.Queue()
-        self._recognizer = StreamingRecognizer(decoder, on_result=self._on_recognition)
+        self._recognizer = StreamingRecognizer(
+            asr, on_result=self._on_recognition, on_error=self._on_recognizer_failed
+        )
         self._resampler: Resampler | None = None
         self._worker: asyncio.Task[None] | None = None
         self._current: asyncio.Task[None] | None = None
@@ -208,6 +212,8 @@ class CascadeBrain:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self._recognizer.close()
+        # Decoding buffers were freed in worker threads, whose arenas glibc keeps: give them back.
+        await asyncio.to_thread(release_freed_memory)
         if self._on_close is not None:
             closing = self._on_close()
             if asyncio.iscoroutine(closing):
@@ -215,6 +221,10 @@ class CascadeBrain:
         self._events.put_nowait(None)
 
     # --- triggers, one at a time ------------------------------------------------------------
+
+    def _on_recognizer_failed(self, error: Exception) -> None:
+        log.warning("cascade_recognizer_failed", error=repr(error))
+        self._events.put_nowait(BrainFailure(reason=f"speech recognition failed: {error}"))
 
     def _on_recognition(self, recognition: Recognition) -> None:
         self._events.put_nowait(Speech(role="caller", text=recognition.text))
@@ -244,7 +254,9 @@ class CascadeBrain:
             return
         started = time.perf_counter()
         if isinstance(trigger, _Caller):
-            steps = self._dialogue.on_caller(trigger.recognition.text)
+            # Words below the confidence cut are not understood: the dialogue hears nothing to act on.
+            heard = trigger.recognition
+            steps = self._dialogue.on_caller(heard.text if heard.understood else "")
         elif isinstance(trigger, _State):
             steps = self._dialogue.on_state(trigger.state)
         else:
@@ -358,26 +370,30 @@ def _tts_for(flow: Flow) -> EspeakTts:
     return tts
 
 
+def grammar_pool(flow: Flow, *, max_size: int = 6) -> DecoderPool[GrammarDecoder]:
+    """Grammar decoders for the flow, shared by all its calls (lent one utterance at a time)."""
+    grammar = policy_config(flow).grammar()
+    return DecoderPool(lambda: GrammarDecoder(grammar), max_size=max_size)
+
+
 def make_offline_brain_factory(flow: Flow) -> Callable[[CallStart], Brain]:
     """The embedded default: pocketsphinx + the flow's policy + espeak-ng; no key, no network."""
     config = policy_config(flow)
-    grammar = config.grammar()
     tts = _tts_for(flow)
-    return lambda start: CascadeBrain(
-        PolicyDialogue(config), decoder=lambda: GrammarDecoder(grammar), tts=tts
-    )
+    pool = grammar_pool(flow)
+    return lambda start: CascadeBrain(PolicyDialogue(config), asr=pool, tts=tts)
 
 
 def make_chat_brain_factory(flow: Flow, settings: ChatSettings) -> Callable[[CallStart], Brain]:
     """ASR and TTS as offline, the thinking done by an OpenAI-compatible chat model with tools."""
-    grammar = policy_config(flow).grammar()
     tts = _tts_for(flow)
+    pool = grammar_pool(flow)
 
     def build(start: CallStart) -> Brain:
         client = ChatCompletionsClient(settings)
         return CascadeBrain(
             ChatDialogue(client),
-            decoder=lambda: GrammarDecoder(grammar),
+            asr=pool,
             tts=tts,
             on_close=client.aclose,
         )

@@ -5,6 +5,7 @@ espeak-ng and flite are Debian packages. CPU work runs in worker threads, never 
 """
 
 from orchestrator.speech.asr import (
+    MIN_CONFIDENCE,
     SEARCH_INTENTS,
     SEARCH_NUMBERS,
     GrammarDecoder,
@@ -12,14 +13,17 @@ from orchestrator.speech.asr import (
     StreamingRecognizer,
 )
 from orchestrator.speech.grammar import GrammarSpec, build_jsgf, match_intent, parse_order_number
+from orchestrator.speech.pool import DecoderPool
 from orchestrator.speech.tts import EspeakTts, TtsError
 from orchestrator.speech.voices import CALLER_VOICES, add_noise, caller_voice, synthesize_caller
 
 __all__ = [
     "CALLER_VOICES",
+    "DecoderPool",
     "EspeakTts",
     "GrammarDecoder",
     "GrammarSpec",
+    "MIN_CONFIDENCE",
     "Recognition",
     "SEARCH_INTENTS",
     "SEARCH_NUMBERS",

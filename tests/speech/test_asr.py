@@ -10,8 +10,15 @@ import pytest
 from orchestrator.brains.cascade import policy_config
 from orchestrator.errors import ConfigError
 from orchestrator.flow import load_flow
-from orchestrator.speech.asr import SEARCH_NUMBERS, GrammarDecoder, Recognition, StreamingRecognizer
+from orchestrator.speech.asr import (
+    MIN_CONFIDENCE,
+    SEARCH_NUMBERS,
+    GrammarDecoder,
+    Recognition,
+    StreamingRecognizer,
+)
 from orchestrator.speech.grammar import GrammarSpec
+from orchestrator.speech.pool import DecoderPool
 from orchestrator.speech.voices import synthesize_caller
 from tests.flows import ORDER_STATUS
 
@@ -76,7 +83,8 @@ async def test_streaming_recognizer_finds_and_decodes_an_utterance(config):
         results.append(result)
         recognized.set()
 
-    recognizer = StreamingRecognizer(lambda: GrammarDecoder(config.grammar()), on_result=on_result)
+    pool = DecoderPool(lambda: GrammarDecoder(config.grammar()), max_size=1)
+    recognizer = StreamingRecognizer(pool, on_result=on_result)
     await recognizer.start()
     recognizer.use_search(SEARCH_NUMBERS)
     silence = b"\x00\x00" * 16000
@@ -92,3 +100,5 @@ async def test_streaming_recognizer_finds_and_decodes_an_utterance(config):
     assert len(results) == 1
     assert results[0].text.endswith("d x one oh four two")
     assert results[0].speech_ms > 1000
+    assert results[0].confidence >= MIN_CONFIDENCE
+    assert pool.size == 1  # the decoder went back to the pool with the result

@@ -1,0 +1,122 @@
+"""Decoders shared by every call of a service, lent one utterance at a time.
+
+A pocketsphinx decoder holds its own copy of the acoustic model (~30 MB), and one per call made memory
+grow with every call and with every concurrent call (issue 11: ~21 MB per short call, ~33 MB per concurrent
+call), because glibc keeps what worker threads free. A call only needs a decoder while its caller speaks,
+so decoders are lent per utterance: a handful serve many calls, idle ones beyond `keep_idle` are freed, and
+freed memory is handed back to the system with `malloc_trim`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+__all__ = ["DecoderPool", "UtteranceDecoder", "release_freed_memory"]
+
+class UtteranceDecoder(Protocol):
+    """One utterance at a time, synchronous, used by one thread at a time (the asr module's `Decoded`)."""
+
+    def begin(self, search: str) -> None: ...
+
+    def feed(self, pcm: bytes) -> None: ...
+
+    def finish(self) -> object: ...
+
+
+D = TypeVar("D")
+
+
+class DecoderPool(Generic[D]):
+    """At most `max_size` decoders built by `build` (in a worker thread), lent by `acquire` and `release`.
+
+        pool = DecoderPool(lambda: GrammarDecoder(spec), max_size=4)
+        decoder = await pool.acquire()
+        try: ...
+        finally: pool.release(decoder)
+
+    `acquire` waits when every decoder is lent out: the caller's audio queues meanwhile, nothing is lost.
+    """
+
+    def __init__(self, build: Callable[[], D], *, max_size: int = 4, keep_idle: int = 2) -> None:
+        if max_size < 1 or keep_idle < 0:
+            raise ValueError("a pool needs max_size >= 1 and keep_idle >= 0")
+        self._build = build
+        self._keep_idle = min(keep_idle, max_size)
+        self._idle: list[D] = []
+        self._lent = 0
+        self._max_size = max_size
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def size(self) -> int:
+        """Decoders alive: idle plus lent."""
+        return len(self._idle) + self._lent
+
+    async def acquire(self) -> D:
+        slots = self._slots_here()
+        await slots.acquire()
+        try:
+            decoder = self._idle.pop() if self._idle else await asyncio.to_thread(self._build)
+        except BaseException:
+            slots.release()
+            raise
+        self._lent += 1
+        return decoder
+
+    def release(self, decoder: D) -> None:
+        """Give a decoder back; beyond `keep_idle` idle ones it is freed."""
+        self._lent -= 1
+        if len(self._idle) < self._keep_idle:
+            self._idle.append(decoder)
+        else:
+            del decoder
+            release_freed_memory()
+        self._free_slot()
+
+    def discard(self, decoder: D) -> None:
+        """A decoder left mid-utterance (its call was cancelled): never lend it again."""
+        self._lent -= 1
+        del decoder
+        release_freed_memory()
+        self._free_slot()
+
+    async def warm(self) -> None:
+        """Build one decoder ahead of the first caller (building takes about half a second)."""
+        self.release(await self.acquire())
+
+    def _slots_here(self) -> asyncio.Semaphore:
+        # A factory may outlive an event loop (tests run one loop each): idle, the pool moves along.
+        loop = asyncio.get_running_loop()
+        if self._slots is None or (self._loop is not loop and self._lent == 0):
+            self._slots = asyncio.Semaphore(self._max_size)
+            self._loop = loop
+        return self._slots
+
+    def _free_slot(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _load_libc()
+
+
+def release_freed_memory() -> None:
+    """Hand memory glibc keeps after frees back to the system (a no-op without glibc)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
