@@ -87,6 +87,8 @@ class TurnTiming:
     """Latency of one caller turn, stage by stage, in wall-clock milliseconds."""
 
     transcript: str
+    confidence: float  # the recogniser's (Recognition.confidence); below MIN_CONFIDENCE: not understood
+    speech_ms: int  # the caller audio decoded for this turn
     asr_ms: float  # end of speech (the VAD's decision) -> transcript
     policy_ms: float  # transcript -> the dialogue's first step
     tts_first_ms: float | None  # first step -> first agent audio frame (None: nothing was said)
@@ -279,6 +281,8 @@ class CascadeBrain:
         if isinstance(trigger, _Caller):
             timing = TurnTiming(
                 transcript=trigger.recognition.text,
+                confidence=trigger.recognition.confidence,
+                speech_ms=trigger.recognition.speech_ms,
                 asr_ms=round(trigger.recognition.decode_ms, 1),
                 policy_ms=round(policy_ms or (time.perf_counter() - started) * 1000, 1),
                 tts_first_ms=None if tts_first_ms is None else round(tts_first_ms, 1),

@@ -22,11 +22,11 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from orchestrator.audio.vad import make_vad
 from orchestrator.errors import ConfigError
-from orchestrator.speech.grammar import GrammarSpec, build_jsgf, grammar_words
+from orchestrator.speech.grammar import GrammarSpec, build_jsgf, content_span, grammar_words
 
 __all__ = [
     "MIN_CONFIDENCE",
@@ -50,7 +50,7 @@ _SEARCH_PHONES: Final = "phones"  # the free phone loop every result is compared
 MIN_CONFIDENCE: Final = 0.5
 # Mean per-frame log acoustic margin (grammar path minus phone loop, over the recognised words' frames)
 # that maps to MIN_CONFIDENCE, and how many log units move the confidence from 0.5 to ~0.73.
-_MARGIN_AT_THRESHOLD = -3.3
+_MARGIN_AT_THRESHOLD = -4.0
 _MARGIN_SCALE = 0.5
 # Keep at most this much of an utterance for the phone-loop pass (longer speech is not an answer).
 _MAX_UTTERANCE_MS = 15_000
@@ -129,6 +129,7 @@ class GrammarDecoder:
         decoder.add_allphone_file(_SEARCH_PHONES, _phone_model())
         decoder.set_cmn(_SPEECH_CMN)
         self._decoder = decoder
+        self._spec = spec
         self._searches: frozenset[str] = frozenset(
             name
             for name, present in (
@@ -188,7 +189,7 @@ class GrammarDecoder:
         speech_ms = self._fed // _BYTES_PER_MS
         if not text:
             return Decoded(text="", speech_ms=speech_ms, confidence=0.0)
-        words = _frame_scores(decoder.seg(), words_only=True)
+        words = self._content_frames(list(decoder.seg() or ()))
         # The same audio through the phone loop: the best any sequence of sounds can score.
         decoder.activate_search(_SEARCH_PHONES)
         decoder.start_utt()
@@ -205,16 +206,29 @@ class GrammarDecoder:
         )
 
 
+    def _content_frames(self, segments: list[Any]) -> dict[int, float]:
+        """Per-frame scores of the words that carry the meaning (the number or intent), else all words."""
+        spoken = [seg for seg in segments if seg.word not in _NON_WORDS]
+        span = content_span([_base_word(seg.word) for seg in spoken], self._spec)
+        chosen = spoken if span is None else spoken[span[0] : span[1]]
+        return _frame_scores(chosen, words_only=True)
+
+
+def _base_word(word: str) -> str:
+    """A dictionary variant's base word: "the(2)" -> "the"."""
+    return word.split("(", 1)[0]
+
+
 def _phone_model() -> str:
     from pocketsphinx import get_model_path  # type: ignore[import-untyped]  # no type hints shipped
 
     return os.path.join(get_model_path(), "en-us", "en-us-phone.lm.bin")
 
 
-def _frame_scores(segments: object, *, words_only: bool) -> dict[int, float]:
+def _frame_scores(segments: Any, *, words_only: bool) -> dict[int, float]:
     """Each frame's share of its segment's log acoustic score (segments spread evenly over their frames)."""
     scores: dict[int, float] = {}
-    for seg in segments or ():  # type: ignore[attr-defined]  # pocketsphinx's segment iterator
+    for seg in segments or ():  # pocketsphinx's segments: word, start_frame, end_frame, ascore
         if words_only and seg.word in _NON_WORDS:
             continue
         frames = max(1, seg.end_frame - seg.start_frame + 1)

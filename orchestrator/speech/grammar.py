@@ -17,6 +17,7 @@ __all__ = [
     "DIGIT_WORDS",
     "GrammarSpec",
     "build_jsgf",
+    "content_span",
     "grammar_words",
     "match_intent",
     "parse_order_number",
@@ -107,6 +108,32 @@ def parse_order_number(text: str, shapes: Iterable[str]) -> str | None:
             if all(_fits(token, want) for token, want in zip(window, shape, strict=True)):
                 return "".join(t for t in window if t is not None)
     return None
+
+
+def content_span(words: list[str], spec: GrammarSpec) -> tuple[int, int] | None:
+    """Where the meaning is in recognised words: the order number's words, else the intent phrase's.
+
+    `(start, end)` indexes `words` (end exclusive); None when only carrier phrases were heard. Confidence
+    is judged on these words: a filler said oddly must not sink a clear number, and a clear filler must
+    not carry a number the grammar invented.
+    """
+    tokens = [_token(word) for word in words]
+    for shape in spec.shapes:
+        width = len(shape)
+        for start in range(len(tokens) - width + 1):
+            window = tokens[start : start + width]
+            if all(_fits(token, want) for token, want in zip(window, shape, strict=True)):
+                return start, start + width
+    best: tuple[int, int] | None = None
+    for phrases in spec.intents.values():
+        for phrase in phrases:
+            target = phrase.split()
+            for start in range(len(words) - len(target) + 1):
+                if words[start : start + len(target)] == target and (
+                    best is None or len(target) > best[1] - best[0]
+                ):
+                    best = (start, start + len(target))
+    return best
 
 
 def spoken_order_number(number: str) -> str:

@@ -3,6 +3,7 @@
 from orchestrator.speech.grammar import (
     GrammarSpec,
     build_jsgf,
+    content_span,
     grammar_words,
     match_intent,
     parse_order_number,
@@ -56,3 +57,17 @@ def test_match_intent_prefers_whole_words_and_longest_phrase():
 def test_spoken_order_number_reads_each_character():
     """The agent reads an order number back character by character."""
     assert spoken_order_number("DX1042") == "D X one zero four two"
+
+
+def test_content_span_finds_the_number_before_the_intent_and_ignores_fillers():
+    """The words that carry the meaning: the order number's, else the longest intent phrase's, else none."""
+    spec = GrammarSpec(
+        shapes=("DX####",),
+        intents={"yes": ("yes", "that's right"), "goodbye": ("goodbye",)},
+        fillers=("hello", "my order number is"),
+    )
+    words = ["hello", "my", "order", "number", "is", "d", "x", "one", "oh", "four", "two"]
+    assert content_span(words, spec) == (5, 11)
+    assert content_span(["yes", "that's", "right"], spec) == (1, 3)
+    assert content_span(["hello", "goodbye"], spec) == (1, 2)
+    assert content_span(["hello", "my", "order", "number", "is"], spec) is None
