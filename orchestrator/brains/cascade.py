@@ -41,12 +41,13 @@ from orchestrator.speech.asr import (
     SEARCH_INTENTS,
     SEARCH_NUMBERS,
     DecoderSource,
-    GrammarDecoder,
     Recognition,
     StreamingRecognizer,
 )
-from orchestrator.speech.pool import DecoderPool, release_freed_memory
-from orchestrator.speech.tts import EspeakTts, split_sentences
+from orchestrator.speech.choice import SpeechChoice, build_recognizer, build_voice
+from orchestrator.speech.http_tts import Synthesizer
+from orchestrator.speech.pool import release_freed_memory
+from orchestrator.speech.tts import split_sentences
 from orchestrator.telephony.webhook import CallStart
 
 __all__ = [
@@ -137,7 +138,7 @@ class CascadeBrain:
         dialogue: Dialogue,
         *,
         asr: DecoderSource,
-        tts: EspeakTts,
+        tts: Synthesizer,
         on_close: Callable[[], object] | None = None,
     ) -> None:
         self._dialogue = dialogue
@@ -163,13 +164,7 @@ class CascadeBrain:
         if call.sample_rate != _ASR_RATE:
             self._resampler = Resampler(call.sample_rate, _ASR_RATE)
         if self._tts.rate != call.sample_rate:
-            self._tts = EspeakTts(
-                voice=self._tts.voice,
-                speed=self._tts.speed,
-                rate=call.sample_rate,
-                timeout_s=self._tts.timeout_s,
-                executable=self._tts.executable,
-            )
+            self._tts = self._tts.at_rate(call.sample_rate)
         self._dialogue.begin(call)
         try:
             await self._recognizer.start()
@@ -256,9 +251,7 @@ class CascadeBrain:
             return
         started = time.perf_counter()
         if isinstance(trigger, _Caller):
-            # Words below the confidence cut are not understood: the dialogue hears nothing to act on.
-            heard = trigger.recognition
-            steps = self._dialogue.on_caller(heard.text if heard.understood else "")
+            steps = self._dialogue.on_caller(trigger.recognition.text)
         elif isinstance(trigger, _State):
             steps = self._dialogue.on_state(trigger.state)
         else:
@@ -368,36 +361,42 @@ def policy_config(flow: Flow) -> PolicyConfig:
     )
 
 
-def _tts_for(flow: Flow) -> EspeakTts:
-    tts = EspeakTts(voice=flow.voice.name, speed=flow.voice.speed)
-    tts.check()
-    return tts
+def _voice_for(flow: Flow, speech: SpeechChoice) -> Synthesizer:
+    return build_voice(speech, voice=flow.voice.name, speed=flow.voice.speed)
 
 
-def grammar_pool(flow: Flow, *, max_size: int = 6) -> DecoderPool[GrammarDecoder]:
-    """Grammar decoders for the flow, shared by all its calls (lent one utterance at a time)."""
-    grammar = policy_config(flow).grammar()
-    return DecoderPool(lambda: GrammarDecoder(grammar), max_size=max_size)
+def make_offline_brain_factory(
+    flow: Flow, speech: SpeechChoice | None = None
+) -> Callable[[CallStart], Brain]:
+    """The embedded default: pocketsphinx + the flow's policy + espeak-ng; no key, no network.
 
-
-def make_offline_brain_factory(flow: Flow) -> Callable[[CallStart], Brain]:
-    """The embedded default: pocketsphinx + the flow's policy + espeak-ng; no key, no network."""
+    `speech` swaps the recogniser or the voice (an open-vocabulary recogniser's words are matched against
+    the same intents and order-number shapes).
+    """
+    speech = speech or SpeechChoice()
     config = policy_config(flow)
-    tts = _tts_for(flow)
-    pool = grammar_pool(flow)
-    return lambda start: CascadeBrain(PolicyDialogue(config), asr=pool, tts=tts)
+    tts = _voice_for(flow, speech)
+    asr = build_recognizer(speech, config.grammar())
+    return lambda start: CascadeBrain(PolicyDialogue(config), asr=asr, tts=tts)
 
 
-def make_chat_brain_factory(flow: Flow, settings: ChatSettings) -> Callable[[CallStart], Brain]:
-    """ASR and TTS as offline, the thinking done by an OpenAI-compatible chat model with tools."""
-    tts = _tts_for(flow)
-    pool = grammar_pool(flow)
+def make_chat_brain_factory(
+    flow: Flow, settings: ChatSettings, speech: SpeechChoice | None = None
+) -> Callable[[CallStart], Brain]:
+    """An OpenAI-compatible chat model with tools, hearing the caller through an open-vocabulary recogniser.
+
+    The model must hear what the caller said, not the nearest grammar phrase: by default pocketsphinx's
+    general English model; `speech` may choose Whisper or a transcription endpoint instead.
+    """
+    speech = speech or SpeechChoice()
+    tts = _voice_for(flow, speech)
+    asr = build_recognizer(speech, None)
 
     def build(start: CallStart) -> Brain:
         client = ChatCompletionsClient(settings)
         return CascadeBrain(
             ChatDialogue(client),
-            asr=pool,
+            asr=asr,
             tts=tts,
             on_close=client.aclose,
         )

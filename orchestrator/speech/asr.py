@@ -32,6 +32,7 @@ __all__ = [
     "MIN_CONFIDENCE",
     "SEARCH_INTENTS",
     "SEARCH_NUMBERS",
+    "SEARCH_OPEN",
     "Decoded",
     "GrammarDecoder",
     "Recognition",
@@ -42,7 +43,7 @@ __all__ = [
 
 SEARCH_NUMBERS: Final = "numbers"  # order numbers and intents: the caller was asked for a number
 SEARCH_INTENTS: Final = "intents"  # intents only: nothing here takes an order number
-_SEARCH_PHONES: Final = "phones"  # the free phone loop every result is compared with
+SEARCH_OPEN: Final = "open"  # any English words (the general language model): no grammar at all
 
 # Below this a recognition is "not understood": never an action, reprompt instead. The confidence scale is
 # calibrated so that this cut keeps ~99% of correct grammar results on natural voices, clean and at 30 dB
@@ -109,38 +110,43 @@ def confidence_from_margin(margin: float | None) -> float:
 
 
 class GrammarDecoder:
-    """A pocketsphinx decoder with one search per grammar; synchronous, thread-confined."""
+    """A pocketsphinx decoder with one search per grammar; synchronous, thread-confined.
 
-    def __init__(self, spec: GrammarSpec, *, sample_rate: int = _RATE) -> None:
+    `spec=None` gives the open-vocabulary decoder instead: one search, `SEARCH_OPEN`, over the general
+    English language model the wheel ships (any words, weaker on digits).
+    """
+
+    def __init__(self, spec: GrammarSpec | None, *, sample_rate: int = _RATE) -> None:
         # Imported here: pocketsphinx is heavy and only the offline brain and the benchmark need it.
         from pocketsphinx import Decoder  # type: ignore[import-untyped]  # no type hints shipped
 
         if sample_rate != _RATE:
             raise ConfigError(f"the offline recogniser decodes 16 kHz audio, not {sample_rate} Hz")
-        decoder = Decoder(samprate=sample_rate, loglevel="FATAL")
-        missing = sorted(w for w in grammar_words(spec) if decoder.lookup_word(w) is None)
-        if missing:
-            raise ConfigError(f"words not in the recogniser's dictionary: {', '.join(missing)}")
-        has_numbers = bool(spec.shapes)
-        if has_numbers:
-            decoder.add_jsgf_string(SEARCH_NUMBERS, build_jsgf(spec, numbers=True))
-        if spec.intents:
-            decoder.add_jsgf_string(SEARCH_INTENTS, build_jsgf(spec, numbers=False))
-        decoder.add_allphone_file(_SEARCH_PHONES, _phone_model())
+        # Built around the phone loop, so the general language model (60 MB more per decoder) is never
+        # loaded; a grammar decoder then weighs ~30 MB.
+        decoder = Decoder(samprate=sample_rate, loglevel="FATAL", allphone=_model_file("en-us-phone.lm.bin"))
+        present: list[str] = []
+        if spec is None:  # open vocabulary: the general English language model
+            decoder.add_lm_file(SEARCH_OPEN, _model_file("en-us.lm.bin"))
+            present.append(SEARCH_OPEN)
+        else:
+            missing = sorted(w for w in grammar_words(spec) if decoder.lookup_word(w) is None)
+            if missing:
+                raise ConfigError(f"words not in the recogniser's dictionary: {', '.join(missing)}")
+            if spec.shapes:
+                decoder.add_jsgf_string(SEARCH_NUMBERS, build_jsgf(spec, numbers=True))
+                present.append(SEARCH_NUMBERS)
+            if spec.intents:
+                decoder.add_jsgf_string(SEARCH_INTENTS, build_jsgf(spec, numbers=False))
+                present.append(SEARCH_INTENTS)
         decoder.set_cmn(_SPEECH_CMN)
         self._decoder = decoder
+        self._phones = decoder.current_search()  # the phone loop, the decoder's first search
         self._spec = spec
-        self._searches: frozenset[str] = frozenset(
-            name
-            for name, present in (
-                (SEARCH_NUMBERS, has_numbers),
-                (SEARCH_INTENTS, bool(spec.intents)),
-            )
-            if present
-        )
+        self._searches: frozenset[str] = frozenset(present)
         self._fed = 0
         self._audio = bytearray()  # this utterance, for the phone-loop pass
-        self._search = SEARCH_NUMBERS if has_numbers else SEARCH_INTENTS
+        self._search = present[0]
 
     @property
     def searches(self) -> frozenset[str]:
@@ -191,7 +197,7 @@ class GrammarDecoder:
             return Decoded(text="", speech_ms=speech_ms, confidence=0.0)
         words = self._content_frames(list(decoder.seg() or ()))
         # The same audio through the phone loop: the best any sequence of sounds can score.
-        decoder.activate_search(_SEARCH_PHONES)
+        decoder.activate_search(self._phones)
         decoder.start_utt()
         decoder.process_raw(bytes(self._audio), False, full_utt)
         decoder.end_utt()
@@ -209,6 +215,8 @@ class GrammarDecoder:
     def _content_frames(self, segments: list[Any]) -> dict[int, float]:
         """Per-frame scores of the words that carry the meaning (the number or intent), else all words."""
         spoken = [seg for seg in segments if seg.word not in _NON_WORDS]
+        if self._spec is None:
+            return _frame_scores(spoken, words_only=True)
         span = content_span([_base_word(seg.word) for seg in spoken], self._spec)
         chosen = spoken if span is None else spoken[span[0] : span[1]]
         return _frame_scores(chosen, words_only=True)
@@ -219,10 +227,10 @@ def _base_word(word: str) -> str:
     return word.split("(", 1)[0]
 
 
-def _phone_model() -> str:
-    from pocketsphinx import get_model_path  # type: ignore[import-untyped]  # no type hints shipped
+def _model_file(name: str) -> str:
+    from pocketsphinx import get_model_path
 
-    return os.path.join(get_model_path(), "en-us", "en-us-phone.lm.bin")
+    return os.path.join(get_model_path(), "en-us", name)
 
 
 def _frame_scores(segments: Any, *, words_only: bool) -> dict[int, float]:

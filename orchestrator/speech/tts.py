@@ -12,7 +12,7 @@ import asyncio
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orchestrator.audio.resample import resample
 from orchestrator.errors import BrainError, ConfigError
@@ -41,6 +41,10 @@ class EspeakTts:
     rate: int = 16000
     timeout_s: float = 5.0
     executable: str = "espeak-ng"
+
+    def at_rate(self, rate: int) -> EspeakTts:
+        """The same voice, speaking at another sample rate (the call's)."""
+        return replace(self, rate=rate)
 
     def check(self) -> None:
         """Fail early, at start-up, when espeak-ng is not installed."""

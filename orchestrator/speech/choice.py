@@ -1,0 +1,92 @@
+"""Which recogniser and which voice a cascade brain gets: settings in, shared backends out.
+
+Built once per service at start-up (models load once, decoders are pooled) and shared by every call.
+Decision record: docs/decisions/0014-speech-backends-and-shared-decoders.md (the grammar recogniser and espeak-ng by default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from orchestrator.errors import ConfigError
+from orchestrator.speech.asr import DecoderSource, GrammarDecoder
+from orchestrator.speech.grammar import GrammarSpec
+from orchestrator.speech.http_tts import HttpTts, Synthesizer
+from orchestrator.speech.pool import DecoderPool
+from orchestrator.speech.transcribers import (
+    HttpTranscriber,
+    TranscriberSource,
+    WhisperTranscriber,
+    bundled_whisper_model,
+)
+from orchestrator.speech.tts import EspeakTts
+
+__all__ = ["SpeechChoice", "build_recognizer", "build_voice"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeechChoice:
+    """The speech settings (ORCHESTRATOR_ASR=..., ORCHESTRATOR_TTS=..., their URLs), as plain data."""
+
+    asr: Literal["grammar", "whisper", "openai"] = "grammar"
+    asr_url: str | None = None
+    asr_model: str = "whisper-1"
+    asr_api_key: str | None = None
+    asr_timeout_s: float = 10.0
+    asr_decoders: int = 6
+    whisper_model_dir: Path | None = None
+    tts: Literal["espeak", "openai"] = "espeak"
+    tts_url: str | None = None
+    tts_model: str = "tts-1"
+    tts_voice: str = "alloy"
+    tts_api_key: str | None = None
+    tts_timeout_s: float = 10.0
+
+
+def build_recognizer(choice: SpeechChoice, grammar: GrammarSpec | None) -> DecoderSource:
+    """Where each call's utterances are decoded; `grammar=None` asks for open vocabulary (the chat brain)."""
+    if choice.asr == "grammar":
+        # Decoders are pooled: a handful serve every call, lent one utterance at a time.
+        return DecoderPool(lambda: GrammarDecoder(grammar), max_size=choice.asr_decoders)
+    if choice.asr == "whisper":
+        return TranscriberSource(
+            WhisperTranscriber(choice.whisper_model_dir or bundled_whisper_model())
+        )
+    if not choice.asr_url:
+        raise ConfigError(
+            "ORCHESTRATOR_ASR=openai needs ORCHESTRATOR_ASR_URL, an OpenAI-compatible base URL "
+            "(e.g. http://127.0.0.1:8000/v1)"
+        )
+    return TranscriberSource(
+        HttpTranscriber(
+            base_url=choice.asr_url,
+            model=choice.asr_model,
+            api_key=choice.asr_api_key,
+            timeout_s=choice.asr_timeout_s,
+        )
+    )
+
+
+def build_voice(choice: SpeechChoice, *, voice: str, speed: float) -> Synthesizer:
+    """The agent's voice; checked now, so a missing espeak-ng or a bad URL fails at start-up."""
+    tts: Synthesizer
+    if choice.tts == "espeak":
+        tts = EspeakTts(voice=voice, speed=speed)
+    elif not choice.tts_url:
+        raise ConfigError(
+            "ORCHESTRATOR_TTS=openai needs ORCHESTRATOR_TTS_URL, an OpenAI-compatible base URL "
+            "(e.g. http://127.0.0.1:8880/v1 for Kokoro)"
+        )
+    else:
+        tts = HttpTts(
+            base_url=choice.tts_url,
+            model=choice.tts_model,
+            voice=choice.tts_voice,
+            api_key=choice.tts_api_key,
+            speed=speed,
+            timeout_s=choice.tts_timeout_s,
+        )
+    tts.check()
+    return tts

