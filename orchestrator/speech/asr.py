@@ -51,7 +51,7 @@ SEARCH_OPEN: Final = "open"  # any English words (the general language model): n
 MIN_CONFIDENCE: Final = 0.5
 # Mean per-frame log acoustic margin (grammar path minus phone loop, over the recognised words' frames)
 # that maps to MIN_CONFIDENCE, and how many log units move the confidence from 0.5 to ~0.73.
-_MARGIN_AT_THRESHOLD = -4.0
+_MARGIN_AT_THRESHOLD = -3.6
 _MARGIN_SCALE = 0.5
 # Keep at most this much of an utterance for the phone-loop pass (longer speech is not an answer).
 _MAX_UTTERANCE_MS = 15_000

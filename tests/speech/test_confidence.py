@@ -35,7 +35,7 @@ def _said(text: str, voice: str = "kal16", snr_db: float | None = None) -> bytes
     [
         ("my order number is d x one oh four two", "slt", SEARCH_NUMBERS),
         ("speak to a person", "awb", SEARCH_INTENTS),
-        ("yes that's right", "kal16", SEARCH_NUMBERS),
+        ("that's correct", "kal16", SEARCH_NUMBERS),
     ],
 )
 def test_grammar_result_in_the_grammar_is_confident(decoder, line, voice, search):
