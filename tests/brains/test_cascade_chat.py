@@ -84,6 +84,19 @@ async def test_chat_dialogue_yields_each_sentence_as_soon_as_it_is_complete(aioh
                         "content": "The call is now in state 'identifying'. Ask for the number."}
 
 
+async def test_chat_dialogue_adds_no_prompt_when_the_session_speaks_one(aiohttp_server):
+    """A silence reprompt's `say` replaces the state's prompt: the model hears it said and is not asked."""
+    fake, settings = await _serve(aiohttp_server, [FakeReply(text="What is your order number?")])
+    dialogue = ChatDialogue(ChatCompletionsClient(settings))
+    dialogue.begin(CALL)
+    state = StateBrief(
+        name="identifying", instructions="Ask for the number.", tools=("lookup_order",), say="Are you still there?"
+    )
+    assert [s async for s in dialogue.on_state(state)] == []
+    assert fake.requests == []
+    assert dialogue.messages[-1] == ChatMessage(role="assistant", content="Are you still there?")
+
+
 async def test_chat_dialogue_keeps_only_what_the_caller_heard(aiohttp_server):
     """After a barge-in, the assistant's last message is cut to the words actually played."""
     _, settings = await _serve(aiohttp_server, [FakeReply(text="Your order is out for delivery today.")])
