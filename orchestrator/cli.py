@@ -4,6 +4,7 @@
     orchestrator serve --public-url https://agent.example.com
     orchestrator flow check flows/order_status.yaml
     orchestrator flow diagram flows/order_status.yaml
+    orchestrator test                          # the flow's scripted calls (fixtures/calls/) against their snapshots
     orchestrator call fixtures/calls/order_number_read_out.yaml --url http://127.0.0.1:8080
     orchestrator numbers route NUMBER_ID --public-url https://agent.example.com
     orchestrator calls show HD_xxxxxxxx
@@ -33,6 +34,7 @@ from orchestrator.call.session import CallSession
 from orchestrator.call.transcript import Entry
 from orchestrator.errors import ConfigError, FlowError
 from orchestrator.flow import load_flow, summarize, to_mermaid
+from orchestrator.flowtest import run_flow_tests
 from orchestrator.harness import CallRecord, place_call
 from orchestrator.history_cli import add_history_commands, calls_db_path
 from orchestrator.logging import configure_logging
@@ -185,6 +187,32 @@ def _parser() -> argparse.ArgumentParser:
     diagram.add_argument("path", type=Path)
     diagram.set_defaults(run=_flow_diagram)
 
+    test = commands.add_parser(
+        "test",
+        help="run the flow's scripted calls and compare each with its reviewed snapshot",
+        description="Place each call script against the flow through the real service on a fast-forwarded "
+        "clock, check its `expect:` steps, compare the call with its reviewed snapshot "
+        "(__snapshots__/NAME.txt beside the script) and print every difference as a unified diff, then "
+        "which states and routes the scripts exercised. Exit 1 on any difference or failure. "
+        "See docs/call-scripts.md.",
+    )
+    test.add_argument(
+        "scripts",
+        nargs="*",
+        type=Path,
+        help="call scripts, or folders of them (default fixtures/calls/)",
+    )
+    test.add_argument(
+        "--flow", type=Path, help="flow YAML (default ORCHESTRATOR_FLOW, else flows/order_status.yaml)"
+    )
+    test.add_argument(
+        "--update",
+        action="store_true",
+        help="write the snapshots of the scripts run (only those; none is deleted) after a reviewed change",
+    )
+    test.add_argument("--no-coverage", action="store_true", help="leave out the coverage table")
+    test.set_defaults(run=_test)
+
     demo = commands.add_parser(
         "demo",
         help="start the service and place simulated calls against it, offline; print live transcripts",
@@ -274,6 +302,15 @@ def _flow_check(args: argparse.Namespace) -> int:
 def _flow_diagram(args: argparse.Namespace) -> int:
     print(to_mermaid(load_flow(args.path)))
     return 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    configure_logging(json=False, level=logging.WARNING)  # the calls' own logs would drown the report
+    flow = args.flow or Settings().flow
+    scripts = args.scripts or [Path("fixtures") / "calls"]
+    return run_flow_tests(
+        flow, scripts, update=args.update, coverage=not args.no_coverage, out=sys.stdout
+    )
 
 
 # --- serve --------------------------------------------------------------------------------------

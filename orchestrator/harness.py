@@ -39,17 +39,31 @@ class CallRecord:
     platform: SimulatedCall  # what the fake Sautikit saw and heard
     platform_rate: int = 16000  # sample rate of the platform's two recorded tracks
 
-    def render(self) -> str:
-        """The service's transcript, then the platform's view: what a reviewer reads in a snapshot."""
+    def render(self, *, prompts: bool = False) -> str:
+        """The service's transcript, then the platform's view: what a reviewer reads in a snapshot.
+
+        With `prompts`, the transcript also shows what each state told the model.
+        """
         return (
             f"# {self.script.title}\n"
-            + self.transcript.render()
+            + self.transcript.render(prompts=prompts)
             + "# platform\n"
             + "\n".join(self.platform.log)
-            + f"\nended by {self.platform.ended_by or '-'}; killAudio x{self.platform.kill_audio}"
-            + (f"; dialed {self.platform.dialed}" if self.platform.dialed else "")
-            + "\n"
+            + f"\n{self.platform_summary()}\n"
         )
+
+    def render_conversation(self) -> str:
+        """The call without its clock: who said what, states, tools, results, what the model was told."""
+        return (
+            f"# {self.script.title}\n"
+            + self.transcript.render_conversation()
+            + f"platform  {self.platform_summary()}\n"
+        )
+
+    def platform_summary(self) -> str:
+        """How the platform saw the call end: who ended it, killAudio messages, the number dialled."""
+        summary = f"ended by {self.platform.ended_by or '-'}; killAudio x{self.platform.kill_audio}"
+        return summary + (f"; dialed {self.platform.dialed}" if self.platform.dialed else "")
 
 
 async def place_call(

@@ -312,7 +312,9 @@ class CallSession:
                     tasks.create_task(self._write_audio(pacer))
                     tasks.create_task(self._read_stream(media))
                     try:
-                        await self.brain.start(self._call_info())
+                        info = self._call_info()
+                        self.transcript.system_prompt = info.system_prompt  # what the model is told
+                        await self.brain.start(info)
                     except Exception as exc:  # a brain that cannot start is the flow's brain_failed route
                         log.exception("brain_start_failed")
                         self._inbox.put_nowait(BrainFailure(reason=f"brain could not start: {exc!r}"))
@@ -784,6 +786,12 @@ class CallSession:
                     say=entered.say,
                 )
             )
+            self.transcript.told(
+                self.now_ms(),
+                state=entered.state,
+                instructions=entered.instructions,
+                tools=entered.tools,
+            )
         said = await self._say(entered.say) if entered.say else None
         self._arm_silence()
         if entered.state == ESCALATION_STATE:
@@ -998,7 +1006,7 @@ class CallSession:
             call_sid=self.call_sid,
             caller=self.caller,
             sample_rate=self.options.sample_rate,
-            system_prompt=flow.system_prompt,
+            system_prompt=self.render(flow.system_prompt),
             voice=flow.voice.name,
             language=flow.voice.language,
             tools=tuple(

@@ -5,22 +5,17 @@ and reads a bare `on:` as a string), the pydantic models (shape, unknown keys), 
 checks that need the whole file (targets, tools, events, template names, guards, reachability).
 Finally the python-statemachine class is built once, so a flow that loads is a flow that runs.
 When the shape is wrong, only the shape problems are reported: cross references need a valid model.
-Imports only `orchestrator.errors`, this package, ruamel, pydantic and python-statemachine.
+Imports only `orchestrator.errors`, this package, pydantic and python-statemachine.
 """
 
 from __future__ import annotations
 
 import keyword
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.scalarbool import ScalarBoolean
 from statemachine import StateChart
 from statemachine.exceptions import InvalidDefinition
 
@@ -39,10 +34,15 @@ from orchestrator.flow.model import (
     Transition,
 )
 from orchestrator.flow.templates import find_placeholders, known_variables
+from orchestrator.flow.yamlsource import Loc, parse_yaml, read_yaml_text
+from orchestrator.flow.yamlsource import YamlSource as _Source
+from orchestrator.flow.yamlsource import dotted as _dotted
+from orchestrator.flow.yamlsource import plain as _plain
+from orchestrator.flow.yamlsource import problem_at as _problem_at
+from orchestrator.flow.yamlsource import sorted_problems as _sorted
 
 __all__ = ["load_flow", "load_flow_text"]
 
-Loc = tuple[str | int, ...]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # State and event names become attributes of the generated StateChart class and its instances.
@@ -61,13 +61,7 @@ def load_flow(path: str | Path, *, handlers: Collection[str] | None = None) -> F
     built-in or have an `http:` action (None leaves that check to `add_routes`, which knows them).
     """
     name = str(path)
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except OSError as exc:
-        message = f"cannot read the flow file: {exc.strerror}"
-        raise FlowError([_problem_at(name, 1, 1, message)]) from None
-    except UnicodeDecodeError:
-        raise FlowError([_problem_at(name, 1, 1, "the flow file is not UTF-8 text")]) from None
+    text = read_yaml_text(path, what="the flow file")
     return load_flow_text(text, path=name, handlers=handlers)
 
 
@@ -75,25 +69,7 @@ def load_flow_text(
     text: str, path: str = "<string>", *, handlers: Collection[str] | None = None
 ) -> Flow:
     """Load and check a flow from YAML `text`; `path` only labels the problems."""
-    try:
-        data = YAML(typ="rt").load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
-        if exc.problem and exc.context and exc.context_mark is not None:
-            where = f"{exc.context_mark.line + 1}:{exc.context_mark.column + 1}"
-            problem = f"{problem} ({exc.context} at {where})"
-        message = f"YAML syntax error: {problem}"
-        raise FlowError([_problem_at(path, line, column, message)]) from None
-    except (YAMLError, ValueError) as exc:
-        raise FlowError([_problem_at(path, 1, 1, f"YAML syntax error: {exc}")]) from None
-    if data is None:
-        raise FlowError([_problem_at(path, 1, 1, "the flow file is empty")])
-    if not isinstance(data, CommentedMap):
-        message = "the flow file must be a mapping of keys to values"
-        raise FlowError([_problem_at(path, 1, 1, message)])
-
+    data = parse_yaml(text, path=path, what="the flow file")
     source = _Source(path=path, text=text, root=data)
     try:
         flow = Flow.model_validate(_plain(data))
@@ -110,119 +86,6 @@ def load_flow_text(
     if problems:
         raise FlowError(_sorted(problems))
     return flow
-
-
-def _problem_at(path: str, line: int, column: int, message: str) -> FlowProblem:
-    return FlowProblem(path=path, line=line, column=column, message=message)
-
-
-def _sorted(problems: Iterable[FlowProblem]) -> list[FlowProblem]:
-    return sorted(problems, key=lambda p: (p.line, p.column, p.message))
-
-
-def _plain(node: object) -> object:
-    """ruamel's round-trip types as plain Python, so pydantic sees what the author wrote."""
-    if isinstance(node, CommentedMap):
-        return {_plain(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, CommentedSeq):
-        return [_plain(v) for v in node]
-    if isinstance(node, ScalarBoolean):  # an int subclass in ruamel
-        return bool(node)
-    if isinstance(node, bool) or node is None:
-        return node
-    if isinstance(node, str):
-        return str(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    return node
-
-
-def _dotted(loc: Loc) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Source:
-    """The YAML text and its round-trip tree: turns a location path into line and column."""
-
-    path: str
-    text: str
-    root: CommentedMap
-
-    def position(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
-        """0-based (line, column) of the value at `loc`, or of its key; its parent if absent."""
-        return self._walk(loc, key=key)[0]
-
-    def _walk(self, loc: Loc, *, key: bool) -> tuple[tuple[int, int], Loc]:
-        """The position for `loc` and the part of `loc` actually written in the file."""
-        node: object = self.root
-        key_pos = value_pos = (0, 0)
-        written: Loc = ()
-        for index, part in enumerate(loc):
-            if isinstance(node, CommentedMap):
-                if isinstance(part, int):
-                    continue  # a single mapping stands for a one-item list of transitions
-                if part not in node:
-                    return key_pos, loc  # a missing key: point at its parent
-                key_pos, value_pos = _entry_position(node, part, key_pos)
-                node = node[part]
-            elif isinstance(node, CommentedSeq):
-                if not isinstance(part, int) or part >= len(node):
-                    return key_pos, loc
-                key_pos = value_pos = _entry_position(node, part, key_pos)[0]
-                node = node[part]
-            else:
-                # A scalar standing for a whole structure, e.g. `hangup: ended` for a transition.
-                return value_pos, loc[:index]
-            written = loc[: index + 1]
-        return (key_pos if key else value_pos), written
-
-    def problem(self, loc: Loc, message: str, *, key: bool = False) -> FlowProblem:
-        (line, column), written = self._walk(loc, key=key)
-        text = f"{_dotted(written)}: {message}" if written else message
-        return _problem_at(self.path, line + 1, column + 1, text)
-
-    def problem_inside(self, loc: Loc, needle: str, occurrence: int, message: str) -> FlowProblem:
-        """A problem located at the `occurrence`-th `needle` written inside the scalar at `loc`."""
-        line, column = self.position(loc)
-        offset = self._offset(line, column)
-        for _ in range(occurrence + 1):
-            found = self.text.find(needle, offset)
-            if found < 0:
-                return self.problem(loc, message)
-            offset = found + 1
-        before = self.text[: offset - 1]
-        found_line = before.count("\n")
-        found_column = len(before) - (before.rfind("\n") + 1)
-        text = f"{_dotted(loc)}: {message}"
-        return _problem_at(self.path, found_line + 1, found_column + 1, text)
-
-    def _offset(self, line: int, column: int) -> int:
-        lines = self.text.splitlines(keepends=True)
-        return sum(len(text) for text in lines[:line]) + column
-
-
-def _entry_position(
-    node: CommentedMap | CommentedSeq, part: str | int, fallback: tuple[int, int]
-) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(key, value) positions of one entry; keys merged in with `<<:` have none, so use `fallback`."""
-    try:
-        if isinstance(node, CommentedSeq):
-            item: tuple[int, int] = node.lc.item(part)
-            return item, item
-        key: tuple[int, int] = node.lc.key(part)
-        value: tuple[int, int] = node.lc.value(part)
-    except (KeyError, IndexError, TypeError):
-        return fallback, fallback
-    return key, value
 
 
 def _validation_problems(exc: ValidationError, source: _Source) -> Iterator[FlowProblem]:
