@@ -34,6 +34,7 @@ from orchestrator.call.session import CallSession
 from orchestrator.call.transcript import Entry
 from orchestrator.errors import ConfigError, FlowError
 from orchestrator.flow import load_flow, summarize, to_mermaid
+from orchestrator.flow.schema import flow_json_schema
 from orchestrator.flowtest import run_flow_tests
 from orchestrator.harness import CallRecord, place_call
 from orchestrator.history_cli import add_history_commands, calls_db_path
@@ -172,9 +173,13 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         help="validate a flow; print a summary, or every error as path:line:col: message",
         description="Validate a flow file. Exit 0 and print a summary when valid; exit 1 and print every "
-        "problem as path:line:col: message when not.",
+        "problem as path:line:col: message when not. With --schema, print the JSON Schema of the flow "
+        "format instead (for editor completion).",
     )
-    check.add_argument("path", type=Path)
+    check.add_argument("path", type=Path, nargs="?")
+    check.add_argument(
+        "--schema", action="store_true", help="print the JSON Schema of the flow format and exit"
+    )
     check.add_argument(
         "--handler",
         action="append",
@@ -185,6 +190,11 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_flow_check)
     diagram = flow_commands.add_parser("diagram", help="print the flow as a Mermaid state diagram")
     diagram.add_argument("path", type=Path)
+    diagram.add_argument(
+        "--no-global",
+        action="store_true",
+        help="leave out the global routes every state shares (listed once in a note)",
+    )
     diagram.set_defaults(run=_flow_diagram)
 
     test = commands.add_parser(
@@ -293,6 +303,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _flow_check(args: argparse.Namespace) -> int:
+    if args.schema:
+        print(flow_json_schema(), end="")
+        return 0
+    if args.path is None:
+        print("orchestrator flow check: give a flow file (or --schema)", file=sys.stderr)
+        return 2
     flow = load_flow(args.path, handlers=args.handler)
     print(f"{args.path}: ok")
     print(summarize(flow))
@@ -300,12 +316,12 @@ def _flow_check(args: argparse.Namespace) -> int:
 
 
 def _flow_diagram(args: argparse.Namespace) -> int:
-    print(to_mermaid(load_flow(args.path)))
+    print(to_mermaid(load_flow(args.path), include_global=not args.no_global))
     return 0
 
 
 def _test(args: argparse.Namespace) -> int:
-    configure_logging(json=False, level=logging.WARNING)  # the calls' own logs would drown the report
+    configure_logging(json=False, level=logging.ERROR)  # the calls' own logs would drown the report
     flow = args.flow or Settings().flow
     scripts = args.scripts or [Path("fixtures") / "calls"]
     return run_flow_tests(

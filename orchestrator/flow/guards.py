@@ -4,7 +4,7 @@ per event.
 Parsing goes through `ast` with an allow-list of node types, so a guard can never call, index,
 import or reach an attribute that is not a known call variable. Evaluation never raises: a missing
 value is None and a comparison between values of different kinds is simply false.
-Imports only `orchestrator.errors`.
+Imports only `orchestrator.errors` and this package's templates and suggestions.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.errors import OrchestratorError
+from orchestrator.flow.suggestions import unknown_dotted_name, unknown_name
 from orchestrator.flow.templates import lookup
 
 __all__ = ["Guard", "GuardError", "compile_guard"]
@@ -108,9 +109,9 @@ def _check(
             if name is None:
                 raise GuardError("only counters and call variables may be named", column=column)
             if "." not in name and name not in counters:
-                raise GuardError(f"unknown counter {name!r}", column=column)
+                raise GuardError(unknown_name("counter", name, counters), column=column)
             if "." in name and name not in variables:
-                raise GuardError(f"unknown variable {name!r}", column=column)
+                raise GuardError(unknown_dotted_name("variable", name, variables), column=column)
             names.add(name)
         case _:
             raise GuardError(

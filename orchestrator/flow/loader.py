@@ -33,7 +33,13 @@ from orchestrator.flow.model import (
     PolicyOrderNumber,
     Transition,
 )
-from orchestrator.flow.templates import find_placeholders, known_variables
+from orchestrator.flow.suggestions import (
+    did_you_mean,
+    name_hint,
+    unknown_dotted_name,
+    unknown_name,
+)
+from orchestrator.flow.templates import find_brace_problems, find_placeholders, known_variables
 from orchestrator.flow.yamlsource import Loc, parse_yaml, read_yaml_text
 from orchestrator.flow.yamlsource import YamlSource as _Source
 from orchestrator.flow.yamlsource import dotted as _dotted
@@ -107,7 +113,7 @@ def _cross_check(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
         except re.error as exc:
             yield source.problem(("order_number", "pattern"), f"invalid regular expression: {exc}")
     if flow.initial not in flow.states:
-        yield source.problem(("initial",), f"unknown state {flow.initial!r}")
+        yield source.problem(("initial",), unknown_name("state", flow.initial, flow.states))
     yield from _check_routes(flow, ("on",), flow.on, source)
     for name, spec in flow.states.items():
         loc: Loc = ("states", name)
@@ -116,11 +122,15 @@ def _cross_check(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
         yield from _check_routes(flow, (*loc, "on"), spec.on, source)
         for index, tool in enumerate(spec.tools):
             if tool not in flow.tools:
-                yield source.problem((*loc, "tools", index), f"unknown tool {tool!r}")
+                yield source.problem((*loc, "tools", index), unknown_name("tool", tool, flow.tools))
         if not spec.final and not any(flow.routes(name).values()):
             message = "non-final state has no transitions; add `on:` or mark it `final: true`"
             yield source.problem(loc, message, key=True)
-    if flow.initial in flow.states:
+    yield from _check_speech_and_tools(flow, source)
+    yield from _check_phone_numbers(flow, source)
+    # A target that is only misspelt counts as the state it names, so its states are not also
+    # reported unreachable; with a target that names nothing, reachability would only mislead.
+    if flow.initial in flow.states and not _unresolved_targets(flow):
         reachable = _reachable(flow)
         for name in flow.states:
             if name not in reachable:
@@ -168,7 +178,18 @@ def _event_problem(flow: Flow, event: str) -> str | None:
     for prefix in (TOOL_EVENT_PREFIX, DONE_EVENT_PREFIX, FAILED_EVENT_PREFIX):
         if event.startswith(prefix):
             tool = event.removeprefix(prefix)
-            return None if tool in flow.tools else f"event {event!r} names an undeclared tool {tool!r}"
+            if tool in flow.tools:
+                return None
+            hint = name_hint(tool, flow.tools)
+            return f"event {event!r} names an undeclared tool {tool!r}{hint}"
+    tool_events = [
+        f"{prefix}{tool}"
+        for prefix in (TOOL_EVENT_PREFIX, DONE_EVENT_PREFIX, FAILED_EVENT_PREFIX)
+        for tool in flow.tools
+    ]
+    guess = did_you_mean(event, [*KNOWN_EVENTS, *flow.events, *tool_events])
+    if guess is not None:
+        return f"unknown event {event!r} (did you mean `{guess}`?)"
     return f"unknown event {event!r}; declare custom events under `events:`"
 
 
@@ -186,7 +207,7 @@ def _check_routes(
                 yield source.problem(item, "never taken: an earlier transition has no `when`")
             unguarded_before = unguarded_before or transition.when is None
             if transition.target not in flow.states:
-                message = f"unknown target state {transition.target!r}"
+                message = unknown_name("target state", transition.target, flow.states)
                 yield source.problem((*item, "target"), message)
             try:
                 compile_transition_guard(flow, transition)
@@ -207,8 +228,10 @@ def _check_templates(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
     variables = known_variables(shop_keys=flow.shop, counters=flow.counters, tools=flow.tools)
     templates: list[tuple[Loc, str]] = [(("system_prompt",), flow.system_prompt)]
     if flow.escalation is not None:
+        # Only the texts the author wrote: a default that reads `shop.name` is no error of theirs.
         for field in ("supervise_say", "callback_say", "failed_say", "unavailable_say"):
-            templates.append((("escalation", field), getattr(flow.escalation, field)))
+            if field in flow.escalation.model_fields_set:
+                templates.append((("escalation", field), getattr(flow.escalation, field)))
     for name, spec in flow.states.items():
         for field, text in (("say", spec.say), ("instructions", spec.instructions)):
             if text is not None:
@@ -218,19 +241,41 @@ def _check_templates(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
                 if transition.say is not None:
                     templates.append((("states", name, "on", event, index, "say"), transition.say))
     for loc, text in templates:
-        seen: dict[str, int] = {}
-        for placeholder in find_placeholders(text):
-            occurrence = seen.get(placeholder.raw, 0)
-            seen[placeholder.raw] = occurrence + 1
-            if placeholder.name is None:
-                message = f"bad placeholder {placeholder.raw!r}: use a dotted name like " + (
-                    "{{ order.eta }}"
-                )
-            elif placeholder.name not in variables:
-                message = f"unknown template variable {placeholder.name!r}"
-            else:
-                continue
-            yield source.problem_inside(loc, placeholder.raw, occurrence, message)
+        yield from _template_problems(source, loc, text, variables)
+
+
+def _template_problems(
+    source: _Source, loc: Loc, text: str, variables: frozenset[str]
+) -> Iterator[FlowProblem]:
+    """Unbalanced braces, then each placeholder that is not a known dotted name."""
+    for brace in find_brace_problems(text):
+        yield source.problem_inside(loc, brace.braces, brace.occurrence, brace.message)
+    seen: dict[str, int] = {}
+    for placeholder in find_placeholders(text):
+        occurrence = seen.get(placeholder.raw, 0)
+        seen[placeholder.raw] = occurrence + 1
+        if "{{" in placeholder.raw[2:]:
+            continue  # an unclosed `{{` before it, reported above
+        if placeholder.name is None:
+            message = f"bad placeholder {placeholder.raw!r}: use a dotted name like " + (
+                "{{ order.eta }}"
+            )
+        elif placeholder.name not in variables:
+            message = _unknown_variable(placeholder.name, variables)
+        else:
+            continue
+        yield source.problem_inside(loc, placeholder.raw, occurrence, message)
+
+
+def _unknown_variable(name: str, variables: frozenset[str]) -> str:
+    """The likely fix: a close name of the same group (`caller.…`), or how to declare a new one."""
+    group, _, key = name.partition(".")
+    close = did_you_mean(name, sorted(v for v in variables if v.partition(".")[0] == group))
+    if close is None and group == "shop":
+        return f"unknown template variable {name!r}: declare `{key}:` under `shop:`"
+    if close is None and group == "counters":
+        return f"unknown template variable {name!r}: declare the counter under `counters:`"
+    return unknown_dotted_name("template variable", name, variables)
 
 
 def _check_tool_actions(
@@ -293,7 +338,8 @@ def _check_policy(flow: Flow, policy: Policy, source: _Source) -> Iterator[FlowP
     slot = policy.order_number
     if slot is not None:
         if slot.tool not in flow.tools:
-            yield source.problem((*base, "order_number", "tool"), f"unknown tool {slot.tool!r}")
+            message = unknown_name("tool", slot.tool, flow.tools)
+            yield source.problem((*base, "order_number", "tool"), message)
         if slot.say is not None:
             templates.append(((*base, "order_number", "say"), slot.say))
         if slot.confirm:
@@ -308,7 +354,7 @@ def _check_policy(flow: Flow, policy: Policy, source: _Source) -> Iterator[FlowP
     for name, intent in policy.intents.items():
         loc: Loc = (*base, "intents", name)
         if intent.tool is not None and intent.tool not in flow.tools:
-            yield source.problem((*loc, "tool"), f"unknown tool {intent.tool!r}")
+            yield source.problem((*loc, "tool"), unknown_name("tool", intent.tool, flow.tools))
         if intent.say is not None:
             templates.append(((*loc, "say"), intent.say))
         for index, phrase in enumerate(intent.phrases):
@@ -327,10 +373,7 @@ def _check_policy(flow: Flow, policy: Policy, source: _Source) -> Iterator[FlowP
         templates.append(((*base, "replies", key), text))
     variables = known_variables(shop_keys=flow.shop, counters=flow.counters) | POLICY_VARIABLES
     for loc, text in templates:
-        for placeholder in find_placeholders(text):
-            if placeholder.name is None or placeholder.name not in variables:
-                message = f"unknown template variable {placeholder.raw!r}"
-                yield source.problem_inside(loc, placeholder.raw, 0, message)
+        yield from _template_problems(source, loc, text, variables)
 
 
 def _check_confirm_intents(
@@ -362,7 +405,95 @@ def _reachable(flow: Flow) -> set[str]:
         state = pending.pop()
         for transitions in flow.routes(state).values():
             for transition in transitions:
-                if transition.target in flow.states and transition.target not in seen:
-                    seen.add(transition.target)
-                    pending.append(transition.target)
+                target = _resolved(transition.target, flow.states)
+                if target is not None and target not in seen:
+                    seen.add(target)
+                    pending.append(target)
     return seen
+
+
+def _resolved(name: str, declared: Mapping[str, object]) -> str | None:
+    """`name` if declared, else the declared name it most likely misspells, else None."""
+    return name if name in declared else did_you_mean(name, declared)
+
+
+def _unresolved_targets(flow: Flow) -> bool:
+    """Whether some route targets a name that is not even a misspelt state."""
+    routes = [flow.on, *(spec.on for spec in flow.states.values())]
+    return any(
+        _resolved(transition.target, flow.states) is None
+        for on in routes
+        for transitions in on.values()
+        for transition in transitions
+    )
+
+
+def _check_speech_and_tools(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
+    """A final state that speaks, and routes for tool calls the state can never receive."""
+    for name, spec in flow.states.items():
+        loc: Loc = ("states", name)
+        if spec.final and spec.say is not None:
+            message = (
+                "a final state has no `say`: the call hangs up on entering it, and the caller may "
+                "be gone already; put the goodbye on the route into it (a transition's `say:`)"
+            )
+            yield source.problem((*loc, "say"), message, key=True)
+        # A misspelt tool in `tools:` is reported once, as unknown; here it counts as what it names.
+        allowed = {_resolved(tool, flow.tools) for tool in spec.tools}
+        for event, transitions in spec.on.items():
+            tool = _routed_tool(flow, event, transitions)
+            if tool is not None and tool not in allowed:
+                tools = ", ".join(spec.tools) or "none"
+                message = (
+                    f"never taken: this state cannot call `{tool}`; add it to the state's "
+                    f"`tools:` (now {tools}) or remove the route"
+                )
+                yield source.problem((*loc, "on", event), message, key=True)
+    for event, transitions in flow.on.items():
+        tool = _routed_tool(flow, event, transitions)
+        if tool is None:
+            continue
+        users = [spec for spec in flow.states.values() if not spec.final and event not in spec.on]
+        if not any(tool in {_resolved(t, flow.tools) for t in spec.tools} for spec in users):
+            message = (
+                f"never taken: no state that uses this global route lists `{tool}` in its `tools:`"
+            )
+            yield source.problem(("on", event), message, key=True)
+
+
+def _routed_tool(flow: Flow, event: str, transitions: Sequence[Transition]) -> str | None:
+    """The declared tool whose call `event` routes somewhere, if it is such a route."""
+    tool = event.removeprefix(TOOL_EVENT_PREFIX)
+    routed = event.startswith(TOOL_EVENT_PREFIX) and tool in flow.tools and bool(transitions)
+    return tool if routed else None
+
+
+# E.164: a plus, the country code and the number, 8 to 15 digits in all, nothing else.
+_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
+_PHONE_PUNCTUATION = re.compile(r"[\s().-]")
+
+
+def _check_phone_numbers(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
+    if flow.escalation is None:
+        return
+    for field in ("number", "caller_id"):
+        number = getattr(flow.escalation, field)
+        if number is None or _E164.fullmatch(number):
+            continue
+        message = f"{number!r} is not an E.164 phone number (a `+`, the country code, digits only)"
+        guess = _e164_guess(number)
+        if guess is not None:
+            message += f"; did you mean `{guess}`?"
+        yield source.problem(("escalation", field), message)
+
+
+def _e164_guess(number: str) -> str | None:
+    """The E.164 form a number most likely means; a national 0… number is read as Kenyan."""
+    digits = _PHONE_PUNCTUATION.sub("", number)
+    if digits.startswith("00"):
+        digits = "+" + digits[2:]
+    elif digits.startswith("0") and len(digits) == 10:
+        digits = "+254" + digits[1:]
+    elif digits.startswith("254"):
+        digits = "+" + digits
+    return digits if _E164.fullmatch(digits) else None

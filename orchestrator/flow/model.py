@@ -98,7 +98,13 @@ class Transition(_Model):
     say: str | None = None
 
 
-Transitions = Annotated[tuple[Transition, ...], BeforeValidator(_as_transitions)]
+# The schema shows every spelling `_as_transitions` accepts, for editors that complete from it.
+Transitions = Annotated[
+    tuple[Transition, ...],
+    BeforeValidator(
+        _as_transitions, json_schema_input_type=str | Transition | list[str | Transition] | None
+    ),
+]
 
 
 class StateSpec(_Model):

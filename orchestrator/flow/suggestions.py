@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["did_you_mean", "unknown_name"]
+__all__ = ["did_you_mean", "name_hint", "unknown_dotted_name", "unknown_name"]
 
 # More names than this are not listed: a long list reads worse than none.
 _MAX_LISTED = 12
@@ -33,11 +33,24 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
 
 def unknown_name(kind: str, name: str, choices: Iterable[str]) -> str:
     """`unknown <kind> '<name>'`, with the likely fix or the list of declared names."""
+    return f"unknown {kind} {name!r}{name_hint(name, choices)}"
+
+
+def unknown_dotted_name(kind: str, name: str, choices: Iterable[str]) -> str:
+    """Like `unknown_name`, for dotted names: the likely fix is looked for in the same group first."""
+    names = sorted(choices)
+    group = name.partition(".")[0]
+    same_group = [choice for choice in names if choice.partition(".")[0] == group]
+    return unknown_name(kind, name, same_group or names)
+
+
+def name_hint(name: str, choices: Iterable[str]) -> str:
+    """` (did you mean `x`?)`, or ` (declared: a, b)`, or ` (none is declared)`."""
     names = list(choices)
     guess = did_you_mean(name, names)
     if guess is not None:
-        return f"unknown {kind} {name!r} (did you mean `{guess}`?)"
+        return f" (did you mean `{guess}`?)"
     if not names:
-        return f"unknown {kind} {name!r} (none is declared)"
+        return " (none is declared)"
     listed = ", ".join(names[:_MAX_LISTED]) + (", …" if len(names) > _MAX_LISTED else "")
-    return f"unknown {kind} {name!r} (declared: {listed})"
+    return f" (declared: {listed})"

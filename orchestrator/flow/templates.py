@@ -14,9 +14,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 __all__ = [
+    "BraceProblem",
     "FIXED_VARIABLES",
     "Placeholder",
     "VariableNames",
+    "find_brace_problems",
     "find_placeholders",
     "known_variables",
     "lookup",
@@ -76,6 +78,41 @@ def find_placeholders(template: str) -> tuple[Placeholder, ...]:
         name = body if _DOTTED_NAME.fullmatch(body) else None
         found.append(Placeholder(raw=match.group(0), name=name, offset=match.start()))
     return tuple(found)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BraceProblem:
+    """An unclosed `{{` or a stray `}}`: the `occurrence`-th `braces` of the template (0-based)."""
+
+    braces: str
+    occurrence: int
+    message: str
+
+
+_STRAY = "stray `}}` closes no `{{`: remove it, or open the placeholder with `{{`"
+_UNCLOSED = "unclosed `{{`: close the placeholder with `}}`"
+
+
+def find_brace_problems(template: str) -> tuple[BraceProblem, ...]:
+    """Every `{{` left open (before the next `{{`, or at the end) and every `}}` closing nothing."""
+    found: list[BraceProblem] = []
+    index = 0
+    while True:
+        opening, closing = template.find("{{", index), template.find("}}", index)
+        if opening < 0 and closing < 0:
+            return tuple(found)
+        if opening < 0 or 0 <= closing < opening:
+            problem, at = ("}}", _STRAY), closing
+        else:
+            end, next_opening = template.find("}}", opening + 2), template.find("{{", opening + 2)
+            if end >= 0 and not 0 <= next_opening < end:
+                index = end + 2  # a whole placeholder
+                continue
+            problem, at = ("{{", _UNCLOSED), opening
+        braces, message = problem
+        occurrence = template.count(braces, 0, at)
+        found.append(BraceProblem(braces=braces, occurrence=occurrence, message=message))
+        index = at + 2
 
 
 class VariableNames(frozenset[str]):

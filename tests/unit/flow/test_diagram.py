@@ -14,6 +14,7 @@ on: {hangup: ended}
 initial: identifying
 states:
   identifying:
+    tools: [lookup_order]
     on:
       "tool:lookup_order": looking_up
   looking_up:
@@ -36,4 +37,28 @@ states:
         "    looking_up --> identifying : order_not_found [failed_lookups < 3]\n"
         "    looking_up --> ended : order_not_found\n"
         "    ended --> [*]\n"
+    )
+
+
+def test_to_mermaid_without_global_routes_notes_them_once() -> None:
+    """`--no-global` draws each state's own routes only, and lists the shared ones in one note."""
+    flow = load_flow_text(
+        """\
+flow: small
+on: {hangup: ended, stream_stopped: ended}
+initial: identifying
+states:
+  identifying:
+    on: {order_found: ended}
+  ended: {final: true}
+"""
+    )
+
+    assert to_mermaid(flow, include_global=False) == (
+        "stateDiagram-v2\n"
+        "    [*] --> identifying\n"
+        "    identifying --> ended : order_found\n"
+        "    ended --> [*]\n"
+        "    note right of identifying : global routes, from any state - hangup → ended; "
+        "stream_stopped → ended\n"
     )

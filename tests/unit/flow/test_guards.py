@@ -51,8 +51,12 @@ def test_guard_negative_literals_are_allowed() -> None:
 @pytest.mark.parametrize(
     ("source", "message", "column"),
     [
-        ("retries < 3", "unknown counter 'retries'", 0),
-        ("silences < 3 and order.colour == 'red'", "unknown variable 'order.colour'", 17),
+        ("retries < 3", "unknown counter 'retries' (declared: failed_lookups, silences)", 0),
+        (
+            "silences < 3 and order.colour == 'red'",
+            "unknown variable 'order.colour' (declared: order.status)",
+            17,
+        ),
         ("open('x')", "Call is not allowed; use counters, variables, integer or string literals, "
          "comparisons, and/or/not", 0),
         ("silences[0] == 1", "Subscript is not allowed; use counters, variables, integer or string "

@@ -169,5 +169,5 @@ def test_load_flow_text_placeholder_in_block_scalar_is_located_on_its_own_line()
         load_flow_text(text, path="f.yaml")
 
     assert [str(p) for p in caught.value.problems] == [
-        "f.yaml:7:16: states.greeting.instructions: unknown template variable 'order.etaa'"
+        "f.yaml:7:16: states.greeting.instructions: unknown template variable 'order.etaa' (did you mean `order.eta`?)"
     ]
