@@ -54,7 +54,6 @@ from orchestrator.speech.voices import CALLER_VOICES, add_noise, synthesize_call
 
 SCENARIOS = ROOT / "bench" / "natural_callers.yaml"
 _LATENCY = re.compile(r"reply audio (\d+) ms after the caller stopped")
-_FIRST_PROMPT = re.compile(r"first_prompt_ms[=: ]+(\d+)")
 
 
 class _Strict(BaseModel):
@@ -197,10 +196,8 @@ async def run_one(
         return {"scenario": scenario.name, "kind": scenario.kind, "voice": voice, "snr_db": snr_db,
                 "success": False, "wrong_action": False, "error": repr(exc)}
     verdict = judge(scenario, record)
-    first_prompt: int | None = None
-    for line in record.transcript.of_kind("latency") + record.transcript.of_kind("stream"):
-        if match := _FIRST_PROMPT.search(line):
-            first_prompt = int(match.group(1))
+    # The session's own measure when it keeps one; else from the platform's first agent frame.
+    first_prompt: int | None = getattr(record.transcript, "first_prompt_ms", None)
     if first_prompt is None and created and record.platform.agent_frame_arrivals:
         connected = next(
             (e.at_ms for e in record.transcript if e.kind == "stream" and e.text == "connected"), None

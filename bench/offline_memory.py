@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 import looptime  # noqa: E402
 
 from orchestrator.brains.cascade import make_offline_brain_factory  # noqa: E402
+from orchestrator.brains.scripted import ScriptedBrain  # noqa: E402
 from orchestrator.flow import load_flow  # noqa: E402
 from orchestrator.harness import place_call  # noqa: E402
 from orchestrator.logging import configure_logging  # noqa: E402
@@ -47,6 +48,25 @@ SCRIPT = CallScript.model_validate(
 )
 
 
+# The control's agent side: what the offline brain says in the same call, replayed with no decoding.
+CONTROL = CallScript.model_validate(
+    {
+        "title": "memory control: number, yes, goodbye",
+        "caller": "+254722000111",
+        "turns": [
+            {"agent": [{"say": "Please tell me your order number."}]},
+            {"caller": "Hello, my order number is P K two zero nine three one."},
+            {"agent": [{"say": "Order P K two zero nine three one, is that right?"}]},
+            {"caller": "Yes."},
+            {"agent": [{"tool": "lookup_order", "args": {"order_number": "PK20931"}},
+                       {"say": "It is dispatched. Anything else?"}]},
+            {"caller": "No thanks, goodbye."},
+            {"agent": [{"say": "Goodbye."}, {"tool": "end_call"}]},
+        ],
+    }
+)
+
+
 def rss_mb() -> float:
     """This process's resident set size, from /proc (Linux)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -55,9 +75,9 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-async def _one(factory, flow, sid: str) -> str | None:  # type: ignore[no-untyped-def]
+async def _one(factory, flow, sid: str, script: CallScript) -> str | None:  # type: ignore[no-untyped-def]
     record = await place_call(
-        SCRIPT,
+        script,
         flow=flow,
         settings=Settings(fallback_voice="synthetic", transcripts_dir=None),
         brain_factory=factory,
@@ -68,15 +88,21 @@ async def _one(factory, flow, sid: str) -> str | None:  # type: ignore[no-untype
     return record.transcript.outcome
 
 
-async def run(sequential: int, concurrent: int) -> dict[str, object]:
+async def run(sequential: int, concurrent: int, brain: str = "offline") -> dict[str, object]:
     flow = load_flow(ROOT / "flows" / "order_status.yaml")
-    factory = make_offline_brain_factory(flow)
+    # "scripted" is the control: the same calls through the same harness without any speech decoding.
+    factory = (
+        make_offline_brain_factory(flow)
+        if brain == "offline"
+        else (lambda start: ScriptedBrain(CONTROL))
+    )
+    script = SCRIPT if brain == "offline" else CONTROL
     started = rss_mb()
     outcomes: dict[str, int] = {}
     samples: dict[str, float] = {}
     wall = time.perf_counter()
     for index in range(sequential):
-        outcome = await _one(factory, flow, f"HDmemseq{index:04d}")
+        outcome = await _one(factory, flow, f"HDmemseq{index:04d}", script)
         outcomes[str(outcome)] = outcomes.get(str(outcome), 0) + 1
         if index == 0 or (index + 1) % 10 == 0:
             samples[str(index + 1)] = rss_mb()
@@ -95,7 +121,7 @@ async def run(sequential: int, concurrent: int) -> dict[str, object]:
 
     watcher = asyncio.get_running_loop().create_task(watch())
     batch = await asyncio.gather(
-        *(_one(factory, flow, f"HDmemcon{index:04d}") for index in range(concurrent)),
+        *(_one(factory, flow, f"HDmemcon{index:04d}", script) for index in range(concurrent)),
         return_exceptions=True,
     )
     stop.set()
@@ -120,6 +146,7 @@ async def run(sequential: int, concurrent: int) -> dict[str, object]:
         "concurrent_calls": concurrent,
         "outcomes": outcomes,
         "sequential_wall_s": round(sequential_s, 1),
+        "brain": brain,
     }
 
 
@@ -127,11 +154,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sequential", type=int, default=100)
     parser.add_argument("--concurrent", type=int, default=20)
+    parser.add_argument("--brain", choices=("offline", "scripted"), default="offline",
+                        help="scripted: the control, the same calls without speech decoding")
     args = parser.parse_args()
     configure_logging(json=True, level=logging.ERROR)  # stdout carries the JSON figures only
     loop = looptime.new_event_loop(start=0.0)
     try:
-        result = loop.run_until_complete(run(args.sequential, args.concurrent))
+        result = loop.run_until_complete(run(args.sequential, args.concurrent, args.brain))
     finally:
         loop.close()
     print(json.dumps(result, indent=2))
