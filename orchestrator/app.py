@@ -40,6 +40,7 @@ from orchestrator.call.transcript import transcript_files
 from orchestrator.errors import ConfigError, SignatureError, WebhookError
 from orchestrator.flow import Flow, load_flow, render
 from orchestrator.logging import mask_phone, mask_phone_numbers_in
+from orchestrator.observe.service import Observability
 from orchestrator.orders import (
     DEMO_BACKEND,
     DemoOrdersBackend,
@@ -124,6 +125,10 @@ class Orchestrator:
     # Set on SIGTERM: no new calls (503), live ones are told goodbye, /healthz says "draining" (503).
     draining: bool = False
     fallback_voice: Callable[[str, int], Awaitable[bytes]] | None = None
+    observability: Observability | None = None  # metrics, traces, recordings (orchestrator/observe/)
+
+    def active_calls(self) -> int:
+        return sum(1 for s in self.sessions.values() if not s.finished.is_set())
 
     def spawn(self, work: Coroutine[object, object, None]) -> None:
         """Run service-level work (not tied to one request); cancelled when the app shuts down."""
@@ -195,6 +200,15 @@ def add_routes(
     app.router.add_post(routes.events, _events)
     app.router.add_get(routes.health, _health)
     app.cleanup_ctx.append(_service_clients)
+    orchestrator.observability = Observability.attach(
+        app,
+        flow=orchestrator.flow,
+        active_calls=orchestrator.active_calls,
+        sample_rate=settings.sample_rate,
+        recordings_dir=settings.recordings_dir,
+        metrics_token=settings.metrics_token,
+        metrics_path=routes.metrics,
+    )
     return orchestrator
 
 
@@ -330,8 +344,12 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
         )
         orchestrator.fallback_voice = _fallback_voice(settings, orchestrator.flow)
         stack.push_async_callback(store.close)
+        observability = orchestrator.observability
         records = CallRecords(
-            store, flow_name=orchestrator.flow.name, journal=_journal_path(settings)
+            store,
+            flow_name=orchestrator.flow.name,
+            journal=_journal_path(settings),
+            on_save_failed=observability.store_write_failed if observability else lambda: None,
         )
         await records.start()
         orchestrator.records = records
@@ -430,14 +448,21 @@ async def _voice_webhook(request: web.Request) -> web.Response:
             return web.Response(text=render_empty_response(), content_type=XML)
         if orchestrator.orders is None:
             raise ConfigError("the orders client is not ready: is the app started?")
+        brain = orchestrator.brain_factory(start)
+        observer = None
+        if orchestrator.observability is not None:
+            observer = orchestrator.observability.observer(
+                start, brain, started=asyncio.get_running_loop().time()
+            )
         session = CallSession(
             start=start,
             flow=orchestrator.flow,
-            brain=orchestrator.brain_factory(start),
+            brain=brain,
             orders=orchestrator.orders,
             options=orchestrator.options(),
             services=orchestrator.services,
             fallback_tts=orchestrator.fallback_voice,
+            observer=observer,
         )
         orchestrator.sessions[start.call_sid] = session
         _record_as_it_goes(orchestrator, session)
@@ -447,6 +472,7 @@ async def _voice_webhook(request: web.Request) -> web.Response:
         xml = _stream_response(orchestrator, session)
         session.note_xml(_redact_token(xml))
         log.info("call_started", caller=mask_phone(start.caller or ""), state=start.state)
+        session.observer.webhook_answered(at=asyncio.get_running_loop().time())
         asyncio.get_running_loop().call_later(
             orchestrator.settings.stream_connect_timeout_s,
             _expire_if_unconnected,

@@ -9,14 +9,16 @@ demo) it takes as long as the call.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from orchestrator.app import ORCHESTRATOR, BrainFactory, create_app, serve_on_loopback
+from aiohttp import web
+
+from orchestrator.app import ORCHESTRATOR, BrainFactory, Orchestrator, create_app, serve_on_loopback
 from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.call.session import CallSession
-from orchestrator.call.tools import ToolHandler
 from orchestrator.call.transcript import Transcript
 from orchestrator.flow import Flow, load_flow
 from orchestrator.orders import DemoFault
@@ -24,7 +26,7 @@ from orchestrator.script import CallScript, load_script
 from orchestrator.settings import Settings
 from orchestrator.simulator import FakeSautikit, SimulatedCall, SimulatorOptions
 
-__all__ = ["CallRecord", "PUBLIC_URL", "place_call"]
+__all__ = ["CallRecord", "Line", "PUBLIC_URL", "place_call", "serve_line"]
 
 # Where the fake Sautikit believes the service lives; it resolves this name to the loopback port.
 PUBLIC_URL = "https://orders-agent.example.test"
@@ -76,46 +78,91 @@ async def place_call(
     brain_factory: BrainFactory | None = None,
     on_call_started: Callable[[CallSession], None] | None = None,
     call_timeout_s: float = 30.0,
-    tools: Mapping[str, ToolHandler] | None = None,
 ) -> CallRecord:
     """Serve the flow and place the script's call against it.
 
     The brain is a ScriptedBrain playing the script's agent turns unless `brain_factory` gives another one
     (e.g. a Gemini Live adapter pointed at a local fake); the script's caller turns always drive the caller.
-    `tools` are code handlers of the flow's tools, as `add_routes` takes them.
     """
     script = script if isinstance(script, CallScript) else load_script(script)
-    # Without settings, the session's fallback voice is the synthetic one: deterministic on any clock.
-    settings = settings or Settings(fallback_voice="synthetic")
-    flow_model = flow if isinstance(flow, Flow) else load_flow(flow or settings.flow)
-    if not (settings.orders_base_url or flow_model.orders.base_url):
-        # A simulated call answers from the demo orders unless told of a shop: say so explicitly.
-        settings = settings.model_copy(update={"orders": "demo"})
     factory = brain_factory or (lambda start: ScriptedBrain(script))
-    app = create_app(settings, brain_factory=factory, flow=flow_model, tools=tools)
-    async with serve_on_loopback(app) as local:
-        orchestrator = app[ORCHESTRATOR]
+    async with serve_line(flow=flow, settings=settings, brain_factory=factory) as line:
         if on_call_started is not None:
-            orchestrator.on_call_started.append(on_call_started)
+            line.orchestrator.on_call_started.append(on_call_started)
+        return await line.call(
+            script, call_sid=call_sid, simulator=simulator, call_timeout_s=call_timeout_s
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class Line:
+    """A flow served on loopback that simulated calls can be placed to, one after another."""
+
+    app: web.Application
+    url: str  # the service's loopback base URL (GET /metrics, /console, ... answer here)
+    settings: Settings
+
+    @property
+    def orchestrator(self) -> Orchestrator:
+        return self.app[ORCHESTRATOR]
+
+    async def call(
+        self,
+        script: CallScript | str | Path,
+        *,
+        call_sid: str = "HD_test0001",
+        simulator: SimulatorOptions | None = None,
+        call_timeout_s: float = 30.0,
+    ) -> CallRecord:
+        """Place the script's call and return once the service has finished reporting it."""
+        script = script if isinstance(script, CallScript) else load_script(script)
+        orchestrator = self.orchestrator
         reported = asyncio.Event()  # after-call work (call record, transcript files) is done
-        orchestrator.on_call_finished.append(lambda session: reported.set())
-        # Sautikit reaches the service at its public URL; the simulator maps that name to loopback.
-        orchestrator.settings = settings.model_copy(update={"public_url": PUBLIC_URL})
+
+        def on_finished(session: CallSession) -> None:
+            if session.call_sid == call_sid:
+                reported.set()
+
+        orchestrator.on_call_finished.append(on_finished)
         if orchestrator.demo_orders is not None:
             orchestrator.demo_orders.fault = DemoFault(script.orders)
+        settings = self.settings
         options = simulator or SimulatorOptions(
             voice_path=settings.routes.voice,
             sample_rate=settings.sample_rate,
             webhook_secret=settings.webhook_secret,
         )
-        options = replace(options, hosts={**options.hosts, PUBLIC_URL: local})
-        platform = await FakeSautikit(PUBLIC_URL, options=options).call(script, call_sid=call_sid)
-        session = orchestrator.sessions[call_sid]
-        await asyncio.wait_for(session.finished.wait(), timeout=call_timeout_s)
-        await asyncio.wait_for(reported.wait(), timeout=call_timeout_s)
+        options = replace(options, hosts={**options.hosts, PUBLIC_URL: self.url})
+        try:
+            platform = await FakeSautikit(PUBLIC_URL, options=options).call(
+                script, call_sid=call_sid
+            )
+            session = orchestrator.sessions[call_sid]
+            await asyncio.wait_for(session.finished.wait(), timeout=call_timeout_s)
+            await asyncio.wait_for(reported.wait(), timeout=call_timeout_s)
+        finally:
+            orchestrator.on_call_finished.remove(on_finished)
         return CallRecord(
             script=script,
             transcript=session.transcript,
             platform=platform,
             platform_rate=options.sample_rate,
         )
+
+
+@contextlib.asynccontextmanager
+async def serve_line(
+    *,
+    flow: Flow | str | Path | None = None,
+    settings: Settings | None = None,
+    brain_factory: BrainFactory,
+) -> AsyncIterator[Line]:
+    """Serve the flow on loopback, as `orchestrator serve` would, for calls placed with `Line.call`."""
+    # Without settings, the session's fallback voice is the synthetic one: deterministic on any clock.
+    settings = settings or Settings(fallback_voice="synthetic")
+    flow_model = flow if isinstance(flow, Flow) else load_flow(flow or settings.flow)
+    app = create_app(settings, brain_factory=brain_factory, flow=flow_model)
+    async with serve_on_loopback(app) as local:
+        # Sautikit reaches the service at its public URL; the simulator maps that name to loopback.
+        app[ORCHESTRATOR].settings = settings.model_copy(update={"public_url": PUBLIC_URL})
+        yield Line(app=app, url=local, settings=settings)

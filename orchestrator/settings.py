@@ -24,8 +24,9 @@ class Routes(BaseSettings):
     stream_status: str = "/stream-status"
     events: str = "/events"
     health: str = "/healthz"
+    metrics: str = "/metrics"
 
-    @field_validator("voice", "audio", "stream_status", "events", "health")
+    @field_validator("voice", "audio", "stream_status", "events", "health", "metrics")
     @classmethod
     def _absolute(cls, value: str) -> str:
         if not value.startswith("/"):
@@ -129,6 +130,12 @@ class Settings(BaseSettings):
     # On SIGTERM, live calls get this long to hear the flow's goodbye (or transfer) and end.
     shutdown_grace_s: float = Field(default=20.0, ge=0)
     log_json: bool = True
+
+    # Observability (docs/metrics.md, docs/console.md): a bearer token for GET /metrics (unset: open), the
+    # calls console's token (the console refuses to start without one), and where two-track recordings go.
+    metrics_token: str | None = None
+    console_token: str | None = None
+    recordings_dir: Path | None = None
 
     @field_validator("public_url")
     @classmethod

@@ -18,6 +18,7 @@ __all__ = [
     "Brain",
     "BrainEvent",
     "BrainFailure",
+    "BrainReconnected",
     "CallInfo",
     "Heard",
     "JSONValue",
@@ -142,6 +143,13 @@ class BrainFailure:
     reason: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrainReconnected:
+    """The adapter lost its connection and made a new one; the call goes on (counted in metrics)."""
+
+    resumed: bool = False  # the new connection carried the old session's state over
+
+
 BrainEvent: TypeAlias = (
     AgentAudio
     | AgentUtteranceEnd
@@ -151,6 +159,7 @@ BrainEvent: TypeAlias = (
     | ModelInterrupted
     | StateDelivered
     | BrainFailure
+    | BrainReconnected
 )
 
 

@@ -52,6 +52,7 @@ from orchestrator.brains.base import (
     AgentUtteranceEnd,
     BrainEvent,
     BrainFailure,
+    BrainReconnected,
     CallInfo,
     Heard,
     JSONValue,
@@ -360,6 +361,7 @@ class GeminiLiveBrain:
         self._move_wanted = False  # reconnect at the next turn boundary (the `reconnect` delivery)
         self._move_now = asyncio.Event()
         self._resumed = False
+        self._failed_over = False  # the next connection replaces one that failed
         self._progress = False
         self._go_away_at: float | None = None
         self._deadline: asyncio.Timeout | None = None
@@ -533,6 +535,7 @@ class GeminiLiveBrain:
                 log.warning(
                     "gemini_reconnecting", reason=reason, resumable=self._handle is not None
                 )
+                self._failed_over = True
 
     async def _connection(self) -> None:
         """One WebSocket session: raises _MoveOn after go_away, or the failure that ended it."""
@@ -588,6 +591,10 @@ class GeminiLiveBrain:
         log.info(
             "gemini_connected", model=self._config.model, row=self._caps.name, resumed=resumed
         )
+        if self._failed_over:
+            # Counted only after a failure: go_away moves and planned reconnects are not incidents.
+            self._failed_over = False
+            self._events.put_nowait(BrainReconnected(resumed=resumed))
         if resumed:
             return
         if self._seeding:

@@ -53,6 +53,7 @@ from orchestrator.brains.base import (
     AgentUtteranceEnd,
     BrainEvent,
     BrainFailure,
+    BrainReconnected,
     CallInfo,
     Heard,
     JSONValue,
@@ -538,6 +539,7 @@ class OpenAIRealtimeBrain:
                 return
             link = new_link
             self._resume(link, owed=owed)
+            self._events.put_nowait(BrainReconnected())
 
     async def _write(self, link: _Link) -> None:
         """The socket's one writer; a stalled or failed send closes the socket (ends the reader)."""

@@ -21,6 +21,7 @@ from typing import Literal, Protocol
 import httpx
 import structlog
 
+from orchestrator.call.observer import NULL_OBSERVER, CallObserver
 from orchestrator.call.transcript import EntryKind
 from orchestrator.flow.model import Escalation
 from orchestrator.logging import mask_phone
@@ -97,6 +98,7 @@ async def escalate(
     reason: str,
     now_iso: Callable[[], str],
     callback_timeout_s: float = 5.0,
+    observer: CallObserver = NULL_OBSERVER,
 ) -> EscalationResult:
     """Run the strategies in order; the first that works wins. Never raises for a failed strategy."""
     tools = _Tools(
@@ -110,9 +112,14 @@ async def escalate(
         "callback": _callback,
     }
     strategies = settings.strategies
+    loop = asyncio.get_running_loop()
     for index, name in enumerate(strategies):
         host.note("escalate", f"trying {name}")
+        started = loop.time()
         result = await runners[name](host, settings, tools)
+        observer.escalation_step(
+            strategy=name, succeeded=result is not None, started=started, ended=loop.time()
+        )
         if result is not None:
             return result
         if index + 1 < len(strategies) and host.stream_open:

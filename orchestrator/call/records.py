@@ -78,8 +78,10 @@ class CallRecords:
         retry_s: float = RETRY_S,
         recover_s: float = RECOVER_S,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_save_failed: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
+        self._on_save_failed = on_save_failed  # each refused write (metrics count them)
         self._flow_name = flow_name
         self._journal = journal
         self._attempts = attempts
@@ -213,6 +215,7 @@ class CallRecords:
                 log.warning(
                     "record_save_failed", call_sid=call.call_sid, attempt=attempt, error=str(exc)
                 )
+                self._on_save_failed()
                 if attempt < self._attempts:
                     await asyncio.sleep(delay)
                     delay *= 2

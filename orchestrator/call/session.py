@@ -30,6 +30,7 @@ from orchestrator.brains.base import (
     Brain,
     BrainEvent,
     BrainFailure,
+    BrainReconnected,
     CallInfo,
     Heard,
     JSONValue,
@@ -43,6 +44,7 @@ from orchestrator.brains.base import (
 )
 from orchestrator.call.bargein import BargeIn, BargeInRecord, Interruption
 from orchestrator.call.escalation import EscalationResult, escalate
+from orchestrator.call.observer import NULL_OBSERVER, BargeInOutcome, CallObserver
 from orchestrator.call.tools import ToolCallContext, ToolHandler, ToolOutcome, perform
 from orchestrator.call.transcript import EntryKind, Outcome, Transcript
 from orchestrator.errors import OrdersError
@@ -160,8 +162,11 @@ class CallSession:
         options: SessionOptions,
         services: CallServices | None = None,
         fallback_tts: Callable[[str, int], Awaitable[bytes]] | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self.services = services or CallServices()
+        # Metrics, traces and recordings (orchestrator/observe/) hear of the call's facts through this.
+        self.observer = observer or NULL_OBSERVER
         self.call_sid = start.call_sid
         self.caller = start.caller
         self.flow = flow
@@ -299,6 +304,7 @@ class CallSession:
         self._media = media
         self._note("stream", "connected")
         self._stream_t0 = self._loop.time()  # inbound audio position 0, for turn latency
+        self.observer.stream_started(at=self._stream_t0)
         pacer = PacedWriter(
             self._send_frame,
             rate=self.options.sample_rate,
@@ -331,6 +337,7 @@ class CallSession:
             raise
         finally:
             self._cancel_silence()
+            self.observer.stream_ended(at=self._loop.time())
             await self.brain.close()
             if self._prefetch is not None:
                 self._prefetch.cancel()
@@ -352,6 +359,7 @@ class CallSession:
             at_s = max(self._loop.time(), self._echo_cursor)
             self._echo_cursor = at_s + len(frame) / (2 * self.options.sample_rate)
             self._echo.played(frame, at_s=at_s)
+        self.observer.agent_audio(frame, at=self._last_frame_at)
         await self._media.send_audio(frame)
 
     def _detectors(self) -> tuple[VoiceActivityDetector, VoiceActivityDetector]:
@@ -378,6 +386,7 @@ class CallSession:
                     continue
                 if self._echo is not None:
                     pcm = self._echo.clean(pcm, arrived_s=self._loop.time())
+                self.observer.caller_audio(pcm)
                 for event in barge.feed(pcm):
                     # Decided here, not after a trip through the inbox: the agent must fall silent now.
                     self._on_barge_vad(event)
@@ -413,6 +422,10 @@ class CallSession:
         if self._shutting_down and utterance_id not in self._heard_waiters:
             return  # the service is stopping: only the flow's own words (its goodbye) still play
         if utterance_id not in self._started_utterances:
+            if not self._started_utterances:
+                self.observer.first_prompt(
+                    stream_started=self._stream_t0, audio_started=self._loop.time()
+                )
             self._started_utterances.add(utterance_id)
             self._cancel_silence()  # the caller is listening; the timer starts again once the agent is done
             started = self._start_waiters.pop(utterance_id, None)
@@ -435,6 +448,12 @@ class CallSession:
             f"(end of turn detected {endpointing_ms} ms, agent {total_ms - endpointing_ms} ms)",
         )
         log.info("turn_latency", total_ms=total_ms, endpointing_ms=endpointing_ms)
+        self.observer.turn(
+            state=self.machine.state,
+            speech_ended=speech_ended,
+            turn_detected=turn_detected,
+            reply_started=now,
+        )
 
     async def _route(self) -> None:
         stream_closed = False
@@ -489,6 +508,8 @@ class CallSession:
             await self._enter(self.machine.send("turn_complete"))
         elif isinstance(item, StateDelivered):
             self._note("model", f"{item.state} reached the model by {item.via}")
+        elif isinstance(item, BrainReconnected):
+            self.observer.brain_reconnected(at=self._loop.time())
 
     # --- caller speech and barge-in ---------------------------------------------------------
 
@@ -518,6 +539,7 @@ class CallSession:
         )
         if decision == "ignored":
             self._note("barge-in", f"ignored: {self.machine.state} is not interruptible")
+            self.observer.barge_in("ignored", at=self._loop.time())
         elif decision is not None:
             assert self._tasks is not None
             self._tasks.create_task(self._kill_platform_audio())
@@ -541,6 +563,11 @@ class CallSession:
             frames_out=self._frames_out,
             last_frame_at=self._last_frame_at,
         )
+        if decision is not None:
+            outcome: BargeInOutcome = (
+                "interrupted" if isinstance(decision, Interruption) else "backchannel"
+            )
+            self.observer.barge_in(outcome, at=self._loop.time())
         if isinstance(decision, Interruption):
             await self._on_interruption(decision)
         elif decision is not None:
@@ -649,8 +676,10 @@ class CallSession:
                 "state": self.machine.state,
             }
             self._note("result", f"{call.name} refused in {self.machine.state}")
+            self.observer.tool_call(tool=call.name, result="refused", at=self._loop.time())
             await self.brain.tool_result(call, result)
             return
+        self.observer.tool_call(tool=call.name, result="accepted", at=self._loop.time())
         entered = self.machine.send(f"tool:{call.name}")
         await self._enter(entered)
         if call.name == "lookup_order":
@@ -742,6 +771,12 @@ class CallSession:
                 event = "order_not_found"
             self._note("lookup", f"{how} -> {summary} ({self._ms_since(started)} ms)")
             done = _LookupDone(call=call, event=event, result=result)
+        self.observer.lookup(
+            result=done.event,
+            by="order_number" if number else "phone",
+            started=started,
+            ended=self._loop.time(),
+        )
         self._inbox.put_nowait(done)
 
     async def _find(self, number: str) -> LookupResult:
@@ -774,6 +809,10 @@ class CallSession:
         if entered is None:
             return
         self._note("state", f"{entered.previous} -> {entered.state} ({entered.event})")
+        self.observer.state_entered(
+            previous=entered.previous, state=entered.state, trigger=entered.event,
+            at=self._loop.time(),
+        )
         log.info(
             "state_entered", state=entered.state, previous=entered.previous, trigger=entered.event
         )
@@ -877,6 +916,7 @@ class CallSession:
                 reason=reason,
                 now_iso=lambda: datetime.now(UTC).isoformat(timespec="seconds"),
                 callback_timeout_s=self.services.callback_timeout_s,
+                observer=self.observer,
             )
         if self.escalation_result == "failed":
             if self.stream_open:
@@ -979,6 +1019,7 @@ class CallSession:
     async def _on_brain_failure(self, failure: BrainFailure) -> None:
         self._brain_alive = False
         self._note("error", f"brain failed: {failure.reason}")
+        self.observer.brain_failed(reason=failure.reason, at=self._loop.time())
         await self._enter(self.machine.send("brain_failed"))
 
     # --- bookkeeping ------------------------------------------------------------------------
@@ -998,6 +1039,9 @@ class CallSession:
         self.transcript.outcome = outcome
         self._note("outcome", f"{outcome} (final state {self.machine.state})")
         log.info("call_finished", outcome=outcome, state=self.machine.state)
+        self.observer.call_finished(
+            outcome=outcome, final_state=self.machine.state, at=self._loop.time()
+        )
         self.finished.set()
 
     def _call_info(self) -> CallInfo:

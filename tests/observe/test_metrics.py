@@ -1,0 +1,176 @@
+"""GET /metrics after real calls: the families an on-call engineer graphs, scraped and parsed like Prometheus does.
+
+Whole calls through the real service and the fake Sautikit on a fast-forwarded clock; the scrape is a real HTTP
+request to the same server, and the body is read with prometheus-client's own parser.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from orchestrator.brains.openai_realtime import OpenAIRealtimeBrain
+from orchestrator.brains.scripted import ScriptedBrain
+from orchestrator.harness import serve_line
+from orchestrator.script import load_script
+from orchestrator.settings import Settings
+from tests.fakes.openai_realtime import FakeOpenAIRealtime, Fault
+
+CALLS = Path(__file__).parents[2] / "fixtures" / "calls"
+SCRAPE_TOKEN = "s3cret-scrape"  # noqa: S105 - test credential
+
+
+def _samples(body: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the exposition, keyed by name and sorted labels."""
+    samples = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def _value(samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def _scripted(path: Path):
+    script = load_script(path)
+    return lambda start: ScriptedBrain(script)
+
+
+async def _scrape(url: str, token: str | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient() as client:
+        return await client.get(f"{url}/metrics", headers=headers)
+
+
+@pytest.mark.looptime
+async def test_metrics_after_a_resolved_call_count_it_with_its_turns_and_lookup():
+    """A call that reads out an order counts as one resolved call with its lookup, tools and turns."""
+    script = CALLS / "order_number_read_out.yaml"
+    async with serve_line(
+        settings=Settings(fallback_voice="synthetic"), brain_factory=_scripted(script)
+    ) as line:
+        await line.call(script, call_sid="HD_metrics01")
+        response = await _scrape(line.url)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    samples = _samples(response.text)
+    assert _value(samples, "orchestrator_calls_started_total") == 1
+    assert _value(samples, "orchestrator_calls_total", outcome="resolved", final_state="ended") == 1
+    assert _value(samples, "orchestrator_active_calls") == 0
+    assert _value(samples, "orchestrator_lookups_total", result="found") == 1
+    assert _value(samples, "orchestrator_lookup_latency_seconds_count", result="found") == 1
+    accepted = {"tool": "lookup_order", "result": "accepted"}
+    assert _value(samples, "orchestrator_tool_calls_total", **accepted) == 1
+    turns = _value(samples, "orchestrator_turn_latency_seconds_count", stage="first_audio")
+    assert turns >= 1
+    assert _value(samples, "orchestrator_turn_latency_seconds_count", stage="brain") == turns
+    # The reply can't come before the caller stops: total wait is at least the end-of-turn wait.
+    assert _value(samples, "orchestrator_turn_latency_seconds_sum", stage="first_audio") >= _value(
+        samples, "orchestrator_turn_latency_seconds_sum", stage="end_of_turn"
+    )
+    assert _value(samples, "orchestrator_first_prompt_latency_seconds_count") == 1
+    assert _value(samples, "orchestrator_barge_ins_total", outcome="confirmed") == 0
+    assert _value(samples, "orchestrator_call_store_write_failures_total") == 0
+
+
+@pytest.mark.looptime
+async def test_metrics_count_barge_ins_by_what_was_decided():
+    """An interruption is confirmed, a "mhmm" resumed, speech over a non-interruptible state ignored."""
+    scripts = {
+        "HD_barge01": CALLS / "barge_in_during_narration.yaml",
+        "HD_barge02": CALLS / "backchannel_during_narration.yaml",
+        "HD_barge03": CALLS / "talks_over_hold_message.yaml",
+    }
+    brains = {sid: load_script(path) for sid, path in scripts.items()}
+    async with serve_line(
+        settings=Settings(fallback_voice="synthetic"),
+        brain_factory=lambda start: ScriptedBrain(brains[start.call_sid]),
+    ) as line:
+        for call_sid, script in scripts.items():
+            await line.call(script, call_sid=call_sid)
+        samples = _samples((await _scrape(line.url)).text)
+    assert _value(samples, "orchestrator_calls_started_total") == 3
+    assert _value(samples, "orchestrator_barge_ins_total", outcome="confirmed") == 1
+    assert _value(samples, "orchestrator_barge_ins_total", outcome="resumed") == 1
+    assert _value(samples, "orchestrator_barge_ins_total", outcome="ignored") >= 1
+
+
+@pytest.mark.looptime
+async def test_metrics_count_escalation_steps_and_failed_lookups():
+    """A lookup against a failing orders API counts as failed; the escalation after it by strategy."""
+    script = CALLS / "orders_api_down_5xx.yaml"
+    async with serve_line(
+        settings=Settings(fallback_voice="synthetic"), brain_factory=_scripted(script)
+    ) as line:
+        record = await line.call(script, call_sid="HD_metrics02")
+        samples = _samples((await _scrape(line.url)).text)
+    assert _value(samples, "orchestrator_lookups_total", result="failed") >= 1
+    tried = record.transcript.of_kind("escalate")
+    assert any(line.startswith("trying") for line in tried)
+    steps = sum(
+        value
+        for (name, _labels), value in samples.items()
+        if name == "orchestrator_escalation_steps_total"
+    )
+    assert steps == sum(1 for line in tried if line.startswith("trying"))
+    outcome = record.transcript.outcome
+    assert sum(
+        value for (name, labels), value in samples.items()
+        if name == "orchestrator_calls_total" and ("outcome", outcome) in labels
+    ) == 1
+
+
+async def test_metrics_behind_a_token_refuse_a_scrape_without_it():
+    """With ORCHESTRATOR_METRICS_TOKEN set, a scrape needs `Authorization: Bearer <token>`."""
+    settings = Settings(fallback_voice="synthetic", metrics_token=SCRAPE_TOKEN)
+    brain_factory = _scripted(CALLS / "asks_for_human.yaml")
+    async with serve_line(settings=settings, brain_factory=brain_factory) as line:
+        anonymous = await _scrape(line.url)
+        wrong = await _scrape(line.url, token=SCRAPE_TOKEN[::-1])
+        right = await _scrape(line.url, token=SCRAPE_TOKEN)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
+    assert wrong.status_code == 401
+    assert right.status_code == 200
+    assert "orchestrator_event_loop_lag_seconds" in right.text
+
+
+@pytest.mark.looptime
+async def test_metrics_of_two_apps_in_one_process_do_not_mix():
+    """Each app counts in its own registry: a call on one line never shows up on the other."""
+    script = CALLS / "asks_for_human.yaml"
+    settings = Settings(fallback_voice="synthetic")
+    async with (
+        serve_line(settings=settings, brain_factory=_scripted(script)) as first,
+        serve_line(settings=settings, brain_factory=_scripted(script)) as second,
+    ):
+        await first.call(script, call_sid="HD_first001")
+        one = _samples((await _scrape(first.url)).text)
+        other = _samples((await _scrape(second.url)).text)
+    assert _value(one, "orchestrator_calls_started_total") == 1
+    assert _value(other, "orchestrator_calls_started_total") == 0
+
+
+@pytest.mark.looptime
+async def test_metrics_count_a_brain_reconnect_by_brain_kind():
+    """OpenAI Realtime's socket drops mid-call and the adapter reconnects: one reconnect, no failure."""
+    script = load_script(CALLS / "returning_caller_by_phone.yaml")
+    faults = (Fault(action="drop", after_caller_line=1),)
+    async with (
+        FakeOpenAIRealtime(script, faults=faults) as fake,
+        serve_line(
+            settings=Settings(fallback_voice="synthetic"),
+            brain_factory=lambda start: OpenAIRealtimeBrain(fake.config()),
+        ) as line,
+    ):
+        record = await line.call(script, call_sid="HD_reconn01")
+        samples = _samples((await _scrape(line.url)).text)
+    assert fake.connections == 2
+    assert record.transcript.outcome == "resolved"
+    assert _value(samples, "orchestrator_brain_reconnects_total", brain="openairealtime") == 1
+    assert _value(samples, "orchestrator_brain_failures_total", brain="openairealtime") == 0

@@ -1,0 +1,92 @@
+"""One OpenTelemetry trace per call, exported over OTLP/HTTP to a collector listening on a real socket.
+
+The collector is a small fake of the OTLP/HTTP trace receiver (tests/fakes/otlp_collector.py) that decodes the
+protobuf bodies the SDK's exporter sends.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.brains.scripted import ScriptedBrain
+from orchestrator.harness import serve_line
+from orchestrator.script import load_script
+from orchestrator.settings import Settings
+from tests.fakes.otlp_collector import fake_otlp_collector
+
+CALLS = Path(__file__).parents[2] / "fixtures" / "calls"
+
+
+@pytest.mark.looptime
+async def test_tracing_exports_one_trace_per_call_with_its_steps(monkeypatch):
+    """A resolved call is one trace: call → webhook and stream → turns, tool calls and the lookup."""
+    script = load_script(CALLS / "order_number_read_out.yaml")
+    async with fake_otlp_collector() as collector:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
+        async with serve_line(
+            settings=Settings(fallback_voice="synthetic"),
+            brain_factory=lambda start: ScriptedBrain(script),
+        ) as line:
+            record = await line.call(script, call_sid="HD_trace001")
+        # Leaving serve_line shut the tracer provider down, which exported every span.
+    (call,) = collector.named("call")
+    assert collector.requests >= 1
+    assert call.service == "sautikit-orchestrator"
+    assert call.attributes["call.sid"] == "HD_trace001"
+    assert call.attributes["call.outcome"] == record.transcript.outcome == "resolved"
+    assert call.attributes["call.final_state"] == "ended"
+    assert call.parent_span_id == ""
+    assert {span.trace_id for span in collector.spans} == {call.trace_id}, "one trace per call"
+    (webhook,) = collector.named("webhook")
+    (stream,) = collector.named("stream")
+    assert webhook.parent_span_id == stream.parent_span_id == call.span_id
+    children = [s for s in collector.spans if s.parent_span_id == stream.span_id]
+    names = {span.name for span in children}
+    assert {"turn", "tool_call", "lookup"} <= names
+    (lookup,) = collector.named("lookup")
+    assert lookup.attributes == {"lookup.result": "order_found", "lookup.by": "order_number"}
+    assert call.start_ns <= webhook.start_ns <= webhook.end_ns <= stream.start_ns <= stream.end_ns
+    assert stream.end_ns <= call.end_ns
+    for turn in collector.named("turn"):
+        assert turn.attributes["turn.end_of_turn_ms"] >= 0
+        assert stream.start_ns <= turn.start_ns <= turn.end_ns <= stream.end_ns
+    states = [attrs["state.name"] for name, attrs in call.events if name == "state_entered"]
+    assert states[0] == "identifying"
+    assert "narrating" in states
+
+
+@pytest.mark.looptime
+async def test_tracing_masks_the_callers_number_and_records_escalation_steps(monkeypatch):
+    """The caller's number is masked as in logs; a transfer shows each escalation strategy it tried."""
+    script = load_script(CALLS / "asks_for_human.yaml")
+    async with fake_otlp_collector() as collector:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
+        async with serve_line(
+            settings=Settings(fallback_voice="synthetic"),
+            brain_factory=lambda start: ScriptedBrain(script),
+        ) as line:
+            await line.call(script, call_sid="HD_trace002")
+    (call,) = collector.named("call")
+    caller = str(call.attributes["call.caller"])
+    assert "*" in caller
+    assert "733999888" not in caller
+    assert all("733999888" not in str(span.attributes) for span in collector.spans)
+    steps = collector.named("escalation_step")
+    assert [s.attributes["escalation.strategy"] for s in steps][-1] == "dial"
+    assert steps[-1].attributes["escalation.succeeded"] is True
+    assert call.attributes["call.outcome"] == "escalated"
+
+
+async def test_tracing_is_off_without_the_endpoint_variable(monkeypatch):
+    """No OTEL_EXPORTER_OTLP_ENDPOINT, no tracer: the app starts without touching the SDK's exporter."""
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    script = load_script(CALLS / "asks_for_human.yaml")
+    async with serve_line(
+        settings=Settings(fallback_voice="synthetic"),
+        brain_factory=lambda start: ScriptedBrain(script),
+    ) as line:
+        assert line.orchestrator.observability is not None
+        assert line.orchestrator.observability.tracing is None
