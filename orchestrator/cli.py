@@ -32,6 +32,8 @@ from orchestrator.brain_choice import BRAINS, DEFAULT_SCRIPT, make_brain_factory
 from orchestrator.brains.cascade import make_offline_brain_factory
 from orchestrator.call.session import CallSession
 from orchestrator.call.transcript import Entry
+from orchestrator.console import add_console
+from orchestrator.console.command import add_console_command, console_token
 from orchestrator.errors import ConfigError, FlowError
 from orchestrator.flow import load_flow, summarize, to_mermaid
 from orchestrator.flow.schema import flow_json_schema
@@ -87,6 +89,10 @@ environment variables (flags win over them):
   ORCHESTRATOR_CALLS_DB           SQLite file of finished calls for `orchestrator history` (default ./calls.sqlite3)
   ORCHESTRATOR_RECORDS_JOURNAL    where records the database refuses wait (default <calls db>.journal)
   ORCHESTRATOR_SHUTDOWN_GRACE_S   on SIGTERM, seconds live calls get to end (default 20)
+  ORCHESTRATOR_METRICS_TOKEN      bearer token GET /metrics requires (unset: open)
+  ORCHESTRATOR_CONSOLE_TOKEN      the calls console's token (--console; required)
+  ORCHESTRATOR_RECORDINGS_DIR     keep each call's two-track recording (<call_sid>.wav) here
+  OTEL_EXPORTER_OTLP_ENDPOINT     export one OpenTelemetry trace per call (needs the [otel] extra)
 """
 
 
@@ -165,6 +171,11 @@ def _parser() -> argparse.ArgumentParser:
         help="on SIGTERM, how long live calls get to hear the goodbye and end (default 20)",
     )
     serve.add_argument("--log-format", choices=("json", "console"), default="json")
+    serve.add_argument(
+        "--console",
+        action="store_true",
+        help="also serve the calls console at /console (needs ORCHESTRATOR_CONSOLE_TOKEN)",
+    )
     serve.set_defaults(run=_serve)
 
     flow = commands.add_parser("flow", help="check or draw a flow file")
@@ -296,6 +307,7 @@ def _parser() -> argparse.ArgumentParser:
     add_operator_commands(commands)  # numbers ..., calls ...: Sautikit's REST API for operators
     add_history_commands(commands)  # history ...: the calls this service has handled
     add_brain_commands(commands)  # brain check ...: a realtime model against the real service
+    add_console_command(commands)  # console: the calls console over a call store
     return parser
 
 
@@ -368,6 +380,8 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(json=args.log_format == "json")
     flow = load_flow(settings.flow, handlers=())  # a served flow's tools are built-in or http: actions
     app = create_app(settings, brain_factory=make_brain_factory(settings, flow), flow=flow)
+    if args.console:
+        add_console(app, token=console_token(settings))
     banner = (
         f"orchestrator: serving flow {flow.name} with the {settings.brain} brain on "
         f"http://{settings.host}:{settings.port} — point Sautikit at {settings.public_url}{settings.routes.voice}"

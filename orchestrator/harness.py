@@ -156,12 +156,18 @@ async def serve_line(
     flow: Flow | str | Path | None = None,
     settings: Settings | None = None,
     brain_factory: BrainFactory,
+    prepare: Callable[[web.Application], None] | None = None,
 ) -> AsyncIterator[Line]:
-    """Serve the flow on loopback, as `orchestrator serve` would, for calls placed with `Line.call`."""
+    """Serve the flow on loopback, as `orchestrator serve` would, for calls placed with `Line.call`.
+
+    `prepare` may add to the app before it starts (e.g. `orchestrator.console.add_console`).
+    """
     # Without settings, the session's fallback voice is the synthetic one: deterministic on any clock.
     settings = settings or Settings(fallback_voice="synthetic")
     flow_model = flow if isinstance(flow, Flow) else load_flow(flow or settings.flow)
     app = create_app(settings, brain_factory=brain_factory, flow=flow_model)
+    if prepare is not None:
+        prepare(app)
     async with serve_on_loopback(app) as local:
         # Sautikit reaches the service at its public URL; the simulator maps that name to loopback.
         app[ORCHESTRATOR].settings = settings.model_copy(update={"public_url": PUBLIC_URL})

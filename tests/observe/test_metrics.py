@@ -41,6 +41,20 @@ def _scripted(path: Path):
     return lambda start: ScriptedBrain(script)
 
 
+async def _calls_then_scrape(scripts: dict[str, Path]):
+    """Place each scripted call (by call id) on one line, then scrape it: the records and the samples."""
+    brains = {call_sid: load_script(path) for call_sid, path in scripts.items()}
+    async with serve_line(
+        settings=Settings(fallback_voice="synthetic"),
+        brain_factory=lambda start: ScriptedBrain(brains[start.call_sid]),
+    ) as line:
+        records = [await line.call(brains[sid], call_sid=sid) for sid in scripts]
+        response = await _scrape(line.url)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return records, _samples(response.text)
+
+
 async def _scrape(url: str, token: str | None = None) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient() as client:
@@ -50,15 +64,9 @@ async def _scrape(url: str, token: str | None = None) -> httpx.Response:
 @pytest.mark.looptime
 async def test_metrics_after_a_resolved_call_count_it_with_its_turns_and_lookup():
     """A call that reads out an order counts as one resolved call with its lookup, tools and turns."""
-    script = CALLS / "order_number_read_out.yaml"
-    async with serve_line(
-        settings=Settings(fallback_voice="synthetic"), brain_factory=_scripted(script)
-    ) as line:
-        await line.call(script, call_sid="HD_metrics01")
-        response = await _scrape(line.url)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain; version=")
-    samples = _samples(response.text)
+    _records, samples = await _calls_then_scrape(
+        {"HD_metrics01": CALLS / "order_number_read_out.yaml"}
+    )
     assert _value(samples, "orchestrator_calls_started_total") == 1
     assert _value(samples, "orchestrator_calls_total", outcome="resolved", final_state="ended") == 1
     assert _value(samples, "orchestrator_active_calls") == 0
@@ -81,19 +89,13 @@ async def test_metrics_after_a_resolved_call_count_it_with_its_turns_and_lookup(
 @pytest.mark.looptime
 async def test_metrics_count_barge_ins_by_what_was_decided():
     """An interruption is confirmed, a "mhmm" resumed, speech over a non-interruptible state ignored."""
-    scripts = {
-        "HD_barge01": CALLS / "barge_in_during_narration.yaml",
-        "HD_barge02": CALLS / "backchannel_during_narration.yaml",
-        "HD_barge03": CALLS / "talks_over_hold_message.yaml",
-    }
-    brains = {sid: load_script(path) for sid, path in scripts.items()}
-    async with serve_line(
-        settings=Settings(fallback_voice="synthetic"),
-        brain_factory=lambda start: ScriptedBrain(brains[start.call_sid]),
-    ) as line:
-        for call_sid, script in scripts.items():
-            await line.call(script, call_sid=call_sid)
-        samples = _samples((await _scrape(line.url)).text)
+    _records, samples = await _calls_then_scrape(
+        {
+            "HD_barge01": CALLS / "barge_in_during_narration.yaml",
+            "HD_barge02": CALLS / "backchannel_during_narration.yaml",
+            "HD_barge03": CALLS / "talks_over_hold_message.yaml",
+        }
+    )
     assert _value(samples, "orchestrator_calls_started_total") == 3
     assert _value(samples, "orchestrator_barge_ins_total", outcome="confirmed") == 1
     assert _value(samples, "orchestrator_barge_ins_total", outcome="resumed") == 1
@@ -103,12 +105,9 @@ async def test_metrics_count_barge_ins_by_what_was_decided():
 @pytest.mark.looptime
 async def test_metrics_count_escalation_steps_and_failed_lookups():
     """A lookup against a failing orders API counts as failed; the escalation after it by strategy."""
-    script = CALLS / "orders_api_down_5xx.yaml"
-    async with serve_line(
-        settings=Settings(fallback_voice="synthetic"), brain_factory=_scripted(script)
-    ) as line:
-        record = await line.call(script, call_sid="HD_metrics02")
-        samples = _samples((await _scrape(line.url)).text)
+    (record,), samples = await _calls_then_scrape(
+        {"HD_metrics02": CALLS / "orders_api_down_5xx.yaml"}
+    )
     assert _value(samples, "orchestrator_lookups_total", result="failed") >= 1
     tried = record.transcript.of_kind("escalate")
     assert any(line.startswith("trying") for line in tried)

@@ -19,18 +19,24 @@ from tests.fakes.otlp_collector import fake_otlp_collector
 CALLS = Path(__file__).parents[2] / "fixtures" / "calls"
 
 
-@pytest.mark.looptime
-async def test_tracing_exports_one_trace_per_call_with_its_steps(monkeypatch):
-    """A resolved call is one trace: call → webhook and stream → turns, tool calls and the lookup."""
-    script = load_script(CALLS / "order_number_read_out.yaml")
+async def _traced_call(monkeypatch, script_name: str, call_sid: str):
+    """Place one scripted call with OTLP pointed at a fresh fake collector; the collector and the record."""
+    script = load_script(CALLS / script_name)
     async with fake_otlp_collector() as collector:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
         async with serve_line(
             settings=Settings(fallback_voice="synthetic"),
             brain_factory=lambda start: ScriptedBrain(script),
         ) as line:
-            record = await line.call(script, call_sid="HD_trace001")
+            record = await line.call(script, call_sid=call_sid)
         # Leaving serve_line shut the tracer provider down, which exported every span.
+    return collector, record
+
+
+@pytest.mark.looptime
+async def test_tracing_exports_one_trace_per_call_with_its_steps(monkeypatch):
+    """A resolved call is one trace: call → webhook and stream → turns, tool calls and the lookup."""
+    collector, record = await _traced_call(monkeypatch, "order_number_read_out.yaml", "HD_trace001")
     (call,) = collector.named("call")
     assert collector.requests >= 1
     assert call.service == "sautikit-orchestrator"
@@ -60,14 +66,7 @@ async def test_tracing_exports_one_trace_per_call_with_its_steps(monkeypatch):
 @pytest.mark.looptime
 async def test_tracing_masks_the_callers_number_and_records_escalation_steps(monkeypatch):
     """The caller's number is masked as in logs; a transfer shows each escalation strategy it tried."""
-    script = load_script(CALLS / "asks_for_human.yaml")
-    async with fake_otlp_collector() as collector:
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
-        async with serve_line(
-            settings=Settings(fallback_voice="synthetic"),
-            brain_factory=lambda start: ScriptedBrain(script),
-        ) as line:
-            await line.call(script, call_sid="HD_trace002")
+    collector, _record = await _traced_call(monkeypatch, "asks_for_human.yaml", "HD_trace002")
     (call,) = collector.named("call")
     caller = str(call.attributes["call.caller"])
     assert "*" in caller
