@@ -23,8 +23,9 @@ from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.harness import serve_line
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
+from tests.flows import SCRIPTS
 
-CALLS = Path(__file__).parents[2] / "fixtures" / "calls"
+CALLS = SCRIPTS  # the engine tests' pinned call scripts
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",

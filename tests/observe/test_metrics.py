@@ -18,8 +18,9 @@ from orchestrator.harness import serve_line
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
 from tests.fakes.openai_realtime import FakeOpenAIRealtime, Fault
+from tests.flows import SCRIPTS
 
-CALLS = Path(__file__).parents[2] / "fixtures" / "calls"
+CALLS = SCRIPTS  # the engine tests' pinned call scripts
 SCRAPE_TOKEN = "s3cret-scrape"  # noqa: S105 - test credential
 
 

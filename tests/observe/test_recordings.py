@@ -17,8 +17,9 @@ from orchestrator.harness import serve_line
 from orchestrator.observe.recorder import recording_path
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
+from tests.flows import SCRIPTS
 
-CALLS = Path(__file__).parents[2] / "fixtures" / "calls"
+CALLS = SCRIPTS  # the engine tests' pinned call scripts
 
 
 def _tracks(path: Path) -> tuple[np.ndarray, np.ndarray, int]:

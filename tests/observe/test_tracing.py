@@ -6,8 +6,6 @@ protobuf bodies the SDK's exporter sends.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from orchestrator.brains.scripted import ScriptedBrain
@@ -15,8 +13,9 @@ from orchestrator.harness import serve_line
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
 from tests.fakes.otlp_collector import fake_otlp_collector
+from tests.flows import SCRIPTS
 
-CALLS = Path(__file__).parents[2] / "fixtures" / "calls"
+CALLS = SCRIPTS  # the engine tests' pinned call scripts
 
 
 async def _traced_call(monkeypatch, script_name: str, call_sid: str):
