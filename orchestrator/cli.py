@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import shutil
 import sys
 from collections.abc import Sequence
@@ -29,7 +30,9 @@ from orchestrator.app import create_app, run_service
 from orchestrator.audio.wav import interleave, write_wav
 from orchestrator.brain_check import add_brain_commands
 from orchestrator.brain_choice import BRAINS, DEFAULT_SCRIPT, make_brain_factory
+from orchestrator.brains.base import Brain
 from orchestrator.brains.cascade import make_offline_brain_factory
+from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.call.session import CallSession
 from orchestrator.call.transcript import Entry
 from orchestrator.console import add_console
@@ -38,14 +41,15 @@ from orchestrator.errors import ConfigError, FlowError
 from orchestrator.flow import load_flow, summarize, to_mermaid
 from orchestrator.flow.schema import flow_json_schema
 from orchestrator.flowtest import run_flow_tests
-from orchestrator.harness import CallRecord, place_call
+from orchestrator.harness import CallRecord, serve_line
 from orchestrator.history_cli import add_history_commands, calls_db_path
 from orchestrator.logging import configure_logging
 from orchestrator.operator_cli import add_operator_commands
-from orchestrator.script import load_script
+from orchestrator.script import CallScript, load_script
 from orchestrator.settings import DEFAULT_FLOW, Settings
 from orchestrator.simulator import FakeSautikit, SimulatedCall, SimulatorOptions
 from orchestrator.speech.voices import CALLER_VOICES, CallerVoice, caller_voice
+from orchestrator.telephony.webhook import CallStart
 
 __all__ = ["main"]
 
@@ -257,6 +261,12 @@ def _parser() -> argparse.ArgumentParser:
         "side from fixtures/calls/ with deterministic speech-like audio",
     )
     demo.add_argument("--out", type=Path, help="output folder (default demo-output/<time>)")
+    demo.add_argument(
+        "--console",
+        action="store_true",
+        help="after the calls, keep the service up with GET /metrics and the calls console (/console) "
+        "until Ctrl-C",
+    )
     demo.add_argument("--flow", type=Path, help="flow YAML to serve")
     demo.add_argument("--verbose", action="store_true", help="also print the service's JSON logs")
     demo.set_defaults(run=_demo)
@@ -423,7 +433,14 @@ async def _run_demo(args: argparse.Namespace) -> int:
     out = args.out or ROOT / "demo-output" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     names = list(DEMO_SCENARIOS) if args.scenario == "all" else [args.scenario]
     failures = 0
-    settings = Settings(port=0, orders="demo", **({"flow": args.flow} if args.flow else {}))
+    # One service for every call: its metrics add up, and its call store and recordings stay in `out`.
+    settings = Settings(
+        port=0,
+        orders="demo",
+        calls_db=str(out / "calls.sqlite3"),
+        recordings_dir=out / "recordings",
+        **({"flow": args.flow} if args.flow else {}),
+    )
     flow = load_flow(settings.flow)
     offline = getattr(args, "brain", "offline") == "offline"
     if offline and not _offline_speech_available():
@@ -433,26 +450,47 @@ async def _run_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         offline = False
-    brain_factory = make_offline_brain_factory(flow) if offline else None
-    for index, name in enumerate(names, start=1):
-        offline_script, voice, scripted_script = DEMO_SCENARIOS[name]
-        script = load_script(offline_script if offline else scripted_script)
-        print(f"\n=== call {index}/{len(names)}: {name} — {script.title}", flush=True)
-        options = SimulatorOptions(voice=caller_voice(voice)) if offline else SimulatorOptions()
-        record = await place_call(
-            script,
-            flow=flow,
-            settings=settings,
-            simulator=options,
-            call_sid=f"HD_demo{index:04d}",
-            brain_factory=brain_factory,
-            on_call_started=_print_live,
-            call_timeout_s=60,
+    offline_brains = make_offline_brain_factory(flow) if offline else None
+    scripts: dict[str, CallScript] = {}
+
+    def brain_factory(start: CallStart) -> Brain:
+        if offline_brains is not None:
+            return offline_brains(start)
+        return ScriptedBrain(scripts[start.call_sid])
+
+    console = getattr(args, "console", False)
+    token = (settings.console_token or secrets.token_urlsafe(18)) if console else ""
+    prepare = (lambda app: add_console(app, token=token)) if console else None
+    async with serve_line(
+        flow=flow, settings=settings, brain_factory=brain_factory, prepare=prepare
+    ) as line:
+        line.orchestrator.on_call_started.append(_print_live)
+        for index, name in enumerate(names, start=1):
+            offline_script, voice, scripted_script = DEMO_SCENARIOS[name]
+            script = load_script(offline_script if offline else scripted_script)
+            call_sid = f"HD_demo{index:04d}"
+            scripts[call_sid] = script
+            print(f"\n=== call {index}/{len(names)}: {name} — {script.title}", flush=True)
+            options = SimulatorOptions(voice=caller_voice(voice)) if offline else SimulatorOptions()
+            record = await line.call(
+                script, call_sid=call_sid, simulator=options, call_timeout_s=60
+            )
+            _save_call(out, name, record)
+            print(f"--- outcome: {record.transcript.outcome}", flush=True)
+            failures += record.transcript.outcome in ("failed", "unfinished")
+        print(f"\nTranscripts and two-track WAVs (caller left, agent right) are in {out}/")
+        print(
+            f"Browse them: ORCHESTRATOR_CONSOLE_TOKEN=... orchestrator console --db {out}/calls.sqlite3 "
+            f"--recordings-dir {out}/recordings"
         )
-        _save_call(out, name, record)
-        print(f"--- outcome: {record.transcript.outcome}", flush=True)
-        failures += record.transcript.outcome in ("failed", "unfinished")
-    print(f"\nTranscripts and two-track WAVs (caller left, agent right) are in {out}/")
+        if console:
+            print(
+                f"\nMetrics:  curl {line.url}{settings.routes.metrics}\n"
+                f"Console:  {line.url}/console/  (token: {token})\n"
+                "Serving until Ctrl-C.",
+                flush=True,
+            )
+            await asyncio.Event().wait()
     return 1 if failures else 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,12 +19,14 @@ from aiohttp import web
 from orchestrator.app import ORCHESTRATOR, BrainFactory, Orchestrator, create_app, serve_on_loopback
 from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.call.session import CallSession
+from orchestrator.call.tools import ToolHandler
 from orchestrator.call.transcript import Transcript
 from orchestrator.flow import Flow, load_flow
 from orchestrator.orders import DemoFault
 from orchestrator.script import CallScript, load_script
 from orchestrator.settings import Settings
 from orchestrator.simulator import FakeSautikit, SimulatedCall, SimulatorOptions
+from orchestrator.telephony.call_id import CallId
 
 __all__ = ["CallRecord", "Line", "PUBLIC_URL", "place_call", "serve_line"]
 
@@ -78,15 +80,17 @@ async def place_call(
     brain_factory: BrainFactory | None = None,
     on_call_started: Callable[[CallSession], None] | None = None,
     call_timeout_s: float = 30.0,
+    tools: Mapping[str, ToolHandler] | None = None,
 ) -> CallRecord:
     """Serve the flow and place the script's call against it.
 
     The brain is a ScriptedBrain playing the script's agent turns unless `brain_factory` gives another one
     (e.g. a Gemini Live adapter pointed at a local fake); the script's caller turns always drive the caller.
+    `tools` are code handlers of the flow's tools, as `add_routes` takes them.
     """
     script = script if isinstance(script, CallScript) else load_script(script)
     factory = brain_factory or (lambda start: ScriptedBrain(script))
-    async with serve_line(flow=flow, settings=settings, brain_factory=factory) as line:
+    async with serve_line(flow=flow, settings=settings, brain_factory=factory, tools=tools) as line:
         if on_call_started is not None:
             line.orchestrator.on_call_started.append(on_call_started)
         return await line.call(
@@ -137,7 +141,7 @@ class Line:
             platform = await FakeSautikit(PUBLIC_URL, options=options).call(
                 script, call_sid=call_sid
             )
-            session = orchestrator.sessions[call_sid]
+            session = orchestrator.sessions[CallId(call_sid)]
             await asyncio.wait_for(session.finished.wait(), timeout=call_timeout_s)
             await asyncio.wait_for(reported.wait(), timeout=call_timeout_s)
         finally:
@@ -156,6 +160,7 @@ async def serve_line(
     flow: Flow | str | Path | None = None,
     settings: Settings | None = None,
     brain_factory: BrainFactory,
+    tools: Mapping[str, ToolHandler] | None = None,
     prepare: Callable[[web.Application], None] | None = None,
 ) -> AsyncIterator[Line]:
     """Serve the flow on loopback, as `orchestrator serve` would, for calls placed with `Line.call`.
@@ -165,7 +170,10 @@ async def serve_line(
     # Without settings, the session's fallback voice is the synthetic one: deterministic on any clock.
     settings = settings or Settings(fallback_voice="synthetic")
     flow_model = flow if isinstance(flow, Flow) else load_flow(flow or settings.flow)
-    app = create_app(settings, brain_factory=brain_factory, flow=flow_model)
+    if not (settings.orders_base_url or flow_model.orders.base_url):
+        # A simulated call answers from the demo orders unless told of a shop: say so explicitly.
+        settings = settings.model_copy(update={"orders": "demo"})
+    app = create_app(settings, brain_factory=brain_factory, flow=flow_model, tools=tools)
     if prepare is not None:
         prepare(app)
     async with serve_on_loopback(app) as local:

@@ -56,6 +56,9 @@ class CallObserver(Protocol):
 
     def tool_call(self, *, tool: str, result: ToolCallResult, at: float) -> None: ...
 
+    def tool_action(self, *, tool: str, succeeded: bool, started: float, ended: float) -> None:
+        """A tool's own action (`http:` or a code handler) finished: `done:<tool>` or `failed:<tool>`."""
+
     def lookup(
         self, *, result: LookupResultKind, by: Literal["order_number", "phone"], started: float,
         ended: float
@@ -105,6 +108,9 @@ class NullObserver:
         pass
 
     def tool_call(self, *, tool: str, result: ToolCallResult, at: float) -> None:
+        pass
+
+    def tool_action(self, *, tool: str, succeeded: bool, started: float, ended: float) -> None:
         pass
 
     def lookup(
@@ -192,6 +198,10 @@ class CallObservers:
     def tool_call(self, *, tool: str, result: ToolCallResult, at: float) -> None:
         for o in self._all:
             o.tool_call(tool=tool, result=result, at=at)
+
+    def tool_action(self, *, tool: str, succeeded: bool, started: float, ended: float) -> None:
+        for o in self._all:
+            o.tool_action(tool=tool, succeeded=succeeded, started=started, ended=ended)
 
     def lookup(
         self, *, result: LookupResultKind, by: Literal["order_number", "phone"], started: float,

@@ -718,6 +718,9 @@ class CallSession:
             )
         how = "done" if outcome.ok else f"failed: {outcome.error}"
         self._note("tool", f"{call.name} {how} ({self._ms_since(started)} ms)")
+        self.observer.tool_action(
+            tool=call.name, succeeded=outcome.ok, started=started, ended=self._loop.time()
+        )
         self._inbox.put_nowait(_ToolDone(call=call, outcome=outcome))
 
     async def _on_tool_done(self, done: _ToolDone) -> None:

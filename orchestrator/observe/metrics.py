@@ -113,6 +113,19 @@ class ServiceMetrics:
             ["tool", "result"],
             registry=registry,
         )
+        self.tool_actions = Counter(
+            "orchestrator_tool_actions",
+            "Tool actions (`http:` or a code handler) by tool: done or failed.",
+            ["tool", "result"],
+            registry=registry,
+        )
+        self.tool_action_latency = Histogram(
+            "orchestrator_tool_action_latency_seconds",
+            "How long a tool's action took, by tool.",
+            ["tool"],
+            buckets=_LOOKUP_BUCKETS,
+            registry=registry,
+        )
         self.escalations = Counter(
             "orchestrator_escalation_steps",
             "Escalation strategies tried, by strategy and whether it worked.",
@@ -211,6 +224,11 @@ class CallMetrics(NullObserver):
         label = _LOOKUP_LABEL[result]
         self._metrics.lookups.labels(label).inc()
         self._metrics.lookup_latency.labels(label).observe(max(0.0, ended - started))
+
+    def tool_action(self, *, tool: str, succeeded: bool, started: float, ended: float) -> None:
+        label = self._metrics.tool_label(tool)
+        self._metrics.tool_actions.labels(label, "done" if succeeded else "failed").inc()
+        self._metrics.tool_action_latency.labels(label).observe(max(0.0, ended - started))
 
     def escalation_step(
         self, *, strategy: str, succeeded: bool, started: float, ended: float

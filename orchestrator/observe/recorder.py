@@ -10,7 +10,6 @@ only append bytes: nothing on the call's hot path waits on the disk.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import structlog
 from orchestrator.audio.frames import SAMPLE_WIDTH
 from orchestrator.audio.wav import interleave, write_wav
 from orchestrator.call.observer import NullObserver
+from orchestrator.telephony.call_id import is_call_id
 
 __all__ = ["CallRecorder", "recording_path"]
 
@@ -26,12 +26,11 @@ log = structlog.get_logger(__name__)
 
 # A recording stops growing past this (memory is bounded); the call itself goes on.
 MAX_RECORDING_S = 30 * 60
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 def recording_path(directory: Path, call_sid: str) -> Path | None:
-    """Where a call's recording lives; None for an id that cannot be a file name (e.g. with a '/')."""
-    if not _SAFE_NAME.fullmatch(call_sid) or ".." in call_sid:
+    """Where a call's recording lives; None for anything but a call id (which can never leave the folder)."""
+    if not is_call_id(call_sid):
         return None
     return directory / f"{call_sid}.wav"
 

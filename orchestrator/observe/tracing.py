@@ -195,6 +195,15 @@ class CallTracer(NullObserver):
     def tool_call(self, *, tool: str, result: ToolCallResult, at: float) -> None:
         self._span("tool_call", at, at, {"tool.name": tool, "tool.result": result})
 
+    def tool_action(self, *, tool: str, succeeded: bool, started: float, ended: float) -> None:
+        self._span(
+            "tool_action",
+            started,
+            ended,
+            {"tool.name": tool, "tool.succeeded": succeeded},
+            error=None if succeeded else f"{tool} failed",
+        )
+
     def lookup(
         self, *, result: LookupResultKind, by: Literal["order_number", "phone"], started: float,
         ended: float

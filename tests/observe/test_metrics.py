@@ -14,9 +14,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.brains.openai_realtime import OpenAIRealtimeBrain
 from orchestrator.brains.scripted import ScriptedBrain
+from orchestrator.call.tools import ToolCallContext, ToolError
+from orchestrator.flow import load_flow
 from orchestrator.harness import serve_line
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
+from tests.calls.test_tool_actions import SCRIPT as SMS_SCRIPT
+from tests.calls.test_tool_actions import code_tool_flow
 from tests.fakes.openai_realtime import FakeOpenAIRealtime, Fault
 from tests.flows import SCRIPTS
 
@@ -174,3 +178,32 @@ async def test_metrics_count_a_brain_reconnect_by_brain_kind():
     assert record.transcript.outcome == "resolved"
     assert _value(samples, "orchestrator_brain_reconnects_total", brain="openairealtime") == 1
     assert _value(samples, "orchestrator_brain_failures_total", brain="openairealtime") == 0
+
+
+@pytest.mark.looptime
+async def test_metrics_count_tool_actions_done_and_failed(tmp_path):
+    """A flow's own tool action counts as done when its handler answers and failed when it raises."""
+    outcomes = iter([{"message_id": "M1"}, ToolError("SMS quota exhausted")])
+
+    async def send_tracking_sms(call: ToolCallContext) -> dict[str, object]:
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    flow = load_flow(code_tool_flow(tmp_path), handlers={"send_tracking_sms"})
+    async with serve_line(
+        flow=flow,
+        settings=Settings(fallback_voice="synthetic"),
+        brain_factory=lambda start: ScriptedBrain(SMS_SCRIPT),
+        tools={"send_tracking_sms": send_tracking_sms},
+    ) as line:
+        await line.call(SMS_SCRIPT, call_sid="HD_tools001")
+        await line.call(SMS_SCRIPT, call_sid="HD_tools002")
+        samples = _samples((await _scrape(line.url)).text)
+    done = {"tool": "send_tracking_sms", "result": "done"}
+    failed = {"tool": "send_tracking_sms", "result": "failed"}
+    assert _value(samples, "orchestrator_tool_actions_total", **done) == 1
+    assert _value(samples, "orchestrator_tool_actions_total", **failed) == 1
+    latency = {"tool": "send_tracking_sms"}
+    assert _value(samples, "orchestrator_tool_action_latency_seconds_count", **latency) == 2
