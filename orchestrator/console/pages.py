@@ -36,7 +36,7 @@ from orchestrator.observe.recorder import recording_path
 __all__ = ["CONSOLE", "Console", "LiveCall", "console_app"]
 
 COOKIE = "orchestrator_console"
-OUTCOMES = ("resolved", "escalated", "abandoned", "failed", "unfinished")
+OUTCOMES = ("resolved", "escalated", "abandoned", "failed", "live", "interrupted", "unfinished")
 # The list reads this many of the newest calls (of the chosen outcome) and filters dates among them.
 LIST_WINDOW = 1000
 LIST_SHOWN = 200
