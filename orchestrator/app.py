@@ -199,7 +199,7 @@ def add_routes(
     app.router.add_post(routes.stream_status, _stream_status)
     app.router.add_post(routes.events, _events)
     app.router.add_get(routes.health, _health)
-    app.cleanup_ctx.append(_service_clients)
+    # Attached first, so it stops last: the service's own shut-down (records, background work) goes first.
     orchestrator.observability = Observability.attach(
         app,
         flow=orchestrator.flow,
@@ -209,6 +209,7 @@ def add_routes(
         metrics_token=settings.metrics_token,
         metrics_path=routes.metrics,
     )
+    app.cleanup_ctx.append(_service_clients)
     return orchestrator
 
 
