@@ -146,7 +146,7 @@ class ServiceMetrics:
         )
         self.store_write_failures = Counter(
             "orchestrator_call_store_write_failures",
-            "Finished calls the call store could not keep.",
+            "Call-record writes the call store refused (each attempt; records are retried).",
             registry=registry,
         )
         self.loop_lag = Histogram(
