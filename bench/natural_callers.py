@@ -11,8 +11,8 @@ factory (and so one decoder pool) as a server does. Reported:
 
   task_success          overall and per scenario class: right outcome, right lookup, the expected words said,
                         and no wrong action
-  wrong_action_rate     calls transferred that should not have been, or ended by the agent while the caller
-                        still had something to say (target 0)
+  wrong_action_rate     calls transferred, or ended by the agent, while the caller still had something to
+                        say and neither was the right thing (target 0)
   turn_latency_ms       end of caller speech -> first agent audio (the session's own measure), p50/p95
   first_prompt_ms       stream connected -> first agent audio reaching the platform, p50/p95
 
@@ -133,10 +133,16 @@ def judge(scenario: Scenario, record: CallRecord) -> dict[str, object]:
     agent = " ".join(transcript.of_kind("agent")).lower()
     tools = transcript.of_kind("tool")
     transferred = any(t.startswith("transfer_to_human") for t in tools) or bool(record.platform.dialed)
-    said = sum(1 for line in record.platform.log if 'caller says "' in line)
+    log = record.platform.log
+    said = sum(1 for line in log if 'caller says "' in line)
     ended_early = record.platform.ended_by == "agent" and said < scenario.lines
+    # A transfer counts as wrong only while the caller still had something to say: a scripted caller
+    # cannot answer a question the script did not foresee, and silence is then handed to a person.
+    dial_at = next((i for i, line in enumerate(log) if "] dial " in line), None)
+    said_before_dial = sum(1 for line in log[:dial_at] if 'caller says "' in line)
+    transferred_early = transferred and (dial_at is None or said_before_dial < scenario.lines)
     expect = scenario.expect
-    wrong = (transferred and not expect.transfer) or (ended_early and not expect.transfer)
+    wrong = not expect.transfer and (transferred_early or ended_early)
     lookups = [t for t in tools if t.startswith("lookup_order")]
     if expect.lookup is None:
         lookup_ok = True
@@ -157,6 +163,7 @@ def judge(scenario: Scenario, record: CallRecord) -> dict[str, object]:
         "lookup_ok": lookup_ok,
         "missing_words": missing,
         "transferred": transferred,
+        "transferred_early": transferred_early,
         "ended_early": ended_early,
     }
 
