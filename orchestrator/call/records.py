@@ -1,4 +1,4 @@
-"""Every call written down from its webhook on, whatever the disk does: retried, journalled, replayed.
+"""Every call written down from its webhook on, whatever the disk does: retried, journalled.
 
 `CallRecords` sits between the service and a `CallStore`. The service hands it a session whenever
 something worth keeping happened (the webhook, a state change, the end) and never waits: one writer
@@ -6,15 +6,15 @@ task takes the latest revision of each record, oldest first, and saves it. A sav
 (database locked past its busy timeout, disk full, file-size limit) is retried; still refused, every
 record not yet stored is appended to a local journal (JSON lines, fsynced), the records count as
 degraded, and the writer tries again every few seconds until the store takes them all. A journal
-that cannot be written either (the same full disk) leaves the records in memory, still retried.
-On start, a journal left by an earlier process is replayed, and records that process left `live`
-are marked `interrupted`. On close, what could not be stored in time goes to the journal.
+that cannot be written either (the same full disk) leaves the records in memory, still retried. On
+start, a journal left by an earlier process is replayed, and records that process left `live` are
+marked `interrupted`. On close, what could not be stored in time goes to the journal.
 
     records = CallRecords(store, journal=Path("calls.sqlite3.journal"), flow_name="order_status")
     await records.start()
-    records.write(session)                       # live, then updated, then finished
-    records.keep(stored_call)                    # or a record made elsewhere
-    records.health()                             # RecordsHealth(degraded=..., failures=..., pending=...)
+    records.write(session)            # live, then updated, then finished
+    records.keep(stored_call)         # or a record made elsewhere
+    records.health()                  # RecordsHealth(degraded=..., failures=..., pending=...)
     await records.close(timeout_s=5)
 """
 
@@ -102,7 +102,7 @@ class CallRecords:
     # --- the service's side -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Replay an earlier process's journal, mark the calls it left live as interrupted, start writing."""
+        """Replay an earlier journal, mark calls a dead process left live as interrupted, start writing."""
         replayed = await asyncio.to_thread(self._read_journal)
         for call in replayed:
             if call.outcome == LIVE:  # that process is gone: its live calls were cut off
@@ -121,7 +121,7 @@ class CallRecords:
         self._writer = asyncio.get_running_loop().create_task(self._write_all())
 
     def write(self, session: CallSession, *, outcome: str | None = None) -> None:
-        """Queue the session as it is now: `live` until it has finished, unless `outcome` is given."""
+        """Queue the session as it is now: `live` until it has finished, unless `outcome` says."""
         ref = self._refs.get(session)
         if ref is None:
             ref = self._refs[session] = _Ref(uuid.uuid4().hex, self._clock())

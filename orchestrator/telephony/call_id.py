@@ -1,17 +1,18 @@
 """Call ids as they may enter the service: one checked type, made at the edge.
 
-A call id names files (transcripts), goes into URLs (the Stream URL, REST paths) and keys every table, so it
-is checked once, where the platform hands it over (the voice webhook, the media socket's query, status
-callbacks), and only a `CallId` goes further. Sautikit's live ids look like ``HD_xxxxxxxx`` and its REST API
-also takes UUIDs: letters, digits, ``_`` and ``-``, at most 64 characters. Nothing else gets in — no ``.``,
-``/``, NUL, spaces or non-ASCII letters — so an id can never leave a folder or change a URL's path.
+A call id names files (transcripts), goes into URLs (the Stream URL, REST paths) and keys every
+table, so it is checked once, where the platform hands it over (the voice webhook, the media
+socket's query, status callbacks), and only a `CallId` goes further. Sautikit's live ids look like
+``HD_xxxxxxxx`` and its REST API also takes UUIDs: letters, digits, ``_`` and ``-``, at most 64
+characters. Nothing else gets in — no ``.``, ``/``, NUL, spaces or non-ASCII letters — so an id can
+never leave a folder or change a URL's path.
 
 >>> parse_call_id("HD_1a2b3c4d")
 'HD_1a2b3c4d'
->>> parse_call_id("../etc/passwd")
+>>> parse_call_id("../x")
 Traceback (most recent call last):
 ...
-orchestrator.errors.WebhookError: call id may hold only letters, digits, '_' and '-' (got '../etc/passwd')
+orchestrator.errors.WebhookError: call id may hold only letters, digits, '_' and '-' (got '../x')
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ _SHOWN = 40  # how much of a refused id the error repeats
 
 
 def parse_call_id(value: str) -> CallId:
-    """Return `value` as a `CallId`, or raise `WebhookError` (HTTP 400) saying what is wrong with it."""
+    """Return `value` as a `CallId`, or raise `WebhookError` (HTTP 400) saying what is wrong."""
     if not value:
         raise WebhookError("call id is empty")
     if len(value) > CALL_ID_MAX_LENGTH:
@@ -40,9 +41,7 @@ def parse_call_id(value: str) -> CallId:
         )
     if not _CALL_ID.fullmatch(value):
         shown = value if len(value) <= _SHOWN else f"{value[:_SHOWN]}..."
-        raise WebhookError(
-            f"call id may hold only letters, digits, '_' and '-' (got {shown!r})"
-        )
+        raise WebhookError(f"call id may hold only letters, digits, '_' and '-' (got {shown!r})")
     return CallId(value)
 
 

@@ -1,10 +1,10 @@
 """What the service has already seen, for as long as it matters: accepted signatures and call ids.
 
-A signed webhook verifies again if it is sent again, so each accepted signature is remembered until it
-goes stale; a second sighting is a replay. Call ids are remembered too, so a first webhook for an id the
-service has already answered never starts a second call. `ReplayCache` is the plug point: the in-process
-`MemoryReplayCache` serves one worker; several workers behind one number need a shared store (Redis,
-`SET key 1 NX EXAT until`) behind the same two-line protocol.
+A signed webhook verifies again if it is sent again, so each accepted signature is remembered until
+it goes stale; a second sighting is a replay. Call ids are remembered too, so a first webhook for an
+id the service has already answered never starts a second call. `ReplayCache` is the plug point: the
+in-process `MemoryReplayCache` serves one worker; several workers behind one number need a shared
+store (Redis, `SET key 1 NX EXAT until`) behind the same two-line protocol.
 
 >>> import asyncio
 >>> cache = MemoryReplayCache(clock=lambda: 1000.0)
@@ -30,7 +30,7 @@ class ReplayCache(Protocol):
     """Remembers keys until a Unix time; says whether a key is new."""
 
     async def first_sighting(self, key: str, *, until: float) -> bool:
-        """Remember `key` until `until` and return True, or return False if it is remembered already."""
+        """Remember `key` until `until` and return True; False if it is remembered already."""
         ...
 
 

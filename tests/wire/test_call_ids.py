@@ -9,6 +9,7 @@ error; a 10 kB id made a Stream URL our own media route refused. Now an id is le
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -119,3 +120,29 @@ async def test_call_ids_longest_accepted_id_makes_a_stream_url_the_media_route_t
 
     assert response.status_code == 200
     assert f"call_sid={call_id}" in response.text
+
+
+async def test_call_ids_a_reused_id_gets_its_own_record(tmp_path):
+    """Regression: a call id the platform reuses (here across a restart) overwrote the older call's record."""
+    db = tmp_path / "calls.sqlite3"
+    for _ in range(2):  # the same service started twice on one database
+        app = create_app(
+            Settings(public_url="https://agent.example.com", calls_db=str(db)),
+            brain_factory=lambda start: ScriptedBrain(SCRIPT),
+        )
+        async with serve_on_loopback(app) as url, httpx.AsyncClient(base_url=url) as client:
+            response = await client.post(
+                "/voice",
+                content=urlencode({"CallSid": "HD_reused01", "From": CALLER}).encode(),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            assert response.status_code == 200
+
+    connection = sqlite3.connect(db)
+    try:
+        kept = connection.execute(
+            "SELECT call_sid, COUNT(DISTINCT record_id) FROM calls GROUP BY call_sid"
+        ).fetchall()
+    finally:
+        connection.close()
+    assert kept == [("HD_reused01", 2)]

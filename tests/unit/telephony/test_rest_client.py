@@ -683,3 +683,15 @@ async def test_ids_cannot_escape_their_path_segment():
     async with SautikitClient(config, transport=httpx.MockTransport(platform)) as sautikit:
         await sautikit.get_call("../numbers?x=1")
     assert seen == ["/v1/calls/..%2Fnumbers%3Fx%3D1"]
+
+
+@pytest.mark.parametrize("call_id", ["..", ".", "", "..."])
+async def test_call_paths_refuse_ids_that_would_climb_out_of_calls(aiohttp_server, call_id):
+    """Regression: `get_call("..")` requested `/v1` (the dot segment climbed a level); now it is refused unsent."""
+    state = FakeSautikitState()
+    async with SautikitClient(await serve_fake(aiohttp_server, state)) as sautikit:
+        with pytest.raises(ValueError, match="not an id"):
+            await sautikit.get_call(call_id)
+        with pytest.raises(ValueError, match="not an id"):
+            await sautikit.hangup(call_id)
+    assert paths(state) == []
