@@ -69,7 +69,12 @@ def _free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def serve(
-    workdir: Path, rest_url: str, *, script: Path, extra_env: dict[str, str] | None = None
+    workdir: Path,
+    rest_url: str,
+    *,
+    script: Path,
+    extra_env: dict[str, str] | None = None,
+    keep_log: bool = True,
 ) -> AsyncIterator[Service]:
     """Start `orchestrator serve` as users do and wait until /healthz answers; kill it if still alive after."""
     port = _free_port()
@@ -88,7 +93,9 @@ async def serve(
         "ORCHESTRATOR_ORDERS": "demo",  # the embedded demo orders, on purpose
         **(extra_env or {}),
     }
-    with (workdir / "serve.log").open("ab") as log:  # the service's JSON log lines, kept for a look
+    # The service's JSON log lines are kept for a look, unless its files are about to be limited.
+    log_path = workdir / "serve.log" if keep_log else Path(os.devnull)
+    with log_path.open("ab") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "orchestrator.cli", "serve", "--log-format", "json",
             env=env, cwd=workdir, stdout=asyncio.subprocess.DEVNULL, stderr=log,
@@ -250,7 +257,9 @@ async def scenario_db_locked(workdir: Path, calls: int, lock_s: float) -> dict[s
 
 
 async def scenario_disk_full(workdir: Path, calls: int, full_s: float) -> dict[str, object]:
-    async with fake_rest() as (state, rest_url), serve(workdir, rest_url, script=SHORT_CALL) as service:
+    async with fake_rest() as (state, rest_url), serve(
+        workdir, rest_url, script=SHORT_CALL, keep_log=False  # a log file would hit the limit too
+    ) as service:
         pid = service.process.pid
         soft, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
         resource.prlimit(pid, resource.RLIMIT_FSIZE, (1, hard))  # no file may grow: a full disk
@@ -295,7 +304,7 @@ async def _until_healthy(service: Service, *, since: float, timeout_s: float = 6
         if health["status"] == "ok" and health["records_pending"] == 0 and health["active_calls"] == 0:
             return round(time.monotonic() - since, 2)
         await asyncio.sleep(0.2)
-    raise TimeoutError("records never recovered")
+    raise TimeoutError(f"records never recovered: {health}")
 
 
 async def main(calls: int, lock_s: float) -> dict[str, object]:

@@ -184,6 +184,17 @@ class CallRecords:
 
     async def _write_all(self) -> None:
         while True:
+            try:
+                await self._write_pending()
+            except Exception:  # the only writer must outlive anything but cancellation
+                # Even a log line can fail (a full disk under a file-backed stderr): count it, try again.
+                self._failures += 1
+                self._degraded = True
+                await asyncio.sleep(self._recover_s)
+                self._wake.set()
+
+    async def _write_pending(self) -> None:
+        while True:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
