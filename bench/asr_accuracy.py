@@ -40,6 +40,7 @@ from orchestrator.speech.asr import (  # noqa: E402
     SEARCH_INTENTS,
     SEARCH_NUMBERS,
     GrammarDecoder,
+    Recognition,
 )
 from orchestrator.speech.grammar import match_intent, parse_order_number  # noqa: E402
 from orchestrator.speech.tts import EspeakTts, split_sentences  # noqa: E402
@@ -250,7 +251,8 @@ async def stage_latency(config: PolicyConfig, texts: list[str], voice: str) -> t
             pass
         started = time.perf_counter()
         first: str | ToolCall | None = None
-        async for step in dialogue.on_caller(text):
+        heard = Recognition(text=text, search="numbers", speech_ms=0, decode_ms=0.0)
+        async for step in dialogue.on_caller(heard):
             first = step
             break
         policy_ms.append((time.perf_counter() - started) * 1000)

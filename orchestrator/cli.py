@@ -57,8 +57,9 @@ ROOT = DEFAULT_FLOW.parent.parent
 CALLS = ROOT / "fixtures" / "calls"
 # name -> (offline script and its test-caller voice, scripted script)
 DEMO_SCENARIOS: dict[str, tuple[Path, CallerVoice, Path]] = {
-    "by-phone": (
-        CALLS / "offline" / "by_phone.yaml",
+    # A returning caller just asks "is my order out for delivery?": answered from the orders on their number.
+    "returning-caller": (
+        CALLS / "offline" / "returning_caller_asks_status.yaml",
         "slt",
         CALLS / "returning_caller_by_phone.yaml",
     ),

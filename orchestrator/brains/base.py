@@ -56,6 +56,9 @@ class CallInfo:
     voice: str
     language: str
     tools: tuple[ToolDeclaration, ...]
+    # Recent orders placed from the caller's number, as prefetched at the webhook; None when not known
+    # (no number, the lookup failed or has not answered yet).
+    caller_orders: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -34,11 +34,17 @@ from orchestrator.brains.base import (
     ToolCall,
 )
 from orchestrator.brains.chat import ChatCompletionsClient, ChatDialogue, ChatSettings
-from orchestrator.brains.policy import IntentRule, PolicyConfig, PolicyDialogue
+from orchestrator.brains.policy import (
+    BUILTIN_PHRASES,
+    Decisive,
+    IntentRule,
+    PolicyConfig,
+    PolicyDialogue,
+    StateListen,
+)
 from orchestrator.errors import ConfigError, OrchestratorError
-from orchestrator.flow.model import Flow
+from orchestrator.flow.model import Flow, ListenEntry
 from orchestrator.speech.asr import (
-    SEARCH_INTENTS,
     SEARCH_NUMBERS,
     DecoderSource,
     Recognition,
@@ -62,6 +68,8 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 _ASR_RATE = 16000
+ESCALATION_STATE = "escalating"  # the session's well-known state where a person takes the call
+ORDER_NUMBER_INTENT = "order_number"  # in `listen:`: this state takes an order number
 _CHUNK_MS = 100  # agent audio is handed out in 100 ms chunks, like a streaming TTS
 
 
@@ -70,11 +78,15 @@ class Dialogue(Protocol):
 
     def begin(self, call: CallInfo) -> None: ...
 
-    def expects_number(self) -> bool: ...
+    def listening(self) -> str | None:
+        """The recogniser search for the caller's next turn; None for the widest one."""
+        ...
 
     def on_state(self, state: StateBrief) -> AsyncIterator[str | ToolCall]: ...
 
-    def on_caller(self, text: str) -> AsyncIterator[str | ToolCall]: ...
+    def on_caller(self, heard: Recognition) -> AsyncIterator[str | ToolCall]:
+        """What the caller said and how sure the recogniser is of it."""
+        ...
 
     def on_tool_result(
         self, call: ToolCall, result: Mapping[str, JSONValue]
@@ -129,7 +141,7 @@ class _Spoken:
 class CascadeBrain:
     """A Brain made of a recogniser, a Dialogue and a TTS.
 
-        pool = DecoderPool(lambda: GrammarDecoder(config.grammar()))   # shared by every call
+        pool = DecoderPool(lambda: GrammarDecoder(config.grammars()))   # shared by every call
         brain = CascadeBrain(PolicyDialogue(config), asr=pool, tts=EspeakTts(voice="en-us"))
     """
 
@@ -149,8 +161,12 @@ class CascadeBrain:
         self._recognizer = StreamingRecognizer(
             asr, on_result=self._on_recognition, on_error=self._on_recognizer_failed
         )
+        # Built at the webhook: have a decoder ready (most of a second to load, holding the GIL) while the
+        # platform plays the greeting, rather than when the stream connects and the first prompt is due.
+        self._warming = _warm_now(asr)
         self._resampler: Resampler | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._loading: asyncio.Task[None] | None = None
         self._current: asyncio.Task[None] | None = None
         self._spoken: dict[str, _Spoken] = {}
         self._turn_utterances: list[str] = []
@@ -166,12 +182,21 @@ class CascadeBrain:
         if self._tts.rate != call.sample_rate:
             self._tts = self._tts.at_rate(call.sample_rate)
         self._dialogue.begin(call)
+        loop = asyncio.get_running_loop()
+        # The model loads in the background (about half a second): the first prompt must not wait for it,
+        # and audio heard meanwhile is queued for the decoder.
+        self._loading = loop.create_task(self._load_recognizer())
+        self._worker = loop.create_task(self._run_triggers())
+
+    async def _load_recognizer(self) -> None:
+        if self._warming is not None:
+            with contextlib.suppress(Exception):  # start() below warms again and reports a failure
+                await self._warming
         try:
             await self._recognizer.start()
         except OrchestratorError as exc:
             # No recogniser: the flow's brain_failed route, not a crash.
             self._events.put_nowait(BrainFailure(reason=str(exc)))
-        self._worker = asyncio.get_running_loop().create_task(self._run_triggers())
 
     async def push_audio(self, pcm: bytes) -> None:
         if self._resampler is not None:
@@ -203,11 +228,15 @@ class CascadeBrain:
         if self._closed:
             return
         self._closed = True
-        for task in (self._current, self._worker):
+        for task in (self._current, self._worker, self._loading):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._warming is not None:
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # reported by start() if it mattered
+                await self._warming
         await self._recognizer.close()
         # Decoding buffers were freed in worker threads, whose arenas glibc keeps: give them back.
         await asyncio.to_thread(release_freed_memory)
@@ -251,7 +280,7 @@ class CascadeBrain:
             return
         started = time.perf_counter()
         if isinstance(trigger, _Caller):
-            steps = self._dialogue.on_caller(trigger.recognition.text)
+            steps = self._dialogue.on_caller(trigger.recognition)
         elif isinstance(trigger, _State):
             steps = self._dialogue.on_state(trigger.state)
         else:
@@ -268,9 +297,7 @@ class CascadeBrain:
             first = await self._speak(step, self._next_id())
             if tts_first_ms is None and first is not None:
                 tts_first_ms = first
-        self._recognizer.use_search(
-            SEARCH_NUMBERS if self._dialogue.expects_number() else SEARCH_INTENTS
-        )
+        self._recognizer.use_search(self._dialogue.listening() or SEARCH_NUMBERS)
         if isinstance(trigger, _Caller):
             timing = TurnTiming(
                 transcript=trigger.recognition.text,
@@ -328,41 +355,102 @@ class CascadeBrain:
         return f"cascade-{self._seq}"
 
 
+def _warm_now(asr: DecoderSource) -> asyncio.Task[None] | None:
+    """Start warming `asr` when built inside a running loop (the webhook); None outside one."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    task = loop.create_task(asr.warm())
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return task
+
+
 # --- factories ------------------------------------------------------------------------------
 
 
 def policy_config(flow: Flow) -> PolicyConfig:
-    """The offline policy's data from a flow's `policy:` section (ConfigError when it has none)."""
+    """The offline policy's data from a flow's `policy:` section and states' `listen:` (ConfigError when
+    the flow has no `policy:`)."""
     policy = flow.policy
     if policy is None:
         raise ConfigError(f"flow {flow.name!r} has no `policy:` section for the offline brain")
     slot = policy.order_number
+    yes_intent = slot.yes_intent if slot else "yes"
+    no_intent = slot.no_intent if slot else "no"
+    intents = [
+        IntentRule(
+            name=name,
+            phrases=intent.phrases,
+            say=intent.say,
+            tool=intent.tool,
+            arguments=dict(intent.arguments),
+        )
+        for name, intent in policy.intents.items()
+    ]
+    # Yes and no answer the questions the policy itself asks, in any flow.
+    for name, builtin in ((yes_intent, "yes"), (no_intent, "no")):
+        if name not in policy.intents:
+            intents.append(IntentRule(name=name, phrases=BUILTIN_PHRASES[builtin]))
     return PolicyConfig(
         shapes=slot.shapes if slot else (),
         number_tool=slot.tool if slot else "lookup_order",
         number_argument=slot.argument if slot else "order_number",
         number_say=slot.say if slot else None,
         confirm_say=slot.confirm_say if slot and slot.confirm else None,
-        yes_intent=slot.yes_intent if slot else "yes",
-        no_intent=slot.no_intent if slot else "no",
-        intents=tuple(
-            IntentRule(
-                name=name,
-                phrases=intent.phrases,
-                say=intent.say,
-                tool=intent.tool,
-                arguments=dict(intent.arguments),
-            )
-            for name, intent in policy.intents.items()
-        ),
+        yes_intent=yes_intent,
+        no_intent=no_intent,
+        intents=tuple(intents),
         fillers=policy.fillers,
         replies=dict(policy.replies),
         shop=dict(flow.shop),
+        listen={
+            name: _state_listen(spec.listen, policy.intents)
+            for name, spec in flow.states.items()
+            if spec.listen
+        },
+        understood=policy.confidence.understood,
+        sure=policy.confidence.sure,
+        decisive=_decisive_tools(flow),
+        multiple_orders=policy.multiple_orders,
     )
 
 
 def _voice_for(flow: Flow, speech: SpeechChoice) -> Synthesizer:
     return build_voice(speech, voice=flow.voice.name, speed=flow.voice.speed)
+
+
+def _state_listen(
+    listen: Mapping[str, ListenEntry], declared: Mapping[str, object]
+) -> StateListen:
+    rules = tuple(
+        IntentRule(
+            name=name,
+            # A built-in the flow does not declare brings its own phrases.
+            phrases=entry.phrases
+            or (BUILTIN_PHRASES.get(name, ()) if name not in declared else ()),
+            say=entry.say,
+            tool=entry.tool,
+            arguments=dict(entry.arguments),
+        )
+        for name, entry in listen.items()
+        if name != ORDER_NUMBER_INTENT
+    )
+    return StateListen(rules=rules, numbers=ORDER_NUMBER_INTENT in listen)
+
+
+def _decisive_tools(flow: Flow) -> dict[str, Decisive]:
+    """Tools after which the agent is gone: their route ends the call or leads to a person."""
+    decisive: dict[str, Decisive] = {}
+    for name in flow.tools:
+        for state in flow.states:
+            for transition in flow.transitions(state, f"tool:{name}"):
+                target = flow.states.get(transition.target)
+                if target is not None and target.final:
+                    decisive.setdefault(name, "end")
+                elif transition.target == ESCALATION_STATE:
+                    decisive.setdefault(name, "human")
+    return decisive
 
 
 def make_offline_brain_factory(
@@ -376,7 +464,7 @@ def make_offline_brain_factory(
     speech = speech or SpeechChoice()
     config = policy_config(flow)
     tts = _voice_for(flow, speech)
-    asr = build_recognizer(speech, config.grammar())
+    asr = build_recognizer(speech, config.grammars())
     return lambda start: CascadeBrain(PolicyDialogue(config), asr=asr, tts=tts)
 
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from orchestrator.brains.base import CallInfo, JSONValue, StateBrief, ToolCall, ToolDeclaration
 from orchestrator.errors import BrainError
+from orchestrator.speech.asr import Recognition
 
 __all__ = [
     "ChatCompletionsClient",
@@ -224,8 +225,8 @@ class ChatDialogue:
         self._tools = {tool.name: tool for tool in call.tools}
         self._messages = [ChatMessage(role="system", content=call.system_prompt)]
 
-    def expects_number(self) -> bool:
-        return True  # a model may hear an order number in any turn
+    def listening(self) -> str | None:
+        return None  # a model may hear anything in any turn: the widest search
 
     @property
     def messages(self) -> tuple[ChatMessage, ...]:
@@ -243,10 +244,12 @@ class ChatDialogue:
                 async for step in self._complete():
                     yield step
 
-    async def on_caller(self, text: str) -> AsyncIterator[str | ToolCall]:
-        if not text:
+    async def on_caller(self, heard: Recognition) -> AsyncIterator[str | ToolCall]:
+        if not heard.text:
             return  # nothing recognised: a model would only guess
-        self._messages.append(ChatMessage(role="user", content=text))
+        # Words the recogniser is unsure of are shown as such: the model should ask, not act on them.
+        content = heard.text if heard.understood else f"[unclear, maybe: {heard.text}]"
+        self._messages.append(ChatMessage(role="user", content=content))
         async for step in self._complete():
             yield step
 

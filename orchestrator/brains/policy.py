@@ -1,22 +1,32 @@
-"""The offline dialogue policy: the flow's own states plus intents, an order-number slot and replies from YAML.
+"""The offline dialogue policy: the flow's states plus intents, an order-number slot and replies from YAML.
 
-No model: what the caller said (already constrained by the recogniser's grammar) is matched against the
-declared order-number shapes and intent phrases, and the answer is a tool call or a templated reply. It is
-a `Dialogue` for the cascade brain: each method returns the steps of one agent turn — text to speak or a
-`ToolCall` — and the brain voices them. A product team tunes it in the flow file, not in code.
+No model: what the caller said (a `Recognition`: words constrained by the recogniser's grammar, and how sure
+the recogniser is of them) is matched against the declared order-number shapes and intent phrases, and the
+answer is a tool call or a templated reply. It is a `Dialogue` for the cascade brain: each method returns the
+steps of one agent turn — text to speak or a `ToolCall` — and the brain voices them. A product team tunes
+it in the flow file, not in code.
 
-A recognised order number is read back first (`confirm_say`) and looked up only after the caller's yes:
-a small grammar-bound recogniser mishears digits in noise, and the conversation is what catches it.
+What keeps a grammar-bound recogniser from acting on a mishearing:
+- a result below `understood` confidence is "not understood": a reprompt, then the offer of a person, never an
+  action; ending the call or handing it over on one turn needs `sure` confidence, else the policy asks first;
+- a recognised order number is read back (`confirm_say`) and looked up only after the caller's yes;
+- a caller whose number has recent orders (prefetched at the webhook) is offered those, and a first turn the
+  policy did not understand becomes a lookup by phone rather than a question they cannot answer.
+
+Each state may declare what it listens for (`listen:`); what it does not list falls back to the flow-wide
+intents. The grammar of each turn follows: `grammars()` names one recogniser search per state.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import count
+from typing import Final, Literal
 
 from orchestrator.brains.base import CallInfo, JSONValue, StateBrief, ToolCall
+from orchestrator.speech.asr import Recognition
 from orchestrator.speech.grammar import (
     GrammarSpec,
     match_intent,
@@ -24,7 +34,76 @@ from orchestrator.speech.grammar import (
     spoken_order_number,
 )
 
-__all__ = ["IntentRule", "PolicyConfig", "PolicyDialogue", "render_reply"]
+__all__ = [
+    "BUILTIN_PHRASES",
+    "DEFAULT_REPLIES",
+    "SEARCH_CHOOSE_ORDER",
+    "SEARCH_DEFAULT_INTENTS",
+    "SEARCH_DEFAULT_NUMBERS",
+    "IntentRule",
+    "PolicyConfig",
+    "PolicyDialogue",
+    "StateListen",
+    "render_reply",
+]
+
+Step = str | ToolCall
+Decisive = Literal["end", "human"]
+MultipleOrders = Literal["ask", "all", "newest"]
+
+# Recogniser searches (grammars) the policy names; states with a `listen:` get `state_<name>`.
+SEARCH_DEFAULT_NUMBERS: Final = "numbers"  # order numbers and every intent (a state without `listen:`)
+SEARCH_DEFAULT_INTENTS: Final = "intents"  # every intent, no numbers
+SEARCH_CHOOSE_ORDER: Final = "choose_order"  # "which one?": ordinals, numbers and every intent
+
+# Moments whose words a flow may leave out: these are said instead.
+DEFAULT_REPLIES: Mapping[str, str] = {
+    "order_not_found_by_phone": (
+        "I could not find a recent order placed from this number. Please tell me your order number."
+    ),
+    "no_orders_for_number": (
+        "I cannot see any recent order placed from this number. Please tell me your order number."
+    ),
+    "known_caller": (
+        "I can see an order placed from this number. Would you like me to check it? "
+        "Or tell me another order number."
+    ),
+    "several_orders": (
+        "I can see {{ orders.count }} recent orders from this number: {{ orders.numbers_spoken }}. "
+        "Which one would you like to hear about?"
+    ),
+    "order_brief": (
+        "Order {{ order.order_number_spoken }} is {{ order.status_text }}, expected {{ order.eta }}."
+    ),
+    "anything_else": "Is there anything else?",
+    "lookup_failed": "I'm sorry, I cannot reach our order system right now.",
+    "not_understood": "Sorry, I did not catch that.",
+    "offer_human": "Sorry, I still did not understand. Would you like me to connect you to a colleague?",
+    "confirm_end": "Would you like to end the call?",
+    "confirm_human": "Would you like me to connect you to a colleague?",
+    "confirm_answer": "Sorry, was that a yes or a no?",
+    "carry_on": "Alright. What else can I help you with?",
+    "refused": "Sorry, I cannot do that right now.",
+}
+
+# Phrases of the built-in intents a flow may name without declaring them.
+BUILTIN_PHRASES: Mapping[str, tuple[str, ...]] = {
+    "yes": ("yes", "yes please", "yeah", "that's right", "that is right", "correct", "sure", "okay"),
+    "no": ("no", "no thanks", "no thank you", "not now", "that's wrong", "wrong"),
+    "goodbye": ("bye", "goodbye", "that is all", "nothing else"),
+    "human": ("speak to a person", "talk to a person", "a real person", "an agent", "customer care"),
+    "by_phone": ("check my number", "check my phone number", "use my phone number"),
+}
+
+# Answers to "which one?" when several orders were found: position in the list (newest first), or all.
+_ORDINALS: Mapping[str, tuple[str, ...]] = {
+    "pick_1": ("the first one", "the first", "first one", "the newest", "the newest one",
+                "the latest", "the latest one", "the new one", "the recent one"),
+    "pick_2": ("the second one", "the second", "second one", "the older one", "the old one",
+                "the other one"),
+    "pick_3": ("the third one", "the third", "third one"),
+    "pick_all": ("both", "both of them", "all of them", "all", "all of them please"),
+}
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
 # A sentence ends at . ! or ? followed by a space: the dot inside `{{ order.eta }}` is not an end.
@@ -43,6 +122,14 @@ class IntentRule:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StateListen:
+    """What one state listens for: its own rules (over the flow-wide ones) and whether it takes numbers."""
+
+    rules: tuple[IntentRule, ...] = ()
+    numbers: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PolicyConfig:
     """Everything the policy knows, as plain data (the cascade module builds it from a flow)."""
 
@@ -54,12 +141,41 @@ class PolicyConfig:
     confirm_say: str | None = None
     yes_intent: str = "yes"
     no_intent: str = "no"
+    human_intent: str = "human"
     intents: tuple[IntentRule, ...] = ()
     fillers: tuple[str, ...] = ()
     replies: Mapping[str, str] = field(default_factory=dict)
     shop: Mapping[str, str] = field(default_factory=dict)
+    # States that declare `listen:`; the others hear every intent, and numbers where the tool is allowed.
+    listen: Mapping[str, StateListen] = field(default_factory=dict)
+    understood: float = 0.5  # below: not understood
+    sure: float = 0.7  # at or above: a decisive tool runs on one turn; between: asked first
+    # Tools after which the agent is gone: the call ends, or a person takes it.
+    decisive: Mapping[str, Decisive] = field(default_factory=dict)
+    multiple_orders: MultipleOrders = "ask"
+
+    def grammars(self) -> dict[str, GrammarSpec]:
+        """One recogniser search per name `PolicyDialogue.listening()` may return."""
+        every = {rule.name: rule.phrases for rule in self.intents}
+        searches = {SEARCH_DEFAULT_INTENTS: GrammarSpec(intents=every, fillers=self.fillers)}
+        if self.shapes:
+            searches[SEARCH_DEFAULT_NUMBERS] = GrammarSpec(
+                shapes=self.shapes, intents=every, fillers=self.fillers
+            )
+            searches[SEARCH_CHOOSE_ORDER] = GrammarSpec(
+                shapes=self.shapes, intents={**every, **_ORDINALS}, fillers=self.fillers
+            )
+        for state, listen in self.listen.items():
+            own = {rule.name: rule.phrases for rule in listen.rules if rule.phrases}
+            searches[_state_search(state)] = GrammarSpec(
+                shapes=self.shapes if listen.numbers else (),
+                intents={**every, **own},
+                fillers=self.fillers,
+            )
+        return searches
 
     def grammar(self) -> GrammarSpec:
+        """Every phrase and shape in one spec (the widest search)."""
         return GrammarSpec(
             shapes=self.shapes,
             intents={rule.name: rule.phrases for rule in self.intents},
@@ -92,16 +208,34 @@ def _lookup(context: Mapping[str, object], name: str) -> str:
     return "" if value is None else str(value)
 
 
+def _state_search(state: str) -> str:
+    return f"state_{state}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Question:
+    """A yes/no question the agent asked and the caller has not answered yet."""
+
+    text: str  # asked again when the answer is not understood
+    yes: Callable[[], list[Step]]
+    no: Callable[[], list[Step]]
+
+
 class PolicyDialogue:
     """A Dialogue that follows the flow with declared phrases and replies."""
 
     def __init__(self, config: PolicyConfig) -> None:
         self._config = config
-        self._intents = {rule.name: rule.phrases for rule in config.intents}
         self._rules = {rule.name: rule for rule in config.intents}
         self._state = StateBrief(name="", instructions=None, tools=())
         self._pending: set[str] = set()
-        self._unconfirmed: str | None = None  # the number read back, waiting for the caller's yes
+        self._question: _Question | None = None
+        self._choices: tuple[Mapping[str, JSONValue], ...] = ()  # orders to pick from ("which one?")
+        self._misses = 0  # turns in a row not understood
+        self._lookups = 0
+        self._turns = 0  # caller turns heard
+        self._by_phone: set[str] = set()  # pending lookups by the caller's number
+        self._caller_orders: int | None = None
         self._ids = count(1)
         self._context: dict[str, object] = {
             "shop": dict(config.shop),
@@ -111,118 +245,314 @@ class PolicyDialogue:
 
     def begin(self, call: CallInfo) -> None:
         number = call.caller or ""
+        self._caller_orders = call.caller_orders
         self._context["caller"] = {
             "number": number,
             "number_spoken": " ".join(ch for ch in number if ch.isdigit()),
         }
 
-    def expects_number(self) -> bool:
-        """Whether the next caller utterance may carry an order number (picks the recogniser's grammar)."""
-        return bool(self._config.shapes) and self._config.number_tool in self._state.tools
+    def listening(self) -> str:
+        """The recogniser search for the caller's next turn (a key of `PolicyConfig.grammars()`)."""
+        if self._choices and self._config.shapes:
+            return SEARCH_CHOOSE_ORDER
+        if self._state.name in self._config.listen:
+            return _state_search(self._state.name)
+        return SEARCH_DEFAULT_NUMBERS if self._takes_numbers() else SEARCH_DEFAULT_INTENTS
 
-    async def on_state(self, state: StateBrief) -> AsyncIterator[str | ToolCall]:
+    async def on_state(self, state: StateBrief) -> AsyncIterator[Step]:
         self._state = state
-        self._unconfirmed = None  # a new state asks its own question: an old read-back is stale
+        # A new state asks its own question: an old one (a read-back, "which one?") is stale.
+        self._question = None
+        self._choices = ()
+        self._misses = 0
         # After a tool call its result decides what to say; a `say` spoken on entry is the prompt.
-        if not self._pending and state.say is None:
-            reply = self._reply(state.name)
-            if reply:
-                yield reply
+        if self._pending or state.say is not None:
+            return
+        if self._offers_known_orders():
+            by_phone = self._by_phone_rule()
+            assert by_phone is not None
+            self._ask(
+                self._moment("known_caller"),
+                yes=lambda: self._perform(by_phone),
+                no=lambda: self._say_reply(state.name),
+            )
+            yield self._moment("known_caller")
+            return
+        reply = self._reply(state.name)
+        if reply:
+            yield reply
 
-    async def on_caller(self, text: str) -> AsyncIterator[str | ToolCall]:
-        number = parse_order_number(text, self._config.shapes) if self.expects_number() else None
-        if number is not None:
-            # A number said instead of yes or no replaces the one read back.
-            self._context["request"] = {
-                "order_number": number,
-                "order_number_spoken": spoken_order_number(number),
-            }
-            if self._config.confirm_say:
-                self._unconfirmed = number
-                yield self._render(self._config.confirm_say)
-                return
-            for step in self._look_up(number):
-                yield step
-            return
-        intent = match_intent(text, self._intents) if text else None
-        unconfirmed, self._unconfirmed = self._unconfirmed, None
-        answers = self._confirm_intents()
-        if unconfirmed is not None and (intent is None or intent in answers):
-            for step in self._answer_read_back(unconfirmed, intent):
-                yield step
-            return
-        # Other intents act as in any turn; a yes or no that answers nothing is not understood.
-        if intent is None or intent in answers:
-            reply = self._reply("not_understood")
-            if reply:
-                yield reply
-            return
-        rule = self._rules[intent]
-        if rule.tool is not None and rule.tool not in self._state.tools:
-            reply = self._reply("refused")
-            if reply:
-                yield reply
-            return
-        if rule.say:
-            yield self._render(rule.say)
-        if rule.tool is not None:
-            yield self._call(rule.tool, dict(rule.arguments))
+    async def on_caller(self, heard: Recognition) -> AsyncIterator[Step]:
+        for step in self._answer(heard):
+            yield step
 
     async def on_tool_result(
         self, call: ToolCall, result: Mapping[str, JSONValue]
-    ) -> AsyncIterator[str | ToolCall]:
+    ) -> AsyncIterator[Step]:
         self._pending.discard(call.call_id)
+        by_phone = call.call_id in self._by_phone
+        self._by_phone.discard(call.call_id)
         if self._pending:
             return
-        order = result.get("order")
-        if isinstance(order, Mapping):
-            self._context["order"] = dict(order)
-            others = result.get("other_orders")
-            self._context["orders"] = {
-                "count": 1 + (len(others) if isinstance(others, list) else 0)
-            }
-        moment: str | None = None
-        if "found" not in result and "error" in result:
-            moment = "refused"  # the session refused a tool not allowed in this state
-        elif result.get("found") is False:
-            moment = "lookup_failed" if "error" in result else "order_not_found"
-        # A moment's reply only makes sense where the caller can act on it (not while escalating).
-        if moment is not None and moment in self._config.replies and self._state.tools:
-            yield self._render(self._config.replies[moment])
-            return
-        reply = self._reply(self._state.name) if self._state.say is None else None
-        if reply:
-            yield reply
+        for step in self._after_result(result, by_phone=by_phone):
+            yield step
 
     def on_interrupted(self, heard: str) -> None:
         return None  # the policy keeps no transcript: nothing to truncate
 
-    def _look_up(self, number: str) -> list[str | ToolCall]:
-        steps: list[str | ToolCall] = []
+    # --- one caller turn --------------------------------------------------------------------
+
+    def _answer(self, heard: Recognition) -> list[Step]:
+        self._turns += 1
+        text = heard.text
+        if not text or heard.confidence < self._config.understood:
+            return self._not_understood()
+        number = parse_order_number(text, self._config.shapes) if self._takes_numbers() else None
+        if number is not None:
+            self._misses = 0
+            self._question = None
+            return self._on_number(number)
+        intent = match_intent(text, self._phrases())
+        if intent is None:
+            return self._not_understood()
+        if intent in _ORDINALS and self._choices:
+            self._misses = 0
+            return self._choose(intent)
+        question = self._question
+        rule = self._rule(intent)
+        answers_question = question is not None and intent in (
+            self._config.yes_intent,
+            self._config.no_intent,
+        )
+        if not answers_question and (rule is None or (rule.say is None and rule.tool is None)):
+            # A yes or no that answers nothing, or an intent with nothing to do in this state.
+            return self._not_understood()
+        self._misses = 0
+        self._question = None
+        if question is not None and intent == self._config.yes_intent:
+            return question.yes()
+        if question is not None and intent == self._config.no_intent:
+            return question.no()
+        assert rule is not None
+        return self._act(rule, sure=heard.confidence >= self._config.sure)
+
+    def _on_number(self, number: str) -> list[Step]:
+        for order in self._choices:
+            if order.get("order_number") == number:
+                return self._narrate_chosen(order)
+        # A number said instead of yes or no replaces the one read back.
+        self._context["request"] = {
+            "order_number": number,
+            "order_number_spoken": spoken_order_number(number),
+        }
+        if not self._config.confirm_say:
+            return self._look_up(number)
+        read_back = self._render(self._config.confirm_say)
+        no_rule = self._rules.get(self._config.no_intent)
+        self._ask(
+            read_back,
+            yes=lambda: self._look_up(number),
+            no=lambda: (
+                [self._render(no_rule.say)]
+                if no_rule is not None and no_rule.say
+                else self._say_reply(self._state.name)
+            ),
+        )
+        return [read_back]
+
+    def _act(self, rule: IntentRule, *, sure: bool) -> list[Step]:
+        """Do what an understood intent asks: a decisive tool heard without certainty is asked first."""
+        tool = rule.tool
+        if tool is not None and tool not in self._state.tools:
+            return [self._moment("refused")]
+        if self._is_by_phone(rule) and self._caller_orders == 0:
+            return [self._moment("no_orders_for_number")]
+        decisive = self._config.decisive.get(tool) if tool is not None else None
+        if decisive is None or sure:
+            return self._perform(rule)
+        if rule.name in (self._config.yes_intent, self._config.no_intent):
+            # An unsure answer to the state's own question: ask it as a plain yes or no, then act on it.
+            text = self._moment("confirm_answer")
+            self._ask(
+                text,
+                yes=lambda: self._answer_with(self._config.yes_intent),
+                no=lambda: self._answer_with(self._config.no_intent),
+            )
+            return [text]
+        text = self._moment("confirm_end" if decisive == "end" else "confirm_human")
+        self._ask(text, yes=lambda: self._perform(rule), no=lambda: [self._moment("carry_on")])
+        return [text]
+
+    def _answer_with(self, intent: str) -> list[Step]:
+        """What the state's own `yes` or `no` does (its reply again when it does nothing)."""
+        rule = self._rule(intent)
+        if rule is None or (rule.say is None and rule.tool is None):
+            return self._say_reply(self._state.name)
+        return self._perform(rule)
+
+    def _not_understood(self) -> list[Step]:
+        """A reprompt, then the offer of a person; a known caller's first turn is a lookup by phone."""
+        by_phone = self._by_phone_rule()
+        if (
+            by_phone is not None
+            and self._caller_orders
+            and self._turns == 1  # the first thing the caller said, not an answer to a later question
+            and self._lookups == 0
+            and by_phone.tool in self._state.tools
+        ):
+            self._question = None
+            return self._perform(by_phone)
+        self._misses += 1
+        human = self._rules.get(self._config.human_intent)
+        if (
+            self._misses >= 2
+            and human is not None
+            and human.tool is not None
+            and human.tool in self._state.tools
+        ):
+            self._misses = 0
+            text = self._moment("offer_human")
+            self._ask(text, yes=lambda: self._perform(human), no=lambda: self._say_reply(self._state.name))
+            return [text]
+        if self._question is not None:
+            return [self._question.text]
+        return [self._moment("not_understood")]
+
+    # --- results ----------------------------------------------------------------------------
+
+    def _after_result(self, result: Mapping[str, JSONValue], *, by_phone: bool) -> list[Step]:
+        order = result.get("order")
+        if isinstance(order, Mapping):
+            found = result.get("orders")
+            orders = tuple(o for o in found if isinstance(o, Mapping)) if isinstance(found, list) else ()
+            self._remember(order, orders or (order,))
+            if len(orders) > 1 and self._state.tools:
+                return self._several(orders)
+        moment: str | None = None
+        if "found" not in result and "error" in result:
+            moment = "refused"  # the session refused a tool not allowed in this state
+        elif result.get("found") is False and "error" in result:
+            moment = "lookup_failed"
+        elif result.get("found") is False:
+            moment = "order_not_found_by_phone" if by_phone else "order_not_found"
+        # A moment's words only make sense where the caller can act on them (not while escalating).
+        if moment is not None and self._state.tools:
+            words = self._moment(moment)
+            if words:
+                return [words]
+        return self._say_reply(self._state.name) if self._state.say is None else []
+
+    def _remember(self, order: Mapping[str, JSONValue], orders: tuple[Mapping[str, JSONValue], ...]) -> None:
+        self._context["order"] = dict(order)
+        numbers = [str(o.get("order_number_spoken") or o.get("order_number") or "") for o in orders]
+        listed = numbers[0] if len(numbers) == 1 else ", ".join(numbers[:-1]) + " and " + numbers[-1]
+        self._context["orders"] = {"count": len(orders), "numbers_spoken": listed}
+
+    def _several(self, orders: tuple[Mapping[str, JSONValue], ...]) -> list[Step]:
+        mode = self._config.multiple_orders
+        if mode == "newest":
+            return self._say_reply(self._state.name)
+        if mode == "all":
+            return self._brief_all(orders)
+        self._choices = orders
+        return [self._moment("several_orders")]
+
+    def _choose(self, intent: str) -> list[Step]:
+        orders, self._choices = self._choices, ()
+        if intent == "pick_all":
+            return self._brief_all(orders)
+        index = int(intent.removeprefix("pick_")) - 1
+        if index >= len(orders):
+            self._choices = orders
+            return [self._moment("several_orders")]
+        return self._narrate_chosen(orders[index])
+
+    def _narrate_chosen(self, order: Mapping[str, JSONValue]) -> list[Step]:
+        self._choices = ()
+        self._context["order"] = dict(order)
+        return self._say_reply(self._state.name)
+
+    def _brief_all(self, orders: tuple[Mapping[str, JSONValue], ...]) -> list[Step]:
+        template = self._config.replies.get("order_brief", DEFAULT_REPLIES["order_brief"])
+        briefs = [render_reply(template, {**self._context, "order": dict(o)}) for o in orders]
+        return [" ".join([*briefs, self._moment("anything_else")])]
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _takes_numbers(self) -> bool:
+        if not self._config.shapes:
+            return False
+        listen = self._config.listen.get(self._state.name)
+        if listen is not None:
+            return listen.numbers
+        return self._config.number_tool in self._state.tools
+
+    def _phrases(self) -> dict[str, tuple[str, ...]]:
+        phrases = {rule.name: rule.phrases for rule in self._config.intents}
+        listen = self._config.listen.get(self._state.name)
+        if listen is not None:
+            phrases.update({rule.name: rule.phrases for rule in listen.rules if rule.phrases})
+        if self._choices:
+            phrases.update(_ORDINALS)
+        return phrases
+
+    def _rule(self, intent: str) -> IntentRule | None:
+        """The state's own rule for an intent, filled in from the flow-wide one."""
+        overall = self._rules.get(intent)
+        listen = self._config.listen.get(self._state.name)
+        own = next((r for r in listen.rules if r.name == intent), None) if listen else None
+        if own is None:
+            return overall
+        if own.say is None and own.tool is None and overall is not None:
+            return overall
+        return own
+
+    def _by_phone_rule(self) -> IntentRule | None:
+        """The intent that looks the caller's orders up by their number (the number tool, no number)."""
+        return next((rule for rule in self._config.intents if self._is_by_phone(rule)), None)
+
+    def _is_by_phone(self, rule: IntentRule) -> bool:
+        return rule.tool == self._config.number_tool and self._config.number_argument not in rule.arguments
+
+    def _offers_known_orders(self) -> bool:
+        by_phone = self._by_phone_rule()
+        return (
+            bool(self._caller_orders)
+            and self._lookups == 0
+            and by_phone is not None
+            and by_phone.tool in self._state.tools
+            and self._takes_numbers()
+        )
+
+    def _ask(self, text: str, *, yes: Callable[[], list[Step]], no: Callable[[], list[Step]]) -> None:
+        self._question = _Question(text=text, yes=yes, no=no)
+
+    def _perform(self, rule: IntentRule) -> list[Step]:
+        steps: list[Step] = []
+        if rule.say:
+            steps.append(self._render(rule.say))
+        if rule.tool is not None:
+            steps.append(self._call(rule.tool, dict(rule.arguments)))
+        return steps
+
+    def _look_up(self, number: str) -> list[Step]:
+        steps: list[Step] = []
         if self._config.number_say:
             steps.append(self._render(self._config.number_say))
         steps.append(self._call(self._config.number_tool, {self._config.number_argument: number}))
         return steps
 
-    def _answer_read_back(self, number: str, intent: str | None) -> list[str | ToolCall]:
-        """Yes looks the number up; no says its reply and waits for the number again."""
-        if intent == self._config.yes_intent:
-            return self._look_up(number)
-        if intent == self._config.no_intent:
-            rule = self._rules.get(intent)
-            reply = self._render(rule.say) if rule and rule.say else self._reply(self._state.name)
-            return [reply] if reply else []
-        # Nothing understood: the read-back still stands, so ask it again.
-        self._unconfirmed = number
-        return [self._render(self._config.confirm_say)] if self._config.confirm_say else []
-
-    def _confirm_intents(self) -> frozenset[str]:
-        if not self._config.confirm_say:
-            return frozenset()
-        return frozenset((self._config.yes_intent, self._config.no_intent))
+    def _say_reply(self, key: str) -> list[Step]:
+        reply = self._reply(key)
+        return [reply] if reply else []
 
     def _reply(self, key: str) -> str:
         template = self._config.replies.get(key)
+        return self._render(template) if template else ""
+
+    def _moment(self, key: str) -> str:
+        """A moment's words: the flow's reply, else the built-in default."""
+        template = self._config.replies.get(key, DEFAULT_REPLIES.get(key, ""))
         return self._render(template) if template else ""
 
     def _render(self, template: str) -> str:
@@ -231,4 +561,8 @@ class PolicyDialogue:
     def _call(self, name: str, arguments: dict[str, JSONValue]) -> ToolCall:
         call = ToolCall(call_id=f"policy-{next(self._ids)}", name=name, arguments=arguments)
         self._pending.add(call.call_id)
+        if name == self._config.number_tool:
+            self._lookups += 1
+            if self._config.number_argument not in arguments:
+                self._by_phone.add(call.call_id)
         return call

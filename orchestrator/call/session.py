@@ -50,8 +50,9 @@ from orchestrator.call.transcript import EntryKind, Outcome, Transcript
 from orchestrator.errors import OrdersError
 from orchestrator.flow import CallMachine, Flow, StateEntered, render
 from orchestrator.flow.machine import call_view
+from orchestrator.flow.templates import spoken_eta, spoken_order_number
 from orchestrator.logging import mask_phone
-from orchestrator.orders import LookupResult, OrdersClient, normalise_order_number
+from orchestrator.orders import LookupResult, Order, OrdersClient, normalise_order_number
 from orchestrator.telephony.metadata import StreamMetadata
 from orchestrator.telephony.rest import CallRecord, SautikitClient, SautikitError
 from orchestrator.telephony.stream import MediaStream, StreamClosed, StreamPcm
@@ -426,6 +427,7 @@ class CallSession:
                 self.observer.first_prompt(
                     stream_started=self._stream_t0, audio_started=self._loop.time()
                 )
+                self._note_first_prompt()
             self._started_utterances.add(utterance_id)
             self._cancel_silence()  # the caller is listening; the timer starts again once the agent is done
             started = self._start_waiters.pop(utterance_id, None)
@@ -435,6 +437,12 @@ class CallSession:
                 self._note_reply_latency(*self._reply_due)
         self._utterance_state.setdefault(utterance_id, self.machine.state)
         self._pacer.enqueue(pcm, utterance_id=utterance_id)
+
+    def _note_first_prompt(self) -> None:
+        """Dead air at the start: stream connected -> the agent's first audio (transcript JSON, store)."""
+        first_prompt_ms = round((self._loop.time() - self._stream_t0) * 1000)
+        self.transcript.first_prompt_ms = first_prompt_ms
+        log.info("first_prompt", first_prompt_ms=first_prompt_ms)
 
     def _note_reply_latency(self, speech_ended: float, turn_detected: float) -> None:
         """How long the caller waited: end of their speech → the agent's first reply audio, by stage."""
@@ -759,13 +767,18 @@ class CallSession:
         else:
             if found.kind == "found":
                 order = found.orders[0]
-                self.context["order"] = order.as_context()
-                self.context["orders"] = {"count": len(found.orders)}
+                spoken = [self._order_context(each) for each in found.orders]
+                self.context["order"] = spoken[0]
+                self.context["orders"] = {
+                    "count": len(found.orders),
+                    "numbers_spoken": _spoken_list([o["order_number_spoken"] for o in spoken]),
+                }
                 summary = f"{len(found.orders)} order(s), first {order.order_number} {order.status}"
                 result: dict[str, JSONValue] = {
                     "found": True,
-                    "order": dict(order.as_context()),
+                    "order": dict(spoken[0]),
                     "other_orders": [o.order_number for o in found.orders[1:]],
+                    "orders": [dict(each) for each in spoken],
                 }
                 event: Literal["order_found", "order_not_found"] = "order_found"
             else:
@@ -781,6 +794,15 @@ class CallSession:
             ended=self._loop.time(),
         )
         self._inbox.put_nowait(done)
+
+    def _order_context(self, order: Order) -> dict[str, str]:
+        """Template variables of an order, spoken the way the flow's callers say them."""
+        voice = self.flow.voice
+        return {
+            **order.as_context(),
+            "order_number_spoken": spoken_order_number(order.order_number),
+            "eta": spoken_eta(order.eta, language=voice.language, timezone=voice.timezone),
+        }
 
     async def _find(self, number: str) -> LookupResult:
         if number:
@@ -1064,7 +1086,17 @@ class CallSession:
                 )
                 for name, spec in flow.tools.items()
             ),
+            caller_orders=self._prefetched_count(),
         )
+
+    def _prefetched_count(self) -> int | None:
+        """How many orders the webhook's lookup by `From` found, if it has answered (never waited for)."""
+        prefetch = self._prefetch
+        if prefetch is None or not prefetch.done() or prefetch.cancelled():
+            return None
+        if prefetch.exception() is not None:
+            return None
+        return len(prefetch.result().orders)
 
     def now_ms(self) -> int:
         return round((self._loop.time() - self._t0) * 1000)
@@ -1079,6 +1111,11 @@ class CallSession:
 async def _synthetic_voice(text: str, rate: int) -> bytes:
     """Deterministic speech-like audio: the voice of last resort, and the one tests use."""
     return synthesize_speech(text, rate=rate)
+
+
+def _spoken_list(items: list[str]) -> str:
+    """"a, b and c": several order numbers in one sentence."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _rest_reason(exc: Exception) -> str:

@@ -49,7 +49,7 @@ T = TypeVar("T")
 
 # How long a write waits for another process's lock on the file (SQLite's busy timeout).
 BUSY_TIMEOUT_S = 5.0
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 2: record_id and revision; 3: first_prompt_ms
 LIVE = "live"  # the outcome of a call still in progress
 INTERRUPTED = "interrupted"  # the outcome of a call whose service stopped without finishing it
 
@@ -75,6 +75,7 @@ class StoredCall:
     platform_status: str | None = None  # from Sautikit's call record, when it was fetched
     platform_cost_minor: int | None = None
     platform_currency: str | None = None
+    first_prompt_ms: int | None = None  # the stream connecting -> the agent's first audio
     transcript_text: str
     transcript_json: str
     record_id: str = ""  # this call's own record (a reused call id gets another); empty: the call id
@@ -128,6 +129,7 @@ class StoredCall:
             platform_status=record.status if record is not None else None,
             platform_cost_minor=record.cost_minor if record is not None else None,
             platform_currency=record.cost_currency if record is not None else None,
+            first_prompt_ms=transcript.first_prompt_ms,
             transcript_text=transcript.render(),
             transcript_json=transcript.to_json(),
         )
@@ -224,6 +226,7 @@ CREATE TABLE IF NOT EXISTS calls (
     platform_status TEXT,
     platform_cost_minor INTEGER,
     platform_currency TEXT,
+    first_prompt_ms INTEGER,
     transcript_text TEXT NOT NULL,
     transcript_json TEXT NOT NULL,
     revision INTEGER NOT NULL DEFAULT 0
@@ -233,7 +236,7 @@ CREATE INDEX IF NOT EXISTS calls_by_outcome ON calls (outcome, started_at);
 CREATE INDEX IF NOT EXISTS calls_by_sid ON calls (call_sid, started_at);
 """
 # Version 1 keyed calls by call_sid: each becomes its own record, under its call id.
-_V1_COLUMNS = tuple(c for c in _COLUMNS if c not in ("record_id", "revision"))
+_V1_COLUMNS = tuple(c for c in _COLUMNS if c not in ("record_id", "revision", "first_prompt_ms"))
 _MIGRATE_FROM_V1 = f"""
 ALTER TABLE calls RENAME TO calls_v1;
 DROP INDEX IF EXISTS calls_by_time;
@@ -242,6 +245,8 @@ DROP INDEX IF EXISTS calls_by_outcome;
 INSERT INTO calls (record_id, {', '.join(_V1_COLUMNS)}) SELECT call_sid, {', '.join(_V1_COLUMNS)} FROM calls_v1;
 DROP TABLE calls_v1;
 """  # noqa: S608 - column names are our own constants
+# Version 2 files lack only first_prompt_ms (a call's dead air before the first prompt).
+_MIGRATE_FROM_V2 = "ALTER TABLE calls ADD COLUMN first_prompt_ms INTEGER;"
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM calls"  # noqa: S608 - column names are our own constants
 _UPSERT = (
     f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)}) "  # noqa: S608
@@ -360,7 +365,7 @@ class SqliteCallStore:
                 )
             connection.execute("PRAGMA journal_mode = WAL")
             # executescript commits first and runs its statements as they come: one explicit transaction.
-            script = _MIGRATE_FROM_V1 if version == 1 else _SCHEMA
+            script = {1: _MIGRATE_FROM_V1, 2: _MIGRATE_FROM_V2}.get(version, _SCHEMA)
             connection.executescript(
                 f"BEGIN; {script}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             )

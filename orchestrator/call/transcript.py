@@ -105,6 +105,8 @@ class Transcript:
     call_sid: str
     entries: list[Entry] = field(default_factory=list)
     outcome: Outcome = "unfinished"
+    # The stream connecting -> the agent's first audio: the dead air a caller hears first.
+    first_prompt_ms: int | None = None
     # Called with each new entry: live printing in the demo, streaming to a UI.
     listeners: list[Callable[[Entry], None]] = field(default_factory=list)
     # What the model was told: the system prompt, then each state's instructions and tools.
@@ -180,6 +182,7 @@ class Transcript:
         return {
             "call_sid": self.call_sid,
             "outcome": self.outcome,
+            "first_prompt_ms": self.first_prompt_ms,
             "entries": [{"at_ms": e.at_ms, "kind": e.kind, "text": e.text} for e in self.entries],
         }
 

@@ -23,6 +23,7 @@ from orchestrator.errors import FlowError, FlowProblem
 from orchestrator.flow.guards import GuardError
 from orchestrator.flow.machine import compile_transition_guard, machine_class
 from orchestrator.flow.model import (
+    BUILTIN_INTENTS,
     DONE_EVENT_PREFIX,
     FAILED_EVENT_PREFIX,
     KNOWN_EVENTS,
@@ -107,6 +108,7 @@ def _cross_check(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
     yield from _check_templates(flow, source)
     if flow.policy is not None:
         yield from _check_policy(flow, flow.policy, source)
+    yield from _check_listen(flow, source)
     if flow.order_number is not None:
         try:
             re.compile(flow.order_number.pattern)
@@ -497,3 +499,36 @@ def _e164_guess(number: str) -> str | None:
     elif digits.startswith("254"):
         digits = "+" + digits
     return digits if _E164.fullmatch(digits) else None
+
+
+def _check_listen(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
+    """A state's `listen:` entries: their tools are allowed there, their intents have phrases."""
+    declared = flow.policy.intents if flow.policy is not None else {}
+    has_shapes = flow.policy is not None and flow.policy.order_number is not None
+    variables = known_variables(shop_keys=flow.shop, counters=flow.counters) | POLICY_VARIABLES
+    for state, spec in flow.states.items():
+        for intent, entry in spec.listen.items():
+            loc: Loc = ("states", state, "listen", intent)
+            if intent == "order_number":
+                if not has_shapes:
+                    message = "listening for order_number needs `policy.order_number.shapes`"
+                    yield source.problem(loc, message, key=True)
+            elif not entry.phrases and intent not in BUILTIN_INTENTS and intent not in declared:
+                message = (
+                    f"intent {intent!r} has no phrases: add `phrases:` here or declare it under "
+                    f"policy.intents (built-in: {', '.join(BUILTIN_INTENTS)})"
+                )
+                yield source.problem(loc, message, key=True)
+            for index, phrase in enumerate(entry.phrases):
+                if not _PHRASE.fullmatch(phrase):
+                    message = "a phrase is lowercase words separated by single spaces"
+                    yield source.problem((*loc, "phrases", index), message)
+            if entry.tool is not None and entry.tool not in spec.tools:
+                allowed = ", ".join(spec.tools) or "none"
+                message = f"tool {entry.tool!r} is not allowed in state {state!r} (its tools: {allowed})"
+                yield source.problem((*loc, "tool"), message)
+            if entry.say is not None:
+                for placeholder in find_placeholders(entry.say):
+                    if placeholder.name is None or placeholder.name not in variables:
+                        message = f"unknown template variable {placeholder.raw!r}"
+                        yield source.problem_inside((*loc, "say"), placeholder.raw, 0, message)

@@ -21,6 +21,7 @@ from statemachine import StateChart
 from statemachine.io import create_machine_class_from_definition
 
 from orchestrator.flow.guards import Guard, compile_guard
+from orchestrator.flow.listen import listen_hint
 from orchestrator.flow.model import Flow, StateSpec, Transition
 from orchestrator.flow.templates import known_variables, render, spoken_digits, status_words
 
@@ -80,6 +81,14 @@ def call_view(
         order["status_text"] = status_words(status)
     view["order"] = order
     return view
+
+
+def _with_listen_hint(spec: StateSpec) -> str | None:
+    """The state's instructions, then what it listens for (the hint LLM brains get from `listen:`)."""
+    hint = listen_hint(spec.listen)
+    if hint is None:
+        return spec.instructions
+    return hint if spec.instructions is None else f"{spec.instructions.rstrip()}\n{hint}"
 
 
 def _mapping(value: object) -> Mapping[str, object]:
@@ -246,12 +255,13 @@ class CallMachine:
         spec = self._flow.states[state]
         view = self._model.view()
         say = say if say is not None else spec.say
+        instructions = _with_listen_hint(spec)
         return StateEntered(
             state=state,
             previous=previous,
             event=event,
             say=None if say is None else render(say, view),
-            instructions=None if spec.instructions is None else render(spec.instructions, view),
+            instructions=None if instructions is None else render(instructions, view),
             tools=spec.tools,
             interruptible=spec.interruptible,
             timeout=spec.timeout,

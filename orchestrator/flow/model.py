@@ -3,20 +3,22 @@
 Every model forbids unknown keys so a typo in the YAML is an error, not a silently ignored setting.
 Only shape is checked here; cross references (targets, tools, template names, guards, reachability)
 are the loader's job, because they need the whole file and its line numbers.
-Imports only pydantic.
+Imports only pydantic (and zoneinfo, to check a time zone's name).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from typing import Annotated, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = [
     "BUILTIN_TOOLS",
     "DONE_EVENT_PREFIX",
     "FAILED_EVENT_PREFIX",
+    "BUILTIN_INTENTS",
     "KNOWN_EVENTS",
     "ORDER_FIELDS",
     "POLICY_MOMENTS",
@@ -24,9 +26,12 @@ __all__ = [
     "EscalationStrategy",
     "Flow",
     "HttpAction",
+    "ListenEntry",
+    "MultipleOrders",
     "OrderNumber",
     "OrdersSettings",
     "Policy",
+    "PolicyConfidence",
     "PolicyIntent",
     "PolicyOrderNumber",
     "StateSpec",
@@ -107,12 +112,44 @@ Transitions = Annotated[
 ]
 
 
+# Intents every flow may name in `listen:` without declaring phrases (they have default phrases, or, for
+# `order_number`, the policy's order-number shapes).
+BUILTIN_INTENTS: tuple[str, ...] = ("yes", "no", "goodbye", "human", "order_number", "by_phone")
+
+
+class ListenEntry(_Model):
+    """One answer a state expects: an intent, and what the offline policy does when it hears it.
+
+    A built-in intent (`BUILTIN_INTENTS`) or one under `policy.intents` needs no phrases here; a state's own
+    intent must have them. `say`, `tool` and `arguments` replace the flow-wide intent's for this state.
+    """
+
+    phrases: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    say: str | None = None
+    tool: str | None = None
+    arguments: dict[str, str] = Field(default_factory=dict)
+
+
+def _as_listen(value: object) -> object:
+    """`listen: [yes, no]` is short for `listen: {yes: {}, no: {}}`; `yes: null` for `yes: {}`."""
+    if isinstance(value, list | tuple):
+        return {name: {} for name in value}
+    if isinstance(value, Mapping):
+        return {name: {} if entry is None else entry for name, entry in value.items()}
+    return value
+
+
+Listen = Annotated[dict[str, ListenEntry], BeforeValidator(_as_listen)]
+
+
 class StateSpec(_Model):
     """One state of the call: what is said, what the LLM is told and may do, where events lead."""
 
     say: str | None = None
     instructions: str | None = None
     tools: tuple[str, ...] = ()
+    # The answers this state expects (the offline brain's grammar and actions; a hint to LLM brains).
+    listen: Listen = Field(default_factory=dict)
     interruptible: bool = True
     timeout: Annotated[float, Field(gt=0)] | None = None
     final: bool = False
@@ -170,12 +207,22 @@ class Vad(_Model):
     backchannel_silence_ms: Annotated[int, Field(ge=60, le=2000)] = 160
 
 
+def _known_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}; use an IANA name like Africa/Nairobi") from None
+    return name
+
+
 class Voice(_Model):
     """The agent's voice and language."""
 
     name: str = "en-us"
     language: str = "en-KE"
     speed: Annotated[float, Field(gt=0, le=4)] = 1.0
+    # Where the callers are: delivery times are spoken in this zone's local time (IANA name).
+    timezone: Annotated[str, AfterValidator(_known_timezone)] = "Africa/Nairobi"
 
 
 class OrderNumber(_Model):
@@ -216,20 +263,55 @@ class PolicyIntent(_Model):
     arguments: dict[str, str] = Field(default_factory=dict)
 
 
+class PolicyConfidence(_Model):
+    """How sure the recogniser must be (its `confidence`, 0 to 1) before the policy acts on what it heard.
+
+    Below `understood` a result is "not understood" (a reprompt, then the offer of a person), never an
+    action. Ending the call or transferring it on one turn needs `sure`; between the two the policy asks
+    first ("Would you like to end the call?").
+    """
+
+    understood: Annotated[float, Field(ge=0, le=1)] = 0.5
+    sure: Annotated[float, Field(ge=0, le=1)] = 0.7
+
+
+# What the policy does when a lookup by phone finds several orders: ask which one, read them all briefly,
+# or narrate only the newest.
+MultipleOrders = Literal["ask", "all", "newest"]
+
+
 class Policy(_Model):
     """The offline dialogue policy: intents, the order-number slot, carrier phrases and replies.
 
-    Replies are keyed by state name (spoken when the state is entered) or by a policy moment:
-    `order_not_found`, `lookup_failed`, `not_understood`, `refused`.
+    Replies are keyed by state name (spoken when the state is entered) or by a policy moment
+    (`POLICY_MOMENTS`).
     """
 
     order_number: PolicyOrderNumber | None = None
     intents: dict[str, PolicyIntent] = Field(default_factory=dict)
     fillers: tuple[str, ...] = ()
     replies: dict[str, str] = Field(default_factory=dict)
+    confidence: PolicyConfidence = PolicyConfidence()
+    multiple_orders: MultipleOrders = "ask"
 
 
-POLICY_MOMENTS: tuple[str, ...] = ("order_not_found", "lookup_failed", "not_understood", "refused")
+POLICY_MOMENTS: tuple[str, ...] = (
+    "order_not_found",  # a number the shop does not know
+    "order_not_found_by_phone",  # a lookup by the caller's number found nothing
+    "no_orders_for_number",  # asked to check by phone, but no order was placed from this number
+    "known_caller",  # a question offering the orders placed from the caller's number
+    "several_orders",  # `multiple_orders: ask`: name them and ask which one
+    "order_brief",  # `multiple_orders: all`: one order, briefly (said for each)
+    "lookup_failed",
+    "not_understood",
+    "offer_human",  # a question, after two turns not understood
+    "confirm_end",  # a question: a merely plausible goodbye
+    "confirm_human",  # a question: a merely plausible request for a person
+    "confirm_answer",  # a question: a merely plausible yes or no that would end or hand over the call
+    "carry_on",  # the caller said no to one of those questions
+    "anything_else",  # after `multiple_orders: all` has read them
+    "refused",
+)
 
 
 class Escalation(_Model):

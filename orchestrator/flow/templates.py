@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 __all__ = [
     "BraceProblem",
@@ -24,6 +26,8 @@ __all__ = [
     "lookup",
     "render",
     "spoken_digits",
+    "spoken_eta",
+    "spoken_order_number",
     "status_words",
 ]
 
@@ -33,12 +37,14 @@ FIXED_VARIABLES: frozenset[str] = frozenset(
         "caller.number",
         "caller.number_spoken",
         "order.order_number",
+        "order.order_number_spoken",
         "order.status",
         "order.status_text",
         "order.eta",
         "order.courier",
         "order.delivery_area",
         "orders.count",
+        "orders.numbers_spoken",
         "escalation.number",
         "flow.name",
     }
@@ -186,3 +192,98 @@ def spoken_digits(number: str) -> str:
 def status_words(status: str) -> str:
     """Words a caller understands for an orders API status, e.g. "out for delivery"."""
     return _STATUS_WORDS.get(status, status.replace("_", " "))
+
+
+_DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def spoken_order_number(number: str) -> str:
+    """An order number as a caller hears it read out: "PK20931" -> "P K two zero nine three one".
+
+    Read as a figure, text-to-speech says "P K twenty thousand nine hundred thirty one".
+    """
+    return " ".join(
+        _DIGIT_NAMES[int(ch)] if ch.isdigit() else ch.upper() for ch in number if ch.isalnum()
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Calendar:
+    weekdays: tuple[str, ...]  # Monday first
+    months: tuple[str, ...]
+    day: str  # "{weekday} {day} {month}"
+    around: str  # "{day}, around {time}"
+
+
+_ENGLISH = _Calendar(
+    weekdays=("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+    months=("January", "February", "March", "April", "May", "June", "July", "August",
+            "September", "October", "November", "December"),
+    day="{weekday} {day} {month}",
+    around="{day}, around {time}",
+)
+_SWAHILI = _Calendar(
+    weekdays=("Jumatatu", "Jumanne", "Jumatano", "Alhamisi", "Ijumaa", "Jumamosi", "Jumapili"),
+    months=("Januari", "Februari", "Machi", "Aprili", "Mei", "Juni", "Julai", "Agosti",
+            "Septemba", "Oktoba", "Novemba", "Desemba"),
+    day="{weekday} tarehe {day} {month}",
+    around="{day}, karibu {time}",
+)
+# Swahili counts the hours from 6 in the morning: 7 AM is "saa moja asubuhi".
+_SWAHILI_HOURS = ("sita", "saba", "nane", "tisa", "kumi", "kumi na moja", "kumi na mbili",
+                  "moja", "mbili", "tatu", "nne", "tano")
+_ISO_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def spoken_eta(eta: str | None, *, language: str = "en", timezone: str = "Africa/Nairobi") -> str:
+    """A delivery time as a person says it, in the caller's language and local time.
+
+    ISO 8601 "2026-12-04T10:00:00+03:00" -> "Friday 4 December, around 10 AM" (a date alone: "Friday
+    4 December"); a time with an offset is moved to `timezone` first. Free text ("today between 4 and
+    6 PM") is kept as written; None is "". Languages: English, and Swahili for `sw`/`sw-KE`.
+    """
+    if not eta:
+        return ""
+    text = eta.strip()
+    if not _ISO_START.match(text):
+        return text
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return text
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(ZoneInfo(timezone))
+    calendar = _SWAHILI if language.lower().split("-")[0] == "sw" else _ENGLISH
+    day = calendar.day.format(
+        weekday=calendar.weekdays[moment.weekday()],
+        day=moment.day,
+        month=calendar.months[moment.month - 1],
+    )
+    if len(text) <= len("2026-12-04"):
+        return day
+    clock = _swahili_time(moment) if calendar is _SWAHILI else _english_time(moment)
+    return calendar.around.format(day=day, time=clock)
+
+
+def _english_time(moment: datetime) -> str:
+    if (moment.hour, moment.minute) == (12, 0):
+        return "midday"
+    if (moment.hour, moment.minute) == (0, 0):
+        return "midnight"
+    hour = moment.hour % 12 or 12
+    suffix = "AM" if moment.hour < 12 else "PM"
+    return f"{hour} {suffix}" if moment.minute == 0 else f"{hour}:{moment.minute:02d} {suffix}"
+
+
+def _swahili_time(moment: datetime) -> str:
+    hour = _SWAHILI_HOURS[moment.hour % 12]
+    if 6 <= moment.hour < 12:
+        part = "asubuhi"
+    elif 12 <= moment.hour < 16:
+        part = "mchana"
+    elif 16 <= moment.hour < 19:
+        part = "jioni"
+    else:
+        part = "usiku"
+    minutes = f" na dakika {moment.minute}" if moment.minute else ""
+    return f"saa {hour}{minutes} {part}"

@@ -23,7 +23,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -115,10 +115,13 @@ class GrammarDecoder:
     """A pocketsphinx decoder with one search per grammar; synchronous, thread-confined.
 
     `spec=None` gives the open-vocabulary decoder instead: one search, `SEARCH_OPEN`, over the general
-    English language model the wheel ships (any words, weaker on digits).
+    English language model the wheel ships (any words, weaker on digits). A mapping of specs gives one
+    search per name (order numbers in those whose spec has shapes): a dialogue's per-turn grammars.
     """
 
-    def __init__(self, spec: GrammarSpec | None, *, sample_rate: int = _RATE) -> None:
+    def __init__(
+        self, spec: GrammarSpec | Mapping[str, GrammarSpec] | None, *, sample_rate: int = _RATE
+    ) -> None:
         # Imported here: pocketsphinx is heavy and only the offline brain and the benchmark need it.
         from pocketsphinx import Decoder  # type: ignore[import-untyped]  # no type hints shipped
 
@@ -131,22 +134,20 @@ class GrammarDecoder:
         if spec is None:  # open vocabulary: the general English language model
             decoder.add_lm_file(SEARCH_OPEN, _model_file("en-us.lm.bin"))
             present.append(SEARCH_OPEN)
-        else:
-            missing = sorted(w for w in grammar_words(spec) if decoder.lookup_word(w) is None)
-            if missing:
-                raise ConfigError(f"words not in the recogniser's dictionary: {', '.join(missing)}")
-            if spec.shapes:
-                decoder.add_jsgf_string(SEARCH_NUMBERS, build_jsgf(spec, numbers=True))
-                present.append(SEARCH_NUMBERS)
-            if spec.intents:
-                decoder.add_jsgf_string(SEARCH_INTENTS, build_jsgf(spec, numbers=False))
-                present.append(SEARCH_INTENTS)
+        specs = {} if spec is None else _grammars(spec)
+        words = frozenset[str]().union(*(grammar_words(each) for each, _ in specs.values()))
+        missing = sorted(w for w in words if decoder.lookup_word(w) is None)
+        if missing:
+            raise ConfigError(f"words not in the recogniser's dictionary: {', '.join(missing)}")
+        for name, (each, numbers) in specs.items():
+            decoder.add_jsgf_string(name, build_jsgf(each, numbers=numbers))
+            present.append(name)
         decoder.set_cmn(_SPEECH_CMN)
         self._decoder = decoder
-        self._spec = spec
+        self._specs = {name: each for name, (each, _) in specs.items()}  # by search; none when open
         self._searches: frozenset[str] = frozenset(present)
         self._fed = 0
-        self._search = present[0]
+        self._search = SEARCH_NUMBERS if SEARCH_NUMBERS in present else present[0]
 
     @property
     def searches(self) -> frozenset[str]:
@@ -154,7 +155,8 @@ class GrammarDecoder:
 
     def begin(self, search: str) -> None:
         """Start an utterance with the named grammar (falls back to the one there is)."""
-        self._search = search if search in self._searches else next(iter(sorted(self._searches)))
+        fallback = SEARCH_NUMBERS if SEARCH_NUMBERS in self._searches else min(self._searches)
+        self._search = search if search in self._searches else fallback
         self._decoder.activate_search(self._search)
         # Decoders are shared between calls: each utterance starts from the speech-like mean, not
         # from whatever line the previous caller was on.
@@ -205,11 +207,29 @@ class GrammarDecoder:
     def _content_frames(self, segments: list[Any]) -> dict[int, float]:
         """Per-frame scores of the words that carry the meaning (the number or intent), else all words."""
         spoken = [seg for seg in segments if seg.word not in _NON_WORDS]
-        if self._spec is None:
+        spec = self._specs.get(self._search)
+        if spec is None:
             return _frame_scores(spoken, words_only=True)
-        span = content_span([_base_word(seg.word) for seg in spoken], self._spec)
+        span = content_span([_base_word(seg.word) for seg in spoken], spec)
         chosen = spoken if span is None else spoken[span[0] : span[1]]
         return _frame_scores(chosen, words_only=True)
+
+
+def _grammars(
+    spec: GrammarSpec | Mapping[str, GrammarSpec],
+) -> dict[str, tuple[GrammarSpec, bool]]:
+    """Search name -> (spec, whether it takes order numbers)."""
+    if isinstance(spec, GrammarSpec):
+        grammars: dict[str, tuple[GrammarSpec, bool]] = {}
+        if spec.shapes:
+            grammars[SEARCH_NUMBERS] = (spec, True)
+        if spec.intents:
+            grammars[SEARCH_INTENTS] = (spec, False)
+    else:
+        grammars = {name: (each, bool(each.shapes)) for name, each in spec.items()}
+    if not grammars:
+        raise ConfigError("the recogniser needs order-number shapes or intent phrases")
+    return grammars
 
 
 def _base_word(word: str) -> str:

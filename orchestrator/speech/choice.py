@@ -6,6 +6,7 @@ Decision record: docs/decisions/0014-speech-backends-and-shared-decoders.md (the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -45,8 +46,11 @@ class SpeechChoice:
     tts_timeout_s: float = 10.0
 
 
-def build_recognizer(choice: SpeechChoice, grammar: GrammarSpec | None) -> DecoderSource:
-    """Where each call's utterances are decoded; `grammar=None` asks for open vocabulary (the chat brain)."""
+def build_recognizer(
+    choice: SpeechChoice, grammar: GrammarSpec | Mapping[str, GrammarSpec] | None
+) -> DecoderSource:
+    """Where each call's utterances are decoded; `grammar=None` asks for open vocabulary (the chat brain),
+    a mapping gives the grammar recogniser one search per name (a dialogue's per-turn grammars)."""
     if choice.asr == "grammar":
         # Decoders are pooled: a handful serve every call, lent one utterance at a time.
         return DecoderPool(lambda: GrammarDecoder(grammar), max_size=choice.asr_decoders)

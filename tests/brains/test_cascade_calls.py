@@ -32,7 +32,7 @@ async def test_cascade_call_tracks_an_order_read_out_by_the_caller():
     read_back = transcript.index("Order P K two zero nine three one, is that right?")
     assert read_back < transcript.index('caller    "yes"') < transcript.index("tool      lookup_order")
     assert 'lookup_order {"order_number": "PK20931"}' in transcript
-    assert "Order PK20931 is dispatched" in transcript
+    assert "Order P K two zero nine three one is dispatched" in transcript
     assert "end_call" in transcript
 
 
@@ -79,7 +79,7 @@ async def test_cascade_call_stops_speaking_when_the_caller_barges_in():
 @pytest.mark.looptime
 async def test_cascade_call_caller_corrects_a_wrong_number_at_the_read_back():
     """"No, that's wrong" to DX1043 read back asks again; only the corrected DX1042 is looked up."""
-    record = await _call("corrects_the_read_back", voice="kal16")
+    record = await _call("corrects_the_read_back", voice="rms")
     transcript = record.render()
     assert "Order D X one zero four three, is that right?" in transcript
     assert "Sorry about that. Please say the order number again." in transcript
@@ -100,3 +100,66 @@ async def test_cascade_call_reads_back_a_new_number_said_instead_of_yes():
     assert transcript.count("lookup_order {") == 1
     assert 'lookup_order {"order_number": "DX1042"}' in transcript
     assert record.transcript.outcome == "resolved"
+
+
+@pytest.mark.looptime
+async def test_cascade_call_returning_caller_asks_is_my_order_out_for_delivery():
+    """The headline: no number recited; the prompt offers the order on record, the question looks it up."""
+    record = await _call("returning_caller_asks_status", voice="slt")
+    transcript = record.render()
+    assert "I can see an order placed from this number." in transcript
+    assert "tool      lookup_order {}" in transcript
+    assert "lookup    phone -> 1 order(s), first PK20931" in transcript
+    assert "Order P K two zero nine three one is dispatched" in transcript
+    assert record.transcript.outcome == "resolved"
+
+
+@pytest.mark.looptime
+async def test_cascade_call_two_orders_are_named_and_the_caller_picks_one():
+    """A caller with two recent orders hears both numbers, picks the first and hears only its status."""
+    record = await _call("two_orders_pick_one", voice="kal16")
+    transcript = record.render()
+    named = "I can see 2 recent orders from this number: D X one zero four two and D X one zero four three."
+    assert named in transcript
+    assert "Order D X one zero four two is out for delivery" in transcript
+    assert transcript.count("lookup_order {") == 1
+    assert record.transcript.outcome == "resolved"
+
+
+@pytest.mark.looptime
+async def test_cascade_call_apologises_when_the_orders_api_is_down_before_transferring():
+    """lookup_failed: the caller hears an apology, then the transfer, never a bare "Please hold"."""
+    record = await _call("orders_api_down", voice="rms")
+    transcript = record.render()
+    apology = transcript.index("I'm sorry, our order system is not answering right now.")
+    assert apology < transcript.index("state     looking_up -> escalating (lookup_failed)") + 200
+    assert "Please hold while I connect you" not in transcript
+    assert record.transcript.outcome == "escalated"
+
+
+@pytest.mark.looptime
+async def test_cascade_call_reads_an_iso_eta_as_a_day_and_an_hour():
+    """DX1055's ETA 2026-11-28T16:00:00+03:00 is spoken "Saturday 28 November, around 4 PM"."""
+    record = await _call("iso_eta_spoken", voice="slt")
+    transcript = record.render()
+    narration = "Order D X one zero five five is confirmed. Expected delivery: Saturday 28 November, around 4 PM."
+    assert narration in transcript
+
+
+@pytest.mark.looptime
+async def test_cascade_call_unknown_caller_asking_about_their_order_is_asked_for_the_number():
+    """No order placed from this number: a status question gets a request for the order number."""
+    record = await _call("unknown_caller_asks_status", voice="slt")
+    transcript = record.render()
+    assert "I cannot see any recent order placed from this number." in transcript
+    assert 'lookup_order {"order_number": "DX1042"}' in transcript
+    assert "lookup_order {}" not in transcript
+    assert record.transcript.outcome == "resolved"
+
+
+@pytest.mark.looptime
+async def test_cascade_call_records_how_long_the_first_prompt_took():
+    """first_prompt_ms is kept in the transcript's JSON (and so in the call store)."""
+    record = await _call("track_by_number")
+    assert record.transcript.first_prompt_ms is not None
+    assert '"first_prompt_ms": ' in record.transcript.to_json()

@@ -15,6 +15,7 @@ from orchestrator.brains.chat import (
 )
 from orchestrator.flow import load_flow
 from orchestrator.simulator import SimulatorOptions
+from orchestrator.speech.asr import Recognition
 from orchestrator.speech.voices import caller_voice
 from orchestrator.testing import run_scripted_call
 from tests.fakes.chat_completions import FakeChatServer, FakeReply, FakeToolCall
@@ -102,7 +103,8 @@ async def test_chat_dialogue_keeps_only_what_the_caller_heard(aiohttp_server):
     _, settings = await _serve(aiohttp_server, [FakeReply(text="Your order is out for delivery today.")])
     dialogue = ChatDialogue(ChatCompletionsClient(settings))
     dialogue.begin(CALL)
-    _ = [s async for s in dialogue.on_caller("where is my order")]
+    heard = Recognition(text="where is my order", search="numbers", speech_ms=900, decode_ms=30.0)
+    _ = [s async for s in dialogue.on_caller(heard)]
     dialogue.on_interrupted("Your order is")
     assert dialogue.messages[-1] == ChatMessage(role="assistant", content="Your order is")
 

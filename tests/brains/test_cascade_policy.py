@@ -8,6 +8,7 @@ from orchestrator.brains.cascade import policy_config
 from orchestrator.brains.policy import PolicyDialogue, render_reply
 from orchestrator.errors import FlowError
 from orchestrator.flow import load_flow, load_flow_text
+from orchestrator.speech.asr import Recognition
 from tests.flows import ORDER_STATUS
 
 FLOW_PATH = ORDER_STATUS
@@ -27,6 +28,11 @@ def _dialogue() -> PolicyDialogue:
                  voice="en-us", language="en-KE", tools=())
     )
     return dialogue
+
+
+def _heard(text: str, confidence: float = 1.0) -> Recognition:
+    """A recognised caller utterance, as the recogniser reports it."""
+    return Recognition(text=text, search="numbers", speech_ms=1000, decode_ms=50.0, confidence=confidence)
 
 
 async def _steps(iterator) -> list:
@@ -54,8 +60,8 @@ def _lookup(step) -> tuple[str, dict]:
 
 async def _confirmed(dialogue: PolicyDialogue, words: str) -> ToolCall:
     """Say a number, answer the read-back with yes, and return the lookup it starts."""
-    await _steps(dialogue.on_caller(words))
-    call = (await _steps(dialogue.on_caller("yes")))[-1]
+    await _steps(dialogue.on_caller(_heard(words)))
+    call = (await _steps(dialogue.on_caller(_heard("yes"))))[-1]
     assert isinstance(call, ToolCall)
     return call
 
@@ -64,17 +70,17 @@ async def test_policy_dialogue_reads_a_recognised_number_back_without_looking_it
     """A spoken order number is read back as a question, and no tool is called yet."""
     dialogue = _dialogue()
     await _steps(dialogue.on_state(IDENTIFYING))
-    steps = await _steps(dialogue.on_caller("hello my order number is d x one oh four two"))
+    steps = await _steps(dialogue.on_caller(_heard("hello my order number is d x one oh four two")))
     assert steps == ["Order D X one zero four two, is that right?"]
-    assert dialogue.expects_number()
+    assert dialogue.listening() == "numbers"
 
 
 async def test_policy_dialogue_looks_up_the_number_once_the_caller_says_yes():
     """"Yes" to the read-back says the `say` line and calls lookup_order with the number."""
     dialogue = _dialogue()
     await _steps(dialogue.on_state(IDENTIFYING))
-    await _steps(dialogue.on_caller("d x one oh four two"))
-    steps = await _steps(dialogue.on_caller("yes please"))
+    await _steps(dialogue.on_caller(_heard("d x one oh four two")))
+    steps = await _steps(dialogue.on_caller(_heard("yes please")))
     assert steps[0] == "Let me check order D X one zero four two."
     assert _lookup(steps[1]) == ("lookup_order", {"order_number": "DX1042"})
 
@@ -84,8 +90,8 @@ async def test_policy_dialogue_takes_every_declared_yes_phrase():
     for answer in ("that's right", "okay correct", "yes it is"):
         dialogue = _dialogue()
         await _steps(dialogue.on_state(IDENTIFYING))
-        await _steps(dialogue.on_caller("p k two zero nine three one"))
-        steps = await _steps(dialogue.on_caller(answer))
+        await _steps(dialogue.on_caller(_heard("p k two zero nine three one")))
+        steps = await _steps(dialogue.on_caller(_heard(answer)))
         assert _lookup(steps[-1]) == ("lookup_order", {"order_number": "PK20931"}), answer
 
 
@@ -93,12 +99,12 @@ async def test_policy_dialogue_asks_again_when_the_caller_says_no():
     """"No" to the read-back says the `no` intent's line and looks nothing up; a later yes means nothing."""
     dialogue = _dialogue()
     await _steps(dialogue.on_state(IDENTIFYING))
-    await _steps(dialogue.on_caller("d x one oh four three"))
-    assert await _steps(dialogue.on_caller("no that's wrong")) == [
+    await _steps(dialogue.on_caller(_heard("d x one oh four three")))
+    assert await _steps(dialogue.on_caller(_heard("no that's wrong"))) == [
         "Sorry about that. Please say the order number again."
     ]
-    assert dialogue.expects_number()
-    assert await _steps(dialogue.on_caller("yes")) == [
+    assert dialogue.listening() == "numbers"
+    assert await _steps(dialogue.on_caller(_heard("yes"))) == [
         "Sorry, I did not catch that. Please say your order number, or ask for a person."
     ]
 
@@ -107,11 +113,11 @@ async def test_policy_dialogue_reads_back_a_new_number_said_instead_of_yes():
     """A different number in answer to the read-back is read back in turn, and only it is looked up."""
     dialogue = _dialogue()
     await _steps(dialogue.on_state(IDENTIFYING))
-    await _steps(dialogue.on_caller("p k two zero nine three one"))
-    assert await _steps(dialogue.on_caller("no it is d x one oh four two")) == [
+    await _steps(dialogue.on_caller(_heard("p k two zero nine three one")))
+    assert await _steps(dialogue.on_caller(_heard("no it is d x one oh four two"))) == [
         "Order D X one zero four two, is that right?"
     ]
-    steps = await _steps(dialogue.on_caller("yes"))
+    steps = await _steps(dialogue.on_caller(_heard("yes")))
     assert _lookup(steps[-1]) == ("lookup_order", {"order_number": "DX1042"})
 
 
@@ -119,9 +125,9 @@ async def test_policy_dialogue_repeats_the_read_back_when_the_answer_is_not_unde
     """An answer that is neither yes, no nor an intent repeats the question; a yes after it still counts."""
     dialogue = _dialogue()
     await _steps(dialogue.on_state(IDENTIFYING))
-    await _steps(dialogue.on_caller("five five five five five"))
-    assert await _steps(dialogue.on_caller("")) == ["Order five five five five five, is that right?"]
-    steps = await _steps(dialogue.on_caller("correct"))
+    await _steps(dialogue.on_caller(_heard("five five five five five")))
+    assert await _steps(dialogue.on_caller(_heard(""))) == ["Order five five five five five, is that right?"]
+    steps = await _steps(dialogue.on_caller(_heard("correct")))
     assert _lookup(steps[-1]) == ("lookup_order", {"order_number": "55555"})
 
 
@@ -135,8 +141,8 @@ async def test_policy_dialogue_keeps_other_intents_working_during_the_read_back(
     for words, call in expected.items():
         dialogue = _dialogue()
         await _steps(dialogue.on_state(IDENTIFYING))
-        await _steps(dialogue.on_caller("d x one oh four two"))
-        steps = await _steps(dialogue.on_caller(words))
+        await _steps(dialogue.on_caller(_heard("d x one oh four two")))
+        steps = await _steps(dialogue.on_caller(_heard(words)))
         assert _lookup(steps[-1]) == call, words
 
 
@@ -144,9 +150,9 @@ async def test_policy_dialogue_forgets_the_read_back_on_entering_a_state():
     """A state entered meanwhile (a silence reprompt) asks its own question: a later yes looks nothing up."""
     dialogue = _dialogue()
     await _steps(dialogue.on_state(IDENTIFYING))
-    await _steps(dialogue.on_caller("d x one oh four two"))
+    await _steps(dialogue.on_caller(_heard("d x one oh four two")))
     await _steps(dialogue.on_state(IDENTIFYING))
-    steps = await _steps(dialogue.on_caller("yes"))
+    steps = await _steps(dialogue.on_caller(_heard("yes")))
     assert not any(isinstance(step, ToolCall) for step in steps)
 
 
@@ -155,7 +161,7 @@ async def test_policy_dialogue_looks_up_at_once_when_confirmation_is_off():
     flow = load_flow_text(FLOW_TEXT.replace("    confirm: true ", "    confirm: false "))
     dialogue = PolicyDialogue(policy_config(flow))
     await _steps(dialogue.on_state(IDENTIFYING))
-    steps = await _steps(dialogue.on_caller("d x one oh four two"))
+    steps = await _steps(dialogue.on_caller(_heard("d x one oh four two")))
     assert steps[0] == "Let me check order D X one zero four two."
     assert _lookup(steps[1]) == ("lookup_order", {"order_number": "DX1042"})
 
@@ -179,9 +185,12 @@ async def test_policy_dialogue_narrates_the_found_order_after_the_result():
     call = await _confirmed(dialogue, "d x one oh four two")
     assert await _steps(dialogue.on_state(LOOKING_UP)) == []
     assert await _steps(dialogue.on_state(NARRATING)) == []
-    order = {"order_number": "DX1042", "status_text": "out for delivery", "eta": "today"}
+    order = {"order_number": "DX1042", "order_number_spoken": "D X one zero four two",
+             "status_text": "out for delivery", "eta": "today"}
     steps = await _steps(dialogue.on_tool_result(call, {"found": True, "order": order, "state": "narrating"}))
-    assert steps == ["Order DX1042 is out for delivery. Expected delivery: today. Is there anything else?"]
+    assert steps == [
+        "Order D X one zero four two is out for delivery. Expected delivery: today. Is there anything else?"
+    ]
 
 
 async def test_policy_dialogue_says_not_found_and_asks_again():
@@ -198,7 +207,7 @@ async def test_policy_dialogue_transfers_a_caller_who_asks_for_a_person():
     """The `human` intent says its line and calls transfer_to_human with the declared reason."""
     dialogue = _dialogue()
     await _steps(dialogue.on_state(IDENTIFYING))
-    steps = await _steps(dialogue.on_caller("i want to speak to a person please"))
+    steps = await _steps(dialogue.on_caller(_heard("i want to speak to a person please")))
     assert steps[0] == "Of course."
     assert isinstance(steps[1], ToolCall)
     assert steps[1].name == "transfer_to_human"
@@ -209,7 +218,7 @@ async def test_policy_dialogue_asks_again_when_nothing_matched():
     """Words that are neither a number nor an intent get the `not_understood` reply."""
     dialogue = _dialogue()
     await _steps(dialogue.on_state(IDENTIFYING))
-    assert await _steps(dialogue.on_caller("hello")) == [
+    assert await _steps(dialogue.on_caller(_heard("hello"))) == [
         "Sorry, I did not catch that. Please say your order number, or ask for a person."
     ]
 
@@ -218,5 +227,5 @@ async def test_policy_dialogue_refuses_a_tool_the_state_does_not_allow():
     """Asking for a person where transfer_to_human is not allowed gets the `refused` reply."""
     dialogue = _dialogue()
     await _steps(dialogue.on_state(LOOKING_UP))
-    assert await _steps(dialogue.on_caller("speak to a person")) == ["Sorry, I cannot do that right now."]
-    assert not dialogue.expects_number()
+    assert await _steps(dialogue.on_caller(_heard("speak to a person"))) == ["Sorry, I cannot do that right now."]
+    assert dialogue.listening() == "intents"

@@ -95,14 +95,16 @@ def test_cli_without_command_prints_help(capsys):
 @pytest.mark.looptime
 async def test_cli_demo_writes_transcript_and_two_track_wav(tmp_path, capsys):
     """The demo serves, places a call, prints it live and leaves a transcript and a stereo WAV."""
-    args = argparse.Namespace(scenario="by-phone", out=tmp_path, flow=None, verbose=False, brain="scripted")
+    args = argparse.Namespace(
+        scenario="returning-caller", out=tmp_path, flow=None, verbose=False, brain="scripted"
+    )
     assert await _run_demo(args) == 0
     out = capsys.readouterr().out
     assert "greeting -> identifying" in out
     assert "outcome: resolved" in out
-    transcript = (tmp_path / "by-phone.txt").read_text()
+    transcript = (tmp_path / "returning-caller.txt").read_text()
     assert "lookup_order" in transcript
-    wav = (tmp_path / "by-phone.wav").read_bytes()
+    wav = (tmp_path / "returning-caller.wav").read_bytes()
     assert wav[:4] == b"RIFF"
     assert int.from_bytes(wav[22:24], "little") == 2  # caller and agent tracks
 

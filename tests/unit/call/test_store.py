@@ -14,6 +14,7 @@ import pytest
 
 from orchestrator.call.session import CallSession
 from orchestrator.call.store import (
+    SCHEMA_VERSION,
     CallStore,
     CallStoreError,
     MemoryCallStore,
@@ -171,7 +172,7 @@ async def test_sqlite_store_creates_the_file_in_wal_mode(tmp_path):
     connection = sqlite3.connect(path)
     try:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert connection.execute("PRAGMA user_version").fetchone() == (2,)
+        assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     finally:
         connection.close()
 
@@ -272,6 +273,8 @@ async def test_stored_call_from_session_summarises_a_resolved_call():
     assert call.transcript_text == session.transcript.render()
     assert json.loads(call.transcript_json) == session.transcript.as_dict()
     assert "+254712345678" not in call.transcript_text
+    assert call.first_prompt_ms is not None
+    assert call.first_prompt_ms == session.transcript.first_prompt_ms
 
 
 @pytest.mark.looptime
@@ -383,3 +386,34 @@ async def test_sqlite_store_a_version_1_database_is_migrated(tmp_path):
     assert call is not None
     assert (call.record_id, call.outcome, call.revision) == ("HD_old", "resolved", 0)
     assert [c.record_id for c in kept] == ["new", "HD_old"]
+
+
+async def test_sqlite_store_adds_first_prompt_ms_to_a_version_2_database(tmp_path):
+    """A file written before first_prompt_ms was kept is upgraded in place and keeps its calls."""
+    path = tmp_path / "calls.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE calls (record_id TEXT PRIMARY KEY, call_sid TEXT NOT NULL, caller_masked TEXT,
+            flow TEXT NOT NULL, outcome TEXT NOT NULL, final_state TEXT NOT NULL,
+            started_at TEXT NOT NULL, duration_s REAL NOT NULL, turns INTEGER NOT NULL,
+            barge_ins INTEGER NOT NULL, escalation TEXT, platform_status TEXT,
+            platform_cost_minor INTEGER, platform_currency TEXT, transcript_text TEXT NOT NULL,
+            transcript_json TEXT NOT NULL, revision INTEGER NOT NULL DEFAULT 0);
+        INSERT INTO calls VALUES ('HD_old', 'HD_old', NULL, 'order_status', 'resolved', 'ended',
+            '2026-03-04T09:00:00.000+00:00', 10.0, 1, 0, NULL, NULL, NULL, NULL, '', '{}', 0);
+        PRAGMA user_version = 2;
+        """
+    )
+    old.close()
+    store = await open_call_store(path)
+    try:
+        kept = await store.get("HD_old")
+        assert kept is not None
+        assert kept.first_prompt_ms is None
+        await store.save(stored_call("HD_new", first_prompt_ms=120))
+        new = await store.get("HD_new")
+        assert new is not None
+        assert new.first_prompt_ms == 120
+    finally:
+        await store.close()

@@ -43,7 +43,10 @@ def test_load_flow_order_status_routes_match_the_product() -> None:
 
     assert flow.transitions("greeting", "stream_started") == (Transition(target="identifying"),)
     assert flow.transitions("narrating", "tool:lookup_order") == (Transition(target="looking_up"),)
-    assert flow.transitions("looking_up", "lookup_failed") == (Transition(target="escalating"),)
+    (failed,) = flow.transitions("looking_up", "lookup_failed")
+    assert failed.target == "escalating"
+    assert failed.say is not None
+    assert "sorry" in failed.say
     assert flow.transitions("looking_up", "order_not_found") == (
         Transition(target="identifying", when="failed_lookups < 3"),
         Transition(target="escalating"),

@@ -1,0 +1,40 @@
+"""A state's `listen:` as words for an LLM brain: the answers the state expects and what each leads to.
+
+The offline policy turns `listen:` into its grammar and actions; a model gets the same declaration as a
+hint appended to the state's instructions, so one YAML entry steers every brain. Pure text; imports only
+the flow model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from orchestrator.flow.model import ListenEntry
+
+__all__ = ["listen_hint"]
+
+
+def listen_hint(listen: Mapping[str, ListenEntry]) -> str | None:
+    """One sentence naming each expected answer and what it leads to; None when nothing is declared.
+
+    >>> from orchestrator.flow.model import ListenEntry
+    >>> listen_hint({"yes": ListenEntry(tool="send_tracking_sms"), "no": ListenEntry(say="Alright.")})
+    'Expected answers here: yes (call send_tracking_sms); no (say "Alright.").'
+    """
+    if not listen:
+        return None
+    answers = [_answer(intent, entry) for intent, entry in listen.items()]
+    return "Expected answers here: " + "; ".join(answers) + "."
+
+
+def _answer(intent: str, entry: ListenEntry) -> str:
+    label = "an order number" if intent == "order_number" else intent.replace("_", " ")
+    if entry.phrases:
+        label += " (" + ", ".join(f'"{phrase}"' for phrase in entry.phrases[:3]) + ")"
+    actions: list[str] = []
+    if entry.say:
+        actions.append(f'say "{entry.say}"')
+    if entry.tool:
+        arguments = ", ".join(f"{k}={v!r}" for k, v in entry.arguments.items())
+        actions.append(f"call {entry.tool}" + (f" with {arguments}" if arguments else ""))
+    return f"{label} ({' then '.join(actions)})" if actions else label

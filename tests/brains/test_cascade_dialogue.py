@@ -1,0 +1,307 @@
+"""The offline policy as a conversation: rejection, known callers, several orders, words for every outcome."""
+
+
+from orchestrator.brains.base import CallInfo, StateBrief, ToolCall
+from orchestrator.brains.cascade import policy_config
+from orchestrator.brains.policy import PolicyDialogue
+from orchestrator.flow import load_flow, load_flow_text
+from orchestrator.speech.asr import Recognition
+from tests.flows import ORDER_STATUS
+
+FLOW_PATH = ORDER_STATUS
+FLOW = load_flow(FLOW_PATH)
+TOOLS = ("lookup_order", "transfer_to_human", "end_call")
+IDENTIFYING = StateBrief(name="identifying", instructions=None, tools=TOOLS)
+NARRATING = StateBrief(name="narrating", instructions=None, tools=TOOLS)
+ESCALATING = StateBrief(name="escalating", instructions=None, tools=())
+NOT_UNDERSTOOD = "Sorry, I did not catch that. Please say your order number, or ask for a person."
+KNOWN_CALLER = (
+    "I can see an order placed from this number. Shall I check it for you? "
+    "Or tell me the order number you are calling about."
+)
+DX1042 = {"order_number": "DX1042", "order_number_spoken": "D X one zero four two",
+          "status_text": "out for delivery", "eta": "today between 4 and 6 PM"}
+DX1043 = {"order_number": "DX1043", "order_number_spoken": "D X one zero four three",
+          "status_text": "delivered", "eta": ""}
+
+
+def _dialogue(caller_orders: int | None = None, flow=FLOW) -> PolicyDialogue:
+    dialogue = PolicyDialogue(policy_config(flow))
+    dialogue.begin(
+        CallInfo(call_sid="HD_1", caller="+254712345678", sample_rate=16000, system_prompt="",
+                 voice="en-us", language="en-KE", tools=(), caller_orders=caller_orders)
+    )
+    return dialogue
+
+
+def _heard(text: str, confidence: float = 1.0) -> Recognition:
+    return Recognition(text=text, search="numbers", speech_ms=900, decode_ms=40.0, confidence=confidence)
+
+
+async def _steps(iterator) -> list:
+    return [step async for step in iterator]
+
+
+async def _say(dialogue: PolicyDialogue, text: str, confidence: float = 1.0) -> list:
+    return await _steps(dialogue.on_caller(_heard(text, confidence)))
+
+
+def _tools(steps: list) -> list[tuple[str, dict]]:
+    return [(step.name, dict(step.arguments)) for step in steps if isinstance(step, ToolCall)]
+
+
+def _words(steps: list) -> list[str]:
+    return [step for step in steps if isinstance(step, str)]
+
+
+async def _identifying(caller_orders: int | None = None, flow=FLOW) -> tuple[PolicyDialogue, list]:
+    dialogue = _dialogue(caller_orders, flow)
+    return dialogue, await _steps(dialogue.on_state(IDENTIFYING))
+
+
+# --- rejection ------------------------------------------------------------------------------
+
+
+async def test_a_low_confidence_number_is_not_understood_and_not_read_back():
+    """Below `understood` confidence an order number is a reprompt, never a read-back or a lookup."""
+    dialogue, _ = await _identifying()
+    assert await _say(dialogue, "d x one oh four two", confidence=0.2) == [NOT_UNDERSTOOD]
+
+
+async def test_a_low_confidence_goodbye_never_ends_the_call():
+    """A goodbye the recogniser is unsure of is not understood: no end_call, no question."""
+    dialogue, _ = await _identifying()
+    steps = await _say(dialogue, "goodbye", confidence=0.3)
+    assert steps == [NOT_UNDERSTOOD]
+
+
+async def test_a_sure_goodbye_ends_the_call_on_one_turn():
+    """At or above `sure` confidence the goodbye intent ends the call at once."""
+    dialogue, _ = await _identifying()
+    steps = await _say(dialogue, "no thanks goodbye", confidence=0.9)
+    assert _tools(steps) == [("end_call", {})]
+
+
+async def test_a_merely_plausible_goodbye_is_confirmed_first():
+    """Between `understood` and `sure`, "goodbye" is asked about; yes then ends the call."""
+    dialogue, _ = await _identifying()
+    assert await _say(dialogue, "goodbye", confidence=0.6) == ["Would you like to end the call?"]
+    steps = await _say(dialogue, "yes", confidence=0.6)
+    assert steps[0] == "Thank you for calling Duka Express. Goodbye."
+    assert _tools(steps) == [("end_call", {})]
+
+
+async def test_no_to_the_goodbye_question_carries_on():
+    """"No" to "Would you like to end the call?" keeps the call going and calls nothing."""
+    dialogue, _ = await _identifying()
+    await _say(dialogue, "goodbye", confidence=0.6)
+    steps = await _say(dialogue, "no")
+    assert steps == ["Alright. What else can I help you with?"]
+
+
+async def test_a_merely_plausible_request_for_a_person_is_confirmed_first():
+    """"An agent" heard without certainty asks before transferring; yes transfers."""
+    dialogue, _ = await _identifying()
+    assert await _say(dialogue, "an agent", confidence=0.6) == [
+        "Would you like me to connect you to a colleague?"
+    ]
+    assert _tools(await _say(dialogue, "yes please")) == [
+        ("transfer_to_human", {"reason": "caller asked for a person"})
+    ]
+
+
+async def test_two_turns_not_understood_offer_a_person():
+    """A reprompt first, then the offer of a person; yes to the offer transfers."""
+    dialogue, _ = await _identifying()
+    assert await _say(dialogue, "hello") == [NOT_UNDERSTOOD]
+    assert await _say(dialogue, "", confidence=0.0) == [
+        "Sorry, I still did not understand. Would you like me to connect you to a colleague?"
+    ]
+    assert _tools(await _say(dialogue, "yes")) == [
+        ("transfer_to_human", {"reason": "caller asked for a person"})
+    ]
+
+
+async def test_no_to_the_offer_of_a_person_asks_for_the_number_again():
+    """Declining the offer of a person repeats the state's own question."""
+    dialogue, _ = await _identifying()
+    await _say(dialogue, "hello")
+    await _say(dialogue, "hello")
+    assert await _say(dialogue, "no") == ["Please tell me your order number. It looks like D X 1 0 4 2."]
+
+
+async def test_a_low_confidence_answer_to_the_read_back_repeats_it():
+    """An unsure "yes" to a read-back is not taken: the question is asked again."""
+    dialogue, _ = await _identifying()
+    await _say(dialogue, "d x one oh four two")
+    assert await _say(dialogue, "yes", confidence=0.1) == ["Order D X one zero four two, is that right?"]
+    assert _tools(await _say(dialogue, "yes")) == [("lookup_order", {"order_number": "DX1042"})]
+
+
+# --- known callers --------------------------------------------------------------------------
+
+
+async def test_a_known_caller_is_offered_the_order_placed_from_their_number():
+    """With orders on record the first prompt says so and asks; yes looks them up by phone."""
+    dialogue, greeting = await _identifying(caller_orders=1)
+    assert greeting == [KNOWN_CALLER]
+    assert dialogue.listening() == "numbers"
+    steps = await _say(dialogue, "yes please")
+    assert steps[0] == "Let me check the orders placed from this number."
+    assert _tools(steps) == [("lookup_order", {})]
+
+
+async def test_a_known_caller_asking_is_my_order_out_for_delivery_gets_a_lookup_by_phone():
+    """The seed's headline question, with no number, becomes a lookup by the caller's number."""
+    dialogue, _ = await _identifying(caller_orders=2)
+    assert _tools(await _say(dialogue, "hi is my order out for delivery")) == [("lookup_order", {})]
+
+
+async def test_a_known_callers_first_turn_not_understood_becomes_a_lookup_by_phone():
+    """Whatever a known caller says first, if it is not understood, their orders are looked up."""
+    dialogue, _ = await _identifying(caller_orders=1)
+    assert _tools(await _say(dialogue, "has the sendy rider left with my chair", confidence=0.1)) == [
+        ("lookup_order", {})
+    ]
+
+
+async def test_a_known_caller_can_still_give_an_order_number():
+    """An order number in answer to the known-caller prompt is read back as usual."""
+    dialogue, _ = await _identifying(caller_orders=1)
+    assert await _say(dialogue, "p k two zero nine three one") == [
+        "Order P K two zero nine three one, is that right?"
+    ]
+
+
+async def test_only_the_first_turn_not_understood_becomes_a_lookup_by_phone():
+    """An unclear answer to a later question (a read-back) repeats that question instead."""
+    dialogue, _ = await _identifying(caller_orders=1)
+    await _say(dialogue, "d x one oh four three")
+    assert await _say(dialogue, "no that's wrong", confidence=0.2) == [
+        "Order D X one zero four three, is that right?"
+    ]
+
+
+async def test_after_a_lookup_not_understood_is_a_reprompt_again():
+    """Only the first turn falls back to the orders by phone; later ones are reprompted."""
+    dialogue, _ = await _identifying(caller_orders=1)
+    call = (await _say(dialogue, "mumble", confidence=0.1))[-1]
+    await _steps(dialogue.on_state(NARRATING))
+    await _steps(dialogue.on_tool_result(call, {"found": True, "order": DX1042, "orders": [DX1042]}))
+    assert _tools(await _say(dialogue, "mumble", confidence=0.1)) == []
+
+
+async def test_a_caller_with_no_orders_on_record_is_asked_for_the_number():
+    """No order placed from this number: the usual prompt, and a status question asks for the number."""
+    dialogue, greeting = await _identifying(caller_orders=0)
+    assert greeting == ["Please tell me your order number. It looks like D X 1 0 4 2."]
+    assert await _say(dialogue, "where is my order") == [
+        "I cannot see any recent order placed from this number. Please tell me your order number."
+    ]
+    assert await _say(dialogue, "mumble", confidence=0.1) == [NOT_UNDERSTOOD]
+
+
+async def test_a_lookup_by_phone_that_finds_nothing_says_so_and_asks_for_the_number():
+    """Not found by phone names the phone, not an order number the caller never said."""
+    dialogue, _ = await _identifying(caller_orders=None)
+    call = (await _say(dialogue, "i don't have it"))[-1]
+    await _steps(dialogue.on_state(IDENTIFYING))
+    steps = await _steps(dialogue.on_tool_result(call, {"found": False, "order_number": None}))
+    assert steps == [
+        "I could not find a recent order placed from this number. Please tell me your order number."
+    ]
+
+
+# --- several orders -------------------------------------------------------------------------
+
+
+async def _two_found(multiple_orders: str = "ask") -> tuple[PolicyDialogue, list]:
+    flow = FLOW
+    if multiple_orders != "ask":
+        text = FLOW_PATH.read_text().replace("multiple_orders: ask", f"multiple_orders: {multiple_orders}")
+        flow = load_flow_text(text)
+    dialogue, _ = await _identifying(caller_orders=2, flow=flow)
+    call = (await _say(dialogue, "yes"))[-1]
+    await _steps(dialogue.on_state(NARRATING))
+    result = {"found": True, "order": DX1042, "orders": [DX1042, DX1043], "other_orders": ["DX1043"]}
+    return dialogue, await _steps(dialogue.on_tool_result(call, result))
+
+
+async def test_several_orders_are_named_and_the_caller_is_asked_which_one():
+    """`multiple_orders: ask` names both orders and listens for a choice."""
+    dialogue, steps = await _two_found()
+    assert steps == [
+        "I can see 2 recent orders from this number: D X one zero four two and D X one zero four three. "
+        "Which one would you like to hear about?"
+    ]
+    assert dialogue.listening() == "choose_order"
+
+
+async def test_the_caller_picks_one_of_several_orders_by_position():
+    """"The second one" narrates the older order without another lookup."""
+    dialogue, _ = await _two_found()
+    steps = await _say(dialogue, "the second one please")
+    assert steps == ["Order D X one zero four three is delivered. Is there anything else?"]
+
+
+async def test_the_caller_picks_one_of_several_orders_by_its_number():
+    """Saying one of the listed numbers narrates it at once (no read-back: it is on the list)."""
+    dialogue, _ = await _two_found()
+    steps = await _say(dialogue, "d x one oh four two")
+    assert steps == [
+        "Order D X one zero four two is out for delivery. Expected delivery: today between 4 and 6 PM. "
+        "Is there anything else?"
+    ]
+
+
+async def test_all_reads_every_order_briefly():
+    """`multiple_orders: all` reads each order in one sentence, then asks if there is anything else."""
+    _, steps = await _two_found("all")
+    assert steps == [
+        "Order D X one zero four two is out for delivery. Order D X one zero four three is delivered. "
+        "Is there anything else?"
+    ]
+
+
+async def test_newest_narrates_only_the_first_order():
+    """`multiple_orders: newest` narrates the most recent order as if it were the only one."""
+    _, steps = await _two_found("newest")
+    assert steps[0].startswith("Order D X one zero four two is out for delivery.")
+
+
+# --- every outcome has words -----------------------------------------------------------------
+
+
+async def test_a_failed_lookup_gets_an_apology_where_the_caller_can_act():
+    """In a state with tools, lookup_failed is apologised for."""
+    dialogue, _ = await _identifying()
+    call = (await _say(dialogue, "i don't have it"))[-1]
+    await _steps(dialogue.on_state(IDENTIFYING))
+    result = {"found": False, "error": "the order system is not answering"}
+    assert await _steps(dialogue.on_tool_result(call, result)) == [
+        "I'm sorry, I cannot reach our order system right now."
+    ]
+
+
+def test_the_shipped_flow_apologises_before_transferring_on_a_failed_lookup():
+    """The lookup_failed route to a person carries its own apology (every brain says it)."""
+    (route,) = FLOW.transitions("looking_up", "lookup_failed")
+    assert route.target == "escalating"
+    assert route.say is not None
+    assert route.say.startswith("I'm sorry, our order system is not answering")
+
+
+async def test_the_narrating_state_listens_for_yes_and_no():
+    """"Anything else?" — no ends the call (when sure), yes asks what else; both from `listen:`."""
+    dialogue = _dialogue()
+    await _steps(dialogue.on_state(NARRATING))
+    assert dialogue.listening() == "state_narrating"
+    assert await _say(dialogue, "yes") == [
+        "What else can I help you with? You can tell me another order number."
+    ]
+    assert _tools(await _say(dialogue, "no", confidence=0.95)) == [("end_call", {})]
+    await _steps(dialogue.on_state(NARRATING))
+    assert await _say(dialogue, "no", confidence=0.6) == ["Sorry, was that a yes or a no?"]
+    steps = await _say(dialogue, "no", confidence=0.6)
+    assert steps[0] == "Thank you for calling Duka Express. Goodbye."
+    assert _tools(steps) == [("end_call", {})]
