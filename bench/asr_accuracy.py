@@ -251,7 +251,7 @@ async def stage_latency(config: PolicyConfig, texts: list[str], voice: str) -> t
             pass
         started = time.perf_counter()
         first: str | ToolCall | None = None
-        heard = Recognition(text=text, search="numbers", speech_ms=0, decode_ms=0.0)
+        heard = Recognition(text=text, search="numbers", speech_ms=0, decode_ms=0.0, confidence=1.0)
         async for step in dialogue.on_caller(heard):
             first = step
             break
