@@ -365,7 +365,7 @@ class SqliteCallStore:
                 )
             connection.execute("PRAGMA journal_mode = WAL")
             # executescript commits first and runs its statements as they come: one explicit transaction.
-            script = {1: _MIGRATE_FROM_V1, 2: _MIGRATE_FROM_V2}.get(version, _SCHEMA)
+            script = _migration(connection, version)
             connection.executescript(
                 f"BEGIN; {script}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             )
@@ -374,6 +374,16 @@ class SqliteCallStore:
             raise
         self._connection = connection
         return connection
+
+
+def _migration(connection: sqlite3.Connection, version: int) -> str:
+    """The script that brings a file at `version` to the current schema."""
+    if version == 1:
+        return _MIGRATE_FROM_V1
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(calls)")}
+    if version == 2 and "first_prompt_ms" not in columns:
+        return _MIGRATE_FROM_V2
+    return _SCHEMA
 
 
 def _from_row(row: tuple[object, ...]) -> StoredCall:
