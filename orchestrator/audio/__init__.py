@@ -17,16 +17,23 @@ from orchestrator.audio.pacer import PacedWriter, PlayedSegment
 from orchestrator.audio.resample import Resampler, resample
 from orchestrator.audio.synth import noise_burst, synthesize_speech, white_noise, word_timings
 from orchestrator.audio.vad import (
+    Endpointer,
     EnergyVad,
+    EnergyVoicing,
     VadEvent,
     VoiceActivityDetector,
+    Voicing,
     WebRtcVad,
+    WebRtcVoicing,
     make_vad,
+    make_voicing,
 )
 from orchestrator.audio.wav import interleave, read_wav, write_wav
 
 __all__ = [
+    "Endpointer",
     "EnergyVad",
+    "EnergyVoicing",
     "FrameSplitter",
     "PacedWriter",
     "PcmAssembler",
@@ -34,10 +41,13 @@ __all__ = [
     "Resampler",
     "VadEvent",
     "VoiceActivityDetector",
+    "Voicing",
     "WebRtcVad",
+    "WebRtcVoicing",
     "bytes_to_ms",
     "interleave",
     "make_vad",
+    "make_voicing",
     "ms_to_bytes",
     "noise_burst",
     "read_wav",

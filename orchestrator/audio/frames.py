@@ -121,9 +121,14 @@ class FrameSplitter:
 
     def feed(self, pcm: bytes) -> list[bytes]:
         """Append `pcm` and return every complete frame, oldest first."""
-        buf = self._buf
-        buf += pcm
         size = self._frame_bytes
+        buf = self._buf
+        if not buf and type(pcm) is bytes and len(pcm) % size == 0:
+            # The common case (whole frames, nothing carried): no trip through the buffer.
+            if len(pcm) == size:
+                return [pcm]
+            return [pcm[i : i + size] for i in range(0, len(pcm), size)]
+        buf += pcm
         whole = len(buf) - len(buf) % size
         if whole == 0:
             return []

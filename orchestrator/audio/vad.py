@@ -1,10 +1,16 @@
 """Voice activity detection on the caller's audio: when did speech start, and when did it stop.
 
-Two detectors share one contract and one endpointer: `WebRtcVad` (the webrtcvad GMM, robust to
-noise) and `EnergyVad` (an RMS threshold, no dependency). Each classifies 20 ms frames as voiced
-or not; the endpointer turns that stream of booleans into `speech_started` / `speech_stopped`
-events placed at the audio position where the speech really began or ended, not where the
-detector became sure of it — barge-in and latency figures need the true position.
+Two layers. A *voicing* classifies each 20 ms frame once: `WebRtcVoicing` (the webrtcvad GMM,
+robust to noise) or `EnergyVoicing` (an RMS threshold, no dependency). An `Endpointer` turns that
+stream of per-frame levels into `speech_started` / `speech_stopped` events placed at the audio
+position where the speech really began or ended, not where the detector became sure of it —
+barge-in and latency figures need the true position. Several endpointers may read one voicing
+(a call's turn-taking and barge-in detectors differ only in how much silence ends speech), so a
+frame is classified once however many views of it there are. `WebRtcVad` and `EnergyVad` are one
+voicing with one endpointer, for code that needs a single view.
+
+Every position is audio time (milliseconds of audio fed), the detector's own clock: decisions
+taken on it stay right when audio arrives late or in bursts.
 """
 
 from __future__ import annotations
@@ -18,9 +24,28 @@ import webrtcvad  # type: ignore[import-untyped]  # ships no stubs or py.typed
 
 from orchestrator.audio.frames import FrameSplitter, ms_to_bytes
 
-__all__ = ["EnergyVad", "VadEvent", "VoiceActivityDetector", "WebRtcVad", "make_vad"]
+__all__ = [
+    "SILENT",
+    "VOICED",
+    "VOICED_IN_SPEECH",
+    "Endpointer",
+    "EnergyVad",
+    "EnergyVoicing",
+    "VadEvent",
+    "VoiceActivityDetector",
+    "Voicing",
+    "WebRtcVad",
+    "WebRtcVoicing",
+    "make_vad",
+    "make_voicing",
+]
 
 _FRAME_MS = 20
+# A voicing's verdict on one frame. The middle level is the energy detector's hysteresis: loud
+# enough to keep speech going, not loud enough to start it.
+SILENT = 0
+VOICED_IN_SPEECH = 1
+VOICED = 2
 _WEBRTC_RATES = frozenset({8000, 16000, 32000, 48000})
 # Share of voiced frames in the min_speech_ms window that confirms speech: tolerates a dropped
 # frame inside a syllable, but a burst shorter than the window can never reach it.
@@ -48,13 +73,28 @@ class VoiceActivityDetector(Protocol):
         """Forget all audio and state, as if newly made (positions restart at 0)."""
 
 
-class _Endpointer:
-    """Turns per-frame voiced/unvoiced decisions into debounced speech edges.
+class Voicing(Protocol):
+    """Classifies audio, fed in chunks of any size, once per 20 ms frame."""
+
+    @property
+    def hangover(self) -> tuple[int, int]:
+        """Frames it keeps saying voiced after a sound, (onset, offset): for endpointers."""
+
+    def feed(self, pcm: bytes) -> list[int]:
+        """The level (`SILENT`, `VOICED_IN_SPEECH`, `VOICED`) of each whole frame now available."""
+
+    def reset(self) -> None:
+        """Drop any partial frame."""
+
+
+class Endpointer:
+    """Turns per-frame voicing levels into debounced speech edges, on audio time.
 
     `onset_hangover` and `offset_hangover` are frames a detector keeps saying "voiced" after the
     sound stopped (webrtcvad does this itself: a few frames after a short sound, more after a long
     one). Confirming speech needs that much more voiced audio, so a cough plus its hangover does
     not pass for `min_speech_ms` of speech, and the end of speech is placed before the hangover.
+    A `VOICED_IN_SPEECH` frame counts as voiced only once speech has started (hysteresis).
     """
 
     __slots__ = (
@@ -90,9 +130,32 @@ class _Endpointer:
         self._started_at = 0
         self._last_voiced_end = 0
 
+    @classmethod
+    def for_voicing(
+        cls, voicing: Voicing, *, min_speech_ms: int, min_silence_ms: int
+    ) -> Endpointer:
+        """An endpointer matched to `voicing`'s hangover."""
+        onset, offset = voicing.hangover
+        return cls(
+            min_speech_ms=min_speech_ms,
+            min_silence_ms=min_silence_ms,
+            onset_hangover=onset,
+            offset_hangover=offset,
+        )
+
     @property
     def in_speech(self) -> bool:
         return self._in_speech
+
+    @property
+    def position_ms(self) -> int:
+        """Milliseconds of audio stepped through so far: this detector's clock."""
+        return self._position
+
+    @property
+    def speech_end_ms(self) -> int:
+        """Where the latest speech ended (while it lasts: its last voiced frame), minus hangover."""
+        return max(self._started_at + _FRAME_MS, self._last_voiced_end - self._offset_ms)
 
     def reset(self) -> None:
         self._window.clear()
@@ -101,21 +164,22 @@ class _Endpointer:
         self._started_at = 0
         self._last_voiced_end = 0
 
-    def step(self, voiced: bool) -> VadEvent | None:
+    def step(self, level: int) -> VadEvent | None:
+        """Take one frame's level; return the speech edge it confirms, if any."""
         start = self._position
         self._position += _FRAME_MS
         if self._in_speech:
-            if voiced:
+            if level >= VOICED_IN_SPEECH:
                 self._last_voiced_end = self._position
             # The detector's own hangover is counted as silence already heard.
-            speech_end = max(self._started_at + _FRAME_MS, self._last_voiced_end - self._offset_ms)
+            speech_end = self.speech_end_ms
             if self._position - speech_end >= self._silence_ms:
                 self._in_speech = False
                 self._window.clear()
                 return VadEvent(kind="speech_stopped", at_ms=speech_end)
             return None
         window = self._window
-        window.append(voiced)
+        window.append(level >= VOICED)
         if len(window) < self._size or sum(window) < self._need:
             return None
         # Speech began at the first voiced frame of the confirming window.
@@ -126,10 +190,100 @@ class _Endpointer:
         return VadEvent(kind="speech_started", at_ms=self._started_at)
 
 
-class WebRtcVad:
+class WebRtcVoicing:
     """webrtcvad on 20 ms frames; `mode` 0 (least) to 3 (most eager to reject non-speech)."""
 
-    __slots__ = ("_endpointer", "_rate", "_splitter", "_vad")
+    __slots__ = ("_mode", "_rate", "_splitter", "_vad")
+
+    def __init__(self, *, rate: int = 16000, mode: int = 2) -> None:
+        if rate not in _WEBRTC_RATES:
+            raise ValueError(f"webrtcvad needs a rate in {sorted(_WEBRTC_RATES)}, got {rate}")
+        if not 0 <= mode <= 3:
+            raise ValueError(f"mode must be 0-3, got {mode}")
+        self._rate = rate
+        self._mode = mode
+        self._vad = webrtcvad.Vad(mode)
+        self._splitter = FrameSplitter(ms_to_bytes(_FRAME_MS, rate))
+
+    @property
+    def hangover(self) -> tuple[int, int]:
+        return _WEBRTC_HANGOVER[self._mode]
+
+    def feed(self, pcm: bytes) -> list[int]:
+        is_speech = self._vad.is_speech
+        rate = self._rate
+        return [VOICED if is_speech(frame, rate) else SILENT for frame in self._splitter.feed(pcm)]
+
+    def reset(self) -> None:
+        self._splitter.flush()
+
+
+class EnergyVoicing:
+    """RMS threshold with hysteresis; cheap and dependency-free, but fooled by loud noise.
+
+    A frame is `VOICED` above `threshold_dbfs`, and `VOICED_IN_SPEECH` down to
+    `threshold_dbfs - hysteresis_db`, so a speaker trailing off is not cut mid-word.
+    """
+
+    __slots__ = ("_high", "_low", "_splitter")
+
+    def __init__(
+        self, *, rate: int = 16000, threshold_dbfs: float = -35.0, hysteresis_db: float = 6.0
+    ) -> None:
+        if hysteresis_db < 0:
+            raise ValueError(f"hysteresis_db must not be negative, got {hysteresis_db}")
+        # Compare mean squares with precomputed linear thresholds: no log per frame.
+        self._high = _FULL_SCALE_SQUARED * 10 ** (threshold_dbfs / 10)
+        self._low = _FULL_SCALE_SQUARED * 10 ** ((threshold_dbfs - hysteresis_db) / 10)
+        self._splitter = FrameSplitter(ms_to_bytes(_FRAME_MS, rate))
+
+    @property
+    def hangover(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def feed(self, pcm: bytes) -> list[int]:
+        frames = self._splitter.feed(pcm)
+        if not frames:
+            return []
+        joined = frames[0] if len(frames) == 1 else b"".join(frames)
+        samples = np.frombuffer(joined, dtype="<i2").astype(np.float64)
+        powers = np.mean(np.square(samples.reshape(len(frames), -1)), axis=1)
+        levels = (powers >= self._low).astype(np.int8) + (powers >= self._high).astype(np.int8)
+        return levels.tolist()
+
+    def reset(self) -> None:
+        self._splitter.flush()
+
+
+class _OneView:
+    """One voicing read by one endpointer: the plain `VoiceActivityDetector`."""
+
+    __slots__ = ("_endpointer", "_voicing")
+
+    def __init__(self, voicing: Voicing, *, min_speech_ms: int, min_silence_ms: int) -> None:
+        self._voicing = voicing
+        self._endpointer = Endpointer.for_voicing(
+            voicing, min_speech_ms=min_speech_ms, min_silence_ms=min_silence_ms
+        )
+
+    def feed(self, pcm: bytes) -> list[VadEvent]:
+        step = self._endpointer.step
+        events: list[VadEvent] = []
+        for level in self._voicing.feed(pcm):
+            event = step(level)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def reset(self) -> None:
+        self._voicing.reset()
+        self._endpointer.reset()
+
+
+class WebRtcVad(_OneView):
+    """`WebRtcVoicing` with one endpointer; `mode` 0 (least) to 3 (most eager to reject noise)."""
+
+    __slots__ = ()
 
     def __init__(
         self,
@@ -139,45 +293,17 @@ class WebRtcVad:
         min_speech_ms: int = 120,
         min_silence_ms: int = 400,
     ) -> None:
-        if rate not in _WEBRTC_RATES:
-            raise ValueError(f"webrtcvad needs a rate in {sorted(_WEBRTC_RATES)}, got {rate}")
-        if not 0 <= mode <= 3:
-            raise ValueError(f"mode must be 0-3, got {mode}")
-        self._rate = rate
-        self._vad = webrtcvad.Vad(mode)
-        self._splitter = FrameSplitter(ms_to_bytes(_FRAME_MS, rate))
-        onset, offset = _WEBRTC_HANGOVER[mode]
-        self._endpointer = _Endpointer(
+        super().__init__(
+            WebRtcVoicing(rate=rate, mode=mode),
             min_speech_ms=min_speech_ms,
             min_silence_ms=min_silence_ms,
-            onset_hangover=onset,
-            offset_hangover=offset,
         )
 
-    def feed(self, pcm: bytes) -> list[VadEvent]:
-        events: list[VadEvent] = []
-        is_speech = self._vad.is_speech
-        step = self._endpointer.step
-        rate = self._rate
-        for frame in self._splitter.feed(pcm):
-            event = step(is_speech(frame, rate))
-            if event is not None:
-                events.append(event)
-        return events
 
-    def reset(self) -> None:
-        self._splitter.flush()
-        self._endpointer.reset()
+class EnergyVad(_OneView):
+    """`EnergyVoicing` with one endpointer: cheap and dependency-free, but fooled by loud noise."""
 
-
-class EnergyVad:
-    """RMS threshold with hysteresis; cheap and dependency-free, but fooled by loud noise.
-
-    A frame is voiced above `threshold_dbfs`, and once speech has started it stays voiced down to
-    `threshold_dbfs - hysteresis_db`, so a speaker trailing off is not cut mid-word.
-    """
-
-    __slots__ = ("_endpointer", "_high", "_low", "_splitter")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -188,32 +314,20 @@ class EnergyVad:
         min_speech_ms: int = 120,
         min_silence_ms: int = 400,
     ) -> None:
-        if hysteresis_db < 0:
-            raise ValueError(f"hysteresis_db must not be negative, got {hysteresis_db}")
-        # Compare mean squares with precomputed linear thresholds: no log per frame.
-        self._high = _FULL_SCALE_SQUARED * 10 ** (threshold_dbfs / 10)
-        self._low = _FULL_SCALE_SQUARED * 10 ** ((threshold_dbfs - hysteresis_db) / 10)
-        self._splitter = FrameSplitter(ms_to_bytes(_FRAME_MS, rate))
-        self._endpointer = _Endpointer(min_speech_ms=min_speech_ms, min_silence_ms=min_silence_ms)
+        super().__init__(
+            EnergyVoicing(rate=rate, threshold_dbfs=threshold_dbfs, hysteresis_db=hysteresis_db),
+            min_speech_ms=min_speech_ms,
+            min_silence_ms=min_silence_ms,
+        )
 
-    def feed(self, pcm: bytes) -> list[VadEvent]:
-        frames = self._splitter.feed(pcm)
-        if not frames:
-            return []
-        samples = np.frombuffer(b"".join(frames), dtype="<i2").astype(np.float64)
-        powers = np.mean(np.square(samples.reshape(len(frames), -1)), axis=1)
-        events: list[VadEvent] = []
-        endpointer = self._endpointer
-        for power in powers.tolist():
-            threshold = self._low if endpointer.in_speech else self._high
-            event = endpointer.step(power >= threshold)
-            if event is not None:
-                events.append(event)
-        return events
 
-    def reset(self) -> None:
-        self._splitter.flush()
-        self._endpointer.reset()
+def make_voicing(name: Literal["webrtc", "energy"], **kw: int) -> Voicing:
+    """Build a frame classifier by its settings name; `kw` are that class's keyword arguments."""
+    if name == "webrtc":
+        return WebRtcVoicing(**kw)
+    if name == "energy":
+        return EnergyVoicing(**kw)
+    raise ValueError(f"unknown VAD {name!r}; expected 'webrtc' or 'energy'")
 
 
 def make_vad(name: Literal["webrtc", "energy"], **kw: int) -> VoiceActivityDetector:

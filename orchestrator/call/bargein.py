@@ -6,6 +6,12 @@ sends `killAudio` for what the platform buffered. `barge_in_confirm_ms` after th
 final: still talking means an interruption (the reply is flushed and the brain told what was heard); quiet again
 means a backchannel or a cough, and the agent resumes where it paused.
 
+The deadline is on audio time, the detector's own clock: the decision is taken at the frame that reaches it,
+with what the detector knew at that frame. A wall-clock timer got this wrong under load: when inbound audio
+arrives in bursts, a whole utterance (and its end) can be read before a timer fires, and a real interruption
+was taken for a backchannel. Only if the caller's audio stops arriving altogether does the session decide on
+wall time (`confirm`).
+
 This module decides and keeps the record; the session carries out what it returns (messages, `killAudio`,
 telling the brain), so the rules read in one place and are tested without a socket.
 """
@@ -35,10 +41,11 @@ class BargeInRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Onset:
-    """The agent was just paused: kill the platform's buffer; confirm after `confirm_after_s`."""
+    """The agent was just paused: kill the platform's buffer; the decision falls at audio `confirm_at_ms`."""
 
     generation: int
-    confirm_after_s: float
+    confirm_at_ms: int
+    confirm_after_s: float  # the same deadline as a delay from now, if audio flowed in real time
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,12 +65,14 @@ class _Pending:
     generation: int
     paused_utterance: str | None
     heard_at_pause: int
+    confirm_at_ms: int
 
 
 class BargeIn:
-    """The barge-in state of one call, fed by the barge-in detector and the session's confirmation timer."""
+    """The barge-in state of one call, fed by the barge-in detector, frame by frame, on audio time."""
 
     def __init__(self, *, min_speech_ms: int, confirm_ms: int) -> None:
+        self._confirm_ms = confirm_ms
         self._confirm_after_s = max(0, confirm_ms - min_speech_ms) / 1000
         self._pending: _Pending | None = None
         self._speaking = False
@@ -75,6 +84,15 @@ class BargeIn:
     def pending(self) -> bool:
         return self._pending is not None
 
+    def waiting(self, generation: int) -> bool:
+        """Whether the barge-in of `generation` is still undecided."""
+        return self._pending is not None and self._pending.generation == generation
+
+    @property
+    def confirm_at_ms(self) -> int | None:
+        """The audio position at which the pending barge-in is decided (None when none is pending)."""
+        return self._pending.confirm_at_ms if self._pending is not None else None
+
     def on_vad(
         self,
         event: VadEvent,
@@ -83,8 +101,10 @@ class BargeIn:
         interruptible: bool,
         now: float,
         frames_out: int,
+        position_ms: int | None = None,
     ) -> Onset | Literal["ignored"] | None:
-        """A decision of the barge-in detector. Pauses the agent (synchronously) when it is an onset."""
+        """A decision of the barge-in detector, taken at audio `position_ms` (where the detector became sure).
+        Pauses the agent (synchronously) when it is an onset."""
         self._speaking = event.kind == "speech_started"
         if event.kind == "speech_stopped":
             self._stopped_at_ms = event.at_ms
@@ -104,18 +124,42 @@ class BargeIn:
             return "ignored"
         pacer.pause()  # no further agent frame leaves after this line
         self._generation += 1
+        # The deadline counts from the decision, as the detector's confirmation window (min_speech_ms plus its
+        # hangover) takes the first part of barge_in_confirm_ms.
+        confirm_at_ms = (
+            event.at_ms + self._confirm_ms
+            if position_ms is None
+            else position_ms + round(self._confirm_after_s * 1000)
+        )
         # What the caller has heard stops growing here: the platform's buffer is being killed.
         self._pending = _Pending(
             onset=event, decided_at=now, frames_then=frames_out, generation=self._generation,
             paused_utterance=pacer.current_utterance, heard_at_pause=pacer.played_ms(),
+            confirm_at_ms=confirm_at_ms,
         )
-        return Onset(generation=self._generation, confirm_after_s=self._confirm_after_s)
+        return Onset(
+            generation=self._generation,
+            confirm_at_ms=confirm_at_ms,
+            confirm_after_s=self._confirm_after_s,
+        )
+
+    def at_audio(
+        self, position_ms: int, *, pacer: PacedWriter, frames_out: int, last_frame_at: float
+    ) -> Interruption | int | None:
+        """The detector has heard audio up to `position_ms`: decide if that reaches the deadline (see
+        `confirm`); None while nothing is pending or the deadline is still ahead."""
+        pending = self._pending
+        if pending is None or position_ms < pending.confirm_at_ms:
+            return None
+        return self.confirm(
+            pending.generation, pacer=pacer, frames_out=frames_out, last_frame_at=last_frame_at
+        )
 
     def confirm(
         self, generation: int, *, pacer: PacedWriter, frames_out: int, last_frame_at: float
     ) -> Interruption | int | None:
-        """The confirmation deadline: an Interruption if the caller still talks, else resume and return the
-        backchannel's length in ms (None when this deadline is stale)."""
+        """Decide now: an Interruption if the caller still talks, else resume and return the backchannel's
+        length in ms (None when `generation` is not the pending barge-in's)."""
         pending = self._pending
         if pending is None or pending.generation != generation:
             return None

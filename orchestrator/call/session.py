@@ -23,7 +23,7 @@ from orchestrator.audio.echo import EchoGate
 from orchestrator.audio.frames import PcmAssembler
 from orchestrator.audio.pacer import PacedWriter, PlayedSegment
 from orchestrator.audio.synth import synthesize_speech
-from orchestrator.audio.vad import VadEvent, VoiceActivityDetector, make_vad
+from orchestrator.audio.vad import Endpointer, VadEvent, Voicing, make_voicing
 from orchestrator.brains.base import (
     AgentAudio,
     AgentUtteranceEnd,
@@ -66,6 +66,11 @@ log = structlog.get_logger(__name__)
 ESCALATION_STATE = "escalating"
 # No single utterance plays longer than this; a wait for one gives up after it.
 _LONGEST_UTTERANCE_S = 120.0
+# Agent audio leaves in writes of up to two frames: half the wake-ups and socket writes (bench/load.py).
+_PACER_BATCH_FRAMES = 1
+# A pending barge-in is decided on audio time; only when no caller audio has arrived for this long (the
+# platform stopped sending) is it decided on the loop's clock, this long after its audio deadline.
+_AUDIO_STALL_S = 2.0
 NARRATION_STATE = "narrating"
 
 
@@ -116,8 +121,10 @@ class _UtterancePlayed:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _ConfirmBargeIn:
-    generation: int
+class _BargeInDecided:
+    """The barge-in deadline was reached: the agent was cut off (an Interruption) or resumed (ms heard)."""
+
+    decision: Interruption | int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,7 +144,7 @@ class _EscalationDone:
 
 _Input = (
     VadEvent
-    | _ConfirmBargeIn
+    | _BargeInDecided
     | _CallerHungUp
     | _ShuttingDown
     | _EscalationDone
@@ -210,12 +217,15 @@ class CallSession:
         self._caller_left = False
         self._shutting_down = False
         self._stream_t0 = 0.0
-        self._reply_due: tuple[float, float] | None = None  # (caller speech ended, turn detected), loop times
         self._barge_in = BargeIn(
             min_speech_ms=flow.vad.min_speech_ms, confirm_ms=flow.vad.barge_in_confirm_ms
         )
-        self._frames_out = 0
         self._last_frame_at = 0.0
+        self._last_audio_at = 0.0  # loop time the caller's latest audio arrived
+        self._barge_detector: Endpointer | None = None
+        self._turn_detector: Endpointer | None = None
+        self._turn_ended_at: float | None = None  # loop time the turn detector last heard the caller stop
+        self._caller_turn_open = False  # the caller spoke since the agent's last reply began
         self._echo = EchoGate(rate=options.sample_rate) if options.cancel_echo else None
         self._echo_cursor = 0.0
         self.greeting = self.machine.start()
@@ -309,6 +319,7 @@ class CallSession:
         pacer = PacedWriter(
             self._send_frame,
             rate=self.options.sample_rate,
+            batch_frames=_PACER_BATCH_FRAMES,
             on_utterance_done=lambda seg: self._inbox.put_nowait(_UtterancePlayed(segment=seg)),
         )
         self._pacer = pacer
@@ -353,7 +364,6 @@ class CallSession:
 
     async def _send_frame(self, frame: bytes) -> None:
         assert self._media is not None
-        self._frames_out += 1
         self._last_frame_at = self._loop.time()
         if self._echo is not None:
             # Frames leave up to the pacer's lead early, back to back: place each where it will play.
@@ -363,21 +373,49 @@ class CallSession:
         self.observer.agent_audio(frame, at=self._last_frame_at)
         await self._media.send_audio(frame)
 
-    def _detectors(self) -> tuple[VoiceActivityDetector, VoiceActivityDetector]:
-        """Two views of the caller's audio: turn-taking (slow to end) and barge-in (quick to end)."""
+    @property
+    def _frames_out(self) -> int:
+        """Agent frames written so far (a write may carry several)."""
+        return self._pacer.frames_sent if self._pacer is not None else 0
+
+    def _detectors(self) -> tuple[Voicing, Endpointer, Endpointer]:
+        """One classification of each frame, two views of it: turn-taking (slow to end), barge-in (quick)."""
         vad = self.flow.vad
-        rate = self.options.sample_rate
-        common: dict[str, int] = {"rate": rate, "min_speech_ms": vad.min_speech_ms}
+        kw: dict[str, int] = {"rate": self.options.sample_rate}
         if vad.detector == "webrtc":
-            common["mode"] = vad.aggressiveness
-        turns = make_vad(vad.detector, **common, min_silence_ms=vad.end_of_turn_ms)
-        barge = make_vad(vad.detector, **common, min_silence_ms=vad.backchannel_silence_ms)
-        return turns, barge
+            kw["mode"] = vad.aggressiveness
+        voicing = make_voicing(vad.detector, **kw)
+        turns = Endpointer.for_voicing(
+            voicing, min_speech_ms=vad.min_speech_ms, min_silence_ms=vad.end_of_turn_ms
+        )
+        barge = Endpointer.for_voicing(
+            voicing, min_speech_ms=vad.min_speech_ms, min_silence_ms=vad.backchannel_silence_ms
+        )
+        return voicing, turns, barge
+
+    def _hear(self, levels: list[int], turns: Endpointer, barge: Endpointer) -> None:
+        """Step both detectors through each frame; barge-in is decided at the frame, on audio time."""
+        barge_in = self._barge_in
+        for level in levels:
+            event = barge.step(level)
+            if event is not None:
+                # Decided here, not after a trip through the inbox: the agent must fall silent now.
+                self._on_barge_vad(event, barge.position_ms)
+            elif barge_in.pending:
+                self._decide_barge_in_at(barge.position_ms)
+            event = turns.step(level)
+            if event is not None:
+                if event.kind == "speech_started":
+                    self._caller_turn_open = True
+                else:
+                    self._turn_ended_at = self._loop.time()
+                self._inbox.put_nowait(event)
 
     async def _read_stream(self, media: MediaStream) -> None:
         channels = self.options.channels
         assembler: PcmAssembler | None = None
-        turns, barge = self._detectors()
+        voicing, turns, barge = self._detectors()
+        self._turn_detector, self._barge_detector = turns, barge
         async for item in media.frames():
             if isinstance(item, StreamPcm):
                 if assembler is None:
@@ -385,14 +423,11 @@ class CallSession:
                 pcm = assembler.feed(item.data)
                 if not pcm:
                     continue
+                self._last_audio_at = now = self._loop.time()
                 if self._echo is not None:
-                    pcm = self._echo.clean(pcm, arrived_s=self._loop.time())
+                    pcm = self._echo.clean(pcm, arrived_s=now)
                 self.observer.caller_audio(pcm)
-                for event in barge.feed(pcm):
-                    # Decided here, not after a trip through the inbox: the agent must fall silent now.
-                    self._on_barge_vad(event)
-                for event in turns.feed(pcm):
-                    self._inbox.put_nowait(event)
+                self._hear(voicing.feed(pcm), turns, barge)
                 if self._brain_alive and not self._muted:
                     await self.brain.push_audio(pcm)
             elif isinstance(item, StreamMetadata):
@@ -433,8 +468,8 @@ class CallSession:
             started = self._start_waiters.pop(utterance_id, None)
             if started is not None and not started.done():
                 started.set_result(None)
-            if self._reply_due is not None:
-                self._note_reply_latency(*self._reply_due)
+            if self._caller_turn_open:
+                self._note_reply_latency()
         self._utterance_state.setdefault(utterance_id, self.machine.state)
         self._pacer.enqueue(pcm, utterance_id=utterance_id)
 
@@ -444,22 +479,39 @@ class CallSession:
         self.transcript.first_prompt_ms = first_prompt_ms
         log.info("first_prompt", first_prompt_ms=first_prompt_ms)
 
-    def _note_reply_latency(self, speech_ended: float, turn_detected: float) -> None:
-        """How long the caller waited: end of their speech → the agent's first reply audio, by stage."""
-        self._reply_due = None
+    def _note_reply_latency(self) -> None:
+        """How long the caller waited: their last speech frame → the agent's first reply audio, by stage.
+
+        Measured whenever the reply comes, also when the brain answers before the session's own end-of-turn
+        detector has decided (a model with its own turn detection often does)."""
+        self._caller_turn_open = False
+        turns = self._turn_detector
+        if turns is None:
+            return
         now = self._loop.time()
-        total_ms = round((now - speech_ended) * 1000)
-        endpointing_ms = round((turn_detected - speech_ended) * 1000)
-        self._note(
-            "latency",
-            f"reply audio {total_ms} ms after the caller stopped "
-            f"(end of turn detected {endpointing_ms} ms, agent {total_ms - endpointing_ms} ms)",
-        )
-        log.info("turn_latency", total_ms=total_ms, endpointing_ms=endpointing_ms)
+        speech_ended = self._stream_t0 + turns.speech_end_ms / 1000
+        total_ms = max(0, round((now - speech_ended) * 1000))
+        detected = self._turn_ended_at if not turns.in_speech else None
+        if detected is None:
+            self._note(
+                "latency",
+                f"reply audio {total_ms} ms after the caller stopped "
+                "(the brain answered before the end of turn was detected)",
+            )
+            log.info("turn_latency", total_ms=total_ms, endpointing_ms=None)
+        else:
+            endpointing_ms = round((detected - speech_ended) * 1000)
+            self._note(
+                "latency",
+                f"reply audio {total_ms} ms after the caller stopped "
+                f"(end of turn detected {endpointing_ms} ms, agent {total_ms - endpointing_ms} ms)",
+            )
+            log.info("turn_latency", total_ms=total_ms, endpointing_ms=endpointing_ms)
         self.observer.turn(
             state=self.machine.state,
             speech_ended=speech_ended,
-            turn_detected=turn_detected,
+            # The brain's own turn detection came first: its end of turn is no later than its reply.
+            turn_detected=detected if detected is not None else now,
             reply_started=now,
         )
 
@@ -482,8 +534,8 @@ class CallSession:
     async def _handle(self, item: _Input) -> None:
         if isinstance(item, VadEvent):
             await self._on_vad(item)
-        elif isinstance(item, _ConfirmBargeIn):
-            await self._confirm_barge_in(item.generation)
+        elif isinstance(item, _BargeInDecided):
+            await self._on_barge_in_decided(item.decision)
         elif isinstance(item, _CallerHungUp):
             self._note("hangup", "caller hung up (the platform reported the call completed)")
             await self._enter(self.machine.send("hangup"))
@@ -528,14 +580,12 @@ class CallSession:
             await self._enter(self.machine.send("speech_started"))
         else:
             self._caller_speaking = False
-            # The caller's turn ended `at_ms` into the stream; the next new agent utterance is the reply.
-            self._reply_due = (self._stream_t0 + event.at_ms / 1000, self._loop.time())
             await self._enter(self.machine.send("speech_stopped"))
             self._arm_silence()
 
     # Barge-in (call/bargein.py decides; here its decisions are carried out).
 
-    def _on_barge_vad(self, event: VadEvent) -> None:
+    def _on_barge_vad(self, event: VadEvent, position_ms: int) -> None:
         if self._pacer is None:
             return
         decision = self._barge_in.on_vad(
@@ -544,6 +594,7 @@ class CallSession:
             interruptible=self.machine.state_spec().interruptible,
             now=self._loop.time(),
             frames_out=self._frames_out,
+            position_ms=position_ms,
         )
         if decision == "ignored":
             self._note("barge-in", f"ignored: {self.machine.state} is not interruptible")
@@ -552,33 +603,47 @@ class CallSession:
             assert self._tasks is not None
             self._tasks.create_task(self._kill_platform_audio())
             self._loop.call_later(
-                decision.confirm_after_s,
-                self._inbox.put_nowait,
-                _ConfirmBargeIn(generation=decision.generation),
+                decision.confirm_after_s + _AUDIO_STALL_S, self._barge_in_if_stalled, decision.generation
             )
+
+    def _decide_barge_in_at(self, position_ms: int) -> None:
+        """The barge-in detector heard up to `position_ms`: settle a pending barge-in that this reaches."""
+        if self._pacer is None:
+            return
+        decision = self._barge_in.at_audio(
+            position_ms, pacer=self._pacer, frames_out=self._frames_out, last_frame_at=self._last_frame_at
+        )
+        if decision is not None:
+            self._inbox.put_nowait(_BargeInDecided(decision=decision))
+
+    def _barge_in_if_stalled(self, generation: int) -> None:
+        """The wall-clock backstop: decide a pending barge-in only if the caller's audio stopped arriving."""
+        if self._pacer is None or not self._barge_in.waiting(generation):
+            return
+        quiet_s = self._loop.time() - self._last_audio_at
+        if quiet_s < _AUDIO_STALL_S:
+            # Audio still flows (perhaps in bursts): the audio clock will reach the deadline.
+            self._loop.call_later(_AUDIO_STALL_S - quiet_s, self._barge_in_if_stalled, generation)
+            return
+        decision = self._barge_in.confirm(
+            generation, pacer=self._pacer, frames_out=self._frames_out, last_frame_at=self._last_frame_at
+        )
+        if decision is not None:
+            self._inbox.put_nowait(_BargeInDecided(decision=decision))
 
     async def _kill_platform_audio(self) -> None:
         if self._media is not None:
             with contextlib.suppress(ConnectionError):
                 await self._media.kill_audio()
 
-    async def _confirm_barge_in(self, generation: int) -> None:
-        if self._pacer is None:
-            return
-        decision = self._barge_in.confirm(
-            generation,
-            pacer=self._pacer,
-            frames_out=self._frames_out,
-            last_frame_at=self._last_frame_at,
+    async def _on_barge_in_decided(self, decision: Interruption | int) -> None:
+        outcome: BargeInOutcome = (
+            "interrupted" if isinstance(decision, Interruption) else "backchannel"
         )
-        if decision is not None:
-            outcome: BargeInOutcome = (
-                "interrupted" if isinstance(decision, Interruption) else "backchannel"
-            )
-            self.observer.barge_in(outcome, at=self._loop.time())
+        self.observer.barge_in(outcome, at=self._loop.time())
         if isinstance(decision, Interruption):
             await self._on_interruption(decision)
-        elif decision is not None:
+        else:
             self._note(
                 "barge-in",
                 f"short sound over the agent ({decision} ms): not an interruption, agent resumed",

@@ -81,6 +81,9 @@ class SimulatorOptions:
     repost_on_stream_end: bool = True
     # How the caller's speech is made: deterministic speech-like audio unless a synthesiser is given.
     voice: Callable[[str, int], bytes] | None = None
+    # The caller's audio reaches the service in bursts of this many 20 ms frames, back to back, as it does
+    # from an overloaded host or network (1: one frame every 20 ms, the platform's normal pace).
+    inbound_burst_frames: int = 1
 
 
 @dataclass(slots=True, kw_only=True)
@@ -324,6 +327,7 @@ class _CallRun:
         echo_frames = self.options.echo_delay_ms // _FRAME_MS
         echo_line: list[bytes] = [silence] * echo_frames  # what the agent said, echo_delay_ms ago
         next_tick = self.loop.time()
+        burst: list[bytes] = []
         while True:
             if reader.done() or ws.closed:
                 self.result.ended_by = "agent"
@@ -356,9 +360,12 @@ class _CallRun:
             frame = caller.next_frame(self.frame_bytes) or silence
             self.result.caller_track += frame
             echo_line.append(played)
-            wire = self.mix(frame, echo_line.pop(0), played)
+            burst.append(self.mix(frame, echo_line.pop(0), played))
             try:
-                await ws.send_bytes(wire)
+                if len(burst) >= self.options.inbound_burst_frames:
+                    for wire in burst:
+                        await ws.send_bytes(wire)
+                    burst.clear()
             except ConnectionError:
                 self.result.ended_by = "agent"
                 return False

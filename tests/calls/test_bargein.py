@@ -6,6 +6,7 @@ Whole calls through the real service and the fake Sautikit, on a fast-forwarded 
 
 import pytest
 
+from orchestrator.script import CallScript, load_script
 from orchestrator.settings import Settings
 from orchestrator.simulator import SimulatorOptions
 from orchestrator.testing import run_scripted_call
@@ -103,3 +104,38 @@ async def test_bargein_silent_caller_is_reprompted_then_escalated():
     agent = record.transcript.of_kind("agent")
     assert agent.count('"Are you still there? Please tell me your order number, or say check my number."') == 2
     assert record.platform.dialed == CARE_DESK
+
+
+def _short_interruption(caller_line: str, barge_in_after_ms: int) -> CallScript:
+    """The barge-in call, with the caller's interruption replaced by `caller_line`."""
+    script = load_script(SCRIPTS / "barge_in_during_narration.yaml")
+    turns = [turn.model_dump(exclude_defaults=True) for turn in script.turns]
+    turns[3] = {"caller": caller_line, "barge_in_after_ms": barge_in_after_ms}
+    return CallScript.model_validate({**script.model_dump(exclude_defaults=True), "turns": turns})
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("after_ms", [1500, 1800, 2100, 2400, 2700, 3000])
+async def test_bargein_interruption_in_bursty_audio_still_cuts_the_agent_off(after_ms):
+    """Regression: with the caller's audio arriving in two-second bursts (an overloaded host), a short real
+    interruption was read whole, end included, before a wall-clock confirmation timer fired, so it was taken
+    for a backchannel and the agent resumed. Decided on audio time, it cuts the agent off."""
+    record = await run_scripted_call(
+        _short_interruption("Which courier?", after_ms),
+        simulator=_options(inbound_burst_frames=100),
+    )
+    lines = record.transcript.of_kind("barge-in")
+    assert not any("agent resumed" in line for line in lines), lines
+    assert sum("agent cut at" in line for line in lines) == 1, lines
+    assert record.transcript.outcome == "resolved"
+
+
+@pytest.mark.looptime
+async def test_bargein_backchannel_in_bursty_audio_still_resumes_the_agent():
+    """Bursts do not turn a "mhmm" into an interruption: decided on audio time, the agent resumes."""
+    record = await run_scripted_call(
+        SCRIPTS / "backchannel_during_narration.yaml", simulator=_options(inbound_burst_frames=50)
+    )
+    # The caller's next line may cut in later (the paused agent sounds finished): the "mhmm" itself resumed it.
+    lines = record.transcript.of_kind("barge-in")
+    assert "agent resumed" in lines[0]

@@ -94,3 +94,14 @@ def test_rms_dbfs_measures_level_relative_to_full_scale() -> None:
     assert rms_dbfs(half) == pytest.approx(-6.02, abs=0.01)
     assert rms_dbfs(silence(20, 16000)) == -math.inf
     assert rms_dbfs(b"") == -math.inf
+
+
+def test_frame_splitter_hands_back_whole_frames_without_copying_them() -> None:
+    """A chunk of exactly one frame with nothing carried is returned as is; whole multiples are sliced."""
+    splitter = FrameSplitter(4)
+    chunk = b"abcd"
+    assert splitter.feed(chunk)[0] is chunk
+    assert splitter.feed(b"abcdefgh") == [b"abcd", b"efgh"]
+    assert splitter.feed(b"ab") == []
+    assert splitter.feed(b"cdef") == [b"abcd"]  # a carried remainder takes the buffered path
+    assert splitter.flush() == b"ef"

@@ -291,3 +291,57 @@ async def test_pacer_pause_holds_frames_and_resume_carries_on():
     await writer.wait_idle()
     assert len(sent) == 50  # every frame of the second went out, none lost to the pause
     task.cancel()
+
+
+@pytest.mark.looptime
+async def test_pacer_batches_frames_due_within_the_batch_into_one_send() -> None:
+    """With batch_frames=2, 200 ms of audio goes out in five writes: the lead and its next frame at once,
+    then two frames every 40 ms."""
+    line = _Line()
+    writer = PacedWriter(line.send, rate=16000, frame_ms=20, lead_frames=3, batch_frames=2)
+    async with _running(writer):
+        writer.enqueue(_speech(200), utterance_id="u1")
+        writer.end_utterance("u1")
+        await writer.wait_idle()
+        idle_at = asyncio.get_running_loop().time()
+    assert [len(f) // FRAME for _, f in line.frames] == [4, 2, 2, 2]
+    assert line.times == pytest.approx([0, 0.04, 0.08, 0.12])
+    assert b"".join(f for _, f in line.frames) == _speech(200)
+    assert idle_at == pytest.approx(0.2)
+    assert writer.frames_sent == 10
+
+
+@pytest.mark.looptime
+async def test_pacer_batching_keeps_the_lead_floor_and_caps_its_ceiling() -> None:
+    """Batched, the far end is never closer than lead-1 frames to running dry, nor more than lead+batch-1 ahead."""
+    line = _Line()
+    writer = PacedWriter(line.send, lead_frames=3, batch_frames=2)
+    async with _running(writer):
+        writer.enqueue(_speech(1000), utterance_id="u1")
+        writer.end_utterance("u1")
+        await writer.wait_idle()
+    sent_ms = 0.0
+    ahead = []
+    for t, frame in line.frames:
+        before = sent_ms / 1000 - t  # audio queued at the far end just before this write
+        sent_ms += len(frame) / 32
+        ahead.append((before, sent_ms / 1000 - t))
+    assert min(before for before, _ in ahead[1:]) == pytest.approx(0.04)
+    assert max(after for _, after in ahead) == pytest.approx(0.08)
+    assert sum(len(f) for _, f in line.frames) == 50 * FRAME
+
+
+@pytest.mark.looptime
+async def test_pacer_batched_flush_still_stops_output_at_once() -> None:
+    """A barge-in while batching sends nothing more and counts only frames written."""
+    line = _Line()
+    writer = PacedWriter(line.send, batch_frames=2)
+    async with _running(writer):
+        writer.enqueue(_speech(1000), utterance_id="u1")
+        writer.end_utterance("u1")
+        await asyncio.sleep(0.51)
+        heard = writer.flush()
+        written = sum(len(f) for _, f in line.frames) // FRAME
+        await asyncio.sleep(2)
+    assert heard[0].played_ms == 510
+    assert sum(len(f) for _, f in line.frames) // FRAME == written == writer.frames_sent

@@ -6,16 +6,20 @@ import numpy as np
 import pytest
 
 from orchestrator.audio import (
+    Endpointer,
     EnergyVad,
+    EnergyVoicing,
     VadEvent,
     WebRtcVad,
     make_vad,
+    make_voicing,
     noise_burst,
     silence,
     synthesize_speech,
     white_noise,
     word_timings,
 )
+from orchestrator.audio.vad import SILENT, VOICED, VOICED_IN_SPEECH
 
 SENTENCE = "Hi, I am calling about my order. The number is one two three four five."
 
@@ -125,3 +129,40 @@ def test_make_vad_builds_the_named_detector() -> None:
     assert isinstance(make_vad("energy", min_silence_ms=300), EnergyVad)
     with pytest.raises(ValueError, match="unknown VAD"):
         make_vad("silero")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["webrtc", "energy"])
+def test_one_voicing_read_by_two_endpointers_matches_two_separate_detectors(name: str) -> None:
+    """Frames classified once and read by a slow and a quick endpointer give each the events its own detector would."""
+    audio = silence(400, 16000) + synthesize_speech("Yes. Order seven.") + silence(300, 16000)
+    audio += synthesize_speech("Mhmm") + silence(900, 16000)
+    voicing = make_voicing(name)
+    slow = Endpointer.for_voicing(voicing, min_speech_ms=120, min_silence_ms=400)
+    quick = Endpointer.for_voicing(voicing, min_speech_ms=120, min_silence_ms=160)
+    slow_events, quick_events = [], []
+    for i in range(0, len(audio), 641):
+        for level in voicing.feed(audio[i : i + 641]):
+            slow_events += [e for e in (slow.step(level),) if e is not None]
+            quick_events += [e for e in (quick.step(level),) if e is not None]
+    assert slow_events == _feed_in_chunks(make_vad(name, min_silence_ms=400), audio)
+    assert quick_events == _feed_in_chunks(make_vad(name, min_silence_ms=160), audio)
+    assert len(quick_events) > len(slow_events)  # the quick view ends speech at the short pause
+    assert slow.position_ms == quick.position_ms == len(audio) // 640 * 20
+
+
+def test_endpointer_places_the_end_of_ongoing_speech_at_its_last_voiced_frame() -> None:
+    """While speech goes on, speech_end_ms is where the caller's last voiced frame ended."""
+    endpointer = Endpointer(min_speech_ms=60, min_silence_ms=400)
+    for level in [VOICED] * 10 + [SILENT] * 5:
+        endpointer.step(level)
+    assert endpointer.in_speech
+    assert endpointer.speech_end_ms == 200
+    assert endpointer.position_ms == 300
+
+
+def test_energy_voicing_reports_the_hysteresis_band_as_its_own_level() -> None:
+    """Loud frames are VOICED, frames in the hysteresis band VOICED_IN_SPEECH, quiet ones SILENT."""
+    voicing = EnergyVoicing(threshold_dbfs=-35, hysteresis_db=6)
+    loud = white_noise(20, 16000, -20, seed=3)
+    band = white_noise(20, 16000, -38, seed=4)
+    assert voicing.feed(loud + band + silence(20, 16000)) == [VOICED, VOICED_IN_SPEECH, SILENT]

@@ -100,3 +100,48 @@ async def test_bargein_stale_deadline_changes_nothing():
     assert rules.confirm(onset.generation + 1, pacer=writer, frames_out=0, last_frame_at=0.0) is None
     assert writer.paused
     task.cancel()
+
+
+@pytest.mark.looptime
+async def test_bargein_deadline_is_an_audio_position_counted_from_the_decision():
+    """The onset names the audio position of its deadline: the decision's position plus confirm - min_speech."""
+    writer, _sent, task = await _speaking_writer()
+    rules = BargeIn(min_speech_ms=120, confirm_ms=600)
+    onset = rules.on_vad(
+        _started(5000), pacer=writer, interruptible=True, now=1.0, frames_out=0, position_ms=5180
+    )
+    assert isinstance(onset, Onset)
+    assert onset.confirm_at_ms == 5180 + 480
+    assert rules.confirm_at_ms == 5660
+    task.cancel()
+
+
+@pytest.mark.looptime
+async def test_bargein_audio_short_of_the_deadline_decides_nothing_however_late_it_is():
+    """Wall time passing decides nothing: only audio reaching the deadline does, with what it held."""
+    writer, sent, task = await _speaking_writer()
+    rules = BargeIn(min_speech_ms=120, confirm_ms=600)
+    rules.on_vad(_started(5000), pacer=writer, interruptible=True, now=1.0, frames_out=0, position_ms=5180)
+    await asyncio.sleep(5.0)  # the loop's clock runs on; the caller's audio has not reached the deadline
+    assert rules.at_audio(5640, pacer=writer, frames_out=len(sent), last_frame_at=1.0) is None
+    assert rules.pending
+    result = rules.at_audio(5660, pacer=writer, frames_out=len(sent), last_frame_at=1.0)
+    assert isinstance(result, Interruption)
+    assert not rules.pending
+    assert rules.at_audio(9000, pacer=writer, frames_out=len(sent), last_frame_at=1.0) is None
+    task.cancel()
+
+
+@pytest.mark.looptime
+async def test_bargein_speech_that_ended_before_the_audio_deadline_is_a_backchannel():
+    """A sound whose end the detector heard before the deadline's frame resumes the agent at that frame."""
+    writer, _sent, task = await _speaking_writer()
+    rules = BargeIn(min_speech_ms=120, confirm_ms=600)
+    onset = rules.on_vad(_started(5000), pacer=writer, interruptible=True, now=1.0, frames_out=0, position_ms=5180)
+    assert isinstance(onset, Onset)
+    assert rules.waiting(onset.generation)
+    rules.on_vad(VadEvent(kind="speech_stopped", at_ms=5300), pacer=writer, interruptible=True, now=1.0, frames_out=0)
+    assert rules.at_audio(5660, pacer=writer, frames_out=0, last_frame_at=1.0) == 300
+    assert not writer.paused
+    assert not rules.waiting(onset.generation)
+    task.cancel()
