@@ -1,4 +1,4 @@
-"""Settings → the brain each call gets: offline (default), scripted, gemini, openai or chat.
+"""Settings → the brain each call gets: offline (default), scripted, gemini, openai, chat or bench.
 
 Sits on top like app.py and cli.py: it knows the settings, the flow and every adapter. Keys come from the
 environment; a missing one is a ConfigError naming the variable, raised at start-up, not on the first call.
@@ -20,7 +20,7 @@ from orchestrator.speech.choice import SpeechChoice
 
 __all__ = ["BRAINS", "DEFAULT_SCRIPT", "make_brain_factory", "speech_choice"]
 
-BRAINS = ("offline", "scripted", "gemini", "openai", "chat")
+BRAINS = ("offline", "scripted", "gemini", "openai", "chat", "bench")
 DEFAULT_SCRIPT = (
     Path(__file__).resolve().parent.parent / "fixtures" / "calls" / "returning_caller_by_phone.yaml"
 )
@@ -40,6 +40,10 @@ def make_brain_factory(
         from orchestrator.brains.cascade import make_offline_brain_factory
 
         return make_offline_brain_factory(flow, speech_choice(settings))
+    if settings.brain == "bench":
+        from orchestrator.brains.bench import BenchBrain
+
+        return lambda start: BenchBrain()
     if settings.brain == "scripted":
         script = load_script(settings.script or DEFAULT_SCRIPT)
         return lambda start: ScriptedBrain(script)

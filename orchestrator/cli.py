@@ -41,6 +41,7 @@ from orchestrator.errors import ConfigError, FlowError
 from orchestrator.flow import load_flow, summarize, to_mermaid
 from orchestrator.flow.schema import flow_json_schema
 from orchestrator.flowtest import run_flow_tests
+from orchestrator.gc_policy import GcPauseWatch, freeze_after_startup
 from orchestrator.harness import CallRecord, serve_line
 from orchestrator.history_cli import add_history_commands, calls_db_path
 from orchestrator.logging import configure_logging
@@ -71,7 +72,7 @@ DEMO_SCENARIOS: dict[str, tuple[Path, CallerVoice, Path]] = {
 
 ENV_HELP = """\
 environment variables (flags win over them):
-  ORCHESTRATOR_BRAIN              offline (default), scripted, gemini, openai or chat
+  ORCHESTRATOR_BRAIN              offline (default), scripted, gemini, openai, chat or bench
   GEMINI_API_KEY, OPENAI_API_KEY  keys of the realtime brains
   ORCHESTRATOR_CHAT_BASE_URL, ORCHESTRATOR_CHAT_MODEL, ORCHESTRATOR_CHAT_API_KEY   the chat brain
   ORCHESTRATOR_HOST, ORCHESTRATOR_PORT, ORCHESTRATOR_PUBLIC_URL, ORCHESTRATOR_FLOW,
@@ -98,6 +99,7 @@ environment variables (flags win over them):
   ORCHESTRATOR_CONSOLE_TOKEN      the calls console's token (--console; required)
   ORCHESTRATOR_RECORDINGS_DIR     keep each call's two-track recording (<call_sid>.wav) here
   OTEL_EXPORTER_OTLP_ENDPOINT     export one OpenTelemetry trace per call (needs the [otel] extra)
+  ORCHESTRATOR_LOG_LEVEL          debug, info (default), warning or error
 """
 
 
@@ -150,7 +152,8 @@ def _parser() -> argparse.ArgumentParser:
         "--brain",
         choices=BRAINS,
         help="who talks with callers: offline (default; no key, no network), scripted, gemini "
-        "(GEMINI_API_KEY), openai (OPENAI_API_KEY), chat (ORCHESTRATOR_CHAT_BASE_URL/_MODEL)",
+        "(GEMINI_API_KEY), openai (OPENAI_API_KEY), chat (ORCHESTRATOR_CHAT_BASE_URL/_MODEL), "
+        "bench (an instant tone reply, for load tests)",
     )
     serve.add_argument(
         "--script",
@@ -180,6 +183,11 @@ def _parser() -> argparse.ArgumentParser:
         "--console",
         action="store_true",
         help="also serve the calls console at /console (needs ORCHESTRATOR_CONSOLE_TOKEN)",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="log threshold (default info; also ORCHESTRATOR_LOG_LEVEL)",
     )
     serve.set_defaults(run=_serve)
 
@@ -369,6 +377,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
             "orders": getattr(args, "orders", None),
             "transcripts_dir": getattr(args, "transcripts_dir", None),
             "shutdown_grace_s": getattr(args, "shutdown_grace", None),
+            "log_level": getattr(args, "log_level", None),
         }.items()
         if value is not None
     }
@@ -388,11 +397,16 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings_from(args)
     if settings.calls_db is None:
         settings = settings.model_copy(update={"calls_db": str(calls_db_path())})
-    configure_logging(json=args.log_format == "json")
+    configure_logging(
+        json=args.log_format == "json", level=logging.getLevelNamesMapping()[settings.log_level.upper()]
+    )
     flow = load_flow(settings.flow, handlers=())  # a served flow's tools are built-in or http: actions
     app = create_app(settings, brain_factory=make_brain_factory(settings, flow), flow=flow)
     if args.console:
         add_console(app, token=console_token(settings))
+    GcPauseWatch().install()
+    if settings.gc_freeze:
+        app.on_startup.append(freeze_after_startup)
     banner = (
         f"orchestrator: serving flow {flow.name} with the {settings.brain} brain on "
         f"http://{settings.host}:{settings.port} — point Sautikit at {settings.public_url}{settings.routes.voice}"

@@ -83,8 +83,8 @@ class Settings(BaseSettings):
 
     # Who talks with the caller: offline (pocketsphinx + the flow's policy + espeak-ng; no key, no network),
     # scripted (replays a call script), gemini (GEMINI_API_KEY), openai (OPENAI_API_KEY), or chat (an
-    # OpenAI-compatible chat endpoint with the offline speech parts).
-    brain: Literal["offline", "scripted", "gemini", "openai", "chat"] = "offline"
+    # OpenAI-compatible chat endpoint with the offline speech parts), or bench (an instant tone, for load tests).
+    brain: Literal["offline", "scripted", "gemini", "openai", "chat", "bench"] = "offline"
     script: Path | None = None
     # The session's own voice, for a state's `say` when the brain has failed: espeak-ng when installed.
     fallback_voice: Literal["espeak", "synthetic"] = "espeak"
@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     # On SIGTERM, live calls get this long to hear the flow's goodbye (or transfer) and end.
     shutdown_grace_s: float = Field(default=20.0, ge=0)
     log_json: bool = True
+    # `serve`'s log threshold: "warning" keeps a loaded service's log to what needs a look.
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # `serve` freezes its start-up heap so full collections walk only what calls allocate (gc_policy.py).
+    gc_freeze: bool = True
 
     # Observability (docs/metrics.md, docs/console.md): a bearer token for GET /metrics (unset: open), the
     # calls console's token (the console refuses to start without one), and where two-track recordings go.

@@ -1,0 +1,339 @@
+"""Load benchmark: N concurrent calls against `orchestrator serve` over real sockets. Prints one JSON object.
+
+The service runs as a real subprocess (`orchestrator serve --brain bench --log-level warning`): the bench
+brain answers 200 ms after the caller stops with a fixed-length tone, a zero-latency stand-in for an LLM. This
+process is the platform: it places the calls with the fake Sautikit (orchestrator/simulator), starting them
+evenly over the ramp, each a conversation of `--turns` caller lines, one of which talks over the agent's
+reply (a barge-in that must cut it off). CPU and memory are read from /proc for the server and from this
+process for the load generator, over a window in which every call is live.
+
+Figures, per level:
+  calls_ok                  calls whose script ran to the caller's hang-up with every line answered
+  turn_latency_ms           platform clock: the caller's last speech frame -> the agent's first audible frame
+  reply_lag_ms              turn latency minus the bench brain's own 200 ms: what the service and sockets add
+  replies_late              replies whose lag exceeds 100 ms
+  bargein_to_kill_ms        the barge-in line's first audio leaves the platform -> killAudio arrives
+  resumed_after_bargein     barge-ins the service took for a backchannel (the agent carried on): should be 0
+  underrun_ratio            silent frames inside an agent reply / frames of reply played
+  server                    cores busy, RSS MB, per call (cores_per_call, mb_per_call) in the window
+  generator                 this process's cores and event-loop lag (is the platform itself keeping up?)
+
+    python bench/load.py [--levels 50,100] [--ramp 10] [--turns 5]
+
+The machine's other work shares the cores: figures from a busy box are noisy; compare runs taken back to back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from functools import cache
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+from orchestrator.audio.synth import synthesize_speech
+from orchestrator.logging import configure_logging
+from orchestrator.script import CallScript
+from orchestrator.simulator import FakeSautikit, SimulatedCall, SimulatorOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+RATE = 16000
+FRAME_BYTES = 640
+BRAIN_SILENCE_MS = 200  # the bench brain answers after this much caller silence
+LATE_REPLY_MS = 100
+AUDIBLE_RMS = 200.0  # the fake platform's own threshold for an audible agent frame
+LINES = (
+    "Where is my order please?",
+    "It is order D X one zero four two.",
+    "And when will the rider get here?",
+    "Can you send me an SMS too?",
+    "Is the rider on a motorbike?",
+    "Thank you, that is all.",
+)
+BARGE_IN = "Wait, sorry, which order is that?"
+
+
+@cache
+def _voice(text: str, rate: int) -> bytes:
+    return synthesize_speech(text, rate=rate)
+
+
+def _script(turns: int) -> CallScript:
+    """`turns` caller lines; the middle one talks over the agent's reply half a second in."""
+    lines: list[dict[str, object]] = []
+    for index in range(turns):
+        if index == turns // 2:
+            lines.append({"caller": BARGE_IN, "barge_in_after_ms": 500})
+        else:
+            lines.append({"caller": LINES[index % len(LINES)]})
+    lines.append({"hangup": None})  # once the last reply has played
+    return CallScript.model_validate({"title": "load", "caller": "+254712345678", "turns": lines})
+
+
+# --- what the platform heard ----------------------------------------------------------------------
+
+
+def _frame_power(track: bytearray) -> np.ndarray:
+    frames = len(track) // FRAME_BYTES
+    samples = np.frombuffer(bytes(track[: frames * FRAME_BYTES]), dtype="<i2").astype(np.float64)
+    return np.sqrt(np.mean(np.square(samples.reshape(frames, -1)), axis=1))
+
+
+def _runs(mask: np.ndarray, bridge: int) -> list[tuple[int, int]]:
+    """[start, end) of True runs, with gaps of at most `bridge` frames closed."""
+    runs: list[tuple[int, int]] = []
+    for index in np.flatnonzero(mask).tolist():
+        if runs and index - runs[-1][1] <= bridge:
+            runs[-1] = (runs[-1][0], index + 1)
+        else:
+            runs.append((index, index + 1))
+    return runs
+
+
+def _turns_heard(call: SimulatedCall) -> tuple[list[float], int, int, int]:
+    """(turn latencies ms, replies, underrun frames, reply frames) on the platform's 20 ms clock."""
+    caller = _frame_power(call.caller_track) > 0
+    agent = _frame_power(call.agent_track) >= AUDIBLE_RMS
+    caller_turns = _runs(caller, bridge=15)  # pauses inside a sentence stay one turn
+    latencies: list[float] = []
+    underruns = reply_frames = 0
+    for index, (_, end) in enumerate(caller_turns):
+        limit = caller_turns[index + 1][0] if index + 1 < len(caller_turns) else len(agent)
+        heard = np.flatnonzero(agent[end:limit])
+        if heard.size == 0:
+            continue
+        latencies.append(float(heard[0]) * 20)
+        reply = agent[end + heard[0] : end + heard[-1] + 1]
+        underruns += int(reply.size - np.count_nonzero(reply))
+        reply_frames += int(reply.size)
+    return latencies, len(latencies), underruns, reply_frames
+
+
+# --- the server ------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def _start_server(workdir: Path, extra_env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "ORCHESTRATOR_CALLS_DB": str(workdir / "calls.sqlite3"),
+        "ORCHESTRATOR_TRANSCRIPTS_DIR": str(workdir / "transcripts"),
+        **extra_env,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orchestrator.cli", "serve", "--port", str(port), "--public-url", base,
+        "--brain", "bench", "--log-level", "warning",
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"),  # noqa: SIM115
+    )
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            with contextlib.suppress(aiohttp.ClientConnectionError):
+                async with http.get(f"{base}/healthz") as response:
+                    if response.status == 200:
+                        return process, base
+            await asyncio.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"the service did not start; see {workdir / 'server.log'}")
+
+
+async def _active_calls(base: str) -> int | None:
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/healthz") as response:
+        return (await response.json()).get("active_calls")
+
+
+# --- one level ---------------------------------------------------------------------------------------
+
+
+async def _lag_monitor(samples: list[float], stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        started = loop.time()
+        await asyncio.sleep(0.010)
+        samples.append((loop.time() - started - 0.010) * 1000)
+
+
+def _percentiles(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"p50": None, "p95": None, "n": 0}
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {"p50": round(statistics.median(ordered), 1), "p95": round(p95, 1), "n": len(ordered)}
+
+
+async def _level(calls: int, *, ramp_s: float, turns: int, window_s: float, env: dict[str, str]) -> dict[str, object]:
+    script = _script(turns)
+    options = SimulatorOptions(voice=_voice, say_ms_per_char=10, max_wait_ms=10_000)
+    with tempfile.TemporaryDirectory(prefix="orchestrator-load-") as tmp:
+        workdir = Path(tmp)
+        process, base = await _start_server(workdir, env)
+        pid = process.pid
+        try:
+            rss_idle = _proc_rss_mb(pid)
+            lag: list[float] = []
+            stop = asyncio.Event()
+            monitor = asyncio.get_running_loop().create_task(_lag_monitor(lag, stop))
+
+            async def one(index: int) -> SimulatedCall:
+                await asyncio.sleep(ramp_s * index / calls)
+                return await FakeSautikit(base, options=options).call(script, call_sid=f"HD_load{index:05d}")
+
+            started = time.perf_counter()
+            placing = asyncio.gather(*(one(i) for i in range(calls)), return_exceptions=True)
+            await asyncio.sleep(ramp_s + 2.0)  # every call started, its greeting said, its stream open
+            live_at_start = await _active_calls(base)
+            cpu0, gen0, wall0 = _proc_cpu_s(pid), time.process_time(), time.perf_counter()
+            await asyncio.sleep(window_s)
+            cpu1, gen1, wall1 = _proc_cpu_s(pid), time.process_time(), time.perf_counter()
+            rss_live = _proc_rss_mb(pid)
+            live_at_end = await _active_calls(base)
+            results = await placing
+            wall_s = time.perf_counter() - started
+            stop.set()
+            await monitor
+            await asyncio.sleep(1.0)  # transcripts are written just after each call
+            transcripts = [p.read_text() for p in (workdir / "transcripts").glob("*.txt")]
+        finally:
+            process.terminate()
+            await process.wait()
+        gc_pauses = _gc_pauses(workdir / "server.log")
+    return _figures(
+        calls, turns, results, transcripts,
+        window=wall1 - wall0, server_cpu=cpu1 - cpu0, generator_cpu=gen1 - gen0,
+        rss=(rss_idle, rss_live), live=(live_at_start, live_at_end), lag=lag, wall_s=wall_s,
+        gc_pauses=gc_pauses,
+    )
+
+
+def _gc_pauses(server_log: Path) -> list[float]:
+    """Collections of 20 ms or more the server logged (`gc_pause`, orchestrator/gc_policy.py)."""
+    pauses = []
+    for line in server_log.read_text(errors="replace").splitlines():
+        if '"gc_pause"' in line:
+            with contextlib.suppress(ValueError, KeyError):
+                pauses.append(float(json.loads(line)["pause_ms"]))
+    return pauses
+
+
+def _figures(
+    calls: int,
+    turns: int,
+    results: list[SimulatedCall | BaseException],
+    transcripts: list[str],
+    *,
+    window: float,
+    server_cpu: float,
+    generator_cpu: float,
+    rss: tuple[float, float],
+    live: tuple[int | None, int | None],
+    lag: list[float],
+    wall_s: float,
+    gc_pauses: list[float],
+) -> dict[str, object]:
+    latencies: list[float] = []
+    kills: list[float] = []
+    underruns = reply_frames = ok = 0
+    errors = [repr(r) for r in results if isinstance(r, BaseException)]
+    for result in results:
+        if isinstance(result, BaseException):
+            continue
+        call_latencies, replies, call_underruns, call_frames = _turns_heard(result)
+        latencies += call_latencies
+        underruns += call_underruns
+        reply_frames += call_frames
+        barge_in = turns // 2 + 1  # the greeting is not a caller turn: line k is caller audio start k-1
+        if result.kill_audio_at and len(result.caller_audio_started_at) > barge_in - 1:
+            kills.append((result.kill_audio_at[0] - result.caller_audio_started_at[barge_in - 1]) * 1000)
+        if result.ended_by == "caller" and replies >= turns:
+            ok += 1
+    lags = [max(0.0, value - BRAIN_SILENCE_MS) for value in latencies]
+    cores = server_cpu / window if window else 0.0
+    return {
+        "calls": calls,
+        "calls_ok": ok,
+        "errors": errors[:3],
+        "wall_s": round(wall_s, 1),
+        "live_calls_in_window": {"start": live[0], "end": live[1]},
+        "turn_latency_ms": _percentiles(latencies),
+        "reply_lag_ms": _percentiles(lags),
+        "replies_late": sum(value > LATE_REPLY_MS for value in lags),
+        "bargein_to_kill_ms": _percentiles(kills),
+        "resumed_after_bargein": sum(t.count("agent resumed") for t in transcripts),
+        "cut_by_bargein": sum(t.count("agent cut at") for t in transcripts),
+        "underrun_ratio": round(underruns / reply_frames, 4) if reply_frames else None,
+        "server": {
+            "cores": round(cores, 3),
+            "cores_per_call": round(cores / calls, 5),
+            "rss_mb": round(rss[1], 1),
+            "mb_per_call": round((rss[1] - rss[0]) / calls, 3),
+            "gc_pauses_over_20ms": len(gc_pauses),
+            "longest_gc_pause_ms": max(gc_pauses, default=None),
+        },
+        "generator": {
+            "cores": round(generator_cpu / window, 3) if window else None,
+            "loop_lag_ms": _percentiles(lag),
+        },
+    }
+
+
+async def _run(levels: list[int], *, ramp_s: float, turns: int, window_s: float, env: dict[str, str]) -> dict[str, object]:
+    return {
+        "cpu_count": os.cpu_count(),
+        "load_average_before": os.getloadavg()[0],
+        "turns_per_call": turns,
+        "levels": [
+            await _level(n, ramp_s=ramp_s, turns=turns, window_s=window_s, env=env) for n in levels
+        ],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--levels", default="50,100", help="comma-separated numbers of concurrent calls")
+    parser.add_argument("--ramp", type=float, default=10.0, help="seconds over which the calls start")
+    parser.add_argument("--turns", type=int, default=5, help="caller lines per call (one of them barges in)")
+    parser.add_argument("--window", type=float, default=8.0, help="seconds of CPU measurement, all calls live")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="extra environment for the server"
+    )
+    args = parser.parse_args()
+    configure_logging(json=True, level=logging.WARNING)  # stdout carries the JSON figures only
+    env = dict(item.split("=", 1) for item in args.env)
+    figures = asyncio.run(
+        _run([int(n) for n in args.levels.split(",")], ramp_s=args.ramp, turns=args.turns, window_s=args.window, env=env)
+    )
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

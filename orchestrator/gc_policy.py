@@ -1,0 +1,72 @@
+"""The garbage collector's policy for a long-running service: freeze what start-up built, report long pauses.
+
+A full collection walks every tracked object while the event loop waits, and every live call's audio waits
+with it (the paced writer leads by only 60 ms). What start-up builds — modules, the flow, the app, the
+brains' shared clients — lives as long as the process, so `freeze_startup_heap` moves it out of the
+collector's sight (`gc.freeze`): later full collections walk only what calls allocate. `GcPauseWatch` times
+every collection through `gc.callbacks` and logs those that stalled the loop, so the policy is judged on
+measured pauses (bench/load.py counts them), not guessed.
+
+`orchestrator serve` applies both; an embedding application may call them itself.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any
+
+import structlog
+
+__all__ = ["GcPauseWatch", "freeze_after_startup", "freeze_startup_heap"]
+
+log = structlog.get_logger(__name__)
+
+
+def freeze_startup_heap() -> int:
+    """Collect once, then exempt every surviving object from future collections; returns how many."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
+async def freeze_after_startup(_app: object) -> None:
+    """An aiohttp `on_startup` handler: freeze the heap once the app's own start-up has run."""
+    log.info("gc_frozen", objects=freeze_startup_heap())
+
+
+class GcPauseWatch:
+    """Times each collection; logs a `gc_pause` warning for any at or above `log_over_ms`."""
+
+    __slots__ = ("_began", "collections", "log_over_ms", "longest_ms")
+
+    def __init__(self, *, log_over_ms: float = 20.0) -> None:
+        self.log_over_ms = log_over_ms
+        self.collections = [0, 0, 0]  # per generation, since installed
+        self.longest_ms = [0.0, 0.0, 0.0]
+        self._began = 0.0
+
+    def install(self) -> GcPauseWatch:
+        if self._on_gc not in gc.callbacks:
+            gc.callbacks.append(self._on_gc)
+        return self
+
+    def uninstall(self) -> None:
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        generation = int(info.get("generation", 0))
+        pause_ms = (time.perf_counter() - self._began) * 1000
+        self.collections[generation] += 1
+        self.longest_ms[generation] = max(self.longest_ms[generation], pause_ms)
+        if pause_ms >= self.log_over_ms:
+            log.warning(
+                "gc_pause",
+                pause_ms=round(pause_ms, 1),
+                generation=generation,
+                collected=info.get("collected"),
+            )
