@@ -1,26 +1,28 @@
-"""Load benchmark: N concurrent calls against `orchestrator serve` over real sockets. Prints one JSON object.
+"""Load benchmark: N concurrent calls against `orchestrator serve` over real sockets; prints JSON.
 
-The service runs as a real subprocess (`orchestrator serve --brain bench --log-level warning`): the bench
-brain answers 200 ms after the caller stops with a fixed-length tone, a zero-latency stand-in for an LLM. This
-process is the platform: it places the calls with the fake Sautikit (orchestrator/simulator), starting them
-evenly over the ramp, each a conversation of `--turns` caller lines, one of which talks over the agent's
-reply (a barge-in that must cut it off). CPU and memory are read from /proc for the server and from this
-process for the load generator, over a window in which every call is live.
+The service runs as a real subprocess (`orchestrator serve --brain bench --log-level warning`):
+the bench brain answers 200 ms after the caller stops with a fixed-length tone, a zero-latency
+stand-in for an LLM. This process is the platform: it places the calls with the fake Sautikit
+(orchestrator/simulator), starting them evenly over the ramp, each a conversation of `--turns`
+caller lines, one of which talks over the agent's reply (a barge-in that must cut it off). CPU and
+memory are read from /proc for the server and from this process for the load generator, over a
+window in which every call is live.
 
 Figures, per level:
-  calls_ok                  calls whose script ran to the caller's hang-up with every line answered
-  turn_latency_ms           platform clock: the caller's last speech frame -> the agent's first audible frame
-  reply_lag_ms              turn latency minus the bench brain's own 200 ms: what the service and sockets add
-  replies_late              replies whose lag exceeds 100 ms
-  bargein_to_kill_ms        the barge-in line's first audio leaves the platform -> killAudio arrives
-  resumed_after_bargein     barge-ins the service took for a backchannel (the agent carried on): should be 0
-  underrun_ratio            silent frames inside an agent reply / frames of reply played
-  server                    cores busy, RSS MB, per call (cores_per_call, mb_per_call) in the window
-  generator                 this process's cores and event-loop lag (is the platform itself keeping up?)
+  calls_ok               calls whose script ran to the caller's hang-up, every line answered
+  turn_latency_ms        platform clock: caller's last speech frame -> agent's first audible frame
+  reply_lag_ms           turn latency minus the bench brain's own 200 ms: what service, sockets add
+  replies_late           replies whose lag exceeds 100 ms
+  bargein_to_kill_ms     the barge-in line's first audio leaves the platform -> killAudio arrives
+  resumed_after_bargein  barge-ins taken for a backchannel (the agent carried on): should be 0
+  underrun_ratio         silent frames inside an agent reply / frames of reply played
+  server                 cores busy, RSS MB, per call, in the window; GC pauses of 20 ms or more
+  generator              this process's cores and loop lag (is the platform itself keeping up?)
 
     python bench/load.py [--levels 50,100] [--ramp 10] [--turns 5]
 
-The machine's other work shares the cores: figures from a busy box are noisy; compare runs taken back to back.
+Other work on the machine shares its cores: figures from a busy box are noisy; compare runs taken
+back to back.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ def _turns_heard(call: SimulatedCall) -> tuple[list[float], int, int, int]:
     return latencies, len(latencies), underruns, reply_frames
 
 
-# --- the server ------------------------------------------------------------------------------------
+# --- the server ----------------------------------------------------------------------------------
 
 
 def _free_port() -> int:
@@ -142,7 +144,9 @@ def _proc_rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def _start_server(workdir: Path, extra_env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
+async def _start_server(
+    workdir: Path, extra_env: dict[str, str]
+) -> tuple[asyncio.subprocess.Process, str]:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
@@ -151,11 +155,26 @@ async def _start_server(workdir: Path, extra_env: dict[str, str]) -> tuple[async
         "ORCHESTRATOR_TRANSCRIPTS_DIR": str(workdir / "transcripts"),
         **extra_env,
     }
+    log_file = (workdir / "server.log").open("wb")  # once, before the server starts
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "orchestrator.cli", "serve", "--port", str(port), "--public-url", base,
-        "--brain", "bench", "--log-level", "warning",
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"),  # noqa: SIM115
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--public-url",
+        base,
+        "--brain",
+        "bench",
+        "--log-level",
+        "warning",
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log_file,
     )
+    log_file.close()  # the child holds its own descriptor
     async with aiohttp.ClientSession() as http:
         for _ in range(200):
             with contextlib.suppress(aiohttp.ClientConnectionError):
@@ -172,7 +191,7 @@ async def _active_calls(base: str) -> int | None:
         return (await response.json()).get("active_calls")
 
 
-# --- one level ---------------------------------------------------------------------------------------
+# --- one level -----------------------------------------------------------------------------------
 
 
 async def _lag_monitor(samples: list[float], stop: asyncio.Event) -> None:
@@ -191,7 +210,9 @@ def _percentiles(values: list[float]) -> dict[str, float | int | None]:
     return {"p50": round(statistics.median(ordered), 1), "p95": round(p95, 1), "n": len(ordered)}
 
 
-async def _level(calls: int, *, ramp_s: float, turns: int, window_s: float, env: dict[str, str]) -> dict[str, object]:
+async def _level(
+    calls: int, *, ramp_s: float, turns: int, window_s: float, env: dict[str, str]
+) -> dict[str, object]:
     script = _script(turns)
     options = SimulatorOptions(voice=_voice, say_ms_per_char=10, max_wait_ms=10_000)
     with tempfile.TemporaryDirectory(prefix="orchestrator-load-") as tmp:
@@ -206,11 +227,15 @@ async def _level(calls: int, *, ramp_s: float, turns: int, window_s: float, env:
 
             async def one(index: int) -> SimulatedCall:
                 await asyncio.sleep(ramp_s * index / calls)
-                return await FakeSautikit(base, options=options).call(script, call_sid=f"HD_load{index:05d}")
+                return await FakeSautikit(base, options=options).call(
+                    script, call_sid=f"HD_load{index:05d}"
+                )
 
             started = time.perf_counter()
             placing = asyncio.gather(*(one(i) for i in range(calls)), return_exceptions=True)
-            await asyncio.sleep(ramp_s + 2.0)  # every call started, its greeting said, its stream open
+            await asyncio.sleep(
+                ramp_s + 2.0
+            )  # every call started, its greeting said, its stream open
             live_at_start = await _active_calls(base)
             cpu0, gen0, wall0 = _proc_cpu_s(pid), time.process_time(), time.perf_counter()
             await asyncio.sleep(window_s)
@@ -228,9 +253,17 @@ async def _level(calls: int, *, ramp_s: float, turns: int, window_s: float, env:
             await process.wait()
         gc_pauses = _gc_pauses(workdir / "server.log")
     return _figures(
-        calls, turns, results, transcripts,
-        window=wall1 - wall0, server_cpu=cpu1 - cpu0, generator_cpu=gen1 - gen0,
-        rss=(rss_idle, rss_live), live=(live_at_start, live_at_end), lag=lag, wall_s=wall_s,
+        calls,
+        turns,
+        results,
+        transcripts,
+        window=wall1 - wall0,
+        server_cpu=cpu1 - cpu0,
+        generator_cpu=gen1 - gen0,
+        rss=(rss_idle, rss_live),
+        live=(live_at_start, live_at_end),
+        lag=lag,
+        wall_s=wall_s,
         gc_pauses=gc_pauses,
     )
 
@@ -271,9 +304,13 @@ def _figures(
         latencies += call_latencies
         underruns += call_underruns
         reply_frames += call_frames
-        barge_in = turns // 2 + 1  # the greeting is not a caller turn: line k is caller audio start k-1
+        barge_in = (
+            turns // 2 + 1
+        )  # the greeting is not a caller turn: line k is caller audio start k-1
         if result.kill_audio_at and len(result.caller_audio_started_at) > barge_in - 1:
-            kills.append((result.kill_audio_at[0] - result.caller_audio_started_at[barge_in - 1]) * 1000)
+            kills.append(
+                (result.kill_audio_at[0] - result.caller_audio_started_at[barge_in - 1]) * 1000
+            )
         if result.ended_by == "caller" and replies >= turns:
             ok += 1
     lags = [max(0.0, value - BRAIN_SILENCE_MS) for value in latencies]
@@ -306,7 +343,9 @@ def _figures(
     }
 
 
-async def _run(levels: list[int], *, ramp_s: float, turns: int, window_s: float, env: dict[str, str]) -> dict[str, object]:
+async def _run(
+    levels: list[int], *, ramp_s: float, turns: int, window_s: float, env: dict[str, str]
+) -> dict[str, object]:
     return {
         "cpu_count": os.cpu_count(),
         "load_average_before": os.getloadavg()[0],
@@ -318,19 +357,39 @@ async def _run(levels: list[int], *, ramp_s: float, turns: int, window_s: float,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--levels", default="50,100", help="comma-separated numbers of concurrent calls")
-    parser.add_argument("--ramp", type=float, default=10.0, help="seconds over which the calls start")
-    parser.add_argument("--turns", type=int, default=5, help="caller lines per call (one of them barges in)")
-    parser.add_argument("--window", type=float, default=8.0, help="seconds of CPU measurement, all calls live")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
-        "--env", action="append", default=[], metavar="NAME=VALUE", help="extra environment for the server"
+        "--levels", default="50,100", help="comma-separated numbers of concurrent calls"
+    )
+    parser.add_argument(
+        "--ramp", type=float, default=10.0, help="seconds over which the calls start"
+    )
+    parser.add_argument(
+        "--turns", type=int, default=5, help="caller lines per call (one of them barges in)"
+    )
+    parser.add_argument(
+        "--window", type=float, default=8.0, help="seconds of CPU measurement, all calls live"
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the server",
     )
     args = parser.parse_args()
     configure_logging(json=True, level=logging.WARNING)  # stdout carries the JSON figures only
     env = dict(item.split("=", 1) for item in args.env)
     figures = asyncio.run(
-        _run([int(n) for n in args.levels.split(",")], ramp_s=args.ramp, turns=args.turns, window_s=args.window, env=env)
+        _run(
+            [int(n) for n in args.levels.split(",")],
+            ramp_s=args.ramp,
+            turns=args.turns,
+            window_s=args.window,
+            env=env,
+        )
     )
     print(json.dumps(figures))
 

@@ -1,11 +1,11 @@
-"""The garbage collector's policy for a long-running service: freeze what start-up built, report long pauses.
+"""The service's garbage-collector policy: freeze what start-up built, report long pauses.
 
-A full collection walks every tracked object while the event loop waits, and every live call's audio waits
-with it (the paced writer leads by only 60 ms). What start-up builds — modules, the flow, the app, the
-brains' shared clients — lives as long as the process, so `freeze_startup_heap` moves it out of the
-collector's sight (`gc.freeze`): later full collections walk only what calls allocate. `GcPauseWatch` times
-every collection through `gc.callbacks` and logs those that stalled the loop, so the policy is judged on
-measured pauses (bench/load.py counts them), not guessed.
+A full collection walks every tracked object while the event loop waits, and every live call's audio
+waits with it (the paced writer leads by only 60 ms). What start-up builds — modules, the flow, the
+app, the brains' shared clients — lives as long as the process, so `freeze_startup_heap` moves it
+out of the collector's sight (`gc.freeze`): later full collections walk only what calls allocate.
+`GcPauseWatch` times every collection through `gc.callbacks` and logs those that stalled the loop,
+so the policy is judged on measured pauses (bench/load.py counts them), not guessed.
 
 `orchestrator serve` applies both; an embedding application may call them itself.
 """
@@ -24,7 +24,7 @@ log = structlog.get_logger(__name__)
 
 
 def freeze_startup_heap() -> int:
-    """Collect once, then exempt every surviving object from future collections; returns how many."""
+    """Collect once, then exempt every survivor from future collections; returns how many."""
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()

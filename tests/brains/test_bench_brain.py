@@ -1,4 +1,4 @@
-"""The bench brain: an instant tone reply after the caller stops, through the real service and a real process."""
+"""The bench brain: an instant tone reply after the caller stops, in the service and a process."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script(*turns: dict[str, object]) -> CallScript:
-    return CallScript.model_validate({"title": "bench", "caller": "+254712345678", "turns": list(turns)})
+    return CallScript.model_validate(
+        {"title": "bench", "caller": "+254712345678", "turns": list(turns)}
+    )
 
 
 def test_bench_reply_tone_is_a_fixed_length_audible_tone_in_100ms_chunks():
@@ -36,9 +38,9 @@ def test_bench_reply_tone_is_a_fixed_length_audible_tone_in_100ms_chunks():
 
 
 @pytest.mark.looptime
-async def test_bench_brain_answers_each_caller_line_and_the_latency_is_measured_from_the_last_speech():
-    """The brain answers 200 ms after the caller stops, before the session's 400 ms end of turn: the transcript
-    measures the wait from the caller's last speech frame, not from a later turn."""
+async def test_bench_brain_answers_each_line_and_latency_counts_from_the_last_speech():
+    """The brain answers 200 ms after the caller stops, before the session's 400 ms end of turn:
+    the transcript measures the wait from the caller's last speech frame, not from a later turn."""
     record = await run_scripted_call(
         _script({"caller": "Where is my order?"}, {"caller": "Thank you."}, {"hangup": None}),
         brain_factory=lambda start: BenchBrain(),
@@ -48,13 +50,15 @@ async def test_bench_brain_answers_each_caller_line_and_the_latency_is_measured_
     for line in latencies:
         assert "the brain answered before the end of turn was detected" in line
         total_ms = int(re.search(r"reply audio (\d+) ms", line).group(1))
-        assert 100 <= total_ms <= 320  # 200 ms of silence by the brain's own detector, not 400 + a turn
+        assert (
+            100 <= total_ms <= 320
+        )  # 200 ms of silence by the brain's own detector, not 400 + a turn
     assert len(record.transcript.of_kind("agent")) == 3  # the greeting and two replies
 
 
 @pytest.mark.looptime
 async def test_bench_brain_reply_is_cut_off_by_a_caller_who_talks_over_it():
-    """Talking over the tone in an interruptible state cuts it: killAudio, and the brain answers again."""
+    """Talking over the tone in an interruptible state cuts it off with a killAudio."""
     record = await run_scripted_call(
         _script(
             {"caller": "Where is my order?"},
@@ -74,14 +78,27 @@ def _free_port() -> int:
 
 
 async def test_serve_with_the_bench_brain_and_log_level_warning_answers_quietly(tmp_path):
-    """`orchestrator serve --brain bench --log-level warning` answers a call and logs no info lines."""
+    """`serve --brain bench --log-level warning` answers a call and logs no info lines."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "ORCHESTRATOR_CALLS_DB": str(tmp_path / "calls.sqlite3")}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "orchestrator.cli", "serve", "--port", str(port), "--public-url", base,
-        "--brain", "bench", "--log-level", "warning",
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--public-url",
+        base,
+        "--brain",
+        "bench",
+        "--log-level",
+        "warning",
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
     )
     try:
         async with aiohttp.ClientSession() as http:

@@ -1,4 +1,4 @@
-"""The service's garbage-collector policy: the start-up heap frozen, long collections timed and logged."""
+"""The service's GC policy: the start-up heap frozen, long collections timed and logged."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def test_freeze_startup_heap_takes_surviving_objects_out_of_later_collections():
 
 
 def test_gc_pause_watch_times_every_collection_and_logs_the_long_ones():
-    """Each collection is counted per generation; one at or over the threshold is logged as gc_pause."""
+    """Each collection is counted per generation; one over the threshold is logged as gc_pause."""
     watch = GcPauseWatch(log_over_ms=0.0).install()
     try:
         with capture_logs() as logs:
