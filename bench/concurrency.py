@@ -25,6 +25,7 @@ import time
 
 from orchestrator.app import ORCHESTRATOR, create_app, serve_on_loopback
 from orchestrator.brains.scripted import ScriptedBrain
+from orchestrator.call.session import CallSession
 from orchestrator.logging import configure_logging
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
@@ -61,6 +62,8 @@ async def _level(calls: int) -> dict[str, object]:
     async with serve_on_loopback(app) as base:
         orchestrator = app[ORCHESTRATOR]
         orchestrator.settings = settings.model_copy(update={"public_url": base})
+        sessions: dict[str, CallSession] = {}  # finished calls leave the live map soon after their end
+        orchestrator.on_call_started.append(lambda s: sessions.setdefault(s.call_sid, s))
         monitor = asyncio.get_running_loop().create_task(_lag_monitor(lag, stop))
         cpu0, wall0 = time.process_time(), time.perf_counter()
         platforms = await asyncio.gather(
@@ -68,14 +71,14 @@ async def _level(calls: int) -> dict[str, object]:
             return_exceptions=True,
         )
         for sid in [f"HD_load{n:04d}" for n in range(calls)]:
-            session = orchestrator.sessions.get(sid)
+            session = sessions.get(sid)
             if session is not None:
                 await asyncio.wait_for(session.finished.wait(), timeout=30)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         stop.set()
         await monitor
         records = [
-            (p, orchestrator.sessions[f"HD_load{n:04d}"].transcript)
+            (p, sessions[f"HD_load{n:04d}"].transcript)
             if not isinstance(p, BaseException)
             else p
             for n, p in enumerate(platforms)

@@ -9,14 +9,17 @@ memory are read from /proc for the server and from this process for the load gen
 window in which every call is live.
 
 Figures, per level:
+  calls, calls_placed    concurrent calls; calls placed in all (more than `calls` when soaking)
   calls_ok               calls whose script ran to the caller's hang-up, every line answered
   turn_latency_ms        platform clock: caller's last speech frame -> agent's first audible frame
   reply_lag_ms           turn latency minus the bench brain's own 200 ms: what service, sockets add
   replies_late           replies whose lag exceeds 100 ms
   bargein_to_kill_ms     the barge-in line's first audio leaves the platform -> killAudio arrives
+  kills_before_the_bargein  killAudio before the barge-in line: the agent paused for no caller
   resumed_after_bargein  barge-ins taken for a backchannel (the agent carried on): should be 0
   underrun_ratio         silent frames inside an agent reply / frames of reply played
   server                 cores busy, RSS MB, per call, in the window; GC pauses of 20 ms or more
+                         (wall, and the collector's own CPU)
   generator              this process's cores and loop lag (is the platform itself keeping up?)
 
     python bench/load.py [--levels 50,100] [--ramp 10] [--turns 5]
@@ -211,7 +214,7 @@ def _percentiles(values: list[float]) -> dict[str, float | int | None]:
 
 
 async def _level(
-    calls: int, *, ramp_s: float, turns: int, window_s: float, env: dict[str, str]
+    calls: int, *, ramp_s: float, turns: int, window_s: float, soak_s: float, env: dict[str, str]
 ) -> dict[str, object]:
     script = _script(turns)
     options = SimulatorOptions(voice=_voice, say_ms_per_char=10, max_wait_ms=10_000)
@@ -225,24 +228,31 @@ async def _level(
             stop = asyncio.Event()
             monitor = asyncio.get_running_loop().create_task(_lag_monitor(lag, stop))
 
-            async def one(index: int) -> SimulatedCall:
-                await asyncio.sleep(ramp_s * index / calls)
-                return await FakeSautikit(base, options=options).call(
-                    script, call_sid=f"HD_load{index:05d}"
-                )
-
             started = time.perf_counter()
-            placing = asyncio.gather(*(one(i) for i in range(calls)), return_exceptions=True)
-            await asyncio.sleep(
-                ramp_s + 2.0
-            )  # every call started, its greeting said, its stream open
+
+            async def slot(index: int) -> list[SimulatedCall | BaseException]:
+                """One caller line: a call, then (soaking) the next, until the soak is over."""
+                await asyncio.sleep(ramp_s * index / calls)
+                placed: list[SimulatedCall | BaseException] = []
+                while not placed or time.perf_counter() - started < soak_s:
+                    sid = f"HD_load{index:05d}_{len(placed):03d}"
+                    platform = FakeSautikit(base, options=options)
+                    try:
+                        placed.append(await platform.call(script, call_sid=sid))
+                    except Exception as exc:  # counted: one failed call must not end the run
+                        placed.append(exc)
+                return placed
+
+            placing = asyncio.gather(*(slot(i) for i in range(calls)))
+            # Every call started, greeted and streaming; when soaking, near the soak's end.
+            await asyncio.sleep(max(ramp_s + 2.0, soak_s - window_s))
             live_at_start = await _active_calls(base)
             cpu0, gen0, wall0 = _proc_cpu_s(pid), time.process_time(), time.perf_counter()
             await asyncio.sleep(window_s)
             cpu1, gen1, wall1 = _proc_cpu_s(pid), time.process_time(), time.perf_counter()
             rss_live = _proc_rss_mb(pid)
             live_at_end = await _active_calls(base)
-            results = await placing
+            results = [call for placed in await placing for call in placed]
             wall_s = time.perf_counter() - started
             stop.set()
             await monitor
@@ -268,13 +278,14 @@ async def _level(
     )
 
 
-def _gc_pauses(server_log: Path) -> list[float]:
-    """Collections of 20 ms or more the server logged (`gc_pause`, orchestrator/gc_policy.py)."""
+def _gc_pauses(server_log: Path) -> list[tuple[float, float]]:
+    """(wall ms, CPU ms) of the collections of 20 ms or more the server logged (gc_policy.py)."""
     pauses = []
     for line in server_log.read_text(errors="replace").splitlines():
         if '"gc_pause"' in line:
             with contextlib.suppress(ValueError, KeyError):
-                pauses.append(float(json.loads(line)["pause_ms"]))
+                entry = json.loads(line)
+                pauses.append((float(entry["pause_ms"]), float(entry.get("cpu_ms", 0.0))))
     return pauses
 
 
@@ -291,11 +302,11 @@ def _figures(
     live: tuple[int | None, int | None],
     lag: list[float],
     wall_s: float,
-    gc_pauses: list[float],
+    gc_pauses: list[tuple[float, float]],
 ) -> dict[str, object]:
     latencies: list[float] = []
     kills: list[float] = []
-    underruns = reply_frames = ok = 0
+    underruns = reply_frames = ok = false_kills = 0
     errors = [repr(r) for r in results if isinstance(r, BaseException)]
     for result in results:
         if isinstance(result, BaseException):
@@ -304,19 +315,20 @@ def _figures(
         latencies += call_latencies
         underruns += call_underruns
         reply_frames += call_frames
-        barge_in = (
-            turns // 2 + 1
-        )  # the greeting is not a caller turn: line k is caller audio start k-1
-        if result.kill_audio_at and len(result.caller_audio_started_at) > barge_in - 1:
-            kills.append(
-                (result.kill_audio_at[0] - result.caller_audio_started_at[barge_in - 1]) * 1000
-            )
+        starts = result.caller_audio_started_at
+        if len(starts) > turns // 2:  # the middle line is the barge-in
+            onset = starts[turns // 2]
+            later = [at for at in result.kill_audio_at if at >= onset]
+            if later:
+                kills.append((later[0] - onset) * 1000)
+            false_kills += len(result.kill_audio_at) - len(later)
         if result.ended_by == "caller" and replies >= turns:
             ok += 1
     lags = [max(0.0, value - BRAIN_SILENCE_MS) for value in latencies]
     cores = server_cpu / window if window else 0.0
     return {
         "calls": calls,
+        "calls_placed": len(results),
         "calls_ok": ok,
         "errors": errors[:3],
         "wall_s": round(wall_s, 1),
@@ -325,6 +337,7 @@ def _figures(
         "reply_lag_ms": _percentiles(lags),
         "replies_late": sum(value > LATE_REPLY_MS for value in lags),
         "bargein_to_kill_ms": _percentiles(kills),
+        "kills_before_the_bargein": false_kills,
         "resumed_after_bargein": sum(t.count("agent resumed") for t in transcripts),
         "cut_by_bargein": sum(t.count("agent cut at") for t in transcripts),
         "underrun_ratio": round(underruns / reply_frames, 4) if reply_frames else None,
@@ -334,7 +347,9 @@ def _figures(
             "rss_mb": round(rss[1], 1),
             "mb_per_call": round((rss[1] - rss[0]) / calls, 3),
             "gc_pauses_over_20ms": len(gc_pauses),
-            "longest_gc_pause_ms": max(gc_pauses, default=None),
+            "longest_gc_pause_ms": max((wall for wall, _ in gc_pauses), default=None),
+            # The most CPU a logged collection took: long pauses with little CPU mean contention.
+            "gc_cpu_ms_max": max((cpu for _, cpu in gc_pauses), default=None),
         },
         "generator": {
             "cores": round(generator_cpu / window, 3) if window else None,
@@ -344,14 +359,21 @@ def _figures(
 
 
 async def _run(
-    levels: list[int], *, ramp_s: float, turns: int, window_s: float, env: dict[str, str]
+    levels: list[int],
+    *,
+    ramp_s: float,
+    turns: int,
+    window_s: float,
+    soak_s: float,
+    env: dict[str, str],
 ) -> dict[str, object]:
     return {
         "cpu_count": os.cpu_count(),
         "load_average_before": os.getloadavg()[0],
         "turns_per_call": turns,
         "levels": [
-            await _level(n, ramp_s=ramp_s, turns=turns, window_s=window_s, env=env) for n in levels
+            await _level(n, ramp_s=ramp_s, turns=turns, window_s=window_s, soak_s=soak_s, env=env)
+            for n in levels
         ],
     }
 
@@ -373,6 +395,12 @@ def main() -> None:
         "--window", type=float, default=8.0, help="seconds of CPU measurement, all calls live"
     )
     parser.add_argument(
+        "--soak",
+        type=float,
+        default=0.0,
+        help="seconds to keep every caller line busy, call after call (0: one call each)",
+    )
+    parser.add_argument(
         "--env",
         action="append",
         default=[],
@@ -388,6 +416,7 @@ def main() -> None:
             ramp_s=args.ramp,
             turns=args.turns,
             window_s=args.window,
+            soak_s=args.soak,
             env=env,
         )
     )

@@ -78,13 +78,17 @@ log = structlog.get_logger(__name__)
 
 BrainFactory = Callable[[CallStart], Brain]
 XML = "application/xml"
-# A finished call is remembered this long, to answer Sautikit's late lifecycle re-POSTs (and its Dial).
+# After-call work (call record, store, transcript files) waits at most this long for the call's outcome.
 FINISHED_CALL_TTL_S = 600.0
 # At shut-down, records not stored within this long go to the journal.
 RECORDS_CLOSE_TIMEOUT_S = 3.0
 UNCONNECTED = "unconnected"
 # After the drain, handlers still running (a call past its grace) are cancelled this soon.
 HANDLER_SHUTDOWN_TIMEOUT_S = 1.0  # the outcome of a call whose media stream never came
+# A finished call leaves the live map this soon (its record is in the store; the replay cache remembers its
+# id for late re-POSTs): long enough for the stream status and events that trail its end, short enough that
+# full collections do not walk thousands of finished calls.
+FINISHED_CALL_GRACE_S = 10.0
 # The call record is asked for a few times: the platform may take a moment to close it.
 CALL_RECORD_ATTEMPTS = 3
 CALL_RECORD_RETRY_S = 2.0
@@ -478,7 +482,7 @@ async def _voice_webhook(request: web.Request) -> web.Response:
             orchestrator.settings.stream_connect_timeout_s,
             _expire_if_unconnected,
             orchestrator,
-            session,
+            start.call_sid,  # not the session: a timer must not keep a finished call alive
         )
         return web.Response(text=xml, content_type=XML)
 
@@ -591,10 +595,11 @@ async def _check_signature(orchestrator: Orchestrator, body: bytes, header: str 
     return "signed" if first else "replayed"
 
 
-def _expire_if_unconnected(orchestrator: Orchestrator, session: CallSession) -> None:
-    if not session.stream_attached and orchestrator.sessions.get(session.call_sid) is session:
-        log.warning("stream_never_connected", call_sid=session.call_sid)
-        del orchestrator.sessions[session.call_sid]
+def _expire_if_unconnected(orchestrator: Orchestrator, call_sid: str) -> None:
+    session = orchestrator.sessions.get(call_sid)
+    if session is not None and not session.stream_attached:
+        log.warning("stream_never_connected", call_sid=call_sid)
+        del orchestrator.sessions[call_sid]
         session.note("stream", "never connected")
         if orchestrator.records is not None:
             orchestrator.records.write(session, outcome=UNCONNECTED)
@@ -636,8 +641,9 @@ async def _media_stream(request: web.Request) -> web.StreamResponse:
 def _finish(orchestrator: Orchestrator, session: CallSession) -> None:
     orchestrator.finished_calls += 1
     orchestrator.spawn(_after_call(orchestrator, session))
+    # The timer holds the id, not the session: a finished call lives on in the store, not the heap.
     asyncio.get_running_loop().call_later(
-        FINISHED_CALL_TTL_S, orchestrator.sessions.pop, session.call_sid, None
+        FINISHED_CALL_GRACE_S, orchestrator.sessions.pop, session.call_sid, None
     )
 
 

@@ -38,13 +38,14 @@ async def freeze_after_startup(_app: object) -> None:
 class GcPauseWatch:
     """Times each collection; logs a `gc_pause` warning for any at or above `log_over_ms`."""
 
-    __slots__ = ("_began", "collections", "log_over_ms", "longest_ms")
+    __slots__ = ("_began", "_began_cpu", "collections", "log_over_ms", "longest_ms")
 
     def __init__(self, *, log_over_ms: float = 20.0) -> None:
         self.log_over_ms = log_over_ms
         self.collections = [0, 0, 0]  # per generation, since installed
         self.longest_ms = [0.0, 0.0, 0.0]
         self._began = 0.0
+        self._began_cpu = 0.0
 
     def install(self) -> GcPauseWatch:
         if self._on_gc not in gc.callbacks:
@@ -58,6 +59,7 @@ class GcPauseWatch:
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._began = time.perf_counter()
+            self._began_cpu = time.thread_time()
             return
         generation = int(info.get("generation", 0))
         pause_ms = (time.perf_counter() - self._began) * 1000
@@ -67,6 +69,8 @@ class GcPauseWatch:
             log.warning(
                 "gc_pause",
                 pause_ms=round(pause_ms, 1),
+                # The collector's own work; the rest of the pause was the machine doing other work.
+                cpu_ms=round((time.thread_time() - self._began_cpu) * 1000, 1),
                 generation=generation,
                 collected=info.get("collected"),
             )

@@ -122,9 +122,11 @@ class Line:
         script = script if isinstance(script, CallScript) else load_script(script)
         orchestrator = self.orchestrator
         reported = asyncio.Event()  # after-call work (call record, transcript files) is done
+        finished: list[CallSession] = []  # a finished call leaves the live map soon after its end
 
         def on_finished(session: CallSession) -> None:
             if session.call_sid == call_sid:
+                finished.append(session)
                 reported.set()
 
         orchestrator.on_call_finished.append(on_finished)
@@ -141,9 +143,11 @@ class Line:
             platform = await FakeSautikit(PUBLIC_URL, options=options).call(
                 script, call_sid=call_sid
             )
-            session = orchestrator.sessions[CallId(call_sid)]
-            await asyncio.wait_for(session.finished.wait(), timeout=call_timeout_s)
+            live = orchestrator.sessions.get(CallId(call_sid))
+            if live is not None:
+                await asyncio.wait_for(live.finished.wait(), timeout=call_timeout_s)
             await asyncio.wait_for(reported.wait(), timeout=call_timeout_s)
+            session = finished[0]
         finally:
             orchestrator.on_call_finished.remove(on_finished)
         return CallRecord(
