@@ -172,6 +172,8 @@ async def _start_server(
         "bench",
         "--log-level",
         "warning",
+        "--orders",
+        "demo",  # the embedded demo orders API: the bench brain looks nothing up anyway
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["GcPauseWatch", "freeze_after_startup", "freeze_startup_heap"]
+__all__ = ["GcPauseWatch", "freeze_after_startup", "freeze_startup_heap", "watch_after_startup"]
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +33,11 @@ def freeze_startup_heap() -> int:
 async def freeze_after_startup(_app: object) -> None:
     """An aiohttp `on_startup` handler: freeze the heap once the app's own start-up has run."""
     log.info("gc_frozen", objects=freeze_startup_heap())
+
+
+async def watch_after_startup(_app: object) -> None:
+    """An aiohttp `on_startup` handler: time collections from now on (start-up's own are not calls')."""
+    GcPauseWatch().install()
 
 
 class GcPauseWatch:
