@@ -36,7 +36,7 @@ async def freeze_after_startup(_app: object) -> None:
 
 
 async def watch_after_startup(_app: object) -> None:
-    """An aiohttp `on_startup` handler: time collections from now on (start-up's own are not calls')."""
+    """An aiohttp `on_startup` handler: time collections from now on (not start-up's own)."""
     GcPauseWatch().install()
 
 
