@@ -19,7 +19,6 @@ import shutil
 import signal
 import tempfile
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,7 @@ from orchestrator.settings import Settings
 from orchestrator.speech.tts import EspeakTts
 from orchestrator.telephony.call_id import CallId, is_call_id, parse_call_id
 from orchestrator.telephony.replay import MemoryReplayCache, ReplayCache
+from orchestrator.telephony.replay_redis import open_redis_replay
 from orchestrator.telephony.rest import SautikitClient, SautikitConfig, SautikitError
 from orchestrator.telephony.signing import (
     make_stream_token,
@@ -93,7 +93,8 @@ FINISHED_CALL_GRACE_S = 10.0
 CALL_RECORD_ATTEMPTS = 3
 CALL_RECORD_RETRY_S = 2.0
 CALL_RECORD_TIMEOUT_S = 5.0
-SEEN_EVENTS_KEPT = 10_000
+# Sautikit delivers events at least once; an event id is remembered (in the replay cache) this long.
+SEEN_EVENT_TTL_S = 24 * 3600.0
 # A call id already answered is remembered this long: a first webhook for it again is never a new call.
 SEEN_CALL_TTL_S = 24 * 3600.0
 SIGNATURE_HEADER = "X-Sautikit-Signature"
@@ -112,10 +113,9 @@ class Orchestrator:
     demo_orders: DemoOrdersBackend | None = None
     services: CallServices = field(default_factory=CallServices)
     sessions: dict[str, CallSession] = field(default_factory=dict)  # by CallId
-    # Accepted webhook signatures (a second sighting is a replay) and answered call ids.
+    # Accepted webhook signatures (a second sighting is a replay), answered call ids and event ids (Sautikit
+    # delivers events at least once); on Redis when several workers share the calls.
     replay: ReplayCache = field(default_factory=MemoryReplayCache)
-    # Sautikit delivers events at least once: remember the ids seen (bounded).
-    seen_events: OrderedDict[str, None] = field(default_factory=OrderedDict)
     finished_calls: int = 0  # a count, not a list: a long-running service must not keep every call
     on_call_started: list[Callable[[CallSession], None]] = field(default_factory=list)
     on_call_finished: list[Callable[[CallSession], None]] = field(default_factory=list)
@@ -344,6 +344,10 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
                 )
             )
         http = await stack.enter_async_context(httpx.AsyncClient())
+        if settings.redis_url:  # several workers: what one has seen, all have seen
+            orchestrator.replay = await stack.enter_async_context(
+                open_redis_replay(settings.redis_url, prefix=settings.redis_prefix)
+            )
         orchestrator.store = store = await open_call_store(
             settings.calls_db, busy_timeout_s=settings.calls_db_busy_timeout_s
         )
@@ -784,13 +788,12 @@ async def _events(request: web.Request) -> web.Response:
     except ValidationError as exc:
         log.warning("event_invalid", errors=exc.error_count())
         return web.Response(status=400, text="expected {kind, event_id, occurred_at, data}")
-    seen = orchestrator.seen_events
-    if event.event_id in seen:
+    fresh = await orchestrator.replay.first_sighting(
+        f"event:{event.event_id}", until=time.time() + SEEN_EVENT_TTL_S
+    )
+    if not fresh:
         log.info("event_duplicate", event_id=event.event_id, kind=event.kind)
         return web.Response(status=204)
-    seen[event.event_id] = None
-    while len(seen) > SEEN_EVENTS_KEPT:
-        seen.popitem(last=False)
     session = next(
         (
             orchestrator.sessions[CallId(i)]

@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     log_json: bool = True
     # `serve`'s log threshold: "warning" keeps a loaded service's log to what needs a look.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Several workers (processes or hosts) behind one number: their replay cache (signatures, call and
+    # event ids) on this Redis, e.g. redis://127.0.0.1:6379/0. Unset: each process remembers for itself.
+    redis_url: str | None = None
+    redis_prefix: str = "orchestrator:seen:"  # keys' prefix: several deployments may share one Redis
     # `serve` freezes its start-up heap so full collections walk only what calls allocate (gc_policy.py).
     gc_freeze: bool = True
 
