@@ -41,7 +41,7 @@ from orchestrator.errors import ConfigError, FlowError
 from orchestrator.flow import load_flow, summarize, to_mermaid
 from orchestrator.flow.schema import flow_json_schema
 from orchestrator.flowtest import run_flow_tests
-from orchestrator.gc_policy import freeze_after_startup, watch_after_startup
+from orchestrator.gc_policy import gc_policy
 from orchestrator.harness import CallRecord, serve_line
 from orchestrator.history_cli import add_history_commands, calls_db_path
 from orchestrator.logging import configure_logging
@@ -404,9 +404,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings, brain_factory=make_brain_factory(settings, flow), flow=flow)
     if args.console:
         add_console(app, token=console_token(settings))
-    if settings.gc_freeze:
-        app.on_startup.append(freeze_after_startup)
-    app.on_startup.append(watch_after_startup)
+    app.cleanup_ctx.append(gc_policy(freeze=settings.gc_freeze))
     banner = (
         f"orchestrator: serving flow {flow.name} with the {settings.brain} brain on "
         f"http://{settings.host}:{settings.port} — point Sautikit at {settings.public_url}{settings.routes.voice}"

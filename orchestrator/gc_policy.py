@@ -7,18 +7,19 @@ out of the collector's sight (`gc.freeze`): later full collections walk only wha
 `GcPauseWatch` times every collection through `gc.callbacks` and logs those that stalled the loop,
 so the policy is judged on measured pauses (bench/load.py counts them), not guessed.
 
-`orchestrator serve` applies both; an embedding application may call them itself.
+`orchestrator serve` applies both (`gc_policy`); an embedding application may do the same.
 """
 
 from __future__ import annotations
 
 import gc
 import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import structlog
 
-__all__ = ["GcPauseWatch", "freeze_after_startup", "freeze_startup_heap", "watch_after_startup"]
+__all__ = ["GcPauseWatch", "freeze_startup_heap", "gc_policy"]
 
 log = structlog.get_logger(__name__)
 
@@ -30,14 +31,24 @@ def freeze_startup_heap() -> int:
     return gc.get_freeze_count()
 
 
-async def freeze_after_startup(_app: object) -> None:
-    """An aiohttp `on_startup` handler: freeze the heap once the app's own start-up has run."""
-    log.info("gc_frozen", objects=freeze_startup_heap())
+def gc_policy(*, freeze: bool) -> Callable[[object], AsyncIterator[None]]:
+    """An aiohttp `cleanup_ctx` entry: once the app's start-up has run, freeze the heap (if
+    `freeze`) and time collections; stop timing them at shut-down.
 
+    Append it after the app's own contexts: they run in order, so the freeze sees what they built.
+    """
 
-async def watch_after_startup(_app: object) -> None:
-    """An aiohttp `on_startup` handler: time collections from now on (not start-up's own)."""
-    GcPauseWatch().install()
+    async def context(_app: object) -> AsyncIterator[None]:
+        if freeze:
+            log.info("gc_frozen", objects=freeze_startup_heap())
+        # After the freeze: its own collection is start-up's, not a call's.
+        watch = GcPauseWatch().install()
+        try:
+            yield
+        finally:
+            watch.uninstall()
+
+    return context
 
 
 class GcPauseWatch:

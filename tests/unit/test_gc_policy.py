@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import gc
 
+from aiohttp import web
 from structlog.testing import capture_logs
 
-from orchestrator.gc_policy import GcPauseWatch, freeze_startup_heap
+from orchestrator.gc_policy import GcPauseWatch, freeze_startup_heap, gc_policy
 
 
 def test_freeze_startup_heap_takes_surviving_objects_out_of_later_collections():
@@ -44,3 +45,19 @@ def test_gc_pause_watch_stays_quiet_under_its_threshold():
         watch.uninstall()
     assert watch.collections[2] == 1
     assert [entry for entry in logs if entry["event"] == "gc_pause"] == []
+
+
+async def test_gc_policy_freezes_after_the_app_starts_and_stops_watching_when_it_ends():
+    """As a cleanup context: heap frozen and collections watched while the app runs, only then."""
+    app = web.Application()
+    app.cleanup_ctx.append(gc_policy(freeze=True))
+    callbacks = len(gc.callbacks)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        assert gc.get_freeze_count() > 1000
+        assert len(gc.callbacks) == callbacks + 1
+    finally:
+        await runner.cleanup()
+        gc.unfreeze()
+    assert len(gc.callbacks) == callbacks
