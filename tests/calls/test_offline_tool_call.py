@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -10,6 +12,7 @@ from ruamel.yaml import YAML
 
 from orchestrator.brains.cascade import make_offline_brain_factory
 from orchestrator.flow import Flow, load_flow_text
+from orchestrator.harness import CallRecord
 from orchestrator.script import CallScript
 from orchestrator.simulator import SimulatorOptions
 from orchestrator.speech.voices import caller_voice
@@ -19,8 +22,9 @@ from tests.flows import ORDER_STATUS
 CALLER = "+254722000111"  # owns PK20931 in fixtures/orders.json
 
 
-def sms_flow() -> Flow:
-    """The pinned order-status flow with an SMS tool added, as a product team would add it."""
+def flow_with_sms_tool(name: str, add_question: Callable[[Any], None]) -> Flow:
+    """The pinned order-status flow with an SMS tool and its `sending_sms` state, as a product team
+    would add them; `add_question` edits the flow so that some state offers the tool."""
     yaml = YAML()
     data = yaml.load(ORDER_STATUS.read_text(encoding="utf-8"))
     data["tools"]["send_tracking_sms"] = {
@@ -31,13 +35,6 @@ def sms_flow() -> Flow:
             "timeout": 3,
         },
     }
-    data["policy"]["intents"]["sms"] = {
-        "phrases": ["text me the link", "send me a text", "send me the link"],
-        "tool": "send_tracking_sms",
-    }
-    narrating = data["states"]["narrating"]
-    narrating["tools"].append("send_tracking_sms")
-    narrating["on"]["tool:send_tracking_sms"] = "sending_sms"
     data["states"]["sending_sms"] = {
         "on": {
             "done:send_tracking_sms": {
@@ -50,9 +47,69 @@ def sms_flow() -> Flow:
             },
         }
     }
+    add_question(data)
     text = io.StringIO()
     yaml.dump(data, text)
-    return load_flow_text(text.getvalue(), path="sms_order_status.yaml", handlers=())
+    return load_flow_text(text.getvalue(), path=name, handlers=())
+
+
+def _sms_intent_in_narrating(data: Any) -> None:
+    """A flow-wide intent ("text me the link") that narrating allows."""
+    data["policy"]["intents"]["sms"] = {
+        "phrases": ["text me the link", "send me a text", "send me the link"],
+        "tool": "send_tracking_sms",
+    }
+    narrating = data["states"]["narrating"]
+    narrating["tools"].append("send_tracking_sms")
+    narrating["on"]["tool:send_tracking_sms"] = "sending_sms"
+
+
+def _offer_sms_state(data: Any) -> None:
+    """A yes/no question state after the lookup, written as docs/flow-reference.md shows."""
+    data["states"]["looking_up"]["on"]["order_found"] = "offer_sms"
+    data["states"]["offer_sms"] = {
+        "say": "Order {{ order.order_number_spoken }} is {{ order.status_text }}. "
+        "Would you like the tracking link by SMS?",
+        "tools": ["send_tracking_sms", "end_call", "transfer_to_human"],
+        "listen": {
+            "yes": {"say": "Sending it now.", "tool": "send_tracking_sms"},
+            "no": {"say": "Alright. Thank you for calling. Goodbye.", "tool": "end_call"},
+        },
+        "on": {
+            "tool:send_tracking_sms": "sending_sms",
+            "tool:end_call": "ended",
+            "tool:transfer_to_human": "escalating",
+        },
+    }
+
+
+async def call_with_shop(
+    aiohttp_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    script: CallScript,
+    flow: Flow,
+    *,
+    status: int = 200,
+) -> tuple[CallRecord, list[object]]:
+    """Serve the shop's SMS endpoint on loopback (answering `status`), place the call offline with a
+    flite caller, and return the call and the bodies the shop received."""
+    received: list[object] = []
+
+    async def send(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response({"message_id": "SM9"}, status=status)
+
+    app = web.Application()
+    app.router.add_post("/sms", send)
+    server = await aiohttp_server(app)
+    monkeypatch.setenv("SHOP_URL", str(server.make_url("")).rstrip("/"))
+    record = await run_scripted_call(
+        script,
+        flow=flow,
+        brain_factory=make_offline_brain_factory(flow),
+        simulator=SimulatorOptions(voice=caller_voice("slt")),  # type: ignore[arg-type]
+    )
+    return record, received
 
 
 SCRIPT = CallScript.model_validate(
@@ -72,23 +129,8 @@ SCRIPT = CallScript.model_validate(
 @pytest.mark.looptime
 async def test_offline_brain_calls_the_flows_http_tool(aiohttp_server, monkeypatch) -> None:
     """Recognised, confirmed, narrated; "text me the link" POSTs to the shop; done: says its line once."""
-    received: list[object] = []
-
-    async def send(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.json_response({"message_id": "SM9"})
-
-    app = web.Application()
-    app.router.add_post("/sms", send)
-    server = await aiohttp_server(app)
-    monkeypatch.setenv("SHOP_URL", str(server.make_url("")).rstrip("/"))
-    flow = sms_flow()
-    record = await run_scripted_call(
-        SCRIPT,
-        flow=flow,
-        brain_factory=make_offline_brain_factory(flow),
-        simulator=SimulatorOptions(voice=caller_voice("slt")),  # type: ignore[arg-type]
-    )
+    flow = flow_with_sms_tool("sms_order_status.yaml", _sms_intent_in_narrating)
+    record, received = await call_with_shop(aiohttp_server, monkeypatch, SCRIPT, flow)
     transcript = record.render()
     assert received == [{"to": CALLER, "order_number": "PK20931"}]
     assert "sending_sms -> narrating (done:send_tracking_sms)" in transcript
@@ -98,54 +140,9 @@ async def test_offline_brain_calls_the_flows_http_tool(aiohttp_server, monkeypat
     assert record.transcript.outcome == "resolved"
 
 
-def offer_sms_flow() -> Flow:
-    """The pinned flow with a yes/no question state after the status, written as docs/flow-reference.md shows."""
-    yaml = YAML()
-    data = yaml.load(ORDER_STATUS.read_text(encoding="utf-8"))
-    data["tools"]["send_tracking_sms"] = {
-        "description": "Text the caller a tracking link for the order being discussed.",
-        "http": {
-            "method": "POST",
-            "url": "{{ env.SHOP_URL }}/sms",
-            "json": {"to": "{{ caller.number }}", "order_number": "{{ order.order_number }}"},
-            "timeout": 3,
-        },
-    }
-    data["states"]["looking_up"]["on"]["order_found"] = "offer_sms"
-    data["states"]["offer_sms"] = {
-        "say": "Order {{ order.order_number_spoken }} is {{ order.status_text }}. "
-        "Would you like the tracking link by SMS?",
-        "tools": ["send_tracking_sms", "end_call", "transfer_to_human"],
-        "listen": {
-            "yes": {"say": "Sending it now.", "tool": "send_tracking_sms"},
-            "no": {"say": "Alright. Thank you for calling. Goodbye.", "tool": "end_call"},
-        },
-        "on": {
-            "tool:send_tracking_sms": "sending_sms",
-            "tool:end_call": "ended",
-            "tool:transfer_to_human": "escalating",
-        },
-    }
-    data["states"]["sending_sms"] = {
-        "on": {
-            "done:send_tracking_sms": {
-                "target": "narrating",
-                "say": "Done, the link is on its way. Is there anything else?",
-            },
-            "failed:send_tracking_sms": {
-                "target": "narrating",
-                "say": "Sorry, I could not send it. Is there anything else?",
-            },
-        }
-    }
-    text = io.StringIO()
-    yaml.dump(data, text)
-    return load_flow_text(text.getvalue(), path="offer_sms_order_status.yaml", handlers=())
-
-
 OFFER_SCRIPT = CallScript.model_validate(
     {
-        "title": "A caller confirms an order, hears its status and says yes to the tracking link by SMS",
+        "title": "A caller hears an order's status and says yes to the tracking link by SMS",
         "caller": CALLER,
         "turns": [
             {"caller": "My order number is P K two zero nine three one."},
@@ -162,23 +159,10 @@ OFFER_SCRIPT = CallScript.model_validate(
 async def test_a_yes_to_the_flows_own_question_posts_and_routes_on_the_result(
     aiohttp_server, monkeypatch, shop_status: int, route: str
 ) -> None:
-    """Issue 9's done-means call: confirm, status, the new question, "yes please" POSTs; done:/failed: route it."""
-    received: list[object] = []
-
-    async def send(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.json_response({"message_id": "SM9"}, status=shop_status)
-
-    app = web.Application()
-    app.router.add_post("/sms", send)
-    server = await aiohttp_server(app)
-    monkeypatch.setenv("SHOP_URL", str(server.make_url("")).rstrip("/"))
-    flow = offer_sms_flow()
-    record = await run_scripted_call(
-        OFFER_SCRIPT,
-        flow=flow,
-        brain_factory=make_offline_brain_factory(flow),
-        simulator=SimulatorOptions(voice=caller_voice("slt")),  # type: ignore[arg-type]
+    """Confirm, status, the new question, "yes please" POSTs; done:/failed: route it (issue 9)."""
+    flow = flow_with_sms_tool("offer_sms_order_status.yaml", _offer_sms_state)
+    record, received = await call_with_shop(
+        aiohttp_server, monkeypatch, OFFER_SCRIPT, flow, status=shop_status
     )
     transcript = record.render()
     assert received == [{"to": CALLER, "order_number": "PK20931"}]
