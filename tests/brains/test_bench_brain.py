@@ -18,6 +18,7 @@ from orchestrator.brains.bench import BenchBrain, reply_tone
 from orchestrator.script import CallScript
 from orchestrator.simulator import FakeSautikit
 from orchestrator.testing import run_scripted_call
+from tests.serving import wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,15 +103,7 @@ async def test_serve_with_the_bench_brain_and_log_level_warning_answers_quietly(
     )
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                try:
-                    async with http.get(f"{base}/healthz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
-            else:
-                pytest.fail("the service did not start")
+            await wait_until_serving(http, base, attempts=100)
         platform = await FakeSautikit(base).call(
             _script({"caller": "Hello?"}, {"hangup": None}), call_sid="HD_bench01"
         )

@@ -16,23 +16,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchestrator.script import load_script
 from orchestrator.simulator import FakeSautikit
 from tests.console.conftest import CALLS, CONSOLE_TOKEN
+from tests.serving import wait_until_serving
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-async def _wait_healthy(http: aiohttp.ClientSession, base: str) -> None:
-    for _ in range(150):
-        try:
-            async with http.get(f"{base}/healthz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            await asyncio.sleep(0.1)
-    pytest.fail("the service did not start")
 
 
 async def test_serve_console_process_serves_metrics_and_the_console_after_a_call(tmp_path: Path):
@@ -56,7 +46,7 @@ async def test_serve_console_process_serves_metrics_and_the_console_after_a_call
     bearer = {"Authorization": f"Bearer {CONSOLE_TOKEN}"}
     try:
         async with aiohttp.ClientSession() as http:
-            await _wait_healthy(http, base)
+            await wait_until_serving(http, base, attempts=150)
             platform = await FakeSautikit(base).call(load_script(script_path), call_sid="HD_served01")
             assert platform.dialed
             for _ in range(100):

@@ -19,6 +19,7 @@ from orchestrator.cli import _run_demo, main
 from orchestrator.script import load_script
 from orchestrator.simulator import FakeSautikit
 from tests.flows import CARE_DESK, ORDER_STATUS, SCRIPTS
+from tests.serving import wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOW = ORDER_STATUS
@@ -131,15 +132,7 @@ async def test_cli_serve_answers_a_call_as_a_real_process(tmp_path):
     )
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                try:
-                    async with http.get(f"{base}/healthz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
-            else:
-                pytest.fail("the service did not start")
+            await wait_until_serving(http, base, attempts=100)
         script = load_script(SCRIPTS / "asks_for_human.yaml")
         platform = await FakeSautikit(base).call(script, call_sid="HD_process01")
         assert platform.dialed == CARE_DESK

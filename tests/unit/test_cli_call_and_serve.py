@@ -15,6 +15,7 @@ import structlog
 
 from orchestrator.cli import main
 from tests.flows import CARE_DESK, SCRIPTS
+from tests.serving import wait_until_serving
 
 SCRIPT = SCRIPTS / "asks_for_human.yaml"
 
@@ -72,15 +73,7 @@ async def test_call_command_against_serve_without_public_url(tmp_path: Path) -> 
     )
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(200):
-                try:
-                    async with http.get(f"{base}/healthz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
-            else:
-                pytest.fail("the service did not start")
+            await wait_until_serving(http, base, attempts=200)
         code, out, err = await _cli("call", str(SCRIPT), "--url", base, "--voice", "synthetic")
         assert code == 0, err
         assert "stream connected" in out  # the Stream URL pointed at this port, not 8080
