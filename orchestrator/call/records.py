@@ -63,6 +63,7 @@ class _Ref:
     record_id: str
     started_at: datetime
     revision: int = 0
+    settled: str | None = None  # the outcome once written with one: a record never goes back to live
 
 
 class CallRecords:
@@ -127,7 +128,10 @@ class CallRecords:
             ref = self._refs[session] = _Ref(uuid.uuid4().hex, self._clock())
         ref.revision += 1
         if outcome is None and not session.finished.is_set():
-            outcome = LIVE
+            # A stream edge logged while shut-down cancels the call must not undo its `interrupted`.
+            outcome = ref.settled or LIVE
+        elif outcome is not None and outcome != LIVE:
+            ref.settled = outcome
         call = StoredCall.from_session(
             session,
             flow_name=self._flow_name,

@@ -16,8 +16,13 @@ import textwrap
 from dataclasses import asdict
 from pathlib import Path
 
+import pytest
+
 from orchestrator.call.records import CallRecords
+from orchestrator.call.session import CallSession
 from orchestrator.call.store import SqliteCallStore, StoredCall, open_call_store
+from orchestrator.testing import run_scripted_call
+from tests.flows import SCRIPTS
 
 
 def stored_call(call_sid: str, **changes: object) -> StoredCall:
@@ -189,3 +194,28 @@ def test_records_file_size_limit_holds_records_in_memory_until_space_is_freed(tm
     assert figures["freed"] == [False, 0]
     assert figures["stored"] == 20
     assert figures["journal_left"] is False
+
+
+@pytest.mark.looptime
+async def test_records_a_call_written_interrupted_never_goes_back_to_live(tmp_path):
+    """Shut-down marks a live call `interrupted`; a stream edge logged after that must not undo it.
+
+    Regression: under load, the media socket's last transcript line came after the clean-up's
+    `interrupted` write, and the record was stored `live` again.
+    """
+    store = await open_call_store(tmp_path / "calls.sqlite3")
+    records = CallRecords(store, flow_name="order_status")
+    await records.start()
+
+    def cut_off_at_start(session: CallSession) -> None:
+        records.write(session)  # the webhook's first, live record
+        records.write(session, outcome="interrupted")  # the shut-down's
+        records.write(session)  # a stream edge afterwards
+
+    await run_scripted_call(
+        SCRIPTS / "returning_caller_by_phone.yaml", on_call_started=cut_off_at_start
+    )
+    assert await records.flush(5)
+    assert await store.summary() == {"interrupted": 1}
+    await records.close(1)
+    await store.close()
