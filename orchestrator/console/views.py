@@ -143,11 +143,7 @@ def call_page(call: StoredCall) -> CallPage:
 def diagram_with_path(flow: Flow, path: Sequence[PathStep]) -> str:
     """The flow's Mermaid diagram with the states this call went through marked, and where it ended."""
     # Global routes (hang-up, brain failure...) as one note: an edge from every state would hide the path.
-    # Mermaid reads ";" as the end of a statement, which would cut the note into stray states.
-    diagram = "\n".join(
-        line.replace(";", ",") if line.lstrip().startswith("note ") else line
-        for line in to_mermaid(flow, include_global=False).rstrip("\n").splitlines()
-    )
+    diagram = to_mermaid(flow, include_global=False).rstrip("\n")
     visited = [step.state for step in path if step.state in flow.states]
     if not visited:
         return diagram + "\n"

@@ -31,9 +31,12 @@ def to_mermaid(flow: Flow, *, include_global: bool = True) -> str:
         for transition in transitions
     ]
     if not include_global and shared:
-        # A note where the call starts, instead of one edge per state and global route.
-        note = "; ".join(shared)
-        lines.append(f"    note right of {flow.initial} : global routes, from any state - {note}")
+        # A note where the call starts, instead of one edge per state and global route. One route per
+        # line: Mermaid reads ';' as the end of a statement, so a one-line note would be cut short.
+        lines.append(f"    note right of {flow.initial}")
+        lines.append("        global routes, from any state:")
+        lines.extend(f"        {route}" for route in shared)
+        lines.append("    end note")
     return "\n".join(lines) + "\n"
 
 

@@ -59,6 +59,9 @@ states:
         "    [*] --> identifying\n"
         "    identifying --> ended : order_found\n"
         "    ended --> [*]\n"
-        "    note right of identifying : global routes, from any state - hangup → ended; "
-        "stream_stopped → ended\n"
+        "    note right of identifying\n"
+        "        global routes, from any state:\n"
+        "        hangup → ended\n"
+        "        stream_stopped → ended\n"
+        "    end note\n"
     )
