@@ -6,6 +6,9 @@ request to the same server, and the body is read with prometheus-client's own pa
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import httpx
@@ -207,3 +210,50 @@ async def test_metrics_count_tool_actions_done_and_failed(tmp_path):
     assert _value(samples, "orchestrator_tool_actions_total", **failed) == 1
     latency = {"tool": "send_tracking_sms"}
     assert _value(samples, "orchestrator_tool_action_latency_seconds_count", **latency) == 2
+
+
+@pytest.mark.looptime
+async def test_metrics_count_a_brain_failure_by_brain_kind():
+    """OpenAI Realtime answers with an exhausted quota mid-call: one failure, and the flow escalates."""
+    script = load_script(CALLS / "returning_caller_by_phone.yaml")
+    faults = (Fault(action="quota", after_caller_line=1),)
+    async with (
+        FakeOpenAIRealtime(script, faults=faults) as fake,
+        serve_line(
+            settings=Settings(fallback_voice="synthetic"),
+            brain_factory=lambda start: OpenAIRealtimeBrain(fake.config()),
+        ) as line,
+    ):
+        record = await line.call(script, call_sid="HD_quota001")
+        samples = _samples((await _scrape(line.url)).text)
+    assert record.transcript.outcome == "escalated"
+    assert _value(samples, "orchestrator_brain_failures_total", brain="openairealtime") == 1
+    assert _value(samples, "orchestrator_calls_total", outcome="escalated", final_state="escalating") == 1
+
+
+async def test_metrics_count_call_record_writes_the_store_refused(tmp_path):
+    """Another process holds the calls database's write lock during a call: each refused write is counted,
+    and the records still arrive once the lock is gone."""
+    db = tmp_path / "calls.sqlite3"
+    script = load_script(CALLS / "hangup_mid_narration.yaml")
+    settings = Settings(fallback_voice="synthetic", calls_db=str(db), calls_db_busy_timeout_s=0.05)
+    async with serve_line(settings=settings, brain_factory=lambda start: ScriptedBrain(script)) as line:
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            await line.call(script, call_sid="HD_locked01")
+            refused = _samples((await _scrape(line.url)).text)
+        finally:
+            blocker.execute("COMMIT")
+            blocker.close()
+        async with asyncio.timeout(30):
+            while (await _health(line.url))["records_pending"]:  # noqa: ASYNC110 - the service's own view
+                await asyncio.sleep(0.1)
+    assert _value(refused, "orchestrator_call_store_write_failures_total") >= 1
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        assert connection.execute("SELECT outcome FROM calls").fetchall() == [("abandoned",)]
+
+
+async def _health(url: str) -> dict[str, object]:
+    async with httpx.AsyncClient() as client:
+        return dict((await client.get(f"{url}/healthz")).json())
