@@ -249,7 +249,7 @@ class EnergyVoicing:
         samples = np.frombuffer(joined, dtype="<i2").astype(np.float64)
         powers = np.mean(np.square(samples.reshape(len(frames), -1)), axis=1)
         levels = (powers >= self._low).astype(np.int8) + (powers >= self._high).astype(np.int8)
-        return levels.tolist()
+        return [int(level) for level in levels]
 
     def reset(self) -> None:
         self._splitter.flush()
