@@ -368,6 +368,7 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
             http=http,
             callback_timeout_s=settings.callback_timeout_s,
             tools=orchestrator.tools,
+            brief_secret=settings.webhook_secret.encode() if settings.webhook_secret else None,
         )
         yield
         for task in list(orchestrator.background):

@@ -9,6 +9,8 @@
 - `callback`: tell the caller a person will call back, record the request and POST it to `callback_url`.
 
 Each failure is said to the caller (`failed_say`) while the stream is open, and noted in the transcript.
+Before the first strategy that brings a person in (`dial`, `supervise`), the call's brief (call/handoff.py)
+is POSTed to `brief_url` once; whatever that webhook does, the hand-off goes on.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Literal, Protocol
 import httpx
 import structlog
 
+from orchestrator.call.handoff import HandoffBrief, deliver_brief
 from orchestrator.call.observer import NULL_OBSERVER, CallObserver
 from orchestrator.call.transcript import EntryKind
 from orchestrator.flow.model import Escalation
@@ -43,14 +46,16 @@ class CallbackRequest:
     caller: str | None
     reason: str
     requested_at: str  # ISO 8601, UTC
+    brief: Mapping[str, object] | None = None  # the hand-off brief, for whoever calls back
 
-    def as_json(self) -> Mapping[str, str | None]:
+    def as_json(self) -> Mapping[str, object]:
         return {
             "type": "callback_request",
             "call_sid": self.call_sid,
             "caller": self.caller,
             "reason": self.reason,
             "requested_at": self.requested_at,
+            "brief": self.brief,
         }
 
 
@@ -87,6 +92,11 @@ class _Tools:
     reason: str
     now_iso: Callable[[], str]
     callback_timeout_s: float
+    brief: HandoffBrief | None
+
+
+# Strategies after which a person is on the line with the caller: they get the brief first.
+_PERSON_STRATEGIES = frozenset({"dial", "supervise"})
 
 
 async def escalate(
@@ -99,10 +109,17 @@ async def escalate(
     now_iso: Callable[[], str],
     callback_timeout_s: float = 5.0,
     observer: CallObserver = NULL_OBSERVER,
+    brief: HandoffBrief | None = None,
+    brief_secret: bytes | None = None,
 ) -> EscalationResult:
     """Run the strategies in order; the first that works wins. Never raises for a failed strategy."""
     tools = _Tools(
-        rest=rest, http=http, reason=reason, now_iso=now_iso, callback_timeout_s=callback_timeout_s
+        rest=rest,
+        http=http,
+        reason=reason,
+        now_iso=now_iso,
+        callback_timeout_s=callback_timeout_s,
+        brief=brief,
     )
     runners: Mapping[
         str, Callable[[EscalationHost, Escalation, _Tools], Awaitable[EscalationResult | None]]
@@ -113,8 +130,20 @@ async def escalate(
     }
     strategies = settings.strategies
     loop = asyncio.get_running_loop()
+    brief_sent = False
     for index, name in enumerate(strategies):
         host.note("escalate", f"trying {name}")
+        if name in _PERSON_STRATEGIES and brief is not None and not brief_sent:
+            brief_sent = True
+            if settings.brief_url:
+                outcome = await deliver_brief(
+                    http,
+                    settings.brief_url,
+                    brief,
+                    secret=brief_secret,
+                    timeout_s=settings.brief_timeout,
+                )
+                host.note("escalate", outcome)
         started = loop.time()
         result = await runners[name](host, settings, tools)
         observer.escalation_step(
@@ -184,6 +213,7 @@ async def _callback(
         caller=host.caller,
         reason=tools.reason,
         requested_at=tools.now_iso(),
+        brief=None if tools.brief is None else tools.brief.as_json(),
     )
     caller = mask_phone(request.caller) if request.caller else "unknown"
     host.note("escalate", f"callback requested for {caller} ({request.reason})")

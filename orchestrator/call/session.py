@@ -44,6 +44,7 @@ from orchestrator.brains.base import (
 )
 from orchestrator.call.bargein import BargeIn, BargeInRecord, Interruption
 from orchestrator.call.escalation import EscalationResult, escalate
+from orchestrator.call.handoff import HandoffBrief, build_brief
 from orchestrator.call.observer import NULL_OBSERVER, BargeInOutcome, CallObserver
 from orchestrator.call.tools import ToolCallContext, ToolHandler, ToolOutcome, perform
 from orchestrator.call.transcript import EntryKind, Outcome, Transcript
@@ -95,6 +96,8 @@ class CallServices:
     say_start_timeout_s: float = 5.0
     # Code handlers of the flow's tools, by tool name (`add_routes(..., tools=...)`).
     tools: Mapping[str, ToolHandler] = field(default_factory=dict)
+    # Signs the hand-off brief POSTed to `escalation.brief_url` (the service's webhook secret).
+    brief_secret: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,6 +195,7 @@ class CallSession:
         self._dial_answered: asyncio.Future[None] | None = None
         self._escalation_task: asyncio.Task[None] | None = None
         self.escalation_result: EscalationResult | None = None
+        self._transfer_reason: str | None = None  # transfer_to_human's `reason`, for the brief
         self.call_record: CallRecord | None = None
         self._muted = False
         self._started_utterances: set[str] = set()
@@ -753,6 +757,9 @@ class CallSession:
             await self.brain.tool_result(call, result)
             return
         self.observer.tool_call(tool=call.name, result="accepted", at=self._loop.time())
+        reason = call.arguments.get("reason")
+        if call.name == "transfer_to_human" and isinstance(reason, str):
+            self._transfer_reason = reason
         entered = self.machine.send(f"tool:{call.name}")
         await self._enter(entered)
         if call.name == "lookup_order":
@@ -994,6 +1001,7 @@ class CallSession:
             self._note("escalate", "the flow declares no escalation: ending the call")
             await self._hang_up("no escalation configured", None)
             return
+        brief = self._handoff_brief(trigger=reason)
         http = self.services.http
         async with contextlib.AsyncExitStack() as stack:
             if http is None:
@@ -1007,6 +1015,8 @@ class CallSession:
                 now_iso=lambda: datetime.now(UTC).isoformat(timespec="seconds"),
                 callback_timeout_s=self.services.callback_timeout_s,
                 observer=self.observer,
+                brief=brief,
+                brief_secret=self.services.brief_secret,
             )
         if self.escalation_result == "failed":
             if self.stream_open:
@@ -1020,6 +1030,23 @@ class CallSession:
             await self._hang_up("escalation callback", None)
         elif self.escalation_result == "dialled":
             self._finish_outcome()
+
+    def _handoff_brief(self, *, trigger: str) -> HandoffBrief:
+        """The call's summary for the person taking over, kept with the call record."""
+        order = self.context.get("order")
+        brief = build_brief(
+            call_sid=self.call_sid,
+            caller=self.caller,
+            order=order if isinstance(order, Mapping) else {},
+            caller_lines=self.transcript.of_kind("caller"),
+            trigger=trigger,
+            detail=self._transfer_reason,
+            language=self.flow.voice.language,
+            escalated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        self.transcript.handoff = brief.as_json()
+        self._note("escalate", f"brief: {brief.whisper()}")
+        return brief
 
     # EscalationHost: what the strategies in call/escalation.py use.
 

@@ -112,6 +112,8 @@ class Transcript:
     # What the model was told: the system prompt, then each state's instructions and tools.
     system_prompt: str | None = None
     prompts: list[Prompt] = field(default_factory=list)
+    # The warm hand-off's brief (call/handoff.py), when the call escalated.
+    handoff: Mapping[str, object] | None = None
 
     def add(self, at_ms: int, kind: EntryKind, text: str) -> Entry:
         entry = Entry(at_ms=at_ms, kind=kind, text=text)
@@ -184,6 +186,7 @@ class Transcript:
             "outcome": self.outcome,
             "first_prompt_ms": self.first_prompt_ms,
             "entries": [{"at_ms": e.at_ms, "kind": e.kind, "text": e.text} for e in self.entries],
+            **({"handoff": dict(self.handoff)} if self.handoff is not None else {}),
         }
 
     def to_json(self) -> str:

@@ -331,6 +331,10 @@ class Escalation(_Model):
         "A colleague from {{ shop.name }} will call you back on this number shortly. Thank you, goodbye."
     )
     callback_url: str | None = None
+    # The warm hand-off: before `dial` or `supervise`, the call's brief is POSTed here as JSON (none: the
+    # brief is only kept with the call record). Signed when the service has a webhook secret.
+    brief_url: str | None = None
+    brief_timeout: Annotated[float, Field(gt=0, le=30)] = 3.0
     # Said when a strategy fails and the next one is tried, and when every one has failed.
     failed_say: str = "I'm sorry, I couldn't reach a colleague that way."
     unavailable_say: str = (

@@ -13,15 +13,10 @@ from orchestrator.settings import Settings
 from orchestrator.simulator import SimulatorOptions
 from orchestrator.simulator.rest_api import FakeSautikitState, sautikit_rest_app
 from orchestrator.testing import TranscriptSnapshotExtension, run_scripted_call
-from tests.flows import CARE_DESK, ORDER_STATUS, SCRIPTS
+from tests.flows import CARE_DESK, ORDER_STATUS, SCRIPTS, with_escalation
 
 FLOW = load_flow(ORDER_STATUS)
 API_KEY = "sk_test_sautikit"
-
-
-def _flow(**escalation) -> Flow:
-    assert FLOW.escalation is not None
-    return FLOW.model_copy(update={"escalation": FLOW.escalation.model_copy(update=escalation)})
 
 
 @pytest.fixture
@@ -66,7 +61,7 @@ async def _call(script: str, sautikit, flow: Flow, **simulator):
 @pytest.mark.looptime
 async def test_escalation_dial_answers_the_next_request(sautikit, transcript_snapshot):
     """dial: the stream closes, Sautikit's next request gets the <Dial>, and the record is fetched after."""
-    record = await _call("asks_for_human.yaml", sautikit, _flow(strategies=("dial",)))
+    record = await _call("asks_for_human.yaml", sautikit, with_escalation(strategies=("dial",)))
     assert record.platform.dialed == CARE_DESK
     assert record.transcript.outcome == "escalated"
     assert record.render() == transcript_snapshot
@@ -76,7 +71,7 @@ async def test_escalation_dial_answers_the_next_request(sautikit, transcript_sna
 async def test_escalation_supervise_brings_a_person_in_and_mutes_the_agent(sautikit, transcript_snapshot):
     """supervise: REST supervision in barge mode with the desk's number; the agent goes quiet."""
     state, _ = sautikit
-    record = await _call("supervised_then_caller_hangs_up.yaml", sautikit, _flow(strategies=("supervise", "dial")))
+    record = await _call("supervised_then_caller_hangs_up.yaml", sautikit, with_escalation(strategies=("supervise", "dial")))
     assert [(s.mode, s.supervisor_number) for s in state.supervisions] == [("barge", CARE_DESK)]
     assert record.platform.dialed is None
     assert record.transcript.outcome == "escalated"
@@ -88,7 +83,7 @@ async def test_escalation_supervise_api_error_falls_back_to_dial(sautikit, trans
     """A failing supervision request (503) is said to the caller, and the next strategy, dial, works."""
     state, _ = sautikit
     state.fail_next(1, status=503)
-    record = await _call("asks_for_human.yaml", sautikit, _flow(strategies=("supervise", "dial")))
+    record = await _call("asks_for_human.yaml", sautikit, with_escalation(strategies=("supervise", "dial")))
     assert state.supervisions == []
     assert record.platform.dialed == CARE_DESK
     assert any("supervise failed" in line for line in record.transcript.of_kind("escalate"))
@@ -101,7 +96,7 @@ async def test_escalation_callback_posts_the_request_and_hangs_up(sautikit, call
     """callback: the caller hears the promise, the shop's webhook gets the request, REST hangs the call up."""
     state, _ = sautikit
     received, _, url = callback_receiver
-    record = await _call("asks_for_human.yaml", sautikit, _flow(strategies=("callback",), callback_url=url))
+    record = await _call("asks_for_human.yaml", sautikit, with_escalation(strategies=("callback",), callback_url=url))
     assert [r["call_sid"] for r in received] == ["HD_test0001"]
     assert received[0]["caller"] == "+254733999888"
     assert received[0]["reason"] == "tool:transfer_to_human"
@@ -115,7 +110,7 @@ async def test_escalation_callback_webhook_failure_falls_back_to_dial(sautikit, 
     """A callback webhook answering 500 is a failed strategy: dial is tried next."""
     received, status, url = callback_receiver
     status["code"] = 500
-    record = await _call("asks_for_human.yaml", sautikit, _flow(strategies=("callback", "dial"), callback_url=url))
+    record = await _call("asks_for_human.yaml", sautikit, with_escalation(strategies=("callback", "dial"), callback_url=url))
     assert len(received) == 1
     assert any("callback webhook failed" in line for line in record.transcript.of_kind("escalate"))
     assert record.platform.dialed == CARE_DESK
@@ -126,7 +121,7 @@ async def test_escalation_dial_without_a_next_request_falls_back_to_callback(sau
     """When Sautikit never asks again after the stream closes, the dial fails and the callback is recorded."""
     received, _, url = callback_receiver
     record = await _call(
-        "asks_for_human.yaml", sautikit, _flow(strategies=("dial", "callback"), callback_url=url),
+        "asks_for_human.yaml", sautikit, with_escalation(strategies=("dial", "callback"), callback_url=url),
         repost_on_stream_end=False,
     )
     assert record.platform.dialed is None
@@ -139,7 +134,7 @@ async def test_escalation_dial_without_a_next_request_falls_back_to_callback(sau
 async def test_escalation_every_strategy_failing_tells_the_caller_and_hangs_up(sautikit):
     """No API key for supervise and a broken callback: the caller hears that no one is available."""
     state, _ = sautikit
-    flow = _flow(strategies=("supervise", "callback"), callback_url="http://127.0.0.1:9/unreachable")
+    flow = with_escalation(strategies=("supervise", "callback"), callback_url="http://127.0.0.1:9/unreachable")
     state.fail_next(1, status=503)
     record = await _call("asks_for_human.yaml", sautikit, flow)
     agent = record.transcript.of_kind("agent")

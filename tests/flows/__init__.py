@@ -8,7 +8,7 @@ tests/conftest.py points `Settings.flow` (ORCHESTRATOR_FLOW) at `ORDER_STATUS` f
 
 from pathlib import Path
 
-from orchestrator.flow import load_flow
+from orchestrator.flow import Flow, load_flow
 
 TESTS = Path(__file__).resolve().parents[1]
 ORDER_STATUS = TESTS / "flows" / "order_status.yaml"
@@ -19,3 +19,10 @@ OFFLINE_SCRIPTS = SCRIPTS / "offline"
 _escalation = load_flow(ORDER_STATUS).escalation
 assert _escalation is not None
 CARE_DESK = _escalation.number
+
+
+def with_escalation(**escalation: object) -> Flow:
+    """The pinned flow with some `escalation:` settings replaced (strategies, URLs, timeouts)."""
+    flow = load_flow(ORDER_STATUS)
+    assert flow.escalation is not None
+    return flow.model_copy(update={"escalation": flow.escalation.model_copy(update=escalation)})
