@@ -518,6 +518,8 @@ def _answer_again(
         orchestrator.spawn(_confirm_completed(orchestrator, session))
     else:
         session.note_webhook_again(start.state)
+    if start.digits:
+        session.press_keys(start.digits)
     dial = session.take_dial()
     xml = render_response(dial) if dial is not None else render_empty_response()
     session.note_xml(xml)

@@ -28,7 +28,7 @@ import looptime
 from orchestrator.errors import FlowError
 from orchestrator.flow import Flow, load_flow
 from orchestrator.harness import CallRecord, place_call
-from orchestrator.script import CallerTurn, Expect, ScriptFile, load_script_file
+from orchestrator.script import CallerTurn, Expect, PressTurn, ScriptFile, load_script_file
 from orchestrator.settings import Settings
 
 __all__ = [
@@ -91,7 +91,7 @@ def _segments(record: CallRecord) -> list[_Segment]:
     tools: list[str] = []
     said: list[str] = []
     for entry in record.transcript:
-        if entry.kind == "caller":
+        if entry.kind in ("caller", "keypad"):  # a keypad entry is the caller's turn too
             segments.append(
                 _Segment(heard=heard, states=tuple(states), tools=tuple(tools), said=tuple(said))
             )
@@ -127,7 +127,7 @@ def check_expectations(script: ScriptFile, record: CallRecord) -> list[str]:
     heard = 0
     checks: list[tuple[tuple[str | int, ...], Expect, _Segment, str]] = []
     for index, turn in enumerate(script.script.turns):
-        if isinstance(turn, CallerTurn):
+        if isinstance(turn, CallerTurn | PressTurn):
             heard += 1
         if turn.expect is None:
             continue

@@ -61,6 +61,7 @@ __all__ = [
     "Expect",
     "HangupTurn",
     "NoiseTurn",
+    "PressTurn",
     "SayStep",
     "ScriptFile",
     "ScriptTurn",
@@ -142,6 +143,20 @@ class CallerTurn(_Turn):
     barge_in_after_ms: int | None = Field(default=None, ge=0)
 
 
+class PressTurn(_Turn):
+    """The caller types keys (`"1042#"`) once the agent has been quiet for `pause_ms`, or cuts in with them.
+
+    One press turn is one keypad entry: the keys go out `gap_ms` apart as DTMF text frames on the media
+    socket, or in the voice webhook's `Digits` field (`via: webhook`).
+    """
+
+    press: Annotated[str, Field(pattern=r"^[0-9*#]+$")]
+    pause_ms: int = Field(default=700, ge=0)
+    barge_in_after_ms: int | None = Field(default=None, ge=0)
+    gap_ms: int = Field(default=250, ge=20, le=5000)
+    via: Literal["socket", "webhook"] = "socket"
+
+
 class HangupTurn(_Turn):
     """The caller hangs up, `after_ms` into the agent's current speech (or, when empty, once it is quiet)."""
 
@@ -164,6 +179,7 @@ class SilenceTurn(_Turn):
 
 _TURN_KEYS = {
     "caller": CallerTurn,
+    "press": PressTurn,
     "agent": AgentTurn,
     "hangup": HangupTurn,
     "silence_ms": SilenceTurn,
@@ -179,6 +195,7 @@ def _turn_kind(value: object) -> str | None:
 
 ScriptTurn = Annotated[
     Annotated[CallerTurn, Tag("caller")]
+    | Annotated[PressTurn, Tag("press")]
     | Annotated[AgentTurn, Tag("agent")]
     | Annotated[HangupTurn, Tag("hangup")]
     | Annotated[SilenceTurn, Tag("silence_ms")]
@@ -186,7 +203,9 @@ ScriptTurn = Annotated[
     Discriminator(
         _turn_kind,
         custom_error_type="script_turn",
-        custom_error_message="a turn is one of `caller:`, `agent:`, `hangup:`, `silence_ms:`, `noise_ms:`",
+        custom_error_message=(
+            "a turn is one of `caller:`, `press:`, `agent:`, `hangup:`, `silence_ms:`, `noise_ms:`"
+        ),
     ),
 ]
 
@@ -205,7 +224,7 @@ class CallScript(_Strict):
     turns: list[ScriptTurn]
 
     @property
-    def caller_turns(self) -> list[CallerTurn | HangupTurn | SilenceTurn | NoiseTurn]:
+    def caller_turns(self) -> list[CallerTurn | PressTurn | HangupTurn | SilenceTurn | NoiseTurn]:
         return [t for t in self.turns if not isinstance(t, AgentTurn)]
 
 

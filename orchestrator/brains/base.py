@@ -22,6 +22,7 @@ __all__ = [
     "CallInfo",
     "Heard",
     "JSONValue",
+    "Keypad",
     "ModelInterrupted",
     "Speech",
     "StateBrief",
@@ -80,6 +81,25 @@ class Heard:
     utterance_id: str
     played_ms: int
     total_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Keypad:
+    """The caller typed on the keypad: the digits of one entry (without its end key), and what they answer.
+
+    `intent` is the state's `listen:` answer the keys were for (`order_number` for a collected entry, `human`
+    for "press 0"), or None when the state declares no keypad answer.
+    """
+
+    digits: str
+    intent: str | None = None
+    end: str = ""  # the key that ended the entry ("#"), "" when a timeout or the length ended it
+
+    @property
+    def text(self) -> str:
+        """The entry as a line of the conversation, for a model that only reads text."""
+        keys = " ".join(self.digits + self.end)
+        return f"[caller pressed {keys}]" if keys else "[caller pressed nothing]"
 
 
 # --- events a brain emits -------------------------------------------------------------------
@@ -187,6 +207,9 @@ class Brain(Protocol):
 
     async def interrupt(self, heard: Heard | None) -> None:
         """The caller barged in: stop generating; `heard` says what was actually played."""
+
+    async def keypad(self, keys: Keypad) -> None:
+        """The caller typed a keypad entry (after the machine has had its `dtmf` event)."""
 
     def events(self) -> AsyncIterator[BrainEvent]:
         """The brain's events, in order, until it is closed."""

@@ -28,6 +28,7 @@ from orchestrator.brains.base import (
     CallInfo,
     Heard,
     JSONValue,
+    Keypad,
     Speech,
     StateBrief,
     ToolCall,
@@ -99,6 +100,9 @@ class BenchBrain:
     async def interrupt(self, heard: Heard | None) -> None:
         # Every reply is queued whole at once: the session already drops what the caller cut off.
         return None
+
+    async def keypad(self, keys: Keypad) -> None:
+        return None  # a benchmark caller only speaks
 
     async def events(self) -> AsyncIterator[BrainEvent]:
         while True:

@@ -29,6 +29,7 @@ from orchestrator.brains.base import (
     CallInfo,
     Heard,
     JSONValue,
+    Keypad,
     Speech,
     StateBrief,
     ToolCall,
@@ -94,6 +95,10 @@ class Dialogue(Protocol):
 
     def on_interrupted(self, heard: str) -> None: ...
 
+    def on_keypad(self, keys: Keypad) -> AsyncIterator[str | ToolCall]:
+        """What the caller typed on the keypad (exact, unlike speech)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TurnTiming:
@@ -129,7 +134,12 @@ class _Say:
     utterance_id: str
 
 
-_Trigger = _Caller | _State | _Result | _Say
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Keys:
+    keys: Keypad
+
+
+_Trigger = _Caller | _State | _Result | _Say | _Keys
 
 
 @dataclass(slots=True)
@@ -217,6 +227,9 @@ class CascadeBrain:
             self._current.cancel()
         self._dialogue.on_interrupted(self._heard_text(heard))
 
+    async def keypad(self, keys: Keypad) -> None:
+        self._triggers.put_nowait(_Keys(keys=keys))
+
     async def events(self) -> AsyncIterator[BrainEvent]:
         while True:
             event = await self._events.get()
@@ -283,6 +296,8 @@ class CascadeBrain:
             steps = self._dialogue.on_caller(trigger.recognition)
         elif isinstance(trigger, _State):
             steps = self._dialogue.on_state(trigger.state)
+        elif isinstance(trigger, _Keys):
+            steps = self._dialogue.on_keypad(trigger.keys)
         else:
             steps = self._dialogue.on_tool_result(trigger.call, trigger.result)
         self._turn_utterances = []
@@ -436,7 +451,11 @@ def _state_listen(
         for name, entry in listen.items()
         if name != ORDER_NUMBER_INTENT
     )
-    return StateListen(rules=rules, numbers=ORDER_NUMBER_INTENT in listen)
+    return StateListen(
+        rules=rules,
+        numbers=ORDER_NUMBER_INTENT in listen,
+        keypad=any(entry.keypad for entry in listen.values()),
+    )
 
 
 def _decisive_tools(flow: Flow) -> dict[str, Decisive]:

@@ -18,7 +18,14 @@ from typing import Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from orchestrator.brains.base import CallInfo, JSONValue, StateBrief, ToolCall, ToolDeclaration
+from orchestrator.brains.base import (
+    CallInfo,
+    JSONValue,
+    Keypad,
+    StateBrief,
+    ToolCall,
+    ToolDeclaration,
+)
 from orchestrator.errors import BrainError
 from orchestrator.speech.asr import Recognition
 
@@ -250,6 +257,12 @@ class ChatDialogue:
         # Words the recogniser is unsure of are shown as such: the model should ask, not act on them.
         content = heard.text if heard.understood else f"[unclear, maybe: {heard.text}]"
         self._messages.append(ChatMessage(role="user", content=content))
+        async for step in self._complete():
+            yield step
+
+    async def on_keypad(self, keys: Keypad) -> AsyncIterator[str | ToolCall]:
+        """Typed keys reach the model as a line of their own: "[caller pressed 1 0 4 2 #]"."""
+        self._messages.append(ChatMessage(role="user", content=keys.text))
         async for step in self._complete():
             yield step
 

@@ -55,6 +55,7 @@ from orchestrator.brains.base import (
     BrainReconnected,
     CallInfo,
     Heard,
+    Keypad,
     JSONValue,
     ModelInterrupted,
     Speech,
@@ -466,6 +467,11 @@ class GeminiLiveBrain:
                 self._events.put_nowait(StateDelivered(state=self._state.name, via=self._text_channel))
             return
         self._queue(_ToolResponse(call_id=call.call_id, name=call.name, response=response))
+
+    async def keypad(self, keys: Keypad) -> None:
+        """Typed keys reach the model as text on its text channel: "[caller pressed 1 0 4 2 #]"."""
+        if not (self._closed or self._failed):
+            self._queue(_TextTurn(text=keys.text))
 
     async def interrupt(self, heard: Heard | None) -> None:
         if self._utterance is None:

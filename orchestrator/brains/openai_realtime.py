@@ -56,6 +56,7 @@ from orchestrator.brains.base import (
     BrainReconnected,
     CallInfo,
     Heard,
+    Keypad,
     JSONValue,
     ModelInterrupted,
     Speech,
@@ -421,6 +422,15 @@ class OpenAIRealtimeBrain:
             calls.discard(call.call_id)
         if any(calls for calls in outstanding):
             return  # the model asked for several tools: answer them all before it speaks
+        self._request_response({})
+
+    async def keypad(self, keys: Keypad) -> None:
+        """Typed keys reach the model as the caller's own words: "[caller pressed 1 0 4 2 #]"."""
+        self._remember(f"Caller: {keys.text}")
+        link = self._link
+        if link is not None:
+            item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": keys.text}]}
+            link.send({"type": "conversation.item.create", "item": item})
         self._request_response({})
 
     async def interrupt(self, heard: Heard | None) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from itertools import count
 from typing import Final, Literal
 
-from orchestrator.brains.base import CallInfo, JSONValue, StateBrief, ToolCall
+from orchestrator.brains.base import CallInfo, JSONValue, Keypad, StateBrief, ToolCall
 from orchestrator.speech.asr import Recognition
 from orchestrator.speech.grammar import (
     GrammarSpec,
@@ -44,6 +44,7 @@ __all__ = [
     "PolicyConfig",
     "PolicyDialogue",
     "StateListen",
+    "keypad_order_number",
     "render_reply",
 ]
 
@@ -84,6 +85,10 @@ DEFAULT_REPLIES: Mapping[str, str] = {
     "confirm_answer": "Sorry, was that a yes or a no?",
     "carry_on": "Alright. What else can I help you with?",
     "refused": "Sorry, I cannot do that right now.",
+    "keypad_hint": (
+        "Sorry, I still did not catch that. You can also type your order number on your phone's keypad, "
+        "then press the hash key."
+    ),
 }
 
 # Phrases of the built-in intents a flow may name without declaring them.
@@ -127,6 +132,7 @@ class StateListen:
 
     rules: tuple[IntentRule, ...] = ()
     numbers: bool = False
+    keypad: bool = False  # an answer here is typed on the keypad: say so when speech keeps failing
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -208,6 +214,25 @@ def _lookup(context: Mapping[str, object], name: str) -> str:
     return "" if value is None else str(value)
 
 
+def keypad_order_number(digits: str, shapes: tuple[str, ...]) -> str | None:
+    """The order number typed as `digits`: the first shape with that many digits, its letters kept.
+
+    A keypad has no letters, so callers type only the digits ("1042" for DX1042); shapes are tried in the
+    order the flow declares them.
+
+    >>> keypad_order_number("1042", ("DX####", "PK#####"))
+    'DX1042'
+    >>> keypad_order_number("12", ("DX####",)) is None
+    True
+    """
+    if not digits.isdigit():
+        return None
+    for shape in shapes:
+        if shape.count("#") == len(digits):
+            return shape.rstrip("#") + digits
+    return None
+
+
 def _state_search(state: str) -> str:
     return f"state_{state}"
 
@@ -236,6 +261,7 @@ class PolicyDialogue:
         self._turns = 0  # caller turns heard
         self._by_phone: set[str] = set()  # pending lookups by the caller's number
         self._caller_orders: int | None = None
+        self._keypad_offered = False
         self._ids = count(1)
         self._context: dict[str, object] = {
             "shop": dict(config.shop),
@@ -403,6 +429,10 @@ class PolicyDialogue:
             self._question = None
             return self._perform(by_phone)
         self._misses += 1
+        if self._misses >= 2 and self._offers_keypad():
+            self._misses = 0
+            self._keypad_offered = True
+            return [self._moment("keypad_hint")]
         human = self._rules.get(self._config.human_intent)
         if (
             self._misses >= 2
@@ -417,6 +447,37 @@ class PolicyDialogue:
         if self._question is not None:
             return [self._question.text]
         return [self._moment("not_understood")]
+
+    # --- the keypad -------------------------------------------------------------------------
+
+    async def on_keypad(self, keys: Keypad) -> AsyncIterator[Step]:
+        for step in self._typed(keys):
+            yield step
+
+    def _typed(self, keys: Keypad) -> list[Step]:
+        """A keypad entry: exact, so a typed order number is looked up without a read-back."""
+        self._turns += 1
+        if keys.intent is not None and keys.intent != "order_number":
+            rule = self._rule(keys.intent)
+            if rule is None or (rule.say is None and rule.tool is None):
+                return self._not_understood()
+            self._misses = 0
+            self._question = None
+            return self._act(rule, sure=True)
+        number = keypad_order_number(keys.digits, self._config.shapes)
+        if number is None or not (keys.intent == "order_number" or self._takes_numbers()):
+            return self._not_understood()
+        self._misses = 0
+        self._question = None
+        self._context["request"] = {
+            "order_number": number,
+            "order_number_spoken": spoken_order_number(number),
+        }
+        return self._look_up(number)
+
+    def _offers_keypad(self) -> bool:
+        listen = self._config.listen.get(self._state.name)
+        return listen is not None and listen.keypad and not self._keypad_offered
 
     # --- results ----------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The scripted brain: replays the agent side of a call script, deterministically.
 
 It really listens: caller audio goes through a voice-activity detector, and each caller utterance it hears is
-matched, in order, with the script's next caller line (its "recognised" text). It then performs the script's next
+matched, in order, with the script's next caller line (its "recognised" text); a keypad entry is matched with
+the script's next `press:` turn. It then performs the script's next
 agent turn: tool calls (waiting for each result) and spoken replies, synthesised to PCM at the call's rate.
 Replies may quote the last tool result: `{{ result.order.status_text }}`.
 """
@@ -23,12 +24,13 @@ from orchestrator.brains.base import (
     CallInfo,
     Heard,
     JSONValue,
+    Keypad,
     Speech,
     StateBrief,
     ToolCall,
     TurnComplete,
 )
-from orchestrator.script import AgentTurn, CallerTurn, CallScript, SayStep, ToolStep
+from orchestrator.script import AgentTurn, CallerTurn, CallScript, PressTurn, SayStep, ToolStep
 
 __all__ = ["ScriptedBrain"]
 
@@ -64,12 +66,17 @@ class ScriptedBrain:
         self._script = script
         self._vad = vad
         self._events: asyncio.Queue[BrainEvent | None] = asyncio.Queue()
-        self._caller_lines = [t.caller for t in script.turns if isinstance(t, CallerTurn)]
-        # Agent turns keyed by how many caller lines precede them.
+        # What the caller does, in order: a line said (its text), or a keypad entry (None).
+        self._caller_inputs = [
+            t.caller if isinstance(t, CallerTurn) else None
+            for t in script.turns
+            if isinstance(t, CallerTurn | PressTurn)
+        ]
+        # Agent turns keyed by how many caller inputs precede them.
         self._agent_turns: dict[int, list[AgentTurn]] = {}
         heard_before = 0
         for turn in script.turns:
-            if isinstance(turn, CallerTurn):
+            if isinstance(turn, CallerTurn | PressTurn):
                 heard_before += 1
             elif isinstance(turn, AgentTurn):
                 self._agent_turns.setdefault(heard_before, []).append(turn)
@@ -111,6 +118,12 @@ class ScriptedBrain:
         if self._turn_task is not None:
             self._turn_task.cancel()
 
+    async def keypad(self, keys: Keypad) -> None:
+        # A keypad entry answers the script's next `press:` turn, as an utterance answers a `caller:` line.
+        if self._heard < len(self._caller_inputs) and self._caller_inputs[self._heard] is None:
+            self._heard += 1
+            self._begin_turn(self._heard)
+
     async def events(self) -> AsyncIterator[BrainEvent]:
         while True:
             event = await self._events.get()
@@ -129,10 +142,12 @@ class ScriptedBrain:
     # --- the script -------------------------------------------------------------------------
 
     def _on_caller_utterance(self) -> None:
-        if self._heard >= len(self._caller_lines):
+        if self._heard >= len(self._caller_inputs):
             # The caller said more than the script knows: a real model would ignore noise too.
             return
-        text = self._caller_lines[self._heard]
+        text = self._caller_inputs[self._heard]
+        if text is None:
+            return  # the script's next turn is a keypad entry: sound now is noise
         self._heard += 1
         self._events.put_nowait(Speech(role="caller", text=text))
         self._begin_turn(self._heard)

@@ -34,6 +34,7 @@ from orchestrator.brains.base import (
     CallInfo,
     Heard,
     JSONValue,
+    Keypad,
     ModelInterrupted,
     Speech,
     StateBrief,
@@ -45,6 +46,7 @@ from orchestrator.brains.base import (
 from orchestrator.call.bargein import BargeIn, BargeInRecord, Interruption
 from orchestrator.call.escalation import EscalationResult, escalate
 from orchestrator.call.handoff import HandoffBrief, build_brief
+from orchestrator.call.keypad import KeypadCollector, keypad_plan
 from orchestrator.call.observer import NULL_OBSERVER, BargeInOutcome, CallObserver
 from orchestrator.call.tools import ToolCallContext, ToolHandler, ToolOutcome, perform
 from orchestrator.call.transcript import EntryKind, Outcome, Transcript
@@ -54,9 +56,10 @@ from orchestrator.flow.machine import call_view
 from orchestrator.flow.templates import spoken_eta, spoken_order_number
 from orchestrator.logging import mask_phone
 from orchestrator.orders import LookupResult, Order, OrdersClient, normalise_order_number
+from orchestrator.telephony.dtmf import clean_keys
 from orchestrator.telephony.metadata import StreamMetadata
 from orchestrator.telephony.rest import CallRecord, SautikitClient, SautikitError
-from orchestrator.telephony.stream import MediaStream, StreamClosed, StreamPcm
+from orchestrator.telephony.stream import MediaStream, StreamClosed, StreamKeys, StreamPcm
 from orchestrator.telephony.webhook import CallStart
 from orchestrator.telephony.xml import DialVerb
 
@@ -119,6 +122,13 @@ class _SilenceTimeout:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class _KeypadTimeout:
+    """No key for the state's `digit_timeout`: the digits typed so far are the entry."""
+
+    generation: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _UtterancePlayed:
     segment: PlayedSegment
 
@@ -155,6 +165,8 @@ _Input = (
     | _LookupDone
     | _ToolDone
     | _SilenceTimeout
+    | _KeypadTimeout
+    | StreamKeys
     | _UtterancePlayed
     | StreamClosed
 )
@@ -233,6 +245,9 @@ class CallSession:
         self._echo = EchoGate(rate=options.sample_rate) if options.cancel_echo else None
         self._echo_cursor = 0.0
         self.greeting = self.machine.start()
+        self._keypad = KeypadCollector(keypad_plan(self.machine.state_spec()))
+        self._keypad_generation = 0
+        self._keypad_handle: asyncio.TimerHandle | None = None
         self._note("call", self._call_line(start))
         self._note("state", f"-> {self.greeting.state}")
 
@@ -288,6 +303,12 @@ class CallSession:
         if self.stream_attached and self._closing_reason is None:
             # The platform says the call is over while our stream is still open: the caller hung up.
             self._inbox.put_nowait(_CallerHungUp())
+
+    def press_keys(self, keys: str) -> None:
+        """Keys reported outside the media socket (the webhook's `Digits`), handled like the socket's."""
+        cleaned = clean_keys(keys)
+        if cleaned is not None and not self.finished.is_set():
+            self._inbox.put_nowait(StreamKeys(keys=cleaned))
 
     def shut_down(self) -> None:
         """The service is stopping: send `shutdown` through the flow (a goodbye or a transfer), else hang up."""
@@ -440,6 +461,8 @@ class CallSession:
                     # A stereo mix keeps the agent on its own channel: no echo to remove.
                     self._echo = None
                 self._note("stream", f"metadata {json.dumps(_safe_metadata(item), sort_keys=True)}")
+            elif isinstance(item, StreamKeys):
+                self._inbox.put_nowait(item)
             else:
                 self._inbox.put_nowait(item)
                 return
@@ -560,6 +583,13 @@ class CallSession:
                 self._pacer.end_utterance(item.utterance_id)
         elif isinstance(item, _UtterancePlayed):
             await self._on_utterance_played(item.segment)
+        elif isinstance(item, StreamKeys):
+            await self._on_keys(item.keys)
+        elif isinstance(item, _KeypadTimeout):
+            if item.generation == self._keypad_generation:
+                entry = self._keypad.timeout()
+                if entry is not None:
+                    await self._on_keypad_entry(entry)
         elif isinstance(item, _SilenceTimeout):
             if item.generation == self._silence_generation:
                 self._note("timer", f"no caller speech in {self.machine.state}")
@@ -692,13 +722,15 @@ class CallSession:
             if interruption is not None:
                 await self._on_interruption(interruption)
             return
+        await self._cut_agent(ignored="model stopped", cause="the model heard the caller")
+
+    async def _cut_agent(self, *, ignored: str, cause: str) -> PlayedSegment | None:
+        """Silence the agent at once (a barge-in the VAD did not decide); what the caller heard of it."""
         if self._pacer is None or not self._pacer.speaking:
-            return
+            return None
         if not self.machine.state_spec().interruptible:
-            self._note(
-                "barge-in", f"model stopped, ignored: {self.machine.state} is not interruptible"
-            )
-            return
+            self._note("barge-in", f"{ignored}, ignored: {self.machine.state} is not interruptible")
+            return None
         cut = self._pacer.flush()
         await self._kill_platform_audio()
         for segment in cut:
@@ -708,9 +740,50 @@ class CallSession:
         if heard is not None:
             self._note(
                 "barge-in",
-                f"the model heard the caller; agent cut at {heard.played_ms}/{heard.total_ms} ms;"
+                f"{cause}; agent cut at {heard.played_ms}/{heard.total_ms} ms;"
                 f' heard "{self._heard_words(heard)}"',
             )
+        return heard
+
+    # --- the keypad -------------------------------------------------------------------------
+
+    async def _on_keys(self, keys: str) -> None:
+        """Key presses: each one silences the agent (a barge-in) and goes into the state's keypad entry."""
+        self._cancel_silence()
+        heard = await self._cut_agent(ignored="key press", cause="the caller pressed a key")
+        if heard is not None and self._brain_alive:
+            await self.brain.interrupt(
+                Heard(utterance_id=heard.utterance_id, played_ms=heard.played_ms, total_ms=heard.total_ms)
+            )
+        for key in keys:
+            entry = self._keypad.press(key)
+            if entry is not None:
+                await self._on_keypad_entry(entry)
+        self._keypad_generation += 1
+        if self._keypad_handle is not None:
+            self._keypad_handle.cancel()
+            self._keypad_handle = None
+        if self._keypad.collecting:
+            self._keypad_handle = self._loop.call_later(
+                self._keypad.digit_timeout_s,
+                self._inbox.put_nowait,
+                _KeypadTimeout(generation=self._keypad_generation),
+            )
+        else:
+            self._arm_silence()
+
+    async def _on_keypad_entry(self, entry: Keypad) -> None:
+        """A finished entry: into the context (`keypad.*`), to the machine as `dtmf`, then to the brain."""
+        self.context["keypad"] = {
+            "digits": entry.digits,
+            "digits_spoken": " ".join(entry.digits),
+            "intent": entry.intent or "",
+        }
+        self._note("keypad", f"{entry.text} -> {entry.intent or 'no keypad answer here'}")
+        log.info("keypad_entry", digits=len(entry.digits), intent=entry.intent)
+        await self._enter(self.machine.send("dtmf"))
+        if self._brain_alive:
+            await self.brain.keypad(entry)
 
     def _resolve_heard(self, utterance_id: str) -> None:
         waiter = self._heard_waiters.pop(utterance_id, None)
@@ -913,6 +986,7 @@ class CallSession:
         log.info(
             "state_entered", state=entered.state, previous=entered.previous, trigger=entered.event
         )
+        self._keypad.use(keypad_plan(self.machine.state_spec()))
         if self._brain_alive:
             await self.brain.enter_state(
                 StateBrief(

@@ -28,6 +28,7 @@ EntryKind = Literal[
     "state",  # machine transition
     "model",  # how a state change reached a realtime model (tool result, text, context update, reconnect)
     "caller",  # what the caller said (recognised text)
+    "keypad",  # what the caller typed on the keypad (one entry) and what it answers
     "agent",  # what the agent said (full utterance text)
     "barge-in",  # the caller cut the agent off; what was heard
     "tool",  # a tool call from the model
@@ -81,6 +82,7 @@ _CONVERSATION: frozenset[EntryKind] = frozenset(
     {
         "state",
         "caller",
+        "keypad",
         "agent",
         "barge-in",
         "tool",

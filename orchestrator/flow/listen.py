@@ -31,6 +31,10 @@ def _answer(intent: str, entry: ListenEntry) -> str:
     label = "an order number" if intent == "order_number" else intent.replace("_", " ")
     if entry.phrases:
         label += " (" + ", ".join(f'"{phrase}"' for phrase in entry.phrases[:3]) + ")"
+    if entry.keypad:
+        label += f" (may be typed on the keypad, ending with {entry.end})"
+    if entry.key is not None:
+        label += f" (or the {entry.key} key)"
     actions: list[str] = []
     if entry.say:
         actions.append(f'say "{entry.say}"')

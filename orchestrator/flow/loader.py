@@ -32,6 +32,7 @@ from orchestrator.flow.model import (
     Flow,
     Policy,
     PolicyOrderNumber,
+    StateSpec,
     Transition,
 )
 from orchestrator.flow.suggestions import (
@@ -532,3 +533,37 @@ def _check_listen(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
                     if placeholder.name is None or placeholder.name not in variables:
                         message = f"unknown template variable {placeholder.raw!r}"
                         yield source.problem_inside((*loc, "say"), placeholder.raw, 0, message)
+        yield from _check_keypad(state, spec, source)
+
+
+def _check_keypad(state: str, spec: StateSpec, source: _Source) -> Iterator[FlowProblem]:
+    """A state collects digits for one answer at most, and no key means two things there."""
+    collecting = [name for name, entry in spec.listen.items() if entry.keypad]
+    for name in collecting[1:]:
+        message = (
+            f"only one answer per state may collect digits (`keypad: true`); "
+            f"{collecting[0]!r} already does"
+        )
+        yield source.problem(("states", state, "listen", name, "keypad"), message)
+    end = spec.listen[collecting[0]].end if collecting else None
+    keys: dict[str, str] = {}
+    for name, entry in spec.listen.items():
+        if entry.key is None:
+            continue
+        loc: Loc = ("states", state, "listen", name, "key")
+        if entry.keypad:
+            message = "an answer either collects digits (`keypad: true`) or is one `key`, not both"
+            yield source.problem(loc, message)
+        elif entry.key in keys:
+            message = f"key {entry.key!r} already answers {keys[entry.key]!r} in this state"
+            yield source.problem(loc, message)
+        elif entry.key == end:
+            message = f"key {entry.key!r} ends the {collecting[0]!r} entry in this state"
+            yield source.problem(loc, message)
+        elif collecting and entry.key.isdigit():
+            message = (
+                f"digit key {entry.key!r} would cut {collecting[0]!r} short: use * or # "
+                "for a single key in a state that collects digits"
+            )
+            yield source.problem(loc, message)
+        keys.setdefault(entry.key, name)

@@ -57,6 +57,7 @@ KNOWN_EVENTS: tuple[str, ...] = (
     "turn_complete",
     "brain_failed",
     "escalation_failed",
+    "dtmf",  # the caller typed on the keypad (an entry finished, or a mapped key): keypad.digits, keypad.intent
     "shutdown",  # the service is stopping (SIGTERM): say goodbye or transfer, then the call ends
 )
 TOOL_EVENT_PREFIX = "tool:"
@@ -117,17 +118,30 @@ Transitions = Annotated[
 BUILTIN_INTENTS: tuple[str, ...] = ("yes", "no", "goodbye", "human", "order_number", "by_phone")
 
 
+# One DTMF key, as a phone sends it.
+_KEY = r"^[0-9*#]$"
+
+
 class ListenEntry(_Model):
     """One answer a state expects: an intent, and what the offline policy does when it hears it.
 
     A built-in intent (`BUILTIN_INTENTS`) or one under `policy.intents` needs no phrases here; a state's own
     intent must have them. `say`, `tool` and `arguments` replace the flow-wide intent's for this state.
+
+    The keypad (docs/keypad.md): `keypad: true` collects digits for this answer (an order number) until
+    the `end` key, `max_digits` or `digit_timeout` seconds without a key; `key: "0"` makes one key press
+    this answer ("press 0 for a person").
     """
 
     phrases: tuple[Annotated[str, Field(min_length=1)], ...] = ()
     say: str | None = None
     tool: str | None = None
     arguments: dict[str, str] = Field(default_factory=dict)
+    keypad: bool = False
+    end: Annotated[str, Field(pattern=_KEY)] = "#"
+    max_digits: Annotated[int, Field(ge=1, le=32)] | None = None
+    digit_timeout: Annotated[float, Field(gt=0, le=30)] = 4.0
+    key: Annotated[str, Field(pattern=_KEY)] | None = None
 
 
 def _as_listen(value: object) -> object:
@@ -305,6 +319,7 @@ POLICY_MOMENTS: tuple[str, ...] = (
     "lookup_failed",
     "not_understood",
     "offer_human",  # a question, after two turns not understood
+    "keypad_hint",  # after two turns not understood where the state takes a keypad entry: type it instead
     "confirm_end",  # a question: a merely plausible goodbye
     "confirm_human",  # a question: a merely plausible request for a person
     "confirm_answer",  # a question: a merely plausible yes or no that would end or hand over the call

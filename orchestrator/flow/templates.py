@@ -47,6 +47,9 @@ FIXED_VARIABLES: frozenset[str] = frozenset(
         "orders.numbers_spoken",
         "escalation.number",
         "flow.name",
+        "keypad.digits",  # the caller's last keypad entry (docs/keypad.md)
+        "keypad.digits_spoken",
+        "keypad.intent",
     }
 )
 

@@ -34,6 +34,7 @@ from orchestrator.script import (
     CallScript,
     HangupTurn,
     NoiseTurn,
+    PressTurn,
     SayStep,
     SilenceTurn,
 )
@@ -199,7 +200,7 @@ class _CallRun:
             self.note(f"supervisor {supervision.supervisor_number} joins ({supervision.mode})")
         return self.record.status in ("completed", "canceled")
 
-    async def post_webhook(self, state: str) -> str:
+    async def post_webhook(self, state: str, *, digits: str | None = None) -> str:
         fields = {
             "CallSid": self.result.call_sid,
             "From": self.script.caller,
@@ -208,6 +209,8 @@ class _CallRun:
             "callSessionState": state.capitalize(),
             "isActive": "true" if state != "completed" else "false",
         }
+        if digits is not None:
+            fields["Digits"] = digits
         if self.script.webhook == "json":
             body = json.dumps(fields).encode()
             content_type = "application/json"
@@ -355,6 +358,15 @@ class _CallRun:
                 self.result.caller_audio_started_at.append(self.loop.time())
             if isinstance(action, str) and action.startswith("say:"):
                 self.note(f'caller says "{action[4:]}"')
+            elif isinstance(action, str) and action.startswith("webhook-keys:"):
+                self.note(f"caller presses {action[13:]} (Digits on the voice webhook)")
+                await self.post_webhook("active", digits=action[13:])
+            elif (key := caller.due_key(self.elapsed_ms())) is not None:
+                if caller.keys_sent == 1:
+                    self.note(f"caller presses {caller.pressing}")
+                with contextlib.suppress(ConnectionError):
+                    # The shape mod_audio_fork-based platforms send (docs/keypad.md).
+                    await ws.send_str(json.dumps({"event": "dtmf", "dtmf": {"digit": key}}))
             elif isinstance(action, str) and action.startswith("noise:"):
                 self.note(f"noise on the line: {action[6:]}")
             frame = caller.next_frame(self.frame_bytes) or silence
@@ -438,7 +450,9 @@ class _Caller:
         self.voice = options.voice or (
             lambda text, r: synthesize_speech(text, rate=r, pitch_hz=_CALLER_PITCH_HZ)
         )
-        self.turns: list[tuple[CallerTurn | HangupTurn | SilenceTurn | NoiseTurn, bool]] = []
+        self.turns: list[
+            tuple[CallerTurn | PressTurn | HangupTurn | SilenceTurn | NoiseTurn, bool]
+        ] = []
         # A script with no agent turns leaves the agent's side to a real brain: then the caller, like a
         # person, waits to hear the agent before each line.
         unscripted_agent = not any(isinstance(turn, AgentTurn) for turn in script.turns)
@@ -456,6 +470,21 @@ class _Caller:
         self.agent_heard_ms = 0  # agent speech played since the caller last spoke
         self.quiet_since_ms: int | None = None
         self.last_activity_ms = 0
+        # Keys of the current press turn still to send, each `gap_ms` after the one before.
+        self.pressing = ""
+        self.keys: list[str] = []
+        self.keys_sent = 0
+        self.key_gap_ms = 0
+        self.next_key_ms = 0
+
+    def due_key(self, now_ms: int) -> str | None:
+        """The next key of a press turn, when its time has come."""
+        if not self.keys or now_ms < self.next_key_ms:
+            return None
+        self.next_key_ms = now_ms + self.key_gap_ms
+        self.keys_sent += 1
+        self.last_activity_ms = now_ms
+        return self.keys.pop(0)
 
     def step(self, now_ms: int, *, audible: bool) -> str | None:
         if audible:
@@ -466,7 +495,7 @@ class _Caller:
             self.quiet_since_ms = now_ms
         if now_ms >= self.options.max_call_ms:
             return "timeout"
-        if self.speech:
+        if self.speech or self.keys:
             return None
         if self.speaking:
             # The caller just finished a sentence: what the agent says next is a reply to it.
@@ -493,17 +522,27 @@ class _Caller:
                 self._advance(now_ms)
                 return f"noise:{turn.noise_ms} ms at {turn.level_dbfs:g} dBFS"
             return None
-        cut_in_at = turn.barge_in_after_ms if isinstance(turn, CallerTurn) else turn.hangup
+        cut_in_at = (
+            turn.barge_in_after_ms if isinstance(turn, CallerTurn | PressTurn) else turn.hangup
+        )
         if cut_in_at is not None:
             ready = self.agent_heard_ms >= cut_in_at
         else:
-            pause = turn.pause_ms if isinstance(turn, CallerTurn) else 700
+            pause = turn.pause_ms if isinstance(turn, CallerTurn | PressTurn) else 700
             heard_agent = self.agent_heard_ms > 0 or not expects_agent
             ready = heard_agent and quiet_ms >= pause
         if not ready and waited < self.options.max_wait_ms:
             return None
         if isinstance(turn, HangupTurn):
             return "hangup"
+        if isinstance(turn, PressTurn):
+            self.speaking = True
+            self._advance(now_ms)
+            if turn.via == "webhook":
+                return f"webhook-keys:{turn.press}"
+            self.pressing, self.keys, self.keys_sent = turn.press, list(turn.press), 0
+            self.key_gap_ms, self.next_key_ms = turn.gap_ms, now_ms
+            return None
         self.speech = bytearray(self.voice(turn.caller, self.rate))
         self.speaking = True
         self._advance(now_ms)

@@ -17,12 +17,14 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from orchestrator.errors import StreamError
+from orchestrator.telephony.dtmf import parse_dtmf
 from orchestrator.telephony.metadata import StreamMetadata, parse_metadata
 
 __all__ = [
     "SUBPROTOCOL",
     "MediaStream",
     "StreamClosed",
+    "StreamKeys",
     "StreamPcm",
     "accept_media_stream",
     "media_socket_for",
@@ -40,6 +42,13 @@ class StreamPcm:
     """Raw bytes of one binary frame, as received (any size, maybe an odd byte count)."""
 
     data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamKeys:
+    """The caller pressed one or more keys (a DTMF text frame, telephony/dtmf.py)."""
+
+    keys: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,14 +71,17 @@ class MediaStream:
     def closed(self) -> bool:
         return self._ws.closed
 
-    async def frames(self) -> AsyncIterator[StreamPcm | StreamMetadata | StreamClosed]:
-        """Yield the metadata frame (first text frame), then PCM frames, then one StreamClosed."""
+    async def frames(self) -> AsyncIterator[StreamPcm | StreamKeys | StreamMetadata | StreamClosed]:
+        """Yield the metadata frame (first text frame), then PCM frames and key presses, then one StreamClosed."""
         async for msg in self._ws:
             if msg.type is WSMsgType.BINARY:
                 self.bytes_in += len(msg.data)
                 yield StreamPcm(data=msg.data)
             elif msg.type is WSMsgType.TEXT:
-                if self.metadata is None:
+                keys = parse_dtmf(msg.data)
+                if keys is not None:
+                    yield StreamKeys(keys=keys)
+                elif self.metadata is None:
                     try:
                         self.metadata = parse_metadata(msg.data)
                     except StreamError as exc:

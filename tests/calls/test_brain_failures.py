@@ -4,7 +4,15 @@ from collections.abc import AsyncIterator, Mapping
 
 import pytest
 
-from orchestrator.brains.base import BrainEvent, CallInfo, Heard, JSONValue, StateBrief, ToolCall
+from orchestrator.brains.base import (
+    BrainEvent,
+    CallInfo,
+    Heard,
+    JSONValue,
+    Keypad,
+    StateBrief,
+    ToolCall,
+)
 from orchestrator.testing import run_scripted_call
 from tests.flows import CARE_DESK, SCRIPTS
 
@@ -24,6 +32,8 @@ class _BrokenBrain:
     async def tool_result(self, call: ToolCall, result: Mapping[str, JSONValue]) -> None: ...
 
     async def interrupt(self, heard: Heard | None) -> None: ...
+
+    async def keypad(self, keys: Keypad) -> None: ...
 
     async def events(self) -> AsyncIterator[BrainEvent]:
         return

@@ -14,6 +14,7 @@ from orchestrator.brains.base import (
     CallInfo,
     Heard,
     JSONValue,
+    Keypad,
     Speech,
     StateBrief,
     ToolCall,
@@ -95,6 +96,8 @@ class _TwoPartBrain:
     async def tool_result(self, call: ToolCall, result: Mapping[str, JSONValue]) -> None: ...
 
     async def interrupt(self, heard: Heard | None) -> None: ...
+
+    async def keypad(self, keys: Keypad) -> None: ...
 
     async def events(self) -> AsyncIterator[BrainEvent]:
         while (event := await self._events.get()) is not None:

@@ -67,7 +67,7 @@ def test_load_script_shape_problems_are_located_without_union_noise(tmp_path: Pa
     )
     assert problems == [
         "4:15: turns[0].pause_ms: Input should be greater than or equal to 0",
-        "5:5: turns[1]: a turn is one of `caller:`, `agent:`, `hangup:`, `silence_ms:`, `noise_ms:`",
+        "5:5: turns[1]: a turn is one of `caller:`, `press:`, `agent:`, `hangup:`, `silence_ms:`, `noise_ms:`",
         "6:13: turns[2].agent[0]: an agent step is `say: TEXT` or `tool: NAME` (with optional `args`)",
         "7:13: turns[2].expect: expect needs at least one of state, tool, says, outcome",
     ]
