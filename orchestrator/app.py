@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode
@@ -32,10 +34,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.brains.base import Brain
 from orchestrator.call.records import CallRecords
-from orchestrator.call.session import CallServices, CallSession, SessionOptions
-from orchestrator.call.store import INTERRUPTED, CallStore, open_call_store
+from orchestrator.call.session import ESCALATION_STATE, CallServices, CallSession, SessionOptions
+from orchestrator.call.store import INTERRUPTED, CallStore, CallStoreError, open_call_store
 from orchestrator.call.tools import ToolHandler, environment_names
-from orchestrator.call.transcript import transcript_files
+from orchestrator.call.transcript import Entry, transcript_files
+from orchestrator.cluster import CallMessage, LiveCalls, LocalLiveCalls, SharedCall
+from orchestrator.cluster.redis_calls import RedisLiveCalls
 from orchestrator.errors import ConfigError, SignatureError, WebhookError
 from orchestrator.flow import Flow, load_flow, render
 from orchestrator.logging import mask_phone, mask_phone_numbers_in
@@ -47,11 +51,12 @@ from orchestrator.orders import (
     OrdersClient,
     demo_orders_app,
 )
+from orchestrator.redis_connection import connected_redis
 from orchestrator.settings import Settings
 from orchestrator.speech.tts import EspeakTts
 from orchestrator.telephony.call_id import CallId, is_call_id, parse_call_id
 from orchestrator.telephony.replay import MemoryReplayCache, ReplayCache
-from orchestrator.telephony.replay_redis import open_redis_replay
+from orchestrator.telephony.replay_redis import RedisReplayCache
 from orchestrator.telephony.rest import SautikitClient, SautikitConfig, SautikitError
 from orchestrator.telephony.signing import (
     make_stream_token,
@@ -61,7 +66,14 @@ from orchestrator.telephony.signing import (
 )
 from orchestrator.telephony.stream import accept_media_stream, media_socket_for
 from orchestrator.telephony.webhook import CallStart, parse_webhook_body
-from orchestrator.telephony.xml import SayVerb, StreamSpec, render_empty_response, render_response
+from orchestrator.telephony.xml import (
+    DialVerb,
+    HangupVerb,
+    SayVerb,
+    StreamSpec,
+    render_empty_response,
+    render_response,
+)
 
 __all__ = [
     "ORCHESTRATOR",
@@ -99,6 +111,10 @@ SEEN_EVENT_TTL_S = 24 * 3600.0
 SEEN_CALL_TTL_S = 24 * 3600.0
 SIGNATURE_HEADER = "X-Sautikit-Signature"
 TRANSCRIPT_ATTEMPTS = 1000  # files kept per reused call id before giving up
+# A re-POST for a call whose worker died, not escalating: the caller hears why the line goes quiet.
+ORPHANED_SAY = "Sorry, we lost the line to our assistant. Please call back in a minute. Goodbye."
+# A pending Dial stays answerable this long past the flow's own wait for Sautikit's request.
+DIAL_KEPT_EXTRA_S = 5.0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -116,6 +132,8 @@ class Orchestrator:
     # Accepted webhook signatures (a second sighting is a replay), answered call ids and event ids (Sautikit
     # delivers events at least once); on Redis when several workers share the calls.
     replay: ReplayCache = field(default_factory=MemoryReplayCache)
+    # Which worker holds each call, and the way to reach it: this process alone unless Redis is set.
+    live: LiveCalls = field(default_factory=LocalLiveCalls)
     finished_calls: int = 0  # a count, not a list: a long-running service must not keep every call
     on_call_started: list[Callable[[CallSession], None]] = field(default_factory=list)
     on_call_finished: list[Callable[[CallSession], None]] = field(default_factory=list)
@@ -344,9 +362,14 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
                 )
             )
         http = await stack.enter_async_context(httpx.AsyncClient())
-        if settings.redis_url:  # several workers: what one has seen, all have seen
-            orchestrator.replay = await stack.enter_async_context(
-                open_redis_replay(settings.redis_url, prefix=settings.redis_prefix)
+        if settings.redis_url:  # several workers: what one has seen, all have seen; calls go where held
+            client = await stack.enter_async_context(connected_redis(settings.redis_url))
+            orchestrator.replay = RedisReplayCache(client, prefix=settings.redis_prefix)
+            orchestrator.live = RedisLiveCalls(
+                client,
+                prefix=f"{settings.redis_prefix}live:",
+                heartbeat_s=settings.worker_heartbeat_s,
+                worker_ttl_s=settings.worker_ttl_s,
             )
         orchestrator.store = store = await open_call_store(
             settings.calls_db, busy_timeout_s=settings.calls_db_busy_timeout_s
@@ -359,10 +382,17 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
             flow_name=orchestrator.flow.name,
             journal=_journal_path(settings),
             on_save_failed=observability.store_write_failed if observability else lambda: None,
+            mark_interrupted_at_start=not settings.redis_url,
         )
         await records.start()
         orchestrator.records = records
         stack.push_async_callback(records.close, RECORDS_CLOSE_TIMEOUT_S)
+        live = orchestrator.live
+        await live.start(
+            lambda message: _on_call_message(orchestrator, message),
+            lambda call_sids: _mark_orphaned(orchestrator, call_sids),
+        )
+        stack.push_async_callback(live.close)
         orchestrator.services = CallServices(
             rest=rest,
             http=http,
@@ -444,7 +474,10 @@ async def _voice_webhook(request: web.Request) -> web.Response:
     with structlog.contextvars.bound_contextvars(call_sid=start.call_sid):
         existing = orchestrator.sessions.get(start.call_sid)
         if existing is not None:
-            return _answer_again(orchestrator, existing, start, signed=signed == "signed")
+            return await _answer_again(orchestrator, existing, start, signed=signed == "signed")
+        elsewhere = await _answer_for_another_worker(orchestrator, start, signed=signed == "signed")
+        if elsewhere is not None:
+            return elsewhere
         if orchestrator.draining:  # before the id is remembered: another worker may take the call
             log.warning("webhook_refused_draining")
             return web.Response(status=503, text="shutting down", headers={"Retry-After": "1"})
@@ -456,31 +489,25 @@ async def _voice_webhook(request: web.Request) -> web.Response:
             # late retry, never a second call with a fresh stream token.
             log.warning("webhook_for_a_past_call", state=start.state)
             return web.Response(text=render_empty_response(), content_type=XML)
-        if orchestrator.orders is None:
-            raise ConfigError("the orders client is not ready: is the app started?")
-        brain = orchestrator.brain_factory(start)
-        observer = None
-        if orchestrator.observability is not None:
-            observer = orchestrator.observability.observer(
-                start, brain, started=asyncio.get_running_loop().time()
-            )
-        session = CallSession(
-            start=start,
-            flow=orchestrator.flow,
-            brain=brain,
-            orders=orchestrator.orders,
-            options=orchestrator.options(),
-            services=orchestrator.services,
-            fallback_tts=orchestrator.fallback_voice,
-            observer=observer,
-        )
-        orchestrator.sessions[start.call_sid] = session
+        session = _new_session(orchestrator, start)
         _record_as_it_goes(orchestrator, session)
-        for callback in orchestrator.on_call_started:
-            callback(session)
-        session.prefetch_orders()
-        xml = _stream_response(orchestrator, session)
+        live = orchestrator.live
+        session.prefetch_orders(
+            lambda found: orchestrator.spawn(live.orders_prefetched(start.call_sid, found))
+        )
+        xml, token = _stream_response(orchestrator, session)
         session.note_xml(_redact_token(xml))
+        records = orchestrator.records
+        # Written before the answer: the platform may open the socket on another worker at once.
+        await live.answered(
+            SharedCall(
+                start=start,
+                token=token,
+                answered_by=live.worker_id,
+                record_id=records.record_id(session) if records is not None else "",
+                started_at=time.time(),
+            )
+        )
         log.info("call_started", caller=mask_phone(start.caller or ""), state=start.state)
         session.observer.webhook_answered(at=asyncio.get_running_loop().time())
         asyncio.get_running_loop().call_later(
@@ -490,6 +517,51 @@ async def _voice_webhook(request: web.Request) -> web.Response:
             start.call_sid,  # not the session: a timer must not keep a finished call alive
         )
         return web.Response(text=xml, content_type=XML)
+
+
+def _new_session(orchestrator: Orchestrator, start: CallStart) -> CallSession:
+    """A call's session on this worker, at its webhook or when its socket arrives from another's."""
+    if orchestrator.orders is None:
+        raise ConfigError("the orders client is not ready: is the app started?")
+    brain = orchestrator.brain_factory(start)
+    observer = None
+    if orchestrator.observability is not None:
+        observer = orchestrator.observability.observer(
+            start, brain, started=asyncio.get_running_loop().time()
+        )
+    session = CallSession(
+        start=start,
+        flow=orchestrator.flow,
+        brain=brain,
+        orders=orchestrator.orders,
+        options=orchestrator.options(),
+        services=orchestrator.services,
+        fallback_tts=orchestrator.fallback_voice,
+        observer=observer,
+    )
+    orchestrator.sessions[start.call_sid] = session
+    _share_as_it_goes(orchestrator, session)
+    for callback in orchestrator.on_call_started:
+        callback(session)
+    return session
+
+
+def _share_as_it_goes(orchestrator: Orchestrator, session: CallSession) -> None:
+    """What other workers need if this one dies or is asked about the call: escalation, the Dial."""
+    live, sid = orchestrator.live, session.call_sid
+    escalation = orchestrator.flow.escalation
+    keep_s = (escalation.dial_request_timeout if escalation else 0.0) + DIAL_KEPT_EXTRA_S
+    session.dial_listeners.append(
+        lambda dial: orchestrator.spawn(live.offer_dial(sid, dial, ttl_s=keep_s))
+    )
+    flagged: list[bool] = []
+
+    def on_entry(entry: Entry) -> None:
+        if entry.kind == "state" and session.machine.state == ESCALATION_STATE and not flagged:
+            flagged.append(True)
+            orchestrator.spawn(live.escalating(sid))
+
+    session.transcript.listeners.append(on_entry)
 
 
 def _record_as_it_goes(orchestrator: Orchestrator, session: CallSession) -> None:
@@ -504,30 +576,96 @@ def _record_as_it_goes(orchestrator: Orchestrator, session: CallSession) -> None
     )
 
 
-def _answer_again(
+async def _answer_again(
     orchestrator: Orchestrator, session: CallSession, start: CallStart, *, signed: bool
 ) -> web.Response:
-    """A lifecycle re-POST: never a second Stream; the Dial when the call is escalating.
-
-    A `Completed` for a live call ends it, so it is only taken as said when signed; unsigned, the
-    platform's REST record is asked first (and without a REST key, the stream's own end decides).
-    """
-    live = session.stream_attached and not session.finished.is_set()
-    if start.state == "completed" and live and not signed:
-        session.note("call", "webhook again (callSessionState=completed), unsigned: checking")
-        orchestrator.spawn(_confirm_completed(orchestrator, session))
-    else:
-        session.note_webhook_again(start.state)
-    if start.digits:
-        session.press_keys(start.digits)
-    dial = session.take_dial()
+    """A lifecycle re-POST: never a second Stream; the Dial when the call is escalating."""
+    dial = await orchestrator.live.take_dial(start.call_sid)
+    _heard_again(
+        orchestrator,
+        session,
+        start.state,
+        signed=signed,
+        dial_taken=dial is not None,
+        digits=start.digits,
+    )
     xml = render_response(dial) if dial is not None else render_empty_response()
     session.note_xml(xml)
     log.info("webhook_again", state=start.state, dial=dial is not None)
     return web.Response(text=xml, content_type=XML)
 
 
-def _stream_response(orchestrator: Orchestrator, session: CallSession) -> str:
+def _heard_again(
+    orchestrator: Orchestrator,
+    session: CallSession,
+    state: str | None,
+    *,
+    signed: bool,
+    dial_taken: bool,
+    digits: str | None,
+) -> None:
+    """A re-POST reached the call (here, or through the worker it landed on).
+
+    A `Completed` for a live call ends it, so it is only taken as said when signed; unsigned, the
+    platform's REST record is asked first (and without a REST key, the stream's own end decides).
+    """
+    live = session.stream_attached and not session.finished.is_set()
+    if state == "completed" and live and not signed:
+        session.note("call", "webhook again (callSessionState=completed), unsigned: checking")
+        orchestrator.spawn(_confirm_completed(orchestrator, session))
+    else:
+        session.note_webhook_again(state)
+    if digits:
+        session.press_keys(digits)
+    if dial_taken:
+        session.take_dial()
+
+
+async def _answer_for_another_worker(
+    orchestrator: Orchestrator, start: CallStart, *, signed: bool
+) -> web.Response | None:
+    """A re-POST for a call another worker holds: its Dial if pending, and the news passed on.
+
+    None when no worker holds the call (a first webhook, or a call long over). A call whose worker
+    died gets the Dial if it was being handed to a person, else an apology and a hang-up."""
+    live = orchestrator.live
+    dial = await live.take_dial(start.call_sid)
+    delivery = await live.send(
+        CallMessage(
+            call_sid=start.call_sid,
+            kind="again",
+            state=start.state,
+            signed=signed,
+            dial_taken=dial is not None,
+            digits=start.digits,
+        )
+    )
+    if delivery.outcome == "unknown" and dial is None:
+        return None
+    if dial is None and delivery.outcome == "orphaned":
+        dial = _escalation_dial(orchestrator.flow) if delivery.escalating else None
+        if dial is None:
+            voice = orchestrator.flow.voice
+            log.warning("webhook_for_an_orphaned_call", state=start.state)
+            xml = render_response(SayVerb(text=ORPHANED_SAY, language=voice.language), HangupVerb())
+            return web.Response(text=xml, content_type=XML)
+    log.info("webhook_again_elsewhere", state=start.state, dial=dial is not None, to=delivery.outcome)
+    xml = render_response(dial) if dial is not None else render_empty_response()
+    return web.Response(text=xml, content_type=XML)
+
+
+def _escalation_dial(flow: Flow) -> DialVerb | None:
+    """The flow's own Dial to a person, for a hand-off whose worker died before offering it."""
+    escalation = flow.escalation
+    if escalation is None or "dial" not in escalation.strategies:
+        return None
+    return DialVerb(
+        number=escalation.number, caller_id=escalation.caller_id, timeout=int(escalation.timeout)
+    )
+
+
+def _stream_response(orchestrator: Orchestrator, session: CallSession) -> tuple[str, str]:
+    """The first answer (the greeting, then the Stream) and the stream token in it."""
     settings = orchestrator.settings
     token = make_stream_token(
         orchestrator.secret, session.call_sid, now=time.time(), ttl=settings.stream_token_ttl_s
@@ -548,7 +686,7 @@ def _stream_response(orchestrator: Orchestrator, session: CallSession) -> str:
             status_callback=status_url,
         )
     )
-    return render_response(*verbs)
+    return render_response(*verbs), token
 
 
 def _redact_token(xml: str) -> str:
@@ -602,11 +740,12 @@ async def _check_signature(orchestrator: Orchestrator, body: bytes, header: str 
     return "signed" if first else "replayed"
 
 
-def _expire_if_unconnected(orchestrator: Orchestrator, call_sid: str) -> None:
+def _expire_if_unconnected(orchestrator: Orchestrator, call_sid: CallId) -> None:
     session = orchestrator.sessions.get(call_sid)
     if session is not None and not session.stream_attached:
         log.warning("stream_never_connected", call_sid=call_sid)
         del orchestrator.sessions[call_sid]
+        orchestrator.spawn(orchestrator.live.finished(call_sid))
         session.note("stream", "never connected")
         if orchestrator.records is not None:
             orchestrator.records.write(session, outcome=UNCONNECTED)
@@ -623,16 +762,22 @@ async def _media_stream(request: web.Request) -> web.StreamResponse:
         call_sid = parse_call_id(raw_call_sid)
     except WebhookError as exc:
         raise web.HTTPBadRequest(text=exc.reason) from exc
+    session = orchestrator.sessions.get(call_sid)
+    shared = await orchestrator.live.find(call_sid) if session is None else None
     try:
         verify_stream_token(orchestrator.secret, call_sid, token, now=time.time())
     except SignatureError as exc:
-        log.warning("stream_rejected", call_sid=call_sid, reason=exc.reason)
-        raise web.HTTPForbidden(text=exc.reason) from exc
-    session = orchestrator.sessions.get(call_sid)
-    if session is None:
+        # Another worker answered the webhook (perhaps with a secret of its own): its token is shared.
+        if shared is None or not _same_token(shared.token, token):
+            log.warning("stream_rejected", call_sid=call_sid, reason=exc.reason)
+            raise web.HTTPForbidden(text=exc.reason) from exc
+    if session is None and shared is None:
         raise web.HTTPNotFound(text="no such call")
-    if session.stream_attached:
+    if (session is not None and session.stream_attached) or not await orchestrator.live.claim(call_sid):
         raise web.HTTPConflict(text="this call already has a media stream")
+    if session is None:
+        assert shared is not None
+        session = _take_over(orchestrator, shared)
 
     media = await accept_media_stream(request, ws)
     if orchestrator.draining:  # answered before the shut-down began: its caller hears the goodbye too
@@ -645,8 +790,37 @@ async def _media_stream(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+def _same_token(shared: str, given: str) -> bool:
+    """The token the webhook's worker put in the Stream URL, and not expired."""
+    expiry, _, _ = shared.partition(".")
+    fresh = expiry.isdigit() and int(expiry) >= time.time()
+    return fresh and hmac.compare_digest(shared.encode(), given.encode())
+
+
+def _take_over(orchestrator: Orchestrator, shared: SharedCall) -> CallSession:
+    """The call's socket came here, its webhook was answered by another worker: the call is ours now."""
+    start = shared.start
+    session = _new_session(orchestrator, start)
+    records = orchestrator.records
+    if records is not None and shared.record_id:
+        records.adopt(
+            session,
+            record_id=shared.record_id,
+            started_at=datetime.fromtimestamp(shared.started_at, UTC),
+        )
+    _record_as_it_goes(orchestrator, session)
+    if shared.orders is not None:
+        session.use_prefetched(shared.orders)
+    else:
+        session.prefetch_orders()
+    session.note("call", f"taken over from worker {shared.answered_by}")
+    log.info("call_taken_over", answered_by=shared.answered_by)
+    return session
+
+
 def _finish(orchestrator: Orchestrator, session: CallSession) -> None:
     orchestrator.finished_calls += 1
+    orchestrator.spawn(orchestrator.live.finished(session.call_sid))
     orchestrator.spawn(_after_call(orchestrator, session))
     # The timer holds the id, not the session: a finished call lives on in the store, not the heap.
     asyncio.get_running_loop().call_later(
@@ -741,6 +915,10 @@ async def _stream_status(request: web.Request) -> web.Response:
     session = orchestrator.sessions.get(CallId(call_sid))
     if session is not None:
         session.note_status(fields)
+    elif call_sid:
+        await orchestrator.live.send(
+            CallMessage(call_sid=CallId(call_sid), kind="status", fields=fields)
+        )
     return web.Response(status=204)
 
 
@@ -805,10 +983,68 @@ async def _events(request: web.Request) -> web.Response:
         ),
         None,
     )
-    log.info("event", kind=event.kind, event_id=event.event_id, known_call=session is not None)
+    elsewhere = session is None and await _event_elsewhere(orchestrator, event)
+    log.info(
+        "event",
+        kind=event.kind,
+        event_id=event.event_id,
+        known_call=session is not None or elsewhere,
+    )
     if session is not None:
         session.note_event(event.kind, event.data)
     return web.Response(status=204)
+
+
+async def _event_elsewhere(orchestrator: Orchestrator, event: _EventEnvelope) -> bool:
+    """Pass an event on to the worker holding its call; True if one does."""
+    for named in event.call_ids():
+        if not is_call_id(named):
+            continue
+        message = CallMessage(
+            call_sid=CallId(named), kind="event", event_kind=event.kind, data=event.data
+        )
+        if (await orchestrator.live.send(message)).outcome == "delivered":
+            return True
+    return False
+
+
+def _on_call_message(orchestrator: Orchestrator, message: CallMessage) -> None:
+    """Another worker received something for a call held here: it reaches the call as if it came here."""
+    session = orchestrator.sessions.get(message.call_sid)
+    if session is None:
+        log.info("call_message_for_no_call", call_sid=message.call_sid, kind=message.kind)
+        return
+    with structlog.contextvars.bound_contextvars(call_sid=message.call_sid):
+        if message.kind == "again":
+            _heard_again(
+                orchestrator,
+                session,
+                message.state,
+                signed=message.signed,
+                dial_taken=message.dial_taken,
+                digits=message.digits,
+            )
+        elif message.kind == "status":
+            session.note_status(message.fields)
+        elif message.kind == "event":
+            session.note_event(message.event_kind, message.data)
+        elif message.kind == "moved" and not session.stream_attached:
+            # Its socket went to another worker, which carries on the call and its record.
+            del orchestrator.sessions[message.call_sid]
+            log.info("call_moved")
+
+
+async def _mark_orphaned(orchestrator: Orchestrator, call_sids: list[CallId]) -> None:
+    """A worker died with these calls live: their records say `interrupted`."""
+    records = orchestrator.records
+    if records is None:
+        return
+    try:
+        marked = await records.store.mark_interrupted(call_sids)
+    except CallStoreError as exc:
+        log.error("orphaned_calls_not_marked", calls=len(call_sids), error=str(exc))
+        return
+    log.warning("orphaned_calls_marked", calls=len(call_sids), records=marked)
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -827,6 +1063,8 @@ async def _health(request: web.Request) -> web.Response:
             "flow": orchestrator.flow.name,
             "active_calls": active,
             "finished_calls": orchestrator.finished_calls,
+            "worker": orchestrator.live.worker_id,
+            "pid": os.getpid(),
             "signatures": "on" if orchestrator.settings.webhook_secret else "off",
             "record_failures": records.failures if records is not None else 0,
             "records_pending": records.pending if records is not None else 0,

@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     # event ids) on this Redis, e.g. redis://127.0.0.1:6379/0. Unset: each process remembers for itself.
     redis_url: str | None = None
     redis_prefix: str = "orchestrator:seen:"  # keys' prefix: several deployments may share one Redis
+    # With Redis, each worker beats this often; one silent for `worker_ttl_s` is dead, and the others mark
+    # its calls interrupted (orchestrator/cluster/).
+    worker_heartbeat_s: float = Field(default=1.0, gt=0)
+    worker_ttl_s: float = Field(default=5.0, gt=0)
+    # `serve --workers N`: processes sharing the port; unset, one per core with Redis, else one.
+    workers: int | None = Field(default=None, ge=1, le=256)
     # `serve` freezes its start-up heap so full collections walk only what calls allocate (gc_policy.py).
     gc_freeze: bool = True
 

@@ -80,9 +80,13 @@ class CallRecords:
         recover_s: float = RECOVER_S,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_save_failed: Callable[[], None] = lambda: None,
+        mark_interrupted_at_start: bool = True,
     ) -> None:
         self.store = store
         self._on_save_failed = on_save_failed  # each refused write (metrics count them)
+        # False when workers share the store: a live record may be another worker's live call (the
+        # workers mark a dead one's calls themselves, orchestrator/cluster/).
+        self._mark_interrupted_at_start = mark_interrupted_at_start
         self._flow_name = flow_name
         self._journal = journal
         self._attempts = attempts
@@ -112,6 +116,9 @@ class CallRecords:
         if replayed:
             self._journal_dirty = True
             log.warning("records_journal_replayed", records=len(replayed))
+        if not self._mark_interrupted_at_start:
+            self._writer = asyncio.get_running_loop().create_task(self._write_all())
+            return
         try:
             interrupted = await self.store.mark_interrupted()
         except CallStoreError as exc:
@@ -142,6 +149,19 @@ class CallRecords:
             revision=ref.revision,
         )
         self.keep(call)
+
+    def record_id(self, session: CallSession) -> str:
+        """The session's own record, named now if it has not been written yet."""
+        ref = self._refs.get(session)
+        if ref is None:
+            ref = self._refs[session] = _Ref(uuid.uuid4().hex, self._clock())
+        return ref.record_id
+
+    def adopt(self, session: CallSession, *, record_id: str, started_at: datetime) -> None:
+        """Write `session` into a record another worker began (the call's webhook was answered there).
+
+        The first worker wrote the record once, at the webhook; this one's writes come after it."""
+        self._refs[session] = _Ref(record_id, started_at, revision=1)
 
     def keep(self, call: StoredCall) -> None:
         """Queue one record as it is (a newer revision of the same record supersedes it)."""

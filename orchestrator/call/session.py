@@ -215,7 +215,9 @@ class CallSession:
         self._heard_waiters: dict[str, asyncio.Future[None]] = {}
         self.stream_attached = False
         self.finished = asyncio.Event()
-        self._prefetch: asyncio.Task[LookupResult] | None = None
+        self._prefetch: asyncio.Future[LookupResult] | None = None
+        # Told of each `<Dial>` the escalation offers: several workers keep it where any can answer with it.
+        self.dial_listeners: list[Callable[[DialVerb], None]] = []
         self._inbox: asyncio.Queue[_Input] = asyncio.Queue()
         self._media: MediaStream | None = None
         self._pacer: PacedWriter | None = None
@@ -273,11 +275,25 @@ class CallSession:
         callee = mask_phone(start.callee) if start.callee else "unknown"
         return f"{start.call_sid} from {caller} to {callee} flow {self.flow.name}"
 
-    def prefetch_orders(self) -> None:
-        """Look up the caller's recent orders in the background while the greeting plays."""
+    def prefetch_orders(self, on_found: Callable[[LookupResult], None] | None = None) -> None:
+        """Look up the caller's recent orders in the background while the greeting plays.
+
+        `on_found` hears the answer (not a failure): another worker taking the call reuses it."""
         if self.caller and self._prefetch is None:
             self._prefetch = self._loop.create_task(self.orders.by_phone(self.caller))
             self._prefetch.add_done_callback(_consume_exception)
+            if on_found is not None:
+                self._prefetch.add_done_callback(
+                    lambda done: on_found(done.result())
+                    if not done.cancelled() and done.exception() is None
+                    else None
+                )
+
+    def use_prefetched(self, result: LookupResult) -> None:
+        """The caller's orders as another worker's webhook already found them: no second lookup."""
+        if self._prefetch is None:
+            self._prefetch = self._loop.create_future()
+            self._prefetch.set_result(result)
 
     def note_xml(self, xml: str) -> None:
         self._note("xml", xml)
@@ -564,8 +580,7 @@ class CallSession:
         elif isinstance(item, _BargeInDecided):
             await self._on_barge_in_decided(item.decision)
         elif isinstance(item, _CallerHungUp):
-            self._note("hangup", "caller hung up (the platform reported the call completed)")
-            await self._enter(self.machine.send("hangup"))
+            await self._on_caller_hung_up()
         elif isinstance(item, _ShuttingDown):
             await self._on_shutting_down()
         elif isinstance(item, Speech):
@@ -1139,6 +1154,8 @@ class CallSession:
 
     def offer_dial(self, dial: DialVerb) -> asyncio.Future[None]:
         self.pending_dial = dial
+        for listener in self.dial_listeners:
+            listener(dial)
         self._dial_answered = self._loop.create_future()
         return self._dial_answered
 
@@ -1186,6 +1203,22 @@ class CallSession:
             await self._enter(self.machine.send("stream_stopped"))
         else:
             self._note("stream", f"closed ({self._closing_reason})")
+
+    async def _on_caller_hung_up(self) -> None:
+        """The platform says the caller has gone: stop talking now and close, whatever was queued.
+
+        Nobody is listening, so the flow's route is recorded but nothing more is said, and the stream
+        closes at once (before, a reply already queued played on for seconds to an empty line)."""
+        self._note("hangup", "caller hung up (the platform reported the call completed)")
+        self._cancel_silence()
+        self.mute_agent()
+        escalating = self._escalation_task is not None and not self._escalation_task.done()
+        if escalating or self._closing_reason is not None:
+            return  # a hand-off under way ends by its own path (a Dial answered or timed out)
+        entered = self.machine.send("hangup")
+        if entered is not None:
+            self._note("state", f"{entered.previous} -> {entered.state} ({entered.event})")
+        await self._close_stream("the caller hung up")
 
     def _record_lost_stream(self) -> None:
         if self._closing_reason is not None or self.machine.is_final:
@@ -1294,7 +1327,7 @@ class _CallOver(Exception):
     """Leaves the call's TaskGroup, cancelling its remaining tasks."""
 
 
-def _consume_exception(task: asyncio.Task[LookupResult]) -> None:
+def _consume_exception(task: asyncio.Future[LookupResult]) -> None:
     # A failed prefetch is not an error by itself: the lookup that needs it reports the failure.
     if not task.cancelled():
         task.exception()

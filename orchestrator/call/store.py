@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import astuple, dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -153,8 +153,9 @@ class CallStore(Protocol):
         """The latest record of `call_sid` (a reused id has several), or None."""
         ...
 
-    async def mark_interrupted(self) -> int:
-        """Mark every `live` record `interrupted` (its service stopped); return how many."""
+    async def mark_interrupted(self, call_sids: Collection[str] | None = None) -> int:
+        """Mark `live` records `interrupted` (their service stopped): every one, or those of
+        `call_sids` only (a dead worker's calls); return how many."""
         ...
 
     async def recent(self, limit: int = 20, outcome: str | None = None) -> list[StoredCall]:
@@ -187,8 +188,13 @@ class MemoryCallStore:
         calls.sort(key=lambda c: c.started_at, reverse=True)
         return calls
 
-    async def mark_interrupted(self) -> int:
-        live = [c for c in self._calls.values() if c.outcome == LIVE]
+    async def mark_interrupted(self, call_sids: Collection[str] | None = None) -> int:
+        wanted = None if call_sids is None else set(call_sids)
+        live = [
+            c
+            for c in self._calls.values()
+            if c.outcome == LIVE and (wanted is None or c.call_sid in wanted)
+        ]
         for call in live:
             self._calls[call.record_id] = replace(call, outcome=INTERRUPTED, revision=call.revision + 1)
         return len(live)
@@ -293,14 +299,21 @@ class SqliteCallStore:
 
         return await self._run(read)
 
-    async def mark_interrupted(self) -> int:
+    async def mark_interrupted(self, call_sids: Collection[str] | None = None) -> int:
+        sids = None if call_sids is None else sorted(set(call_sids))
+
         def write(connection: sqlite3.Connection) -> int:
+            update = "UPDATE calls SET outcome = ?, revision = revision + 1 WHERE outcome = ?"
             with connection:
-                cursor = connection.execute(
-                    "UPDATE calls SET outcome = ?, revision = revision + 1 WHERE outcome = ?",
-                    (INTERRUPTED, LIVE),
-                )
-            return cursor.rowcount
+                if sids is None:
+                    return connection.execute(update, (INTERRUPTED, LIVE)).rowcount
+                if not sids:
+                    return 0
+                marks = ", ".join("?" for _ in sids)
+                return connection.execute(
+                    f"{update} AND call_sid IN ({marks})",
+                    (INTERRUPTED, LIVE, *sids),
+                ).rowcount
 
         return await self._run(write)
 

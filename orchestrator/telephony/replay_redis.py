@@ -18,13 +18,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as redis
 import structlog
-from redis.exceptions import RedisError
 
-from orchestrator.errors import ConfigError
+from orchestrator.redis_connection import REDIS_ERRORS, connected_redis
 
 __all__ = ["RedisReplayCache", "open_redis_replay"]
 
@@ -57,7 +55,7 @@ class RedisReplayCache:
                 created = await self._client.set(
                     self._prefix + key, b"1", nx=True, pxat=round(until * 1000)
                 )
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             log.error("replay_cache_unavailable", error=repr(exc), key_kind=key.split(":", 1)[0])
             return True
         return bool(created)
@@ -69,23 +67,5 @@ async def open_redis_replay(
 ) -> AsyncIterator[RedisReplayCache]:
     """Connect to `url` (checked at start-up: a wrong URL is a ConfigError, not a failure on the
     first call), yield the cache, close the connections on exit."""
-    client = redis.Redis.from_url(url)
-    try:
-        async with asyncio.timeout(timeout_s):
-            await client.ping()
-    except (RedisError, OSError, TimeoutError) as exc:
-        await client.aclose()
-        raise ConfigError(f"Redis at {_without_password(url)} does not answer: {exc!r}") from exc
-    try:
+    async with connected_redis(url, timeout_s=timeout_s) as client:
         yield RedisReplayCache(client, prefix=prefix)
-    finally:
-        await client.aclose()
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -122,3 +122,36 @@ async def test_platform_unsigned_completed_repost_is_checked_against_the_call_re
             session.transcript.of_kind("call")
         )
         await ws.close()
+
+
+@pytest.mark.looptime
+async def test_platform_completed_repost_silences_the_agent_at_once(aiohttp_client):
+    """Regression: after a signed Completed the agent's queued reply played on for seconds to nobody.
+
+    Now the session stops the paced audio and closes the stream as soon as the re-POST is heard: less
+    than a fifth of a second of agent audio (the pacer's lead) reaches the socket after the answer."""
+    app = create_app(Settings(webhook_secret=SECRET), brain_factory=lambda start: ScriptedBrain(SCRIPT))
+    client = await aiohttp_client(app)
+    ws = await _streaming_call(client, secret=SECRET)  # the agent's first reply is playing
+    heard = {"before": 0, "after": 0}
+    answered = asyncio.Event()
+
+    async def listen() -> None:
+        async for message in ws:
+            if isinstance(message.data, bytes):
+                heard["after" if answered.is_set() else "before"] += len(message.data)
+
+    listening = asyncio.get_running_loop().create_task(listen())
+    await asyncio.sleep(0.3)
+    body, headers = _signed(COMPLETED)
+    answer = await client.post("/voice", data=body, headers=headers)
+    assert (await answer.text()).endswith("<Response/>")
+    answered.set()
+    await asyncio.wait_for(listening, timeout=5)
+    after = heard["after"]
+
+    assert heard["before"] > 0  # the reply was playing when the caller left
+    assert after < 16000 * 2 // 5  # bytes of 16 kHz 16-bit audio in 0.2 s
+    session = app[ORCHESTRATOR].sessions["HD_gone0001"]
+    await asyncio.wait_for(session.finished.wait(), timeout=5)
+    assert "caller hung up (the platform reported the call completed)" in session.transcript.of_kind("hangup")
