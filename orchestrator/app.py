@@ -1107,11 +1107,13 @@ async def run_service(
     port: int,
     grace_s: float,
     on_started: Callable[[], None] | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Serve `app` until SIGTERM or SIGINT; then drain live calls within `grace_s` and exit.
 
     A second signal ends the drain at once; the cleanup still writes every call's record (to the
-    journal if the store is slow).
+    journal if the store is slow). With `reuse_port` (one of `serve --workers N`), the port is shared
+    with the other workers, and a draining worker stops listening at once so new calls go to them.
     """
     loop = asyncio.get_running_loop()
     signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
@@ -1122,11 +1124,14 @@ async def run_service(
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+        await site.start()
         if on_started is not None:
             on_started()
         first = await signals.get()
         log.warning("shutdown_requested", signal=first.name, grace_s=grace_s)
+        if reuse_port:  # the other workers on this port take the new calls; live ones go on here
+            await site.stop()
         # The drain leaves room in the grace for the cleanup after it (handlers, records).
         budget = max(grace_s - HANDLER_SHUTDOWN_TIMEOUT_S - RECORDS_CLOSE_TIMEOUT_S, 0.0)
         drain = loop.create_task(drain_calls(app[ORCHESTRATOR], budget))

@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import shutil
+import socket
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -50,6 +51,13 @@ from orchestrator.script import CallScript, load_script
 from orchestrator.settings import DEFAULT_FLOW, Settings
 from orchestrator.simulator import FakeSautikit, SimulatedCall, SimulatorOptions
 from orchestrator.speech.voices import CALLER_VOICES, CallerVoice, caller_voice
+from orchestrator.supervisor import (
+    WORKER_INDEX_VARIABLE,
+    Supervisor,
+    announce_ready,
+    leave_with_the_supervisor,
+    worker_command,
+)
 from orchestrator.telephony.webhook import CallStart
 
 __all__ = ["main"]
@@ -77,6 +85,8 @@ environment variables (flags win over them):
   ORCHESTRATOR_CHAT_BASE_URL, ORCHESTRATOR_CHAT_MODEL, ORCHESTRATOR_CHAT_API_KEY   the chat brain
   ORCHESTRATOR_HOST, ORCHESTRATOR_PORT, ORCHESTRATOR_PUBLIC_URL, ORCHESTRATOR_FLOW,
   ORCHESTRATOR_STREAM_SECRET      signs stream tokens; set it when several workers share calls
+  ORCHESTRATOR_REDIS_URL          workers (processes, hosts) share live calls here; serve then runs one per core
+  ORCHESTRATOR_WORKERS            worker processes for serve (--workers); more than one needs Redis
   ORCHESTRATOR_WEBHOOK_SECRET     verify X-Sautikit-Signature on webhooks (or SAUTIKIT_WEBHOOK_SECRET)
   ORCHESTRATOR_WEBHOOK_PLAIN_SIGNATURES=1   also accept the plain (untimed, replayable) signature form
   ORCHESTRATOR_ORDERS_BASE_URL    the shop's orders API (docs/orders-api.md)
@@ -106,6 +116,7 @@ environment variables (flags win over them):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # `serve --workers` starts its workers so
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
@@ -183,6 +194,13 @@ def _parser() -> argparse.ArgumentParser:
         "--console",
         action="store_true",
         help="also serve the calls console at /console (needs ORCHESTRATOR_CONSOLE_TOKEN)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes sharing the port (SO_REUSEPORT) and live calls (needs ORCHESTRATOR_REDIS_URL); "
+        "default one per core with Redis, else 1. SIGHUP restarts them one at a time",
     )
     serve.add_argument(
         "--log-level",
@@ -378,6 +396,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
             "transcripts_dir": getattr(args, "transcripts_dir", None),
             "shutdown_grace_s": getattr(args, "shutdown_grace", None),
             "log_level": getattr(args, "log_level", None),
+            "workers": getattr(args, "workers", None),
         }.items()
         if value is not None
     }
@@ -400,11 +419,24 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(
         json=args.log_format == "json", level=logging.getLevelNamesMapping()[settings.log_level.upper()]
     )
+    supervised = WORKER_INDEX_VARIABLE in os.environ
+    workers = settings.workers or ((os.cpu_count() or 1) if settings.redis_url else 1)
+    if workers > 1 and not supervised:
+        if not settings.redis_url:
+            print(
+                f"orchestrator: --workers {workers} needs ORCHESTRATOR_REDIS_URL: workers share live "
+                "calls through Redis (without it, a call's socket landing on another worker is refused)",
+                file=sys.stderr,
+            )
+            return 2
+        return asyncio.run(_supervise(settings, workers, args.argv))
     flow = load_flow(settings.flow, handlers=())  # a served flow's tools are built-in or http: actions
     app = create_app(settings, brain_factory=make_brain_factory(settings, flow), flow=flow)
     if args.console:
         add_console(app, token=console_token(settings))
     app.cleanup_ctx.append(gc_policy(freeze=settings.gc_freeze))
+    if supervised:
+        app.cleanup_ctx.append(leave_with_the_supervisor)
     banner = (
         f"orchestrator: serving flow {flow.name} with the {settings.brain} brain on "
         f"http://{settings.host}:{settings.port} — point Sautikit at {settings.public_url}{settings.routes.voice}"
@@ -424,7 +456,8 @@ def _serve(args: argparse.Namespace) -> int:
                 host=settings.host,
                 port=settings.port,
                 grace_s=settings.shutdown_grace_s,
-                on_started=lambda: print(banner, file=sys.stderr, flush=True),
+                on_started=lambda: _started(banner),
+                reuse_port=supervised,
             )
         )
     except OSError as exc:  # the port is taken, or the host is not an address of this machine
@@ -432,6 +465,55 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"orchestrator: cannot listen on {settings.host}:{settings.port}: {reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def _started(banner: str) -> None:
+    print(banner, file=sys.stderr, flush=True)
+    announce_ready()
+
+
+async def _supervise(settings: Settings, workers: int, argv: Sequence[str]) -> int:
+    """`serve --workers N`: N workers as child processes, each a `serve` with the same arguments."""
+    port = settings.port or _free_port(settings.host)  # one port for all: 0 would give each its own
+    env = {
+        **os.environ,
+        "ORCHESTRATOR_PORT": str(port),
+        "ORCHESTRATOR_PUBLIC_URL": settings.public_url if settings.port else "",
+        "ORCHESTRATOR_CALLS_DB": str(settings.calls_db),
+        # One stream secret for all: a token minted by one worker opens the socket on any.
+        "ORCHESTRATOR_STREAM_SECRET": settings.stream_secret,
+    }
+    if not env["ORCHESTRATOR_PUBLIC_URL"]:
+        del env["ORCHESTRATOR_PUBLIC_URL"]
+    print(
+        f"orchestrator: {workers} workers on http://{settings.host}:{port} sharing calls through Redis "
+        f"(SIGTERM drains them, SIGHUP restarts them one at a time)",
+        file=sys.stderr,
+        flush=True,
+    )
+    supervisor = Supervisor(
+        workers=workers,
+        command=[*worker_command(), *argv],
+        env=env,
+        slot_env=lambda slot: _worker_journal(settings, slot),
+        drain_timeout_s=settings.shutdown_grace_s + 10.0,
+    )
+    return await supervisor.run()
+
+
+def _worker_journal(settings: Settings, slot: int) -> dict[str, str]:
+    """Each worker its own journal of refused records: two processes must not replay and clear one file."""
+    db = settings.calls_db
+    base = settings.records_journal or (
+        None if db in (None, "", "memory:") else f"{str(db).removeprefix('sqlite://')}.journal"
+    )
+    return {} if base is None else {"ORCHESTRATOR_RECORDS_JOURNAL": f"{base}.{slot}"}
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 # --- demo and call ------------------------------------------------------------------------------

@@ -378,9 +378,11 @@ class SqliteCallStore:
                 )
             connection.execute("PRAGMA journal_mode = WAL")
             # executescript commits first and runs its statements as they come: one explicit transaction.
+            # IMMEDIATE takes the write lock first, waiting out the busy timeout: workers opening one
+            # file at once would otherwise fail "database is locked" upgrading a read to a write.
             script = _migration(connection, version)
             connection.executescript(
-                f"BEGIN; {script}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             )
         except BaseException:
             connection.close()

@@ -38,7 +38,9 @@ class SharedCall:
     answered_by: str  # the worker that answered the webhook
     record_id: str  # the call's record in the store, so one call keeps one record whoever holds it
     started_at: float  # Unix time of the webhook
-    orders: LookupResult | None = None  # the caller's orders, once the webhook's prefetch has answered
+    orders: LookupResult | None = (
+        None  # the caller's orders, once the webhook's prefetch has answered
+    )
     escalating: bool = False
     interrupted: bool = False  # its worker died with the call live
 

@@ -81,7 +81,9 @@ class RedisLiveCalls:
         self._heartbeat_s = heartbeat_s
         self._worker_ttl_ms = round(worker_ttl_s * 1000)
         self._timeout_s = timeout_s
-        self._held: set[CallId] = set()  # calls held here (mirrors held:<me>, for the owner refreshes)
+        self._held: set[CallId] = (
+            set()
+        )  # calls held here (mirrors held:<me>, for the owner refreshes)
         self._on_message: MessageHandler | None = None
         self._on_orphaned: OrphanHandler | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -107,7 +109,9 @@ class RedisLiveCalls:
         self._held.add(sid)
 
         def commands(pipe: Pipeline) -> None:
-            pipe.hset(self._key("call", sid), items=[part for pair in fields.items() for part in pair])
+            pipe.hset(
+                self._key("call", sid), items=[part for pair in fields.items() for part in pair]
+            )
             pipe.expire(self._key("call", sid), round(CALL_TTL_S))
             pipe.set(self._key("owner", sid), self.worker_id, ex=round(OWNER_TTL_S))
             pipe.sadd(self._key("held", self.worker_id), sid)
@@ -115,7 +119,9 @@ class RedisLiveCalls:
         await self._run("answered", commands, count=4)
 
     async def orders_prefetched(self, call_sid: CallId, result: LookupResult) -> None:
-        await self._set_field(call_sid, "orders", json.dumps(_orders_json(result)), "orders_prefetched")
+        await self._set_field(
+            call_sid, "orders", json.dumps(_orders_json(result)), "orders_prefetched"
+        )
 
     async def find(self, call_sid: CallId) -> SharedCall | None:
         try:
@@ -139,7 +145,12 @@ class RedisLiveCalls:
                 if not first:
                     return False
                 async with self._client.pipeline(transaction=False) as pipe:
-                    pipe.set(self._key("owner", call_sid), self.worker_id, ex=round(OWNER_TTL_S), get=True)
+                    pipe.set(
+                        self._key("owner", call_sid),
+                        self.worker_id,
+                        ex=round(OWNER_TTL_S),
+                        get=True,
+                    )
                     pipe.sadd(self._key("held", self.worker_id), call_sid)
                     previous, _ = await pipe.execute()
                 self.operations += 2
@@ -148,7 +159,10 @@ class RedisLiveCalls:
                     before = previous.decode()
                     async with self._client.pipeline(transaction=False) as pipe:
                         pipe.srem(self._key("held", before), call_sid)
-                        pipe.publish(self._key("to", before), _encode(CallMessage(call_sid=call_sid, kind="moved")))
+                        pipe.publish(
+                            self._key("to", before),
+                            _encode(CallMessage(call_sid=call_sid, kind="moved")),
+                        )
                         await pipe.execute()
                     self.operations += 2
         except REDIS_ERRORS as exc:
@@ -160,7 +174,9 @@ class RedisLiveCalls:
         self._held.discard(call_sid)
 
         def commands(pipe: Pipeline) -> None:
-            pipe.delete(*(self._key(kind, call_sid) for kind in ("call", "owner", "socket", "dial")))
+            pipe.delete(
+                *(self._key(kind, call_sid) for kind in ("call", "owner", "socket", "dial"))
+            )
             pipe.srem(self._key("held", self.worker_id), call_sid)
 
         await self._run("finished", commands, count=2)
@@ -342,9 +358,7 @@ class RedisLiveCalls:
         if orphaned and self._on_orphaned is not None:
             await self._on_orphaned(orphaned)
 
-    async def _run(
-        self, operation: str, build: Callable[[Pipeline], None], *, count: int
-    ) -> None:
+    async def _run(self, operation: str, build: Callable[[Pipeline], None], *, count: int) -> None:
         """Send one pipeline of commands within the deadline; a failure is logged, never raised."""
         try:
             async with asyncio.timeout(self._timeout_s):

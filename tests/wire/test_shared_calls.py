@@ -18,8 +18,8 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlencode
 
-import pytest
 import aiohttp
+import pytest
 import redis.asyncio as redis
 from structlog.testing import capture_logs
 
@@ -99,7 +99,10 @@ async def _session_on(worker, call_sid: str) -> CallSession:
 
 def _signed_post(fields: dict[str, str]) -> tuple[bytes, dict[str, str]]:
     body = urlencode(fields).encode()
-    return body, {"Content-Type": FORM, "X-Sautikit-Signature": sign_webhook(SECRET.encode(), body, now=time.time())}
+    return body, {
+        "Content-Type": FORM,
+        "X-Sautikit-Signature": sign_webhook(SECRET.encode(), body, now=time.time()),
+    }
 
 
 async def test_a_call_answered_by_one_worker_is_carried_by_the_worker_holding_its_socket(pair):
@@ -117,7 +120,8 @@ async def test_a_call_answered_by_one_worker_is_carried_by_the_worker_holding_it
     # The caller's orders were looked up once, by A's webhook, and B used that answer.
     assert any(line.startswith("phone -> ") for line in session.transcript.of_kind("lookup"))
     assert [e["event"] for e in logs].count("orders_lookup") == 1
-    assert b.records is not None and a.records is not None
+    assert b.records is not None
+    assert a.records is not None
     await b.records.flush(5)
     await a.records.flush(5)
     kept = [c for c in await b.records.store.recent(limit=10) if c.call_sid == "HD_shared_a2b"]
@@ -126,7 +130,7 @@ async def test_a_call_answered_by_one_worker_is_carried_by_the_worker_holding_it
 
 async def test_a_dial_offered_by_the_worker_holding_the_call_is_answered_by_the_other(pair):
     """The caller asks for a person on B; Sautikit's next request lands on A, which answers B's <Dial>."""
-    a, b, url_a, script = await pair("asks_for_human.yaml")
+    _a, b, url_a, script = await pair("asks_for_human.yaml")
 
     call = await _platform(url_a).call(script, call_sid="HD_shared_dial")
 
@@ -141,7 +145,7 @@ async def test_a_dial_offered_by_the_worker_holding_the_call_is_answered_by_the_
 
 async def test_a_completed_repost_and_events_on_the_other_worker_reach_the_call_at_once(pair):
     """A signed Completed re-POST to A ends B's streaming call; an event and a status sent to A reach B's call."""
-    a, b, url_a, script = await pair("returning_caller_by_phone.yaml")
+    _a, b, url_a, script = await pair("returning_caller_by_phone.yaml")
     placed = asyncio.get_running_loop().create_task(
         _platform(url_a).call(script, call_sid="HD_shared_done")
     )
@@ -149,9 +153,16 @@ async def test_a_completed_repost_and_events_on_the_other_worker_reach_the_call_
 
     async with aiohttp.ClientSession() as http:
         event = json.dumps(
-            {"kind": "call.recording.ready", "event_id": f"evt_{uuid.uuid4().hex}", "data": {"call_sid": "HD_shared_done"}}
+            {
+                "kind": "call.recording.ready",
+                "event_id": f"evt_{uuid.uuid4().hex}",
+                "data": {"call_sid": "HD_shared_done"},
+            }
         ).encode()
-        headers = {"Content-Type": "application/json", "X-Sautikit-Signature": sign_webhook(SECRET.encode(), event, now=time.time())}
+        headers = {
+            "Content-Type": "application/json",
+            "X-Sautikit-Signature": sign_webhook(SECRET.encode(), event, now=time.time()),
+        }
         async with http.post(f"{url_a}/events", data=event, headers=headers) as answer:
             assert answer.status == 204
         body, headers = _signed_post(
@@ -165,10 +176,15 @@ async def test_a_completed_repost_and_events_on_the_other_worker_reach_the_call_
     assert call.ended_by in ("agent", "platform")  # the service closed the stream
     assert session.transcript.outcome == "abandoned"
     assert "call.recording.ready" in session.transcript.of_kind("event")
-    assert "caller hung up (the platform reported the call completed)" in session.transcript.of_kind("hangup")
+    assert (
+        "caller hung up (the platform reported the call completed)"
+        in session.transcript.of_kind("hangup")
+    )
 
 
-async def test_a_killed_worker_s_calls_are_marked_interrupted_by_the_survivor(aiohttp_client, tmp_path):
+async def test_a_killed_worker_s_calls_are_marked_interrupted_by_the_survivor(
+    aiohttp_client, tmp_path
+):
     """Worker A (a real process) is SIGKILLed mid-call: B marks the call interrupted and apologises on re-POST."""
     prefix = _prefix()
     env = {
@@ -176,8 +192,12 @@ async def test_a_killed_worker_s_calls_are_marked_interrupted_by_the_survivor(ai
         "ORCHESTRATOR_REDIS_PREFIX": prefix,
         "ORCHESTRATOR_WORKER_HEARTBEAT_S": "0.2",
         "ORCHESTRATOR_WORKER_TTL_S": "1.0",
+        "ORCHESTRATOR_WORKERS": "1",  # one worker process, no supervisor: the SIGKILL ends the calls' holder
     }
-    async with fake_rest() as (state, rest_url), serve(tmp_path, rest_url, script=LONG_CALL, extra_env=env) as a:
+    async with (
+        fake_rest() as (state, rest_url),
+        serve(tmp_path, rest_url, script=LONG_CALL, extra_env=env) as a,
+    ):
         survivor = create_app(
             Settings(
                 redis_url=REDIS_URL,
@@ -197,11 +217,16 @@ async def test_a_killed_worker_s_calls_are_marked_interrupted_by_the_survivor(ai
             if [outcome for _, outcome, _ in rows(a.db)] == ["interrupted"]:
                 break
             await asyncio.sleep(0.1)
-        assert [(sid, outcome) for sid, outcome, _ in rows(a.db)] == [("HD_killed0000", "interrupted")]
+        assert [(sid, outcome) for sid, outcome, _ in rows(a.db)] == [
+            ("HD_killed0000", "interrupted")
+        ]
 
-        again = await b.post("/voice", data={"CallSid": "HD_killed0000", "callSessionState": "Active"})
+        again = await b.post(
+            "/voice", data={"CallSid": "HD_killed0000", "callSessionState": "Active"}
+        )
         verbs = parse_response(await again.text())
-        assert isinstance(verbs[0], SayVerb) and "call back" in verbs[0].text
+        assert isinstance(verbs[0], SayVerb)
+        assert "call back" in verbs[0].text
         assert isinstance(verbs[-1], HangupVerb)
         await asyncio.gather(*calls, return_exceptions=True)
 
@@ -215,7 +240,13 @@ async def client():
 
 def _shared(call_sid: str, worker: str) -> SharedCall:
     start = parse_webhook_fields({"CallSid": call_sid, "From": "+254712345678"})
-    return SharedCall(start=start, token="1.ab", answered_by=worker, record_id="r1", started_at=time.time())
+    return SharedCall(
+        start=start,
+        token="1.ab",  # noqa: S106 - a test value, not a credential
+        answered_by=worker,
+        record_id="r1",
+        started_at=time.time(),
+    )
 
 
 async def test_an_escalating_call_of_a_dead_worker_is_reported_orphaned_and_escalating(client):

@@ -4,6 +4,7 @@ The store tests run against both implementations (memory, SQLite); `from_session
 sessions from scripted calls through the service and the fake Sautikit, on a fast-forwarded clock.
 """
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -354,6 +355,34 @@ async def test_store_mark_interrupted_marks_only_live_records(open_store):
     assert marked is not None
     assert marked.revision == 4  # so the dead process's journal cannot turn it live again
     assert await store.mark_interrupted() == 0
+
+
+async def test_store_mark_interrupted_of_named_calls_leaves_the_others_live(open_store):
+    """A dead worker's calls are marked; another worker's live calls in the same store are not."""
+    store = await open_store()
+    await store.save(stored_call("HD_dead1", outcome="live"))
+    await store.save(stored_call("HD_other", outcome="live"))
+    assert await store.mark_interrupted(["HD_dead1", "HD_gone"]) == 1
+    assert await store.mark_interrupted([]) == 0
+    assert await store.summary() == {"interrupted": 1, "live": 1}
+
+
+async def test_sqlite_store_workers_writing_one_file_at_once_lose_no_record(tmp_path):
+    """Four stores (as four worker processes) save 100 records each at the same time: all 400 kept."""
+    path = tmp_path / "calls.sqlite3"
+    stores = [SqliteCallStore(path, busy_timeout_s=10) for _ in range(4)]
+    try:
+        await asyncio.gather(
+            *(
+                store.save(stored_call(f"HD_w{worker}_{n:03d}", started_at=at_minute(n % 60)))
+                for n in range(100)
+                for worker, store in enumerate(stores)
+            )
+        )
+        assert await stores[0].summary() == {"resolved": 400}
+    finally:
+        for store in stores:
+            await store.close()
 
 
 async def test_sqlite_store_a_version_1_database_is_migrated(tmp_path):

@@ -1,0 +1,187 @@
+"""`orchestrator serve --workers N` as a real process tree: N workers on one port, sharing calls on a real Redis.
+
+The supervisor restarts a worker that dies, passes SIGTERM on (each worker drains, the supervisor exits 0),
+and on SIGHUP replaces the workers one at a time while the port keeps answering. Each test has a Redis key
+prefix of its own (ORCHESTRATOR_TEST_REDIS_URL, default redis://127.0.0.1:6379/0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from orchestrator.script import load_script
+from orchestrator.simulator import FakeSautikit
+from tests.flows import SCRIPTS
+from tests.serving import wait_until_serving
+
+REDIS_URL = os.environ.get("ORCHESTRATOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(slots=True)
+class Served:
+    process: asyncio.subprocess.Process
+    url: str
+    db: Path
+
+    def worker_pids(self) -> set[int]:
+        """The supervisor's children, from /proc: its workers."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        with contextlib.suppress(OSError):
+            return {int(pid) for pid in children.read_text().split()}
+        return set()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def _serve(tmp_path: Path, *args: str, redis: bool = True) -> AsyncIterator[Served]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "ORCHESTRATOR_PORT": str(port),
+        "ORCHESTRATOR_CALLS_DB": str(tmp_path / "calls.sqlite3"),
+        "ORCHESTRATOR_BRAIN": "scripted",
+        "ORCHESTRATOR_SCRIPT": str(SCRIPTS / "returning_caller_by_phone.yaml"),
+        "ORCHESTRATOR_FALLBACK_VOICE": "synthetic",
+        "ORCHESTRATOR_SHUTDOWN_GRACE_S": "5",
+        "ORCHESTRATOR_WORKER_HEARTBEAT_S": "0.2",
+        "ORCHESTRATOR_WORKER_TTL_S": "1.0",
+    }
+    if redis:
+        env |= {
+            "ORCHESTRATOR_REDIS_URL": REDIS_URL,
+            "ORCHESTRATOR_REDIS_PREFIX": f"orchestrator-test:{uuid.uuid4().hex}:",
+        }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "serve",
+        "--log-level",
+        "warning",
+        *args,
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    served = Served(process=process, url=f"http://127.0.0.1:{port}", db=tmp_path / "calls.sqlite3")
+    try:
+        yield served
+    finally:
+        if process.returncode is None:
+            for pid in served.worker_pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            process.kill()
+        await process.wait()
+
+
+async def _workers_seen(http: aiohttp.ClientSession, url: str, *, polls: int = 40) -> set[int]:
+    """The worker pids that answer /healthz over fresh connections (the kernel spreads them)."""
+    seen: set[int] = set()
+    for _ in range(polls):
+        async with aiohttp.ClientSession() as fresh, fresh.get(f"{url}/healthz") as response:
+            seen.add((await response.json())["pid"])
+    return seen
+
+
+async def _all_serving(served: Served, count: int) -> set[int]:
+    """Until `count` workers run and each has answered /healthz; their pids."""
+    async with aiohttp.ClientSession() as http:
+        for _ in range(60):
+            pids = served.worker_pids()
+            if len(pids) == count and await _workers_seen(http, served.url, polls=20) == pids:
+                return pids
+            await asyncio.sleep(0.2)
+    pytest.fail(f"{count} workers never all answered")
+
+
+async def _until(condition, *, attempts: int = 150) -> None:
+    for _ in range(attempts):
+        if condition():
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail("the condition never held")
+
+
+async def test_serve_workers_share_one_port_carry_calls_and_stop_on_sigterm(tmp_path):
+    """Two workers answer on one port, a call goes through whichever take its requests, SIGTERM exits 0."""
+    async with _serve(tmp_path, "--workers", "2") as served, aiohttp.ClientSession() as http:
+        await wait_until_serving(http, served.url, attempts=300)
+        await _all_serving(served, 2)
+
+        call = await FakeSautikit(served.url).call(
+            load_script(SCRIPTS / "returning_caller_by_phone.yaml")
+        )
+        assert call.ended_by == "agent"
+
+        served.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(served.process.wait(), timeout=30) == 0
+
+
+async def test_serve_workers_restarts_a_worker_that_dies(tmp_path):
+    """A worker killed outright is replaced: two workers serve again, one of them new."""
+    async with _serve(tmp_path, "--workers", "2") as served, aiohttp.ClientSession() as http:
+        await wait_until_serving(http, served.url, attempts=300)
+        first = await _all_serving(served, 2)
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+
+        await _until(
+            lambda: len(served.worker_pids()) == 2 and victim not in served.worker_pids(),
+            attempts=300,
+        )
+        now = await _all_serving(served, 2)
+        assert len(now & first) == 1
+
+
+async def test_serve_workers_sighup_replaces_each_worker_while_the_port_keeps_answering(tmp_path):
+    """SIGHUP: every worker replaced one at a time; /healthz answered 200 on every poll meanwhile."""
+    async with _serve(tmp_path, "--workers", "2") as served, aiohttp.ClientSession() as http:
+        await wait_until_serving(http, served.url, attempts=300)
+        before = await _all_serving(served, 2)
+        served.process.send_signal(signal.SIGHUP)
+
+        statuses: list[int] = []
+        for _ in range(600):
+            async with (
+                aiohttp.ClientSession() as fresh,
+                fresh.get(f"{served.url}/healthz") as response,
+            ):
+                statuses.append(response.status)
+            now = served.worker_pids()
+            if len(now) == 2 and not now & before:
+                break
+            await asyncio.sleep(0.05)
+
+        assert len(now) == 2
+        assert not now & before
+        assert set(statuses) == {200}
+
+
+async def test_serve_workers_without_redis_is_refused_with_the_reason(tmp_path):
+    """Several workers without Redis could not share calls: serve says so and exits 2."""
+    async with _serve(tmp_path, "--workers", "2", redis=False) as served:
+        code = await asyncio.wait_for(served.process.wait(), timeout=60)
+        assert served.process.stderr is not None
+        message = (await served.process.stderr.read()).decode()
+    assert code == 2
+    assert "needs ORCHESTRATOR_REDIS_URL" in message
