@@ -675,8 +675,7 @@ def _stream_response(orchestrator: Orchestrator, session: CallSession) -> tuple[
     )
     verbs: list[SayVerb | StreamSpec] = []
     if session.greeting.say:
-        voice = orchestrator.flow.voice
-        verbs.append(SayVerb(text=session.greeting.say, language=voice.language))
+        verbs.append(SayVerb(text=session.greeting.say, language=session.language))
     verbs.append(
         StreamSpec(
             url=stream_url(settings.public_url, settings.routes.audio, session.call_sid, token),

@@ -290,11 +290,16 @@ def _check_against_flow(
             expectations.append((("turns", index, "expect"), turn.expect))
         if isinstance(turn, AgentTurn):
             for step_index, step in enumerate(turn.agent):
-                if isinstance(step, ToolStep) and step.tool not in flow.tools:
+                if isinstance(step, ToolStep) and step.tool not in _tools(flow):
                     loc: Loc = ("turns", index, "agent", step_index, "tool")
                     yield source.problem(loc, unknown_name("tool", step.tool, flow.tools))
     for loc, expect in expectations:
         if expect.state is not None and expect.state not in flow.states:
             yield source.problem((*loc, "state"), unknown_name("state", expect.state, flow.states))
-        if expect.tool is not None and expect.tool not in flow.tools:
+        if expect.tool is not None and expect.tool not in _tools(flow):
             yield source.problem((*loc, "tool"), unknown_name("tool", expect.tool, flow.tools))
+
+
+def _tools(flow: Flow) -> list[str]:
+    """The tools a script's model may call: the flow's, and set_language on a line of several languages."""
+    return [*flow.tools, *(["set_language"] if len(flow.call_languages) > 1 else [])]

@@ -30,6 +30,7 @@ __all__ = [
     "ToolCall",
     "ToolDeclaration",
     "TurnComplete",
+    "language_instruction",
 ]
 
 JSONValue: TypeAlias = (
@@ -55,11 +56,13 @@ class CallInfo:
     sample_rate: int
     system_prompt: str
     voice: str
-    language: str
+    language: str  # the language the call starts in
     tools: tuple[ToolDeclaration, ...]
     # Recent orders placed from the caller's number, as prefetched at the webhook; None when not known
     # (no number, the lookup failed or has not answered yet).
     caller_orders: int | None = None
+    # Every language the caller may switch to (the flow's `languages:`), the call's own among them.
+    languages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +75,8 @@ class StateBrief:
     # What the session is speaking on entry (the state's `say`, or the transition's that replaces it): the
     # brain's own prompt for this state would repeat it, so a brain given one adds none.
     say: str | None = None
+    # The call's language on entering the state (a flow of several languages may switch mid-call).
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,6 +105,18 @@ class Keypad:
         """The entry as a line of the conversation, for a model that only reads text."""
         keys = " ".join(self.digits + self.end)
         return f"[caller pressed {keys}]" if keys else "[caller pressed nothing]"
+
+
+def language_instruction(call: CallInfo) -> str:
+    """What a model is told about the call's language, and, on a line of several, how to switch."""
+    text = f"The caller's language and locale: {call.language}."
+    others = [code for code in call.languages if code != call.language]
+    if others:
+        text += (
+            f" This line also speaks {', '.join(others)}: when the caller asks for one of them or keeps "
+            "speaking it, call set_language with it and go on in that language."
+        )
+    return text
 
 
 # --- events a brain emits -------------------------------------------------------------------

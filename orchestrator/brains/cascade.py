@@ -44,6 +44,7 @@ from orchestrator.brains.policy import (
     StateListen,
 )
 from orchestrator.errors import ConfigError, OrchestratorError
+from orchestrator.flow.languages import SET_LANGUAGE_TOOL, phrases_for, text_for
 from orchestrator.flow.model import Flow, ListenEntry
 from orchestrator.speech.asr import (
     SEARCH_NUMBERS,
@@ -52,8 +53,10 @@ from orchestrator.speech.asr import (
     StreamingRecognizer,
 )
 from orchestrator.speech.choice import SpeechChoice, build_recognizer, build_voice
+from orchestrator.speech.grammar import DIGIT_WORDS
 from orchestrator.speech.http_tts import Synthesizer
 from orchestrator.speech.pool import release_freed_memory
+from orchestrator.speech.swahili import SWAHILI_DIGIT_WORDS, swahili_pronunciations
 from orchestrator.speech.tts import split_sentences
 from orchestrator.telephony.webhook import CallStart
 
@@ -162,9 +165,11 @@ class CascadeBrain:
         asr: DecoderSource,
         tts: Synthesizer,
         on_close: Callable[[], object] | None = None,
+        voices: Mapping[str, Synthesizer] | None = None,
     ) -> None:
         self._dialogue = dialogue
         self._tts = tts
+        self._voices = dict(voices or {})  # by language, in a flow of several
         self._on_close = on_close
         self._events: asyncio.Queue[BrainEvent | None] = asyncio.Queue()
         self._triggers: asyncio.Queue[_Trigger] = asyncio.Queue()
@@ -189,6 +194,7 @@ class CascadeBrain:
     async def start(self, call: CallInfo) -> None:
         if call.sample_rate != _ASR_RATE:
             self._resampler = Resampler(call.sample_rate, _ASR_RATE)
+        self._use_voice(call.language, call.sample_rate)
         if self._tts.rate != call.sample_rate:
             self._tts = self._tts.at_rate(call.sample_rate)
         self._dialogue.begin(call)
@@ -197,6 +203,12 @@ class CascadeBrain:
         # and audio heard meanwhile is queued for the decoder.
         self._loading = loop.create_task(self._load_recognizer())
         self._worker = loop.create_task(self._run_triggers())
+
+    def _use_voice(self, language: object, rate: int | None = None) -> None:
+        """Speak the call's language from now on (when the flow gives it a voice of its own)."""
+        voice = self._voices.get(language) if isinstance(language, str) else None
+        if voice is not None:
+            self._tts = voice.at_rate(rate or self._tts.rate)
 
     async def _load_recognizer(self) -> None:
         if self._warming is not None:
@@ -295,10 +307,12 @@ class CascadeBrain:
         if isinstance(trigger, _Caller):
             steps = self._dialogue.on_caller(trigger.recognition)
         elif isinstance(trigger, _State):
+            self._use_voice(trigger.state.language)
             steps = self._dialogue.on_state(trigger.state)
         elif isinstance(trigger, _Keys):
             steps = self._dialogue.on_keypad(trigger.keys)
         else:
+            self._use_voice(trigger.result.get("language"))
             steps = self._dialogue.on_tool_result(trigger.call, trigger.result)
         self._turn_utterances = []
         policy_ms: float | None = None
@@ -384,67 +398,130 @@ def _warm_now(asr: DecoderSource) -> asyncio.Task[None] | None:
 # --- factories ------------------------------------------------------------------------------
 
 
-def policy_config(flow: Flow) -> PolicyConfig:
+def policy_config(flow: Flow, language: str | None = None) -> PolicyConfig:
     """The offline policy's data from a flow's `policy:` section and states' `listen:` (ConfigError when
-    the flow has no `policy:`)."""
+    the flow has no `policy:`), with its phrases and words in `language` (the flow's default if None)."""
     policy = flow.policy
     if policy is None:
         raise ConfigError(f"flow {flow.name!r} has no `policy:` section for the offline brain")
+    language = language or flow.default_language
+    default = flow.default_language
+
+    def words(text: object) -> str | None:
+        return text_for(text, language, default)  # type: ignore[arg-type]  # a LocalText or None
+
     slot = policy.order_number
     yes_intent = slot.yes_intent if slot else "yes"
     no_intent = slot.no_intent if slot else "no"
     intents = [
         IntentRule(
             name=name,
-            phrases=intent.phrases,
-            say=intent.say,
+            phrases=phrases_for(intent.phrases, language),
+            say=words(intent.say),
             tool=intent.tool,
             arguments=dict(intent.arguments),
         )
         for name, intent in policy.intents.items()
     ]
+    intents.extend(_switch_rules(flow))
     # Yes and no answer the questions the policy itself asks, in any flow.
     for name, builtin in ((yes_intent, "yes"), (no_intent, "no")):
         if name not in policy.intents:
             intents.append(IntentRule(name=name, phrases=BUILTIN_PHRASES[builtin]))
+    fillers = phrases_for(policy.fillers, language)
+    listen = {
+        name: _state_listen(spec.listen, policy.intents, language, default)
+        for name, spec in flow.states.items()
+        if spec.listen
+    }
+    swahili = language.split("-")[0].lower() == "sw"
     return PolicyConfig(
         shapes=slot.shapes if slot else (),
         number_tool=slot.tool if slot else "lookup_order",
         number_argument=slot.argument if slot else "order_number",
-        number_say=slot.say if slot else None,
-        confirm_say=slot.confirm_say if slot and slot.confirm else None,
+        number_say=words(slot.say) if slot else None,
+        confirm_say=words(slot.confirm_say) if slot and slot.confirm else None,
         yes_intent=yes_intent,
         no_intent=no_intent,
         intents=tuple(intents),
-        fillers=policy.fillers,
-        replies=dict(policy.replies),
+        fillers=fillers,
+        replies={key: words(text) or "" for key, text in policy.replies.items()},
         shop=dict(flow.shop),
-        listen={
-            name: _state_listen(spec.listen, policy.intents)
-            for name, spec in flow.states.items()
-            if spec.listen
-        },
+        listen=listen,
         understood=policy.confidence.understood,
         sure=policy.confidence.sure,
         decisive=_decisive_tools(flow),
         multiple_orders=policy.multiple_orders,
+        search_suffix="" if language == default else f"@{language}",
+        digits={**DIGIT_WORDS, **SWAHILI_DIGIT_WORDS} if swahili else DIGIT_WORDS,
+        pronunciations=_pronunciations(flow, language, intents, fillers, listen),
+        digit_names=tuple(SWAHILI_DIGIT_WORDS) if swahili else (),
+        and_word=" na " if swahili else " and ",
     )
 
 
-def _voice_for(flow: Flow, speech: SpeechChoice) -> Synthesizer:
-    return build_voice(speech, voice=flow.voice.name, speed=flow.voice.speed)
+def _switch_rules(flow: Flow) -> list[IntentRule]:
+    """"Kiswahili tafadhali": each language's switch phrases call set_language, heard in every language."""
+    return [
+        IntentRule(
+            name=f"language_{code.replace('-', '_')}",
+            phrases=phrases,
+            tool=SET_LANGUAGE_TOOL,
+            arguments={"language": code},
+        )
+        for code, phrases in flow.language.switch_phrases.items()
+        if len(flow.call_languages) > 1
+    ]
+
+
+def _pronunciations(
+    flow: Flow,
+    language: str,
+    intents: list[IntentRule],
+    fillers: tuple[str, ...],
+    listen: Mapping[str, StateListen],
+) -> dict[str, str]:
+    """Phones of the Swahili words a grammar holds: its own phrases when it is Swahili, and in any language
+    the switch phrases when the flow speaks Swahili ("kiswahili tafadhali", "kwa kiingereza")."""
+    swahili: list[str] = []
+    if any(code.split("-")[0].lower() == "sw" for code in flow.call_languages):
+        for phrases in flow.language.switch_phrases.values():
+            swahili.extend(phrases)
+    if language.split("-")[0].lower() == "sw":
+        switching = {rule.name for rule in _switch_rules(flow)}
+        swahili.extend(p for rule in intents if rule.name not in switching for p in rule.phrases)
+        swahili.extend(fillers)
+        swahili.extend(p for each in listen.values() for rule in each.rules for p in rule.phrases)
+        swahili.extend(SWAHILI_DIGIT_WORDS)
+    return swahili_pronunciations(swahili)
+
+
+def _voice_for(flow: Flow, speech: SpeechChoice, language: str | None = None) -> Synthesizer:
+    """The agent's voice in `language`: the flow's for it, the flow's own for the default, else espeak-ng's
+    voice named by the language (`sw` for sw-KE)."""
+    language = language or flow.default_language
+    voice = flow.language.voices.get(language)
+    if voice is None:
+        voice = flow.voice.name if language == flow.default_language else language.split("-")[0]
+    return build_voice(speech, voice=voice, speed=flow.voice.speed)
+
+
+def _voices(flow: Flow, speech: SpeechChoice) -> dict[str, Synthesizer]:
+    if len(flow.call_languages) < 2:
+        return {}
+    return {language: _voice_for(flow, speech, language) for language in flow.call_languages}
 
 
 def _state_listen(
-    listen: Mapping[str, ListenEntry], declared: Mapping[str, object]
+    listen: Mapping[str, ListenEntry], declared: Mapping[str, object], language: str, default: str
 ) -> StateListen:
     rules = tuple(
         IntentRule(
             name=name,
             # A built-in the flow does not declare brings its own phrases.
-            phrases=entry.phrases
+            phrases=phrases_for(entry.phrases, language)
             or (BUILTIN_PHRASES.get(name, ()) if name not in declared else ()),
-            say=entry.say,
+            say=text_for(entry.say, language, default),
             tool=entry.tool,
             arguments=dict(entry.arguments),
         )
@@ -481,10 +558,15 @@ def make_offline_brain_factory(
     the same intents and order-number shapes).
     """
     speech = speech or SpeechChoice()
-    config = policy_config(flow)
+    configs = {language: policy_config(flow, language) for language in flow.call_languages}
+    config = configs[flow.default_language]
     tts = _voice_for(flow, speech)
-    asr = build_recognizer(speech, config.grammars())
-    return lambda start: CascadeBrain(PolicyDialogue(config), asr=asr, tts=tts)
+    voices = _voices(flow, speech)
+    grammars = {name: spec for each in configs.values() for name, spec in each.grammars().items()}
+    asr = build_recognizer(speech, grammars)
+    return lambda start: CascadeBrain(
+        PolicyDialogue(config, languages=configs), asr=asr, tts=tts, voices=voices
+    )
 
 
 def make_chat_brain_factory(

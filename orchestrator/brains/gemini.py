@@ -64,6 +64,7 @@ from orchestrator.brains.base import (
     ToolCall,
     ToolDeclaration,
     TurnComplete,
+    language_instruction,
 )
 from orchestrator.brains.capabilities import (
     Delivery,
@@ -661,7 +662,7 @@ class GeminiLiveBrain:
     def _instruction(self, *, with_history: bool = False) -> str:
         call = self._call
         assert call is not None
-        parts = [call.system_prompt.strip(), f"The caller's language and locale: {call.language}."]
+        parts = [call.system_prompt.strip(), language_instruction(call)]
         state = self._state
         if state is not None:
             if state.instructions:

@@ -65,6 +65,7 @@ from orchestrator.brains.base import (
     ToolCall,
     ToolDeclaration,
     TurnComplete,
+    language_instruction,
 )
 from orchestrator.brains.capabilities import capabilities_for
 from orchestrator.errors import BrainError, ConfigError
@@ -628,10 +629,7 @@ class OpenAIRealtimeBrain:
         session["audio"] = {
             "input": {
                 "format": {"type": "audio/pcm", "rate": OPENAI_RATE},
-                "transcription": {
-                    "model": config.transcription_model,
-                    "language": self._call.language.split("-")[0].lower(),
-                },
+                "transcription": self._transcription(),
                 "turn_detection": {
                     "type": config.turn_detection,
                     "create_response": True,
@@ -642,6 +640,14 @@ class OpenAIRealtimeBrain:
         }
         return {"type": "session.update", "session": session}
 
+    def _transcription(self) -> dict[str, object]:
+        """The input transcription model, told the language unless the caller may switch (then it detects)."""
+        assert self._call is not None
+        transcription: dict[str, object] = {"model": self._config.transcription_model}
+        if len(self._call.languages) < 2:
+            transcription["language"] = self._call.language.split("-")[0].lower()
+        return transcription
+
     def _state_update(self) -> dict[str, object]:
         return {"type": "session.update", "session": self._state_session()}
 
@@ -650,7 +656,7 @@ class OpenAIRealtimeBrain:
         call, state = self._call, self._state
         instructions = call.system_prompt.strip()
         if call.language:
-            instructions += f"\n\nThe caller's language and locale: {call.language}."
+            instructions += f"\n\n{language_instruction(call)}"
         declared: tuple[ToolDeclaration, ...] = call.tools
         if state is not None:
             if state.instructions:

@@ -28,6 +28,7 @@ from typing import Final, Literal
 from orchestrator.brains.base import CallInfo, JSONValue, Keypad, StateBrief, ToolCall
 from orchestrator.speech.asr import Recognition
 from orchestrator.speech.grammar import (
+    DIGIT_WORDS,
     GrammarSpec,
     match_intent,
     parse_order_number,
@@ -159,26 +160,35 @@ class PolicyConfig:
     # Tools after which the agent is gone: the call ends, or a person takes it.
     decisive: Mapping[str, Decisive] = field(default_factory=dict)
     multiple_orders: MultipleOrders = "ask"
+    # One config per language in a flow of several: its searches are named with this suffix ("@sw-KE"),
+    # its digits may be spoken as these words, its own words pronounced so, numbers read back with these.
+    search_suffix: str = ""
+    digits: Mapping[str, str] = field(default_factory=lambda: DIGIT_WORDS)
+    pronunciations: Mapping[str, str] = field(default_factory=dict)
+    digit_names: tuple[str, ...] = ()  # "zero" to "nine" in the reply language; none: English
+    and_word: str = " and "  # joins the last of several order numbers
 
     def grammars(self) -> dict[str, GrammarSpec]:
         """One recogniser search per name `PolicyDialogue.listening()` may return."""
-        every = {rule.name: rule.phrases for rule in self.intents}
-        searches = {SEARCH_DEFAULT_INTENTS: GrammarSpec(intents=every, fillers=self.fillers)}
+        every = {rule.name: rule.phrases for rule in self.intents if rule.phrases}
+
+        def spec(intents: Mapping[str, tuple[str, ...]], *, numbers: bool) -> GrammarSpec:
+            return GrammarSpec(
+                shapes=self.shapes if numbers else (),
+                intents=intents,
+                fillers=self.fillers,
+                digits=self.digits,
+                pronunciations=self.pronunciations,
+            )
+
+        searches = {SEARCH_DEFAULT_INTENTS: spec(every, numbers=False)}
         if self.shapes:
-            searches[SEARCH_DEFAULT_NUMBERS] = GrammarSpec(
-                shapes=self.shapes, intents=every, fillers=self.fillers
-            )
-            searches[SEARCH_CHOOSE_ORDER] = GrammarSpec(
-                shapes=self.shapes, intents={**every, **_ORDINALS}, fillers=self.fillers
-            )
+            searches[SEARCH_DEFAULT_NUMBERS] = spec(every, numbers=True)
+            searches[SEARCH_CHOOSE_ORDER] = spec({**every, **_ORDINALS}, numbers=True)
         for state, listen in self.listen.items():
             own = {rule.name: rule.phrases for rule in listen.rules if rule.phrases}
-            searches[_state_search(state)] = GrammarSpec(
-                shapes=self.shapes if listen.numbers else (),
-                intents={**every, **own},
-                fillers=self.fillers,
-            )
-        return searches
+            searches[_state_search(state)] = spec({**every, **own}, numbers=listen.numbers)
+        return {name + self.search_suffix: each for name, each in searches.items()}
 
     def grammar(self) -> GrammarSpec:
         """Every phrase and shape in one spec (the widest search)."""
@@ -247,10 +257,17 @@ class _Question:
 
 
 class PolicyDialogue:
-    """A Dialogue that follows the flow with declared phrases and replies."""
+    """A Dialogue that follows the flow with declared phrases and replies.
 
-    def __init__(self, config: PolicyConfig) -> None:
+    In a flow of several languages, `languages` holds one config per language; the call's language (on each
+    state, and in a `set_language` result) picks the phrases heard and the words said.
+    """
+
+    def __init__(
+        self, config: PolicyConfig, *, languages: Mapping[str, PolicyConfig] | None = None
+    ) -> None:
         self._config = config
+        self._languages = dict(languages or {})
         self._rules = {rule.name: rule for rule in config.intents}
         self._state = StateBrief(name="", instructions=None, tools=())
         self._pending: set[str] = set()
@@ -280,12 +297,21 @@ class PolicyDialogue:
     def listening(self) -> str:
         """The recogniser search for the caller's next turn (a key of `PolicyConfig.grammars()`)."""
         if self._choices and self._config.shapes:
-            return SEARCH_CHOOSE_ORDER
-        if self._state.name in self._config.listen:
-            return _state_search(self._state.name)
-        return SEARCH_DEFAULT_NUMBERS if self._takes_numbers() else SEARCH_DEFAULT_INTENTS
+            search = SEARCH_CHOOSE_ORDER
+        elif self._state.name in self._config.listen:
+            search = _state_search(self._state.name)
+        else:
+            search = SEARCH_DEFAULT_NUMBERS if self._takes_numbers() else SEARCH_DEFAULT_INTENTS
+        return search + self._config.search_suffix
+
+    def _use_language(self, language: object) -> None:
+        config = self._languages.get(language) if isinstance(language, str) else None
+        if config is not None and config is not self._config:
+            self._config = config
+            self._rules = {rule.name: rule for rule in config.intents}
 
     async def on_state(self, state: StateBrief) -> AsyncIterator[Step]:
+        self._use_language(state.language)
         self._state = state
         # A new state asks its own question: an old one (a read-back, "which one?") is stale.
         self._question = None
@@ -316,6 +342,7 @@ class PolicyDialogue:
         self, call: ToolCall, result: Mapping[str, JSONValue]
     ) -> AsyncIterator[Step]:
         self._pending.discard(call.call_id)
+        self._use_language(result.get("language"))
         by_phone = call.call_id in self._by_phone
         self._by_phone.discard(call.call_id)
         if self._pending:
@@ -369,7 +396,7 @@ class PolicyDialogue:
         # A number said instead of yes or no replaces the one read back.
         self._context["request"] = {
             "order_number": number,
-            "order_number_spoken": spoken_order_number(number),
+            "order_number_spoken": self._spell(number),
         }
         if not self._config.confirm_say:
             return self._look_up(number)
@@ -506,7 +533,8 @@ class PolicyDialogue:
     def _remember(self, order: Mapping[str, JSONValue], orders: tuple[Mapping[str, JSONValue], ...]) -> None:
         self._context["order"] = dict(order)
         numbers = [str(o.get("order_number_spoken") or o.get("order_number") or "") for o in orders]
-        listed = numbers[0] if len(numbers) == 1 else ", ".join(numbers[:-1]) + " and " + numbers[-1]
+        joiner = self._config.and_word
+        listed = numbers[0] if len(numbers) == 1 else ", ".join(numbers[:-1]) + joiner + numbers[-1]
         self._context["orders"] = {"count": len(orders), "numbers_spoken": listed}
 
     def _several(self, orders: tuple[Mapping[str, JSONValue], ...]) -> list[Step]:
@@ -615,6 +643,12 @@ class PolicyDialogue:
         """A moment's words: the flow's reply, else the built-in default."""
         template = self._config.replies.get(key, DEFAULT_REPLIES.get(key, ""))
         return self._render(template) if template else ""
+
+    def _spell(self, number: str) -> str:
+        names = self._config.digit_names
+        if not names:
+            return spoken_order_number(number)
+        return " ".join(names[int(ch)] if ch.isdigit() else ch for ch in number)
 
     def _render(self, template: str) -> str:
         return render_reply(template, self._context)

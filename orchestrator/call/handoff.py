@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import httpx
 import structlog
 
+from orchestrator.flow.languages import language_name
+from orchestrator.flow.templates import status_words
 from orchestrator.logging import mask_phone
 from orchestrator.telephony.signing import sign_webhook
 
@@ -72,7 +74,7 @@ class HandoffBrief:
             parts.append("The caller said: " + " / ".join(f'"{text}"' for text in self.asked))
         parts.append(f"Handed over because {self.reason}.")
         if not self.language.lower().startswith("en"):
-            parts.append(f"The caller speaks {self.language}.")
+            parts.append(f"The caller speaks {language_name(self.language)}.")
         return " ".join(parts)
 
     def as_json(self) -> dict[str, object]:
@@ -111,12 +113,14 @@ def build_brief(
     if detail and detail.strip().lower() != reason:
         reason = f"{reason} ({detail.strip()})"
     asked = tuple(line.strip().strip('"') for line in caller_lines)[-_ASKED:]
+    status = _text(order.get("status"))
     return HandoffBrief(
         call_sid=call_sid,
         caller=mask_phone(caller) if caller else "an unknown number",
         order_number=_text(order.get("order_number")),
-        order_status=_text(order.get("status")),
-        status_text=_text(order.get("status_text")),
+        order_status=status,
+        # The desk reads English, whatever language the caller heard the status in.
+        status_text=status_words(status) if status else None,
         eta=_text(order.get("eta")),
         asked=asked,
         reason=reason,

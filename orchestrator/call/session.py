@@ -52,8 +52,15 @@ from orchestrator.call.tools import ToolCallContext, ToolHandler, ToolOutcome, p
 from orchestrator.call.transcript import EntryKind, Outcome, Transcript
 from orchestrator.errors import OrdersError
 from orchestrator.flow import CallMachine, Flow, StateEntered, render
+from orchestrator.flow.languages import (
+    LANGUAGE_EVENT,
+    SET_LANGUAGE_TOOL,
+    LocalText,
+    language_name,
+    text_for,
+)
 from orchestrator.flow.machine import call_view
-from orchestrator.flow.templates import spoken_eta, spoken_order_number
+from orchestrator.flow.templates import spoken_eta, spoken_order_number, status_words
 from orchestrator.logging import mask_phone
 from orchestrator.orders import LookupResult, Order, OrdersClient, normalise_order_number
 from orchestrator.telephony.dtmf import clean_keys
@@ -251,6 +258,8 @@ class CallSession:
         self._keypad_generation = 0
         self._keypad_handle: asyncio.TimerHandle | None = None
         self._note("call", self._call_line(start))
+        if self._multilingual:
+            self._note("language", f"{self.language} (the number called)")
         self._note("state", f"-> {self.greeting.state}")
 
     # --- webhook side -----------------------------------------------------------------------
@@ -268,7 +277,18 @@ class CallSession:
             "escalation": {"number": escalation.number if escalation else ""},
             "order": {},
             "orders": {"count": 0},
+            # Picks every text's words (flow/languages.py); set_language changes it mid-call.
+            "language": self.flow.language_for_number(start.callee),
         }
+
+    @property
+    def language(self) -> str:
+        """The call's language now (the number called, then the caller's or the model's choice)."""
+        return self.machine.language
+
+    @property
+    def _multilingual(self) -> bool:
+        return len(self.flow.call_languages) > 1
 
     def _call_line(self, start: CallStart) -> str:
         caller = mask_phone(start.caller) if start.caller else "unknown"
@@ -835,6 +855,9 @@ class CallSession:
     async def _on_tool_call(self, call: ToolCall) -> None:
         args = json.dumps(dict(call.arguments), sort_keys=True, ensure_ascii=False)
         self._note("tool", f"{call.name} {args}")
+        if call.name == SET_LANGUAGE_TOOL and self._multilingual:
+            await self._on_set_language(call)
+            return
         if not self.machine.allows_tool(call.name):
             result: dict[str, JSONValue] = {
                 "error": f"{call.name} is not available now",
@@ -863,6 +886,39 @@ class CallSession:
         if entered is not None and entered.instructions:
             result["instructions"] = entered.instructions
         self._note("result", f"{call.name} ok")
+        await self.brain.tool_result(call, result)
+
+    async def _on_set_language(self, call: ToolCall) -> None:
+        """The caller chose a language (or the model heard one): texts, voice and grammar follow it."""
+        wanted = str(call.arguments.get("language") or "")
+        declared = self.flow.call_languages
+        chosen = next((code for code in declared if code.lower() == wanted.lower()), None)
+        if chosen is None:
+            # A bare "sw" or "en" names the declared language it starts.
+            chosen = next((c for c in declared if c.split("-")[0].lower() == wanted.lower()), None)
+        result: dict[str, JSONValue]
+        if chosen is None:
+            result = {"ok": False, "error": f"language {wanted!r} is not offered here"}
+            result["languages"] = list(declared)
+            self._note("result", f"{SET_LANGUAGE_TOOL} refused: {wanted!r}")
+            await self.brain.tool_result(call, result)
+            return
+        previous = self.language
+        entered = None
+        if chosen != previous:
+            self.context["language"] = chosen
+            self._note("language", f"{previous} -> {chosen} ({SET_LANGUAGE_TOOL})")
+            entered = self.machine.send(LANGUAGE_EVENT)
+            await self._enter(entered)
+        result = {
+            "ok": True,
+            "language": chosen,
+            "state": self.machine.state,
+            "instructions": f"Speak {language_name(chosen)} from now on.",
+        }
+        if entered is not None and entered.instructions:
+            result["instructions"] = entered.instructions
+        self._note("result", f"{SET_LANGUAGE_TOOL} ok")
         await self.brain.tool_result(call, result)
 
     async def _run_tool(self, call: ToolCall) -> None:
@@ -931,7 +987,9 @@ class CallSession:
                 self.context["order"] = spoken[0]
                 self.context["orders"] = {
                     "count": len(found.orders),
-                    "numbers_spoken": _spoken_list([o["order_number_spoken"] for o in spoken]),
+                    "numbers_spoken": _spoken_list(
+                        [o["order_number_spoken"] for o in spoken], self.language
+                    ),
                 }
                 summary = f"{len(found.orders)} order(s), first {order.order_number} {order.status}"
                 result: dict[str, JSONValue] = {
@@ -957,11 +1015,12 @@ class CallSession:
 
     def _order_context(self, order: Order) -> dict[str, str]:
         """Template variables of an order, spoken the way the flow's callers say them."""
-        voice = self.flow.voice
+        language = self.language
         return {
             **order.as_context(),
-            "order_number_spoken": spoken_order_number(order.order_number),
-            "eta": spoken_eta(order.eta, language=voice.language, timezone=voice.timezone),
+            "order_number_spoken": spoken_order_number(order.order_number, language),
+            "status_text": status_words(order.status, language),
+            "eta": spoken_eta(order.eta, language=language, timezone=self.flow.voice.timezone),
         }
 
     async def _find(self, number: str) -> LookupResult:
@@ -1007,8 +1066,9 @@ class CallSession:
                 StateBrief(
                     name=entered.state,
                     instructions=entered.instructions,
-                    tools=entered.tools,
+                    tools=self._state_tools(entered),
                     say=entered.say,
+                    language=entered.language,
                 )
             )
             self.transcript.told(
@@ -1031,6 +1091,12 @@ class CallSession:
         elif entered.final:
             assert self._tasks is not None
             self._tasks.create_task(self._hang_up("flow ended", said))
+
+    def _state_tools(self, entered: StateEntered) -> tuple[str, ...]:
+        """The tools a brain may call in a state: the flow's, and set_language wherever the caller is heard."""
+        if self._multilingual and entered.tools and SET_LANGUAGE_TOOL not in entered.tools:
+            return (*entered.tools, SET_LANGUAGE_TOOL)
+        return entered.tools
 
     async def _say(self, text: str) -> str:
         """Have `text` spoken (by the brain, or the session's own voice when the brain is gone)."""
@@ -1084,7 +1150,7 @@ class CallSession:
                 await waiter
 
     async def _escalate(self, said: str | None, *, reason: str) -> None:
-        await self._until_heard(said, self.flow.states[ESCALATION_STATE].say)
+        await self._until_heard(said, self.render(self.flow.states[ESCALATION_STATE].say or ""))
         settings = self.flow.escalation
         if settings is None:
             self._note("escalate", "the flow declares no escalation: ending the call")
@@ -1130,7 +1196,7 @@ class CallSession:
             caller_lines=self.transcript.of_kind("caller"),
             trigger=trigger,
             detail=self._transfer_reason,
-            language=self.flow.voice.language,
+            language=self.language,
             escalated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         self.transcript.handoff = brief.as_json()
@@ -1143,8 +1209,10 @@ class CallSession:
         said = await self._say(text)
         await self._until_heard(said, text)
 
-    def render(self, template: str) -> str:
-        return render(template, call_view(self.flow, self.context, self.machine.counters))
+    def render(self, template: LocalText) -> str:
+        """A flow text in the call's language, filled from the call's context."""
+        words = text_for(template, self.language, self.flow.default_language) or ""
+        return render(words, call_view(self.flow, self.context, self.machine.counters))
 
     def note(self, kind: EntryKind, text: str) -> None:
         self._note(kind, text)
@@ -1276,7 +1344,8 @@ class CallSession:
             sample_rate=self.options.sample_rate,
             system_prompt=self.render(flow.system_prompt),
             voice=flow.voice.name,
-            language=flow.voice.language,
+            language=self.language,
+            languages=flow.call_languages,
             tools=tuple(
                 ToolDeclaration(
                     name=name,
@@ -1284,7 +1353,8 @@ class CallSession:
                     parameters=cast(Mapping[str, JSONValue], spec.parameters),
                 )
                 for name, spec in flow.tools.items()
-            ),
+            )
+            + ((_set_language_tool(flow.call_languages),) if self._multilingual else ()),
             caller_orders=self._prefetched_count(),
         )
 
@@ -1312,9 +1382,27 @@ async def _synthetic_voice(text: str, rate: int) -> bytes:
     return synthesize_speech(text, rate=rate)
 
 
-def _spoken_list(items: list[str]) -> str:
-    """"a, b and c": several order numbers in one sentence."""
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+def _set_language_tool(languages: tuple[str, ...]) -> ToolDeclaration:
+    """The built-in tool a model calls when the caller asks for, or keeps speaking, another language."""
+    names = ", ".join(language_name(code) for code in languages)
+    return ToolDeclaration(
+        name=SET_LANGUAGE_TOOL,
+        description=(
+            f"Switch the call to another language ({names}) when the caller asks for it or keeps "
+            "speaking it; then answer in that language."
+        ),
+        parameters={
+            "type": "object",
+            "properties": {"language": {"type": "string", "enum": list(languages)}},
+            "required": ["language"],
+        },
+    )
+
+
+def _spoken_list(items: list[str], language: str) -> str:
+    """"a, b and c": several order numbers in one sentence ("a, b na c" in Swahili)."""
+    joiner = " na " if language.split("-")[0].lower() == "sw" else " and "
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + joiner + items[-1]
 
 
 def _rest_reason(exc: Exception) -> str:

@@ -41,6 +41,7 @@ EntryKind = Literal[
     "event",  # a Sautikit event webhook about the call
     "record",  # the platform's call record, fetched after the call
     "latency",  # how long the caller waited for the agent's reply, by stage
+    "language",  # the call's language: where it came from, and each switch
     "outcome",  # the call's result
 ]
 
@@ -80,6 +81,7 @@ class Prompt:
 # Entry kinds of the conversation form: what was said and done, not how the wire carried it.
 _CONVERSATION: frozenset[EntryKind] = frozenset(
     {
+        "language",
         "state",
         "caller",
         "keypad",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import keyword
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -21,6 +21,7 @@ from statemachine.exceptions import InvalidDefinition
 
 from orchestrator.errors import FlowError, FlowProblem
 from orchestrator.flow.guards import GuardError
+from orchestrator.flow.languages import LocalText, Phrases, missing_languages, text_variants
 from orchestrator.flow.machine import compile_transition_guard, machine_class
 from orchestrator.flow.model import (
     BUILTIN_INTENTS,
@@ -110,6 +111,7 @@ def _cross_check(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
     if flow.policy is not None:
         yield from _check_policy(flow, flow.policy, source)
     yield from _check_listen(flow, source)
+    yield from _check_languages(flow, source)
     if flow.order_number is not None:
         try:
             re.compile(flow.order_number.pattern)
@@ -229,22 +231,41 @@ def _guard_problem(source: _Source, loc: Loc, expression: str, exc: GuardError) 
 
 def _check_templates(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
     variables = known_variables(shop_keys=flow.shop, counters=flow.counters, tools=flow.tools)
-    templates: list[tuple[Loc, str]] = [(("system_prompt",), flow.system_prompt)]
-    if flow.escalation is not None:
-        # Only the texts the author wrote: a default that reads `shop.name` is no error of theirs.
-        for field in ("supervise_say", "callback_say", "failed_say", "unavailable_say"):
-            if field in flow.escalation.model_fields_set:
-                templates.append((("escalation", field), getattr(flow.escalation, field)))
+    templates: list[tuple[Loc, LocalText]] = [(("system_prompt",), flow.system_prompt)]
+    templates.extend(_escalation_texts(flow))
     for name, spec in flow.states.items():
-        for field, text in (("say", spec.say), ("instructions", spec.instructions)):
-            if text is not None:
-                templates.append((("states", name, field), text))
-        for event, transitions in spec.on.items():
-            for index, transition in enumerate(transitions):
-                if transition.say is not None:
-                    templates.append((("states", name, "on", event, index, "say"), transition.say))
-    for loc, text in templates:
+        if spec.instructions is not None:
+            templates.append((("states", name, "instructions"), spec.instructions))
+        if spec.say is not None:
+            templates.append((("states", name, "say"), spec.say))
+        templates.extend(_transition_texts(("states", name, "on"), spec.on))
+    for loc, text in _each_variant(templates):
         yield from _template_problems(source, loc, text, variables)
+
+
+def _escalation_texts(flow: Flow) -> Iterator[tuple[Loc, LocalText]]:
+    """The escalation texts the author wrote: a default that reads `shop.name` is no error of theirs."""
+    if flow.escalation is None:
+        return
+    for field in ("supervise_say", "callback_say", "failed_say", "unavailable_say"):
+        if field in flow.escalation.model_fields_set:
+            yield ("escalation", field), getattr(flow.escalation, field)
+
+
+def _transition_texts(
+    loc: Loc, routes: Mapping[str, Sequence[Transition]]
+) -> Iterator[tuple[Loc, LocalText]]:
+    for event, transitions in routes.items():
+        for index, transition in enumerate(transitions):
+            if transition.say is not None:
+                yield (*loc, event, index, "say"), transition.say
+
+
+def _each_variant(texts: Iterable[tuple[Loc, LocalText]]) -> Iterator[tuple[Loc, str]]:
+    """Each written version of each text, located at its language's key when it has one."""
+    for loc, text in texts:
+        for language, words in text_variants(text):
+            yield ((*loc, language) if language else loc), words
 
 
 def _template_problems(
@@ -337,7 +358,7 @@ POLICY_VARIABLES = frozenset({"request.order_number", "request.order_number_spok
 
 def _check_policy(flow: Flow, policy: Policy, source: _Source) -> Iterator[FlowProblem]:
     base: Loc = ("policy",)
-    templates: list[tuple[Loc, str]] = []
+    templates: list[tuple[Loc, LocalText]] = []
     slot = policy.order_number
     if slot is not None:
         if slot.tool not in flow.tools:
@@ -360,14 +381,8 @@ def _check_policy(flow: Flow, policy: Policy, source: _Source) -> Iterator[FlowP
             yield source.problem((*loc, "tool"), unknown_name("tool", intent.tool, flow.tools))
         if intent.say is not None:
             templates.append(((*loc, "say"), intent.say))
-        for index, phrase in enumerate(intent.phrases):
-            if not _PHRASE.fullmatch(phrase):
-                message = "a phrase is lowercase words separated by single spaces"
-                yield source.problem((*loc, "phrases", index), message)
-    for index, filler in enumerate(policy.fillers):
-        if not _PHRASE.fullmatch(filler):
-            message = "a filler is lowercase words separated by single spaces"
-            yield source.problem((*base, "fillers", index), message)
+        yield from _phrase_problems(source, (*loc, "phrases"), intent.phrases, "phrase")
+    yield from _phrase_problems(source, (*base, "fillers"), policy.fillers, "filler")
     for key, text in policy.replies.items():
         if key not in flow.states and key not in POLICY_MOMENTS:
             known = ", ".join(POLICY_MOMENTS)
@@ -375,8 +390,19 @@ def _check_policy(flow: Flow, policy: Policy, source: _Source) -> Iterator[FlowP
             yield source.problem((*base, "replies", key), message, key=True)
         templates.append(((*base, "replies", key), text))
     variables = known_variables(shop_keys=flow.shop, counters=flow.counters) | POLICY_VARIABLES
-    for loc, text in templates:
+    for loc, text in _each_variant(templates):
         yield from _template_problems(source, loc, text, variables)
+
+
+def _phrase_problems(source: _Source, loc: Loc, phrases: Phrases, what: str) -> Iterator[FlowProblem]:
+    """Each phrase (of each language) must be lowercase words the recogniser's grammar can hold."""
+    lists = phrases.items() if isinstance(phrases, Mapping) else [(None, phrases)]
+    for language, listed in lists:
+        at: Loc = (*loc, language) if language else loc
+        for index, phrase in enumerate(listed):
+            if not _PHRASE.fullmatch(phrase):
+                message = f"a {what} is lowercase words separated by single spaces"
+                yield source.problem((*at, index), message)
 
 
 def _check_confirm_intents(
@@ -520,19 +546,18 @@ def _check_listen(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
                     f"policy.intents (built-in: {', '.join(BUILTIN_INTENTS)})"
                 )
                 yield source.problem(loc, message, key=True)
-            for index, phrase in enumerate(entry.phrases):
-                if not _PHRASE.fullmatch(phrase):
-                    message = "a phrase is lowercase words separated by single spaces"
-                    yield source.problem((*loc, "phrases", index), message)
+            yield from _phrase_problems(source, (*loc, "phrases"), entry.phrases, "phrase")
             if entry.tool is not None and entry.tool not in spec.tools:
                 allowed = ", ".join(spec.tools) or "none"
                 message = f"tool {entry.tool!r} is not allowed in state {state!r} (its tools: {allowed})"
                 yield source.problem((*loc, "tool"), message)
-            if entry.say is not None:
-                for placeholder in find_placeholders(entry.say):
+            if entry.say is None:
+                continue
+            for at, words in _each_variant([((*loc, "say"), entry.say)]):
+                for placeholder in find_placeholders(words):
                     if placeholder.name is None or placeholder.name not in variables:
                         message = f"unknown template variable {placeholder.raw!r}"
-                        yield source.problem_inside((*loc, "say"), placeholder.raw, 0, message)
+                        yield source.problem_inside(at, placeholder.raw, 0, message)
         yield from _check_keypad(state, spec, source)
 
 
@@ -567,3 +592,81 @@ def _check_keypad(state: str, spec: StateSpec, source: _Source) -> Iterator[Flow
             )
             yield source.problem(loc, message)
         keys.setdefault(entry.key, name)
+
+
+def _spoken_texts(flow: Flow) -> Iterator[tuple[Loc, LocalText]]:
+    """Every text a caller hears that the author wrote (instructions and the system prompt are the model's)."""
+    yield from _escalation_texts(flow)
+    yield from _transition_texts(("on",), flow.on)
+    for name, spec in flow.states.items():
+        if spec.say is not None:
+            yield ("states", name, "say"), spec.say
+        yield from _transition_texts(("states", name, "on"), spec.on)
+        for intent, entry in spec.listen.items():
+            if entry.say is not None:
+                yield ("states", name, "listen", intent, "say"), entry.say
+    policy = flow.policy
+    if policy is None:
+        return
+    slot = policy.order_number
+    if slot is not None:
+        if slot.say is not None:
+            yield ("policy", "order_number", "say"), slot.say
+        if slot.confirm:
+            yield ("policy", "order_number", "confirm_say"), slot.confirm_say
+    for name, intent in policy.intents.items():
+        if intent.say is not None:
+            yield ("policy", "intents", name, "say"), intent.say
+    for key, text in policy.replies.items():
+        yield ("policy", "replies", key), text
+
+
+def _phrase_lists(flow: Flow) -> Iterator[tuple[Loc, Phrases]]:
+    policy = flow.policy
+    if policy is not None:
+        yield ("policy", "fillers"), policy.fillers
+        for name, intent in policy.intents.items():
+            yield ("policy", "intents", name, "phrases"), intent.phrases
+    for state, spec in flow.states.items():
+        for intent, entry in spec.listen.items():
+            yield ("states", state, "listen", intent, "phrases"), entry.phrases
+
+
+def _check_languages(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
+    """Declared languages only, and every spoken text (and per-language phrase list) in each of them."""
+    declared = flow.call_languages
+    listed = ", ".join(declared)
+    for index, language in enumerate(flow.languages):
+        if language in flow.languages[:index]:
+            yield source.problem(("languages", index), f"{language!r} is listed twice")
+    choice = flow.language
+    for number, language in choice.by_number.items():
+        loc: Loc = ("language", "by_number", number)
+        if not _E164.fullmatch(number):
+            yield source.problem(loc, f"{number!r} is not an E.164 phone number", key=True)
+        if language not in declared:
+            yield source.problem(loc, f"language {language!r} is not declared (languages: {listed})")
+    for section in ("switch_phrases", "voices"):
+        for language in getattr(choice, section):
+            if language not in declared:
+                message = f"language {language!r} is not declared (languages: {listed})"
+                yield source.problem(("language", section, language), message, key=True)
+    yield from _phrase_problems(source, ("language", "switch_phrases"), choice.switch_phrases, "phrase")
+    for loc, text in _spoken_texts(flow):
+        for language, _ in text_variants(text):
+            if language is not None and language not in declared:
+                message = f"language {language!r} is not declared (languages: {listed})"
+                yield source.problem((*loc, language), message, key=True)
+        for language in missing_languages(text, declared):
+            how = "write one version per language" if isinstance(text, str) else "add it"
+            yield source.problem(loc, f"no {language} text (languages: {listed}); {how}")
+    for loc, phrases in _phrase_lists(flow):
+        if not isinstance(phrases, Mapping):
+            continue  # one list serves every language
+        for language in phrases:
+            if language not in declared:
+                message = f"language {language!r} is not declared (languages: {listed})"
+                yield source.problem((*loc, language), message, key=True)
+        for language in declared:
+            if language not in phrases:
+                yield source.problem(loc, f"no {language} phrases (languages: {listed})")

@@ -23,6 +23,7 @@ from statemachine import StateChart
 from statemachine.io import create_machine_class_from_definition
 
 from orchestrator.flow.guards import Guard, compile_guard
+from orchestrator.flow.languages import LocalText, language_name, text_for
 from orchestrator.flow.listen import listen_hint
 from orchestrator.flow.model import Flow, StateSpec, Transition
 from orchestrator.flow.templates import known_variables, render, spoken_digits, status_words
@@ -45,6 +46,7 @@ class StateEntered:
     interruptible: bool
     timeout: float | None
     final: bool
+    language: str = ""  # the call's language the texts were picked in
 
 
 class _CallModel:
@@ -80,17 +82,25 @@ def call_view(
     order = dict(_mapping(context.get("order")))
     status = order.get("status")
     if isinstance(status, str) and order.get("status_text") is None:
-        order["status_text"] = status_words(status)
+        language = context.get("language")
+        order["status_text"] = status_words(
+            status, language if isinstance(language, str) else flow.default_language
+        )
     view["order"] = order
     return view
 
 
-def _with_listen_hint(spec: StateSpec) -> str | None:
-    """The state's instructions, then what it listens for (the hint LLM brains get from `listen:`)."""
-    hint = listen_hint(spec.listen)
-    if hint is None:
-        return spec.instructions
-    return hint if spec.instructions is None else f"{spec.instructions.rstrip()}\n{hint}"
+def _instructions(flow: Flow, spec: StateSpec, language: str) -> str | None:
+    """The state's instructions, what it listens for (the hint LLM brains get from `listen:`), and, in a
+    flow of several languages, the one to speak."""
+    parts = [
+        text_for(spec.instructions, language, flow.default_language),
+        listen_hint(spec.listen, language=language),
+    ]
+    if len(flow.call_languages) > 1 and any(parts):
+        parts.append(f"Speak {language_name(language)}.")
+    kept = [part.rstrip() for part in parts if part]
+    return "\n".join(kept) if kept else None
 
 
 def _mapping(value: object) -> Mapping[str, object]:
@@ -269,18 +279,25 @@ class CallMachine:
         """Whether the LLM may call tool `name` in the current state."""
         return name in self.state_spec().tools
 
+    @property
+    def language(self) -> str:
+        """The call's language: the context's `language`, else the flow's default."""
+        language = self._model.context.get("language")
+        return language if isinstance(language, str) else self._flow.default_language
+
     def state_spec(self, name: str | None = None) -> StateSpec:
         """The model of state `name` (the current state by default)."""
         return self._flow.states[self._state if name is None else name]
 
     def _entered(
-        self, state: str, previous: str | None, event: str, *, say: str | None = None
+        self, state: str, previous: str | None, event: str, *, say: LocalText | None = None
     ) -> StateEntered:
         self._state = state
         spec = self._flow.states[state]
         view = self._model.view()
-        say = say if say is not None else spec.say
-        instructions = _with_listen_hint(spec)
+        language = self.language
+        say = text_for(say if say is not None else spec.say, language, self._flow.default_language)
+        instructions = _instructions(self._flow, spec, language)
         return StateEntered(
             state=state,
             previous=previous,
@@ -291,4 +308,5 @@ class CallMachine:
             interruptible=spec.interruptible,
             timeout=spec.timeout,
             final=spec.final,
+            language=language,
         )

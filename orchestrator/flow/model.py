@@ -26,7 +26,11 @@ __all__ = [
     "EscalationStrategy",
     "Flow",
     "HttpAction",
+    "LanguageTag",
+    "Languages",
     "ListenEntry",
+    "LocalizedPhrases",
+    "LocalizedText",
     "MultipleOrders",
     "OrderNumber",
     "OrdersSettings",
@@ -59,6 +63,7 @@ KNOWN_EVENTS: tuple[str, ...] = (
     "escalation_failed",
     "dtmf",  # the caller typed on the keypad (an entry finished, or a mapped key): keypad.digits, keypad.intent
     "shutdown",  # the service is stopping (SIGTERM): say goodbye or transfer, then the call ends
+    "language_changed",  # the call's language changed (the caller asked, or the model heard it)
 )
 TOOL_EVENT_PREFIX = "tool:"
 # A tool's action (`http:` or a code handler) finished: `done:<tool>` or `failed:<tool>`.
@@ -66,6 +71,16 @@ DONE_EVENT_PREFIX = "done:"
 FAILED_EVENT_PREFIX = "failed:"
 # Tools the call session itself gives a meaning: a lookup, and the routes to a person or to the end.
 BUILTIN_TOOLS: frozenset[str] = frozenset({"lookup_order", "transfer_to_human", "end_call"})
+
+
+# BCP-47 as Sautikit's <Say language=> takes it: a language, and optionally a region (en-KE, sw-KE, sw).
+LanguageTag = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Z]{2}|-[0-9]{3})?$")]
+_Words = Annotated[str, Field(min_length=1)]
+# A spoken text: the same words in every language, or one version per language (`{en-KE: ..., sw-KE: ...}`).
+LocalizedText = str | Annotated[dict[LanguageTag, _Words], Field(min_length=1)]
+_PhraseList = tuple[_Words, ...]
+# What callers say: the same phrases in every language, or a list per language.
+LocalizedPhrases = _PhraseList | dict[LanguageTag, _PhraseList]
 
 
 class _Model(BaseModel):
@@ -101,7 +116,7 @@ class Transition(_Model):
 
     target: str
     when: str | None = None
-    say: str | None = None
+    say: LocalizedText | None = None
 
 
 # The schema shows every spelling `_as_transitions` accepts, for editors that complete from it.
@@ -133,8 +148,8 @@ class ListenEntry(_Model):
     this answer ("press 0 for a person").
     """
 
-    phrases: tuple[Annotated[str, Field(min_length=1)], ...] = ()
-    say: str | None = None
+    phrases: LocalizedPhrases = ()
+    say: LocalizedText | None = None
     tool: str | None = None
     arguments: dict[str, str] = Field(default_factory=dict)
     keypad: bool = False
@@ -159,8 +174,8 @@ Listen = Annotated[dict[str, ListenEntry], BeforeValidator(_as_listen)]
 class StateSpec(_Model):
     """One state of the call: what is said, what the LLM is told and may do, where events lead."""
 
-    say: str | None = None
-    instructions: str | None = None
+    say: LocalizedText | None = None
+    instructions: LocalizedText | None = None
     tools: tuple[str, ...] = ()
     # The answers this state expects (the offline brain's grammar and actions; a hint to LLM brains).
     listen: Listen = Field(default_factory=dict)
@@ -261,9 +276,9 @@ class PolicyOrderNumber(_Model):
     shapes: Annotated[tuple[Annotated[str, Field(pattern=_SHAPE)], ...], Field(min_length=1)]
     tool: str = "lookup_order"
     argument: str = "order_number"
-    say: str | None = None
+    say: LocalizedText | None = None
     confirm: bool = True
-    confirm_say: str = "Order {{ request.order_number_spoken }}, is that right?"
+    confirm_say: LocalizedText = "Order {{ request.order_number_spoken }}, is that right?"
     yes_intent: str = "yes"
     no_intent: str = "no"
 
@@ -271,8 +286,8 @@ class PolicyOrderNumber(_Model):
 class PolicyIntent(_Model):
     """Something a caller may want, the phrases that say it, and what the offline policy does."""
 
-    phrases: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)]
-    say: str | None = None
+    phrases: Annotated[_PhraseList, Field(min_length=1)] | dict[LanguageTag, _PhraseList]
+    say: LocalizedText | None = None
     tool: str | None = None
     arguments: dict[str, str] = Field(default_factory=dict)
 
@@ -303,8 +318,8 @@ class Policy(_Model):
 
     order_number: PolicyOrderNumber | None = None
     intents: dict[str, PolicyIntent] = Field(default_factory=dict)
-    fillers: tuple[str, ...] = ()
-    replies: dict[str, str] = Field(default_factory=dict)
+    fillers: LocalizedPhrases = ()
+    replies: dict[str, LocalizedText] = Field(default_factory=dict)
     confidence: PolicyConfidence = PolicyConfidence()
     multiple_orders: MultipleOrders = "ask"
 
@@ -340,9 +355,9 @@ class Escalation(_Model):
     dial_request_timeout: Annotated[float, Field(gt=0)] = 15.0
     # supervise: how the person joins through the REST supervision API.
     supervise_mode: Literal["barge", "whisper", "listen"] = "barge"
-    supervise_say: str = "A colleague is joining this call now."
+    supervise_say: LocalizedText = "A colleague is joining this call now."
     # callback: what the caller hears, and where the request is POSTed (none: only recorded).
-    callback_say: str = (
+    callback_say: LocalizedText = (
         "A colleague from {{ shop.name }} will call you back on this number shortly. Thank you, goodbye."
     )
     callback_url: str | None = None
@@ -351,8 +366,8 @@ class Escalation(_Model):
     brief_url: str | None = None
     brief_timeout: Annotated[float, Field(gt=0, le=30)] = 3.0
     # Said when a strategy fails and the next one is tried, and when every one has failed.
-    failed_say: str = "I'm sorry, I couldn't reach a colleague that way."
-    unavailable_say: str = (
+    failed_say: LocalizedText = "I'm sorry, I couldn't reach a colleague that way."
+    unavailable_say: LocalizedText = (
         "I'm sorry, no one is available right now. Please call {{ shop.name }} again later. Goodbye."
     )
 
@@ -383,11 +398,27 @@ class OrdersSettings(_Model):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
+class Languages(_Model):
+    """How a call of a several-language flow gets its language, and the agent's voice in each.
+
+    The call starts in the language of the number called (`by_number`), else the flow's default; the caller
+    switches by saying one of `switch_phrases` (offline brain) or in their own words (a model calls
+    `set_language`).
+    """
+
+    by_number: dict[str, LanguageTag] = Field(default_factory=dict)  # E.164 number called -> language
+    switch_phrases: dict[LanguageTag, _PhraseList] = Field(default_factory=dict)
+    voices: dict[LanguageTag, str] = Field(default_factory=dict)  # the offline voice (espeak-ng name)
+
+
 class Flow(_Model):
     """A whole flow file: global settings, tools, counters, global routes and the states."""
 
     name: str = Field(alias="flow")
     version: int = 1
+    # The languages callers may use, the default first; none: only `voice.language`.
+    languages: tuple[LanguageTag, ...] = ()
+    language: Languages = Languages()
     voice: Voice = Voice()
     vad: Vad = Vad()
     shop: dict[str, str] = Field(default_factory=dict)
@@ -402,6 +433,19 @@ class Flow(_Model):
     on: dict[str, Transitions] = Field(default_factory=dict)
     initial: str
     states: Annotated[dict[str, StateSpec], Field(min_length=1)]
+
+    @property
+    def call_languages(self) -> tuple[str, ...]:
+        """The languages a call may be in, the default first."""
+        return self.languages or (self.voice.language,)
+
+    @property
+    def default_language(self) -> str:
+        return self.call_languages[0]
+
+    def language_for_number(self, called: str | None) -> str:
+        """The language a call to `called` starts in."""
+        return self.language.by_number.get(called or "", self.default_language)
 
     def transitions(self, state: str, event: str) -> tuple[Transition, ...]:
         """The routes of `event` from `state`: its own, else the global ones (none when final)."""

@@ -68,6 +68,18 @@ _STATUS_WORDS: Mapping[str, str] = {
     "cancelled": "cancelled",
     "returned": "returned to the shop",
 }
+# The same in Swahili, as a predicate: "Oda D X ... imetumwa" (the English reads "is dispatched").
+_SWAHILI_STATUS_WORDS: Mapping[str, str] = {
+    "pending": "imepokelewa na inasubiri kuthibitishwa",
+    "confirmed": "imethibitishwa",
+    "packed": "imefungashwa na inasubiri msafirishaji",
+    "dispatched": "imetumwa",
+    "out_for_delivery": "iko njiani kukufikia",
+    "delivered": "imefikishwa",
+    "failed_delivery": "haikufikishwa, jaribio la kuifikisha halikufaulu",
+    "cancelled": "imeghairiwa",
+    "returned": "imerudishwa dukani",
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,22 +204,28 @@ def spoken_digits(number: str) -> str:
     return " ".join(ch for ch in number if ch.isdigit())
 
 
-def status_words(status: str) -> str:
-    """Words a caller understands for an orders API status, e.g. "out for delivery"."""
-    return _STATUS_WORDS.get(status, status.replace("_", " "))
+def status_words(status: str, language: str = "en") -> str:
+    """Words a caller understands for an orders API status, e.g. "out for delivery" (Swahili for `sw`)."""
+    words = _SWAHILI_STATUS_WORDS if _is_swahili(language) else _STATUS_WORDS
+    return words.get(status, status.replace("_", " "))
 
 
 _DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_SWAHILI_DIGIT_NAMES = ("sifuri", "moja", "mbili", "tatu", "nne", "tano", "sita", "saba", "nane", "tisa")
 
 
-def spoken_order_number(number: str) -> str:
+def spoken_order_number(number: str, language: str = "en") -> str:
     """An order number as a caller hears it read out: "PK20931" -> "P K two zero nine three one".
 
-    Read as a figure, text-to-speech says "P K twenty thousand nine hundred thirty one".
+    Read as a figure, text-to-speech says "P K twenty thousand nine hundred thirty one". In Swahili the
+    digits are Swahili words ("P K mbili sifuri tisa tatu moja"); letters keep their names.
     """
-    return " ".join(
-        _DIGIT_NAMES[int(ch)] if ch.isdigit() else ch.upper() for ch in number if ch.isalnum()
-    )
+    names = _SWAHILI_DIGIT_NAMES if _is_swahili(language) else _DIGIT_NAMES
+    return " ".join(names[int(ch)] if ch.isdigit() else ch.upper() for ch in number if ch.isalnum())
+
+
+def _is_swahili(language: str) -> bool:
+    return language.lower().split("-")[0] == "sw"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -256,7 +274,7 @@ def spoken_eta(eta: str | None, *, language: str = "en", timezone: str = "Africa
         return text
     if moment.tzinfo is not None:
         moment = moment.astimezone(ZoneInfo(timezone))
-    calendar = _SWAHILI if language.lower().split("-")[0] == "sw" else _ENGLISH
+    calendar = _SWAHILI if _is_swahili(language) else _ENGLISH
     day = calendar.day.format(
         weekday=calendar.weekdays[moment.weekday()],
         day=moment.day,
@@ -278,6 +296,10 @@ def _english_time(moment: datetime) -> str:
     return f"{hour} {suffix}" if moment.minute == 0 else f"{hour}:{moment.minute:02d} {suffix}"
 
 
+# Quarter and half hours are said as such: 10:30 is "saa nne na nusu".
+_SWAHILI_MINUTES: Mapping[int, str] = {0: "", 15: " na robo", 30: " na nusu"}
+
+
 def _swahili_time(moment: datetime) -> str:
     hour = _SWAHILI_HOURS[moment.hour % 12]
     if 6 <= moment.hour < 12:
@@ -288,5 +310,5 @@ def _swahili_time(moment: datetime) -> str:
         part = "jioni"
     else:
         part = "usiku"
-    minutes = f" na dakika {moment.minute}" if moment.minute else ""
+    minutes = _SWAHILI_MINUTES.get(moment.minute, f" na dakika {moment.minute}")
     return f"saa {hour}{minutes} {part}"

@@ -136,6 +136,7 @@ class GrammarDecoder:
             present.append(SEARCH_OPEN)
         specs = {} if spec is None else _grammars(spec)
         words = frozenset[str]().union(*(grammar_words(each) for each, _ in specs.values()))
+        _add_pronunciations(decoder, [each for each, _ in specs.values()])
         missing = sorted(w for w in words if decoder.lookup_word(w) is None)
         if missing:
             raise ConfigError(f"words not in the recogniser's dictionary: {', '.join(missing)}")
@@ -230,6 +231,19 @@ def _grammars(
     if not grammars:
         raise ConfigError("the recogniser needs order-number shapes or intent phrases")
     return grammars
+
+
+def _add_pronunciations(decoder: Any, specs: list[GrammarSpec]) -> None:
+    """Words the grammars pronounce their own way (Swahili by spelling): new words, or a variant `word(2)`."""
+    for word, phones in {w: p for spec in specs for w, p in spec.pronunciations.items()}.items():
+        variant, index = word, 1
+        while (known := decoder.lookup_word(variant)) is not None:
+            if known == phones:
+                break
+            index += 1
+            variant = f"{word}({index})"
+        else:
+            decoder.add_word(variant, phones, True)
 
 
 def _base_word(word: str) -> str:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from orchestrator.speech.swahili import SWAHILI_DIGIT_WORDS
 
 __all__ = [
     "DIGIT_WORDS",
@@ -37,6 +39,8 @@ DIGIT_WORDS: Mapping[str, str] = {
     "eight": "8",
     "nine": "9",
 }
+# Any digit word a grammar may return, in any of its languages: reading the result needs no language.
+_READ_DIGITS: Mapping[str, str] = {**DIGIT_WORDS, **SWAHILI_DIGIT_WORDS}
 _SPOKEN_DIGIT = {"0": "zero", **{v: k for k, v in DIGIT_WORDS.items() if k not in ("zero", "oh")}}
 # Letter names as the CMU dictionary spells them ("d" is D IY); a caller says "dee ex", the grammar "d x".
 _LETTER = re.compile(r"[a-z]")
@@ -50,6 +54,10 @@ class GrammarSpec:
     shapes: tuple[str, ...] = ()
     intents: Mapping[str, tuple[str, ...]]
     fillers: tuple[str, ...] = ()
+    # The words a digit may be spoken as (a Swahili grammar adds "moja", "mbili", ...).
+    digits: Mapping[str, str] = field(default_factory=lambda: DIGIT_WORDS)
+    # Phones of words the English dictionary lacks or says otherwise (speech/swahili.py), added to the decoder.
+    pronunciations: Mapping[str, str] = field(default_factory=dict)
 
 
 def build_jsgf(spec: GrammarSpec, *, numbers: bool = True, name: str = "caller") -> str:
@@ -61,7 +69,7 @@ def build_jsgf(spec: GrammarSpec, *, numbers: bool = True, name: str = "caller")
     rules = [
         "#JSGF V1.0;",
         f"grammar {name};",
-        "<digit> = " + " | ".join(DIGIT_WORDS) + ";",
+        "<digit> = " + " | ".join(spec.digits) + ";",
     ]
     bodies: list[str] = []
     if numbers and spec.shapes:
@@ -86,7 +94,7 @@ def build_jsgf(spec: GrammarSpec, *, numbers: bool = True, name: str = "caller")
 
 def grammar_words(spec: GrammarSpec) -> frozenset[str]:
     """Every word a grammar built from `spec` can contain (to check against the recogniser's dictionary)."""
-    words = set(DIGIT_WORDS)
+    words = set(spec.digits)
     for shape in spec.shapes:
         words.update(ch.lower() for ch in shape if ch != "#")
     for text in (*spec.fillers, *(p for phrases in spec.intents.values() for p in phrases)):
@@ -157,8 +165,8 @@ def _shape_rule(shape: str) -> str:
 
 
 def _token(word: str) -> str | None:
-    if word in DIGIT_WORDS:
-        return DIGIT_WORDS[word]
+    if word in _READ_DIGITS:
+        return _READ_DIGITS[word]
     if len(word) == 1 and _LETTER.fullmatch(word):
         return word.upper()
     return None

@@ -255,3 +255,18 @@ async def test_gemini_brain_reconnect_strategy_carries_the_state_in_a_new_setup(
     assert "Current step (identifying): Ask for the number." in str(second.setup["systemInstruction"])
     assert first.text_turns == second.text_turns == []
     assert first.ended == "closed"
+
+
+async def test_gemini_brain_on_a_two_language_line_is_told_how_to_switch(tls):
+    """The system instruction names the call's language, the line's others, and set_language to switch."""
+    script = CallScript(title="setup", turns=[AgentTurn(agent=[SayStep(say="Habari.")])])
+    call = replace(_call(16000), language="sw-KE", languages=("en-KE", "sw-KE"))
+    async with FakeGeminiLive(script, tls=tls, generation=GENERATIONS[-1]) as fake:
+        brain = fake.brain()
+        await brain.start(call)
+        await brain.enter_state(StateBrief(name="identifying", instructions="Greet.", tools=()))
+        await _until(brain.events(), (TurnComplete,))
+        await brain.close()
+    setup = json.dumps(fake.connections[0].setup)
+    assert "The caller's language and locale: sw-KE." in setup
+    assert "This line also speaks en-KE" in setup

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -345,3 +346,19 @@ async def test_openai_brain_without_server_barge_in_leaves_interruptions_to_the_
     assert fake.sent_of("input_audio_buffer.speech_started")
     audio_ms = sum(len(e.pcm) for e in seen if isinstance(e, AgentAudio)) / 32
     assert audio_ms > len(synthesize_speech(text, rate=24000)) / 48 - 200
+
+
+@pytest.mark.looptime
+async def test_openai_brain_on_a_two_language_line_detects_the_language_and_may_switch():
+    """A line of en-KE and sw-KE: transcription detects the language, and the instructions offer set_language."""
+    call = replace(call_info(), language="sw-KE", languages=("en-KE", "sw-KE"))
+    async with FakeOpenAIRealtime() as fake:
+        brain = OpenAIRealtimeBrain(fake.config(speak_first=False))
+        await brain.start(call)
+        await settle(fake, "session.update")
+        await brain.close()
+    session = fake.received[0]["session"]
+    assert "language" not in session["audio"]["input"]["transcription"]
+    assert "The caller's language and locale: sw-KE." in session["instructions"]
+    assert "This line also speaks en-KE" in session["instructions"]
+    assert "call set_language" in session["instructions"]

@@ -12,6 +12,8 @@ from orchestrator.flow import Flow, load_flow
 
 TESTS = Path(__file__).resolve().parents[1]
 ORDER_STATUS = TESTS / "flows" / "order_status.yaml"
+# The order-status flow in English and Swahili (a pinned copy of the shipped two-language flow).
+BILINGUAL = TESTS / "flows" / "bilingual.yaml"
 SCRIPTS = TESTS / "calls" / "scripts"
 OFFLINE_SCRIPTS = SCRIPTS / "offline"
 

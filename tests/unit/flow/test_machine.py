@@ -24,6 +24,7 @@ def test_call_machine_start_enters_the_initial_state() -> None:
         interruptible=False,
         timeout=None,
         final=False,
+        language="en-KE",
     )
     assert machine.state == "greeting"
     assert machine.counters == {"failed_lookups": 0, "silence_reprompts": 0}
