@@ -44,7 +44,7 @@ from orchestrator.brains.policy import (
     StateListen,
 )
 from orchestrator.errors import ConfigError, OrchestratorError
-from orchestrator.flow.languages import SET_LANGUAGE_TOOL, phrases_for, text_for
+from orchestrator.flow.languages import SET_LANGUAGE_TOOL, LocalText, phrases_for, text_for
 from orchestrator.flow.model import Flow, ListenEntry
 from orchestrator.speech.asr import (
     SEARCH_NUMBERS,
@@ -407,8 +407,8 @@ def policy_config(flow: Flow, language: str | None = None) -> PolicyConfig:
     language = language or flow.default_language
     default = flow.default_language
 
-    def words(text: object) -> str | None:
-        return text_for(text, language, default)  # type: ignore[arg-type]  # a LocalText or None
+    def words(text: LocalText | None) -> str | None:
+        return text_for(text, language, default)
 
     slot = policy.order_number
     yes_intent = slot.yes_intent if slot else "yes"

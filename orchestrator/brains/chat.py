@@ -25,6 +25,7 @@ from orchestrator.brains.base import (
     StateBrief,
     ToolCall,
     ToolDeclaration,
+    language_instruction,
 )
 from orchestrator.errors import BrainError
 from orchestrator.speech.asr import Recognition
@@ -230,7 +231,10 @@ class ChatDialogue:
 
     def begin(self, call: CallInfo) -> None:
         self._tools = {tool.name: tool for tool in call.tools}
-        self._messages = [ChatMessage(role="system", content=call.system_prompt)]
+        prompt = call.system_prompt
+        if len(call.languages) > 1:  # a line of several languages: say which, and how to switch
+            prompt = f"{prompt.rstrip()}\n\n{language_instruction(call)}"
+        self._messages = [ChatMessage(role="system", content=prompt)]
 
     def listening(self) -> str | None:
         return None  # a model may hear anything in any turn: the widest search

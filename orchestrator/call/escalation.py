@@ -26,6 +26,7 @@ import structlog
 from orchestrator.call.handoff import HandoffBrief, deliver_brief
 from orchestrator.call.observer import NULL_OBSERVER, CallObserver
 from orchestrator.call.transcript import EntryKind
+from orchestrator.flow.languages import LocalText
 from orchestrator.flow.model import Escalation
 from orchestrator.logging import mask_phone
 from orchestrator.telephony.rest import SautikitClient, SautikitError
@@ -70,7 +71,8 @@ class EscalationHost(Protocol):
     async def speak(self, text: str) -> None:
         """Say this to the caller and return once it has been heard (or could not be)."""
 
-    def render(self, template: str) -> str: ...
+    def render(self, template: LocalText) -> str:
+        """A flow text in the call's language, filled from the call's context."""
 
     def note(self, kind: EntryKind, text: str) -> None: ...
 

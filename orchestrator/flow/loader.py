@@ -602,9 +602,9 @@ def _spoken_texts(flow: Flow) -> Iterator[tuple[Loc, LocalText]]:
         if spec.say is not None:
             yield ("states", name, "say"), spec.say
         yield from _transition_texts(("states", name, "on"), spec.on)
-        for intent, entry in spec.listen.items():
+        for answer, entry in spec.listen.items():
             if entry.say is not None:
-                yield ("states", name, "listen", intent, "say"), entry.say
+                yield ("states", name, "listen", answer, "say"), entry.say
     policy = flow.policy
     if policy is None:
         return
@@ -628,8 +628,8 @@ def _phrase_lists(flow: Flow) -> Iterator[tuple[Loc, Phrases]]:
         for name, intent in policy.intents.items():
             yield ("policy", "intents", name, "phrases"), intent.phrases
     for state, spec in flow.states.items():
-        for intent, entry in spec.listen.items():
-            yield ("states", state, "listen", intent, "phrases"), entry.phrases
+        for answer, entry in spec.listen.items():
+            yield ("states", state, "listen", answer, "phrases"), entry.phrases
 
 
 def _check_languages(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
@@ -653,10 +653,10 @@ def _check_languages(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
                 yield source.problem(("language", section, language), message, key=True)
     yield from _phrase_problems(source, ("language", "switch_phrases"), choice.switch_phrases, "phrase")
     for loc, text in _spoken_texts(flow):
-        for language, _ in text_variants(text):
-            if language is not None and language not in declared:
-                message = f"language {language!r} is not declared (languages: {listed})"
-                yield source.problem((*loc, language), message, key=True)
+        for written, _ in text_variants(text):
+            if written is not None and written not in declared:
+                message = f"language {written!r} is not declared (languages: {listed})"
+                yield source.problem((*loc, written), message, key=True)
         for language in missing_languages(text, declared):
             how = "write one version per language" if isinstance(text, str) else "add it"
             yield source.problem(loc, f"no {language} text (languages: {listed}); {how}")

@@ -6,11 +6,14 @@ a real aiohttp server on loopback.
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import pytest
 from aiohttp import web
 
 from orchestrator.call.handoff import BRIEF_SIGNATURE_HEADER
+from orchestrator.call.session import CallSession
+from orchestrator.call.store import StoredCall, open_call_store
 from orchestrator.flow import Flow, load_flow
 from orchestrator.settings import Settings
 from orchestrator.simulator import SimulatorOptions
@@ -21,7 +24,7 @@ from tests.flows import CARE_DESK, ORDER_STATUS, SCRIPTS, with_escalation
 
 FLOW = load_flow(ORDER_STATUS)
 SCRIPT = SCRIPTS / "handoff_after_lookup.yaml"
-SECRET = "whsec_handoff_test"
+SECRET = "whsec_handoff_test"  # noqa: S105  # a test signing secret
 
 
 @pytest.fixture
@@ -151,3 +154,24 @@ async def test_handoff_callback_request_carries_the_brief(desk):
 
 def _signed_at(headers: dict[str, str]) -> float:
     return float(headers[BRIEF_SIGNATURE_HEADER].split(",")[0].removeprefix("t="))
+
+
+@pytest.mark.looptime
+async def test_handoff_brief_survives_the_sqlite_call_store(desk, tmp_path):
+    """The stored call's transcript JSON keeps the brief; a reopened SQLite store gives it back unchanged."""
+    _, _, url = desk
+    sessions: list[CallSession] = []
+    await run_scripted_call(
+        SCRIPT,
+        flow=with_escalation(strategies=("dial",), brief_url=url),
+        on_call_started=sessions.append,
+    )
+    call = StoredCall.from_session(sessions[0], flow_name="order_status", stored_at=datetime.now(UTC))
+    store = await open_call_store(tmp_path / "calls.sqlite3")
+    await store.save(call)
+    await store.close()
+    reopened = await open_call_store(tmp_path / "calls.sqlite3")
+    stored = await reopened.get(call.call_sid)
+    await reopened.close()
+    assert stored is not None
+    assert json.loads(stored.transcript_json)["handoff"]["order"]["order_number"] == "DX1042"
