@@ -194,8 +194,10 @@ class PolicyConfig:
         """Every phrase and shape in one spec (the widest search)."""
         return GrammarSpec(
             shapes=self.shapes,
-            intents={rule.name: rule.phrases for rule in self.intents},
+            intents={rule.name: rule.phrases for rule in self.intents if rule.phrases},
             fillers=self.fillers,
+            digits=self.digits,
+            pronunciations=self.pronunciations,
         )
 
 
