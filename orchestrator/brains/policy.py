@@ -307,6 +307,7 @@ class PolicyDialogue:
         return search + self._config.search_suffix
 
     def _use_language(self, language: object) -> None:
+        """Follow the call's language (in a flow of several)."""
         config = self._languages.get(language) if isinstance(language, str) else None
         if config is not None and config is not self._config:
             self._config = config
@@ -344,13 +345,28 @@ class PolicyDialogue:
         self, call: ToolCall, result: Mapping[str, JSONValue]
     ) -> AsyncIterator[Step]:
         self._pending.discard(call.call_id)
-        self._use_language(result.get("language"))
         by_phone = call.call_id in self._by_phone
         self._by_phone.discard(call.call_id)
+        # A set_language result: the state's words again, in the new language (it may re-enter the state).
+        switched = isinstance(result.get("language"), str)
+        if switched:
+            self._use_language(result.get("language"))
+            self._respoken(result.get("orders"))
         if self._pending:
             return
-        for step in self._after_result(result, by_phone=by_phone):
+        steps = self._say_reply(self._state.name) if switched else self._after_result(
+            result, by_phone=by_phone
+        )
+        for step in steps:
             yield step
+
+    def _respoken(self, orders: JSONValue) -> None:
+        """After a language switch: the order being talked about, in the new language's words."""
+        current = self._context.get("order")
+        number = current.get("order_number") if isinstance(current, Mapping) else None
+        for order in orders if isinstance(orders, list) else []:
+            if isinstance(order, Mapping) and order.get("order_number") == number:
+                self._context["order"] = dict(order)
 
     def on_interrupted(self, heard: str) -> None:
         return None  # the policy keeps no transcript: nothing to truncate

@@ -215,6 +215,7 @@ class CallSession:
         self._escalation_task: asyncio.Task[None] | None = None
         self.escalation_result: EscalationResult | None = None
         self._transfer_reason: str | None = None  # transfer_to_human's `reason`, for the brief
+        self._found: tuple[Order, ...] = ()  # the last lookup's orders, to speak again in a new language
         self.call_record: CallRecord | None = None
         self._muted = False
         self._started_utterances: set[str] = set()
@@ -905,9 +906,12 @@ class CallSession:
             return
         previous = self.language
         entered = None
+        spoken: list[dict[str, str]] = []
         if chosen != previous:
             self.context["language"] = chosen
             self._note("language", f"{previous} -> {chosen} ({SET_LANGUAGE_TOOL})")
+            # An order already found is spoken the new way from now on (digits, status, ETA).
+            spoken = self._speak_orders() if self._found else []
             entered = self.machine.send(LANGUAGE_EVENT)
             await self._enter(entered)
         result = {
@@ -916,6 +920,9 @@ class CallSession:
             "state": self.machine.state,
             "instructions": f"Speak {language_name(chosen)} from now on.",
         }
+        if spoken:
+            result["order"] = dict(spoken[0])
+            result["orders"] = [dict(each) for each in spoken]
         if entered is not None and entered.instructions:
             result["instructions"] = entered.instructions
         self._note("result", f"{SET_LANGUAGE_TOOL} ok")
@@ -983,14 +990,8 @@ class CallSession:
         else:
             if found.kind == "found":
                 order = found.orders[0]
-                spoken = [self._order_context(each) for each in found.orders]
-                self.context["order"] = spoken[0]
-                self.context["orders"] = {
-                    "count": len(found.orders),
-                    "numbers_spoken": _spoken_list(
-                        [o["order_number_spoken"] for o in spoken], self.language
-                    ),
-                }
+                self._found = found.orders
+                spoken = self._speak_orders()
                 summary = f"{len(found.orders)} order(s), first {order.order_number} {order.status}"
                 result: dict[str, JSONValue] = {
                     "found": True,
@@ -1012,6 +1013,16 @@ class CallSession:
             ended=self._loop.time(),
         )
         self._inbox.put_nowait(done)
+
+    def _speak_orders(self) -> list[dict[str, str]]:
+        """The last lookup's orders in the call's language, into the context templates read."""
+        spoken = [self._order_context(each) for each in self._found]
+        self.context["order"] = spoken[0]
+        self.context["orders"] = {
+            "count": len(spoken),
+            "numbers_spoken": _spoken_list([o["order_number_spoken"] for o in spoken], self.language),
+        }
+        return spoken
 
     def _order_context(self, order: Order) -> dict[str, str]:
         """Template variables of an order, spoken the way the flow's callers say them."""

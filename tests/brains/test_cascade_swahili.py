@@ -79,3 +79,14 @@ async def test_cascade_speaks_swahili_states_with_the_swahili_voice():
     await brain.close()
     assert pcm == await EspeakTts(voice="sw", rate=16000).synthesize("Kwaheri.")
     assert pcm != await EspeakTts(voice="en-us", rate=16000).synthesize("Kwaheri.")
+
+
+@pytest.mark.looptime
+async def test_cascade_switch_after_narration_repeats_the_order_in_swahili():
+    """Asking for Swahili once the order was read out reads it again with Swahili digits and status."""
+    record = await _call("swahili_after_narration", caller_voice("rms"))
+    transcript = record.render()
+    assert "Order P K two zero nine three one is dispatched." in transcript
+    assert "language  en-KE -> sw-KE (set_language)" in transcript
+    assert "Oda P K mbili sifuri tisa tatu moja imetumwa." in transcript
+    assert record.transcript.outcome == "resolved"
