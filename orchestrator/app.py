@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import json
 import os
@@ -33,6 +34,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.brains.base import Brain
+from orchestrator.call.dialer import Redialer
 from orchestrator.call.records import CallRecords
 from orchestrator.call.session import ESCALATION_STATE, CallServices, CallSession, SessionOptions
 from orchestrator.call.store import INTERRUPTED, CallStore, CallStoreError, open_call_store
@@ -65,6 +67,15 @@ from orchestrator.telephony.signing import (
     verify_webhook_signature,
 )
 from orchestrator.telephony.stream import accept_media_stream, media_socket_for
+from orchestrator.telephony.outbound import (
+    NotAnswered,
+    OutboundRequest,
+    is_outbound,
+    kept_query,
+    not_answered,
+    read_outbound_query,
+    with_query,
+)
 from orchestrator.telephony.webhook import CallStart, parse_webhook_body
 from orchestrator.telephony.xml import (
     DialVerb,
@@ -148,6 +159,7 @@ class Orchestrator:
     draining: bool = False
     fallback_voice: Callable[[str, int], Awaitable[bytes]] | None = None
     observability: Observability | None = None  # metrics, traces, recordings (orchestrator/observe/)
+    redialer: Redialer | None = None  # outbound calls not answered: recorded, and retried per the flow
 
     def active_calls(self) -> int:
         return sum(1 for s in self.sessions.values() if not s.finished.is_set())
@@ -215,6 +227,7 @@ def add_routes(
         tools=handlers,
     )
     app[ORCHESTRATOR] = orchestrator
+    orchestrator.on_call_finished.append(_redial_voicemail(orchestrator))
     routes = settings.routes
     app.router.add_post(routes.voice, _voice_webhook)
     app.router.add_get(routes.audio, _media_stream)
@@ -393,6 +406,14 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
             lambda call_sids: _mark_orphaned(orchestrator, call_sids),
         )
         stack.push_async_callback(live.close)
+        orchestrator.redialer = Redialer(
+            flow=orchestrator.flow,
+            rest=rest,
+            secret=orchestrator.secret,
+            voice_url=lambda: orchestrator.settings.public_url + orchestrator.settings.routes.voice,
+            keep=records.keep,
+            spawn=orchestrator.spawn,
+        )
         orchestrator.services = CallServices(
             rest=rest,
             http=http,
@@ -472,6 +493,13 @@ async def _voice_webhook(request: web.Request) -> web.Response:
         return web.Response(status=exc.status, text=exc.reason)
 
     with structlog.contextvars.bound_contextvars(call_sid=start.call_sid):
+        outbound = _outbound_request(orchestrator, request.query, start)
+        if outbound is not None:
+            # Shared with the start: the worker that takes the socket must know the order too.
+            start = dataclasses.replace(start, raw=with_query(start.raw, request.query))
+        missed = not_answered(start.state) if outbound is not None else None
+        if outbound is not None and missed is not None and start.call_sid not in orchestrator.sessions:
+            return await _outbound_not_answered(orchestrator, start.call_sid, outbound, missed)
         existing = orchestrator.sessions.get(start.call_sid)
         if existing is not None:
             return await _answer_again(orchestrator, existing, start, signed=signed == "signed")
@@ -489,7 +517,7 @@ async def _voice_webhook(request: web.Request) -> web.Response:
             # late retry, never a second call with a fresh stream token.
             log.warning("webhook_for_a_past_call", state=start.state)
             return web.Response(text=render_empty_response(), content_type=XML)
-        session = _new_session(orchestrator, start)
+        session = _new_session(orchestrator, start, outbound=outbound)
         _record_as_it_goes(orchestrator, session)
         live = orchestrator.live
         session.prefetch_orders(
@@ -519,7 +547,9 @@ async def _voice_webhook(request: web.Request) -> web.Response:
         return web.Response(text=xml, content_type=XML)
 
 
-def _new_session(orchestrator: Orchestrator, start: CallStart) -> CallSession:
+def _new_session(
+    orchestrator: Orchestrator, start: CallStart, *, outbound: OutboundRequest | None = None
+) -> CallSession:
     """A call's session on this worker, at its webhook or when its socket arrives from another's."""
     if orchestrator.orders is None:
         raise ConfigError("the orders client is not ready: is the app started?")
@@ -538,6 +568,7 @@ def _new_session(orchestrator: Orchestrator, start: CallStart) -> CallSession:
         services=orchestrator.services,
         fallback_tts=orchestrator.fallback_voice,
         observer=observer,
+        outbound=outbound,
     )
     orchestrator.sessions[start.call_sid] = session
     _share_as_it_goes(orchestrator, session)
@@ -562,6 +593,44 @@ def _share_as_it_goes(orchestrator: Orchestrator, session: CallSession) -> None:
             orchestrator.spawn(live.escalating(sid))
 
     session.transcript.listeners.append(on_entry)
+
+
+def _outbound_request(
+    orchestrator: Orchestrator, query: Mapping[str, str], start: CallStart
+) -> OutboundRequest | None:
+    """The order an outbound call is about, from its signed callback URL (None for an inbound call)."""
+    found = read_outbound_query(query, orchestrator.secret)
+    if found is None:
+        if "outbound" in query or is_outbound(start.direction):
+            log.warning("outbound_webhook_without_a_valid_order", direction=start.direction)
+        return None
+    if orchestrator.flow.initial_outbound is None:
+        log.warning("outbound_webhook_but_no_initial_outbound", flow=orchestrator.flow.name)
+        return None
+    return found
+
+
+async def _outbound_not_answered(
+    orchestrator: Orchestrator, call_sid: CallId, request: OutboundRequest, reason: NotAnswered
+) -> web.Response:
+    """Nobody answered the call we placed: recorded once (the platform may say it twice), retried per the flow."""
+    first = await orchestrator.replay.first_sighting(
+        f"not-answered:{call_sid}", until=time.time() + SEEN_CALL_TTL_S
+    )
+    if first and orchestrator.redialer is not None:
+        orchestrator.redialer.not_answered(call_sid=call_sid, request=request, reason=reason)
+    return web.Response(text=render_empty_response(), content_type=XML)
+
+
+def _redial_voicemail(orchestrator: Orchestrator) -> Callable[[CallSession], None]:
+    def after(session: CallSession) -> None:
+        outbound, settings = session.outbound, orchestrator.flow.outbound
+        hung_up = settings is not None and settings.voicemail == "hang_up"
+        if outbound is not None and session.outbound_result == "voicemail" and hung_up:
+            if orchestrator.redialer is not None:
+                orchestrator.redialer.voicemail_hung_up(outbound)
+
+    return after
 
 
 def _record_as_it_goes(orchestrator: Orchestrator, session: CallSession) -> None:
@@ -799,7 +868,8 @@ def _same_token(shared: str, given: str) -> bool:
 def _take_over(orchestrator: Orchestrator, shared: SharedCall) -> CallSession:
     """The call's socket came here, its webhook was answered by another worker: the call is ours now."""
     start = shared.start
-    session = _new_session(orchestrator, start)
+    outbound = _outbound_request(orchestrator, kept_query(start.raw), start)
+    session = _new_session(orchestrator, start, outbound=outbound)
     records = orchestrator.records
     if records is not None and shared.record_id:
         records.adopt(

@@ -18,15 +18,31 @@ from aiohttp import web
 
 from orchestrator.app import ORCHESTRATOR, BrainFactory, Orchestrator, create_app, serve_on_loopback
 from orchestrator.brains.scripted import ScriptedBrain
+from orchestrator.call.dialer import place_notification
 from orchestrator.call.session import CallSession
 from orchestrator.call.tools import ToolHandler
 from orchestrator.call.transcript import Transcript
 from orchestrator.flow import Flow, load_flow
+from orchestrator.flow.model import Outbound
 from orchestrator.orders import DemoFault
 from orchestrator.script import CallScript, load_script
 from orchestrator.settings import Settings
-from orchestrator.simulator import FakeSautikit, SimulatedCall, SimulatorOptions
+from orchestrator.simulator import (
+    Answer,
+    FakeDialler,
+    FakeSautikit,
+    SimulatedCall,
+    SimulatorOptions,
+)
+from orchestrator.simulator.rest_api import (
+    DEFAULT_API_KEY,
+    FakeNumber,
+    FakeSautikitState,
+    sautikit_rest_app,
+)
 from orchestrator.telephony.call_id import CallId
+from orchestrator.telephony.outbound import OutboundRequest
+from orchestrator.telephony.rest import SautikitClient, SautikitConfig
 
 __all__ = ["CallRecord", "Line", "PUBLIC_URL", "place_call", "serve_line"]
 
@@ -42,6 +58,11 @@ class CallRecord:
     transcript: Transcript  # the service's record
     platform: SimulatedCall  # what the fake Sautikit saw and heard
     platform_rate: int = 16000  # sample rate of the platform's two recorded tracks
+    # An outbound script's attempts, as the platform carried them ("attempt 1 HD_00000001: no_answer").
+    attempts: tuple[str, ...] = ()
+
+    def _attempt_lines(self) -> str:
+        return "".join(f"outbound  {line}\n" for line in self.attempts)
 
     def render(self, *, prompts: bool = False) -> str:
         """The service's transcript, then the platform's view: what a reviewer reads in a snapshot.
@@ -50,6 +71,7 @@ class CallRecord:
         """
         return (
             f"# {self.script.title}\n"
+            + self._attempt_lines()
             + self.transcript.render(prompts=prompts)
             + "# platform\n"
             + "\n".join(self.platform.log)
@@ -60,6 +82,7 @@ class CallRecord:
         """The call without its clock: who said what, states, tools, results, what the model was told."""
         return (
             f"# {self.script.title}\n"
+            + self._attempt_lines()
             + self.transcript.render_conversation()
             + f"platform  {self.platform_summary()}\n"
         )
@@ -67,6 +90,8 @@ class CallRecord:
     def platform_summary(self) -> str:
         """How the platform saw the call end: who ended it, killAudio messages, the number dialled."""
         summary = f"ended by {self.platform.ended_by or '-'}; killAudio x{self.platform.kill_audio}"
+        if self.platform.answer == "voicemail":
+            summary += f"; voicemail recorded {self.platform.voicemail_recorded_ms / 1000:.1f} s of the agent"
         return summary + (f"; dialed {self.platform.dialed}" if self.platform.dialed else "")
 
 
@@ -90,9 +115,24 @@ async def place_call(
     """
     script = script if isinstance(script, CallScript) else load_script(script)
     factory = brain_factory or (lambda start: ScriptedBrain(script))
-    async with serve_line(flow=flow, settings=settings, brain_factory=factory, tools=tools) as line:
+    async with contextlib.AsyncExitStack() as stack:
+        rest_state: FakeSautikitState | None = None
+        if script.outbound is not None:
+            # The shop places this call: the service talks to a fake of Sautikit's REST API on loopback.
+            rest_state = FakeSautikitState()
+            rest_url = await stack.enter_async_context(
+                serve_on_loopback(sautikit_rest_app(rest_state))
+            )
+            settings = (settings or Settings(fallback_voice="synthetic")).model_copy(
+                update={"sautikit_api_key": DEFAULT_API_KEY, "sautikit_base_url": rest_url}
+            )
+        line = await stack.enter_async_context(
+            serve_line(flow=flow, settings=settings, brain_factory=factory, tools=tools)
+        )
         if on_call_started is not None:
             line.orchestrator.on_call_started.append(on_call_started)
+        if rest_state is not None:
+            return await line.call_outbound(script, rest_state, simulator=simulator)
         return await line.call(
             script, call_sid=call_sid, simulator=simulator, call_timeout_s=call_timeout_s
         )
@@ -109,6 +149,19 @@ class Line:
     @property
     def orchestrator(self) -> Orchestrator:
         return self.app[ORCHESTRATOR]
+
+    def _platform(self, script: CallScript, simulator: SimulatorOptions | None) -> SimulatorOptions:
+        """The fake platform's options for this line (the demo orders set to the script's fault mode)."""
+        orchestrator = self.orchestrator
+        if orchestrator.demo_orders is not None:
+            orchestrator.demo_orders.fault = DemoFault(script.orders)
+        settings = self.settings
+        options = simulator or SimulatorOptions(
+            voice_path=settings.routes.voice,
+            sample_rate=settings.sample_rate,
+            webhook_secret=settings.webhook_secret,
+        )
+        return replace(options, hosts={**options.hosts, PUBLIC_URL: self.url})
 
     async def call(
         self,
@@ -130,15 +183,7 @@ class Line:
                 reported.set()
 
         orchestrator.on_call_finished.append(on_finished)
-        if orchestrator.demo_orders is not None:
-            orchestrator.demo_orders.fault = DemoFault(script.orders)
-        settings = self.settings
-        options = simulator or SimulatorOptions(
-            voice_path=settings.routes.voice,
-            sample_rate=settings.sample_rate,
-            webhook_secret=settings.webhook_secret,
-        )
-        options = replace(options, hosts={**options.hosts, PUBLIC_URL: self.url})
+        options = self._platform(script, simulator)
         try:
             platform = await FakeSautikit(PUBLIC_URL, options=options).call(
                 script, call_sid=call_sid
@@ -156,6 +201,88 @@ class Line:
             platform=platform,
             platform_rate=options.sample_rate,
         )
+
+
+    async def call_outbound(
+        self,
+        script: CallScript,
+        rest: FakeSautikitState,
+        *,
+        simulator: SimulatorOptions | None = None,
+    ) -> CallRecord:
+        """Place the script's outbound call as `orchestrator calls place` does, and let the service retry it
+        per the flow; the record is the last answered attempt's (with every attempt listed)."""
+        outbound = script.outbound
+        orchestrator = self.orchestrator
+        flow = orchestrator.flow
+        if outbound is None or flow.outbound is None:
+            raise ValueError("an outbound script needs a flow with `outbound:` and `initial_outbound:`")
+        rest.numbers["num_outbound"] = FakeNumber(
+            id="num_outbound", e164=flow.outbound.caller_id, inventory_id="inv_outbound"
+        )
+        finished: dict[str, CallSession] = {}
+        done = asyncio.Event()
+
+        def on_finished(session: CallSession) -> None:
+            finished[session.call_sid] = session
+            done.set()
+
+        orchestrator.on_call_finished.append(on_finished)
+        options = replace(self._platform(script, simulator), rest=rest)
+        settings = self.settings
+        dialler = FakeDialler(
+            FakeSautikit(PUBLIC_URL, options=options),
+            rest,
+            answers={script.caller: list(outbound.answers)},
+            script=script,
+        )
+        attempts = _attempts(outbound.answers, flow.outbound)
+        # Retries wait `retry_after` on the loop's clock (fast-forwarded in tests and `orchestrator test`).
+        budget_s = attempts * (flow.outbound.retry_after + options.max_call_ms / 1000 + 60)
+        try:
+            config = SautikitConfig(api_key=DEFAULT_API_KEY, base_url=settings.sautikit_base_url)
+            async with SautikitClient(config) as client:
+                await place_notification(
+                    client,
+                    flow=flow,
+                    request=OutboundRequest(order=outbound.order, to=script.caller),
+                    voice_url=PUBLIC_URL + settings.routes.voice,
+                    secret=orchestrator.secret,
+                )
+            calls = await asyncio.wait_for(dialler.wait_for(attempts), timeout=budget_s)
+            answered = [c.call_sid for c in calls if c.answer in ("answer", "voicemail")]
+            while not all(sid in finished for sid in answered):
+                done.clear()
+                await asyncio.wait_for(done.wait(), timeout=budget_s)
+        finally:
+            orchestrator.on_call_finished.remove(on_finished)
+        lines = tuple(
+            f"attempt {number} {c.call_sid}: {c.answer}"
+            + (f" (rang {c.placed_at - calls[0].placed_at:.0f} s after the first)" if number > 1 else "")
+            for number, c in enumerate(calls, start=1)
+        )
+        last = calls[-1]
+        if answered:
+            transcript = finished[answered[-1]].transcript
+            last = next(c for c in reversed(calls) if c.call_sid == answered[-1])
+        else:
+            transcript = Transcript(call_sid=last.call_sid)
+        return CallRecord(
+            script=script,
+            transcript=transcript,
+            platform=last,
+            platform_rate=options.sample_rate,
+            attempts=lines,
+        )
+
+
+def _attempts(answers: list[Answer], outbound: Outbound) -> int:
+    """How many calls the flow places for these answers: until one is taken, or its retries run out."""
+    for index in range(outbound.retries + 1):
+        answer = answers[min(index, len(answers) - 1)]
+        if answer == "answer" or (answer == "voicemail" and outbound.voicemail == "leave_message"):
+            return index + 1
+    return outbound.retries + 1
 
 
 @contextlib.asynccontextmanager

@@ -7,6 +7,7 @@
     orchestrator numbers release NUMBER_ID --yes
     orchestrator calls show CALL_ID
     orchestrator calls list [--limit 20] [--cursor C | --all]
+    orchestrator calls place --to +254712345678 --order DX1042   (or --csv deliveries.csv --rate 2/s)
 
 Human tables by default, `--json` for scripts. Phone numbers are printed in full: the operator
 owns them. A Sautikit error is one line on stderr with its code and request_id, and exit status 1;
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator.cli_output import add_leaf, format_money, format_table, or_dash, print_json
 from orchestrator.errors import ConfigError
+from orchestrator.outbound_cli import PLACE_HELP, add_place_arguments, run_place
 from orchestrator.settings import Routes
 from orchestrator.telephony.rest import (
     AvailableNumber,
@@ -115,8 +117,8 @@ def add_operator_commands(subparsers: argparse._SubParsersAction[argparse.Argume
 
     calls = subparsers.add_parser(
         "calls",
-        help="read Sautikit call records",
-        description="Read call detail records from Sautikit.",
+        help="read Sautikit call records; place notification calls",
+        description="Read call detail records from Sautikit, and place outbound notification calls.",
         epilog=_ENV_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -132,6 +134,16 @@ def add_operator_commands(subparsers: argparse._SubParsersAction[argparse.Argume
     where.add_argument("--cursor", help="start after this cursor (printed under the table)")
     where.add_argument("--all", action="store_true", help="follow every page to the end")
     calls_list.set_defaults(run=_runner(_list_calls))
+
+    place = add_leaf(
+        call_commands,
+        "place",
+        "call customers about their orders (one number, or a CSV of deliveries)",
+        common=common,
+        epilog=PLACE_HELP,
+    )
+    add_place_arguments(place)
+    place.set_defaults(run=_runner(run_place))
 
 
 # --- running a command --------------------------------------------------------------------------

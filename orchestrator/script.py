@@ -61,6 +61,7 @@ __all__ = [
     "Expect",
     "HangupTurn",
     "NoiseTurn",
+    "OutboundCall",
     "PressTurn",
     "SayStep",
     "ScriptFile",
@@ -75,7 +76,7 @@ __all__ = [
 # How a script's reviewed snapshot is written: the conversation alone (no clock), with the call clock, or
 # not at all (the script's `expect:` steps are its only checks).
 SnapshotForm = Literal["conversation", "timed", "none"]
-_OUTCOMES = Literal["resolved", "escalated", "abandoned", "failed"]
+_OUTCOMES = Literal["resolved", "escalated", "abandoned", "failed", "voicemail", "no_answer", "busy"]
 
 
 class _Strict(BaseModel):
@@ -210,6 +211,17 @@ ScriptTurn = Annotated[
 ]
 
 
+class OutboundCall(_Strict):
+    """The shop calls the customer (`caller:` is the customer's number) about `order`; each attempt is
+    answered as `answers` says, in order (the last one repeats): a person (`answer`, who then plays the
+    script's caller turns), a `voicemail` greeting, or nobody (`no_answer`, `busy`, `failed`)."""
+
+    order: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+    answers: Annotated[
+        list[Literal["answer", "voicemail", "no_answer", "busy", "failed"]], Field(min_length=1)
+    ] = Field(default_factory=lambda: ["answer"])
+
+
 class CallScript(_Strict):
     title: str
     caller: str = "+254712345678"
@@ -220,6 +232,8 @@ class CallScript(_Strict):
     # How the simulator encodes the voice webhook, as different Sautikit pages do.
     webhook: Literal["form", "json"] = "form"
     snapshot: SnapshotForm = "conversation"
+    # Not a call in: the shop places this call through Sautikit's REST API (docs/outbound.md).
+    outbound: OutboundCall | None = None
     expect: Expect | None = None
     turns: list[ScriptTurn]
 

@@ -19,6 +19,7 @@ from typing import Literal, cast
 import httpx
 import structlog
 
+from orchestrator.audio.beep import BeepDetector
 from orchestrator.audio.echo import EchoGate
 from orchestrator.audio.frames import PcmAssembler
 from orchestrator.audio.pacer import PacedWriter, PlayedSegment
@@ -43,6 +44,7 @@ from orchestrator.brains.base import (
     ToolDeclaration,
     TurnComplete,
 )
+from orchestrator.call.answering import AnsweringDetector, AnsweringEvent
 from orchestrator.call.bargein import BargeIn, BargeInRecord, Interruption
 from orchestrator.call.escalation import EscalationResult, escalate
 from orchestrator.call.handoff import HandoffBrief, build_brief
@@ -65,6 +67,7 @@ from orchestrator.logging import mask_phone
 from orchestrator.orders import LookupResult, Order, OrdersClient, normalise_order_number
 from orchestrator.telephony.dtmf import clean_keys
 from orchestrator.telephony.metadata import StreamMetadata
+from orchestrator.telephony.outbound import OutboundRequest
 from orchestrator.telephony.rest import CallRecord, SautikitClient, SautikitError
 from orchestrator.telephony.stream import MediaStream, StreamClosed, StreamKeys, StreamPcm
 from orchestrator.telephony.webhook import CallStart
@@ -129,6 +132,13 @@ class _SilenceTimeout:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class _Answering:
+    """An outbound call's callee was told apart: a person, a voicemail greeting, or that greeting's end."""
+
+    event: AnsweringEvent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _KeypadTimeout:
     """No key for the state's `digit_timeout`: the digits typed so far are the entry."""
 
@@ -173,6 +183,7 @@ _Input = (
     | _ToolDone
     | _SilenceTimeout
     | _KeypadTimeout
+    | _Answering
     | StreamKeys
     | _UtterancePlayed
     | StreamClosed
@@ -193,12 +204,15 @@ class CallSession:
         services: CallServices | None = None,
         fallback_tts: Callable[[str, int], Awaitable[bytes]] | None = None,
         observer: CallObserver | None = None,
+        outbound: OutboundRequest | None = None,
     ) -> None:
         self.services = services or CallServices()
         # Metrics, traces and recordings (orchestrator/observe/) hear of the call's facts through this.
         self.observer = observer or NULL_OBSERVER
         self.call_sid = start.call_sid
-        self.caller = start.caller
+        # A call the shop placed: the person on the line is the number called, not the caller id.
+        self.outbound = outbound
+        self.caller = outbound.to if outbound is not None else start.caller
         self.flow = flow
         self.brain = brain
         self.orders = orders
@@ -254,7 +268,18 @@ class CallSession:
         self._caller_turn_open = False  # the caller spoke since the agent's last reply began
         self._echo = EchoGate(rate=options.sample_rate) if options.cancel_echo else None
         self._echo_cursor = 0.0
-        self.greeting = self.machine.start()
+        self.greeting = self.machine.start(outbound=outbound is not None)
+        # Outbound: who answered (a person or a voicemail greeting) and the order the call is about.
+        self.outbound_result: Literal["answered", "voicemail"] | None = None
+        self._answering: AnsweringDetector | None = None
+        self._beep: BeepDetector | None = None
+        if outbound is not None and flow.outbound is not None:
+            self._answering = AnsweringDetector(
+                greeting_ms=flow.outbound.greeting_ms,
+                quiet_answer_ms=flow.outbound.quiet_answer_ms,
+            )
+            self._beep = BeepDetector(rate=options.sample_rate)
+        self._outbound_order: asyncio.Task[LookupResult] | None = None
         self._keypad = KeypadCollector(keypad_plan(self.machine.state_spec()))
         self._keypad_generation = 0
         self._keypad_handle: asyncio.TimerHandle | None = None
@@ -266,7 +291,7 @@ class CallSession:
     # --- webhook side -----------------------------------------------------------------------
 
     def _initial_context(self, start: CallStart) -> MutableMapping[str, object]:
-        number = start.caller or ""
+        number = self.caller or ""
         escalation = self.flow.escalation
         return {
             "caller": {
@@ -294,12 +319,17 @@ class CallSession:
     def _call_line(self, start: CallStart) -> str:
         caller = mask_phone(start.caller) if start.caller else "unknown"
         callee = mask_phone(start.callee) if start.callee else "unknown"
-        return f"{start.call_sid} from {caller} to {callee} flow {self.flow.name}"
+        line = f"{start.call_sid} from {caller} to {callee} flow {self.flow.name}"
+        if self.outbound is not None:
+            line += f" (outbound: order {self.outbound.order}, attempt {self.outbound.attempt})"
+        return line
 
     def prefetch_orders(self, on_found: Callable[[LookupResult], None] | None = None) -> None:
         """Look up the caller's recent orders in the background while the greeting plays.
 
-        `on_found` hears the answer (not a failure): another worker taking the call reuses it."""
+        `on_found` hears the answer (not a failure): another worker taking the call reuses it. An outbound
+        call looks its order up too, while the callee picks up and says hello."""
+        self._look_up_outbound_order()
         if self.caller and self._prefetch is None:
             self._prefetch = self._loop.create_task(self.orders.by_phone(self.caller))
             self._prefetch.add_done_callback(_consume_exception)
@@ -490,6 +520,9 @@ class CallSession:
                     pcm = self._echo.clean(pcm, arrived_s=now)
                 self.observer.caller_audio(pcm)
                 self._hear(voicing.feed(pcm), turns, barge)
+                if self._answering is not None:
+                    self._tell_who_answered(pcm, turns)
+                    continue  # the brain hears nothing until a person has answered
                 if self._brain_alive and not self._muted:
                     await self.brain.push_audio(pcm)
             elif isinstance(item, StreamMetadata):
@@ -621,6 +654,8 @@ class CallSession:
             await self._on_utterance_played(item.segment)
         elif isinstance(item, StreamKeys):
             await self._on_keys(item.keys)
+        elif isinstance(item, _Answering):
+            await self._on_answering(item.event)
         elif isinstance(item, _KeypadTimeout):
             if item.generation == self._keypad_generation:
                 entry = self._keypad.timeout()
@@ -780,6 +815,78 @@ class CallSession:
                 f' heard "{self._heard_words(heard)}"',
             )
         return heard
+
+    # --- outbound calls ---------------------------------------------------------------------
+
+    def _tell_who_answered(self, pcm: bytes, turns: Endpointer) -> None:
+        """Step the answering-machine detection on this audio (the beep detector, the turn VAD's state)."""
+        assert self._answering is not None and self._beep is not None
+        beep = self._beep.feed(pcm)
+        speaking = turns.in_speech or self._beep.in_tone
+        event = self._answering.step(at_ms=turns.position_ms, speaking=speaking, beep=beep)
+        if event is not None:
+            if event != "voicemail":
+                self._answering = None  # decided: from now on the brain hears the callee
+            self._inbox.put_nowait(_Answering(event=event))
+
+    async def _on_answering(self, event: AnsweringEvent) -> None:
+        settings = self.flow.outbound
+        assert settings is not None
+        if event == "person":
+            self._note("call", "answered by a person")
+            self.outbound_result = "answered"
+            await self._deliver_outbound("answered")
+            return
+        if self.outbound_result != "voicemail":
+            self.outbound_result = "voicemail"
+            self._note("call", "answered by voicemail (a long greeting, or a beep)")
+        if settings.voicemail == "hang_up":
+            if self._answering is not None or event == "greeting_over":
+                self._answering = None
+                assert self._tasks is not None
+                self._tasks.create_task(self._hang_up("voicemail: no message, retried later", None))
+        elif event == "greeting_over":
+            self._note("call", "the greeting is over: leaving the message")
+            await self._deliver_outbound("voicemail")
+
+    def _look_up_outbound_order(self) -> None:
+        if self.outbound is not None and self._outbound_order is None:
+            self._outbound_order = self._loop.create_task(
+                self.orders.by_order_number(
+                    normalise_order_number(self.outbound.order),
+                    caller=self.caller,
+                    require_phone_match=self.flow.orders.require_phone_match,
+                )
+            )
+            self._outbound_order.add_done_callback(_consume_exception)
+
+    async def _deliver_outbound(self, event: Literal["answered", "voicemail"]) -> None:
+        """Tell the machine who answered, with the order in context; its lookup's failure is routed instead."""
+        self._look_up_outbound_order()  # started at the webhook, unless another worker answered it
+        assert self._outbound_order is not None
+        try:
+            async with asyncio.timeout(self.options.lookup_deadline_s):
+                found = await asyncio.shield(self._outbound_order)
+        except (OrdersError, TimeoutError) as exc:
+            reason = exc.reason if isinstance(exc, OrdersError) else "deadline exceeded"
+            self._note("lookup", f"outbound order {self.outbound and self.outbound.order} failed: {reason}")
+            routed = "lookup_failed"
+        else:
+            if found.kind == "found":
+                self.context["order"] = self._order_context(found.orders[0])
+                self.context["orders"] = {"count": 1}
+                self._note("lookup", f"outbound order -> {found.orders[0].order_number} {found.orders[0].status}")
+                routed = event
+            else:
+                self._note("lookup", "outbound order -> not found")
+                routed = "order_not_found"
+        entered = self.machine.send(routed)
+        if entered is None:
+            self._note("error", f"the flow does not route {routed} from {self.machine.state}: hanging up")
+            assert self._tasks is not None
+            self._tasks.create_task(self._hang_up(f"{routed} not routed", None))
+            return
+        await self._enter(entered)
 
     # --- the keypad -------------------------------------------------------------------------
 
@@ -1333,6 +1440,8 @@ class CallSession:
         outcome: Outcome
         if self.escalation_result in ("dialled", "supervised", "callback"):
             outcome = "escalated"
+        elif self.outbound_result == "voicemail":
+            outcome = "voicemail"
         elif self._order_delivered:
             outcome = "resolved"
         elif self._caller_left:

@@ -45,7 +45,10 @@ EntryKind = Literal[
     "outcome",  # the call's result
 ]
 
-Outcome = Literal["resolved", "escalated", "abandoned", "failed", "unfinished"]
+# Outbound calls add: a voicemail reached, and attempts nobody answered (no_answer, busy).
+Outcome = Literal[
+    "resolved", "escalated", "abandoned", "failed", "unfinished", "voicemail", "no_answer", "busy"
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

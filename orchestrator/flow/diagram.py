@@ -16,6 +16,8 @@ __all__ = ["to_mermaid"]
 def to_mermaid(flow: Flow, *, include_global: bool = True) -> str:
     """Every transition labelled with its event (and `[guard]`); `[*]` marks initial and final."""
     lines = ["stateDiagram-v2", f"    [*] --> {flow.initial}"]
+    if flow.initial_outbound is not None:
+        lines.append(f"    [*] --> {flow.initial_outbound}: outbound call")
     for state, spec in flow.states.items():
         routes = flow.routes(state) if include_global else spec.on
         for event, transitions in routes.items():

@@ -119,6 +119,7 @@ def _cross_check(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
             yield source.problem(("order_number", "pattern"), f"invalid regular expression: {exc}")
     if flow.initial not in flow.states:
         yield source.problem(("initial",), unknown_name("state", flow.initial, flow.states))
+    yield from _check_outbound(flow, source)
     yield from _check_routes(flow, ("on",), flow.on, source)
     for name, spec in flow.states.items():
         loc: Loc = ("states", name)
@@ -428,8 +429,11 @@ def _safe_match(pattern: str, text: str) -> bool | None:
 
 
 def _reachable(flow: Flow) -> set[str]:
-    seen = {flow.initial}
-    pending = [flow.initial]
+    starts = [flow.initial]
+    if flow.initial_outbound in flow.states:
+        starts.append(flow.initial_outbound)
+    seen = set(starts)
+    pending = list(starts)
     while pending:
         state = pending.pop()
         for transitions in flow.routes(state).values():
@@ -503,17 +507,19 @@ _PHONE_PUNCTUATION = re.compile(r"[\s().-]")
 
 
 def _check_phone_numbers(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
-    if flow.escalation is None:
-        return
-    for field in ("number", "caller_id"):
-        number = getattr(flow.escalation, field)
+    numbers: list[tuple[str, str, str | None]] = []
+    if flow.escalation is not None:
+        numbers += [("escalation", f, getattr(flow.escalation, f)) for f in ("number", "caller_id")]
+    if flow.outbound is not None:
+        numbers.append(("outbound", "caller_id", flow.outbound.caller_id))
+    for section, field, number in numbers:
         if number is None or _E164.fullmatch(number):
             continue
         message = f"{number!r} is not an E.164 phone number (a `+`, the country code, digits only)"
         guess = _e164_guess(number)
         if guess is not None:
             message += f"; did you mean `{guess}`?"
-        yield source.problem(("escalation", field), message)
+        yield source.problem((section, field), message)
 
 
 def _e164_guess(number: str) -> str | None:
@@ -559,6 +565,36 @@ def _check_listen(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
                         message = f"unknown template variable {placeholder.raw!r}"
                         yield source.problem_inside(at, placeholder.raw, 0, message)
         yield from _check_keypad(state, spec, source)
+
+
+def _check_outbound(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
+    """An outbound entry state exists, listens first (no `say`), and routes what the call may bring."""
+    start = flow.initial_outbound
+    if start is None:
+        if flow.outbound is not None:
+            message = "`outbound:` needs `initial_outbound:`, the state an outbound call starts in"
+            yield source.problem(("outbound",), message, key=True)
+        return
+    if flow.outbound is None:
+        message = "`initial_outbound:` needs an `outbound:` section (at least its `caller_id`)"
+        yield source.problem(("initial_outbound",), message)
+    if start not in flow.states:
+        yield source.problem(("initial_outbound",), unknown_name("state", start, flow.states))
+        return
+    spec = flow.states[start]
+    if spec.say is not None:
+        message = (
+            "an outbound call listens first (a person or a voicemail greeting?): put the words on "
+            "its `answered` route instead"
+        )
+        yield source.problem(("states", start, "say"), message)
+    needed = ["answered"]
+    if flow.outbound is not None and flow.outbound.voicemail == "leave_message":
+        needed.append("voicemail")
+    for event in needed:
+        if not flow.transitions(start, event):
+            message = f"the outbound entry state must route `{event}`"
+            yield source.problem(("states", start), message, key=True)
 
 
 def _check_keypad(state: str, spec: StateSpec, source: _Source) -> Iterator[FlowProblem]:

@@ -31,6 +31,8 @@ from orchestrator.flow.templates import known_variables, render, spoken_digits, 
 __all__ = ["CallMachine", "StateEntered", "call_view", "compile_transition_guard", "machine_class"]
 
 _START_EVENT = "start"
+# In the python-statemachine chart only: how the initial state "reaches" `initial_outbound`.
+_OUTBOUND_START_EVENT = "outbound_call"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,6 +153,9 @@ def _build_class(flow: Flow) -> type[StateChart[Any]]:
         definition: dict[str, Any] = {"enter": [_record_entry], "final": spec.final}
         if name == flow.initial:
             definition["initial"] = True
+            if flow.initial_outbound is not None and flow.initial_outbound in flow.states:
+                # The chart has one initial state: an outbound call's start is drawn as a route from it.
+                on.setdefault(_OUTBOUND_START_EVENT, []).append({"target": flow.initial_outbound})
         if on:
             definition["on"] = on
         states[name] = definition
@@ -232,12 +237,17 @@ class CallMachine:
         self._state = flow.initial
         self._started = False
 
-    def start(self) -> StateEntered:
-        """Enter the initial state (once per call)."""
+    def start(self, *, outbound: bool = False) -> StateEntered:
+        """Enter the initial state, or `initial_outbound` for a call the shop placed (once per call)."""
         if self._started:
             raise RuntimeError("the call machine has already started")
         self._started = True
-        return self._entered(self._flow.initial, None, _START_EVENT)
+        initial = self._flow.initial
+        if outbound:
+            if self._flow.initial_outbound is None:
+                raise RuntimeError(f"flow {self._flow.name!r} declares no initial_outbound state")
+            initial = self._flow.initial_outbound
+        return self._entered(initial, None, _START_EVENT)
 
     def send(self, event: str) -> StateEntered | None:
         """Count `event`, then take its first route whose guard passes; None if none applies."""

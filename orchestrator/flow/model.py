@@ -8,6 +8,7 @@ Imports only pydantic (and zoneinfo, to check a time zone's name).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 from typing import Annotated, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -34,6 +35,7 @@ __all__ = [
     "MultipleOrders",
     "OrderNumber",
     "OrdersSettings",
+    "Outbound",
     "Policy",
     "PolicyConfidence",
     "PolicyIntent",
@@ -61,6 +63,8 @@ KNOWN_EVENTS: tuple[str, ...] = (
     "turn_complete",
     "brain_failed",
     "escalation_failed",
+    "answered",  # an outbound call was answered by a person (the order's lookup is in `order.*`)
+    "voicemail",  # an outbound call reached a voicemail greeting, which has ended (leave the message now)
     "dtmf",  # the caller typed on the keypad (an entry finished, or a mapped key): keypad.digits, keypad.intent
     "shutdown",  # the service is stopping (SIGTERM): say goodbye or transfer, then the call ends
     "language_changed",  # the call's language changed (the caller asked, or the model heard it)
@@ -411,6 +415,41 @@ class Languages(_Model):
     voices: dict[LanguageTag, str] = Field(default_factory=dict)  # the offline voice (espeak-ng name)
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _seconds(value: object) -> object:
+    """`10m`, `90s`, `1h`, `500ms` or a plain number of seconds."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(f"a duration is a number with ms, s, m or h (like 10m), not {value!r}")
+        return float(match[1]) * _UNIT_S[match[2] or "s"]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_seconds, json_schema_input_type=str | float), Field(gt=0)]
+
+
+class Outbound(_Model):
+    """Notification calls the shop places (`orchestrator calls place`): from which number, retries, voicemail.
+
+    A call not answered (no answer, busy, failed) is placed again `retry_after` later, up to `retries` more
+    times. A voicemail greeting is told from a person by the callee's first words: speech that goes on for
+    `greeting_ms` without a pause, or a beep. Then `voicemail: leave_message` waits for the greeting to end
+    and takes the `voicemail` route (its `say` is the message); `hang_up` hangs up and retries.
+    """
+
+    caller_id: str
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    retry_after: Duration = 600.0
+    voicemail: Literal["leave_message", "hang_up"] = "hang_up"
+    greeting_ms: Annotated[int, Field(ge=1000, le=20000)] = 4000
+    # Nobody speaks this long after the call connects: a person waiting for us to speak.
+    quiet_answer_ms: Annotated[int, Field(ge=500, le=10000)] = 2500
+
+
 class Flow(_Model):
     """A whole flow file: global settings, tools, counters, global routes and the states."""
 
@@ -432,6 +471,9 @@ class Flow(_Model):
     events: tuple[str, ...] = ()
     on: dict[str, Transitions] = Field(default_factory=dict)
     initial: str
+    # Where an outbound call (one the shop places) starts; `outbound:` says how such calls are placed.
+    initial_outbound: str | None = None
+    outbound: Outbound | None = None
     states: Annotated[dict[str, StateSpec], Field(min_length=1)]
 
     @property

@@ -1,5 +1,11 @@
 """A fake Sautikit for tests, benchmarks and the demo: real webhooks, real WebSockets, scripted callers."""
 
-from orchestrator.simulator.sautikit import FakeSautikit, SimulatedCall, SimulatorOptions
+from orchestrator.simulator.sautikit import (
+    Answer,
+    FakeDialler,
+    FakeSautikit,
+    SimulatedCall,
+    SimulatorOptions,
+)
 
-__all__ = ["FakeSautikit", "SimulatedCall", "SimulatorOptions"]
+__all__ = ["Answer", "FakeDialler", "FakeSautikit", "SimulatedCall", "SimulatorOptions"]

@@ -195,6 +195,9 @@ class FakeSautikitState:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # What a minute of an inbound call costs, charged when it ends.
     inbound_minute_price_minor: int = 200
+    # Called with each outbound call placed (not an idempotent replay) and its voice_callback_url: the
+    # simulator's `FakeDialler` rings the number there (answered, voicemail, no answer, busy).
+    on_call_created: Callable[[FakeCall, str], None] | None = None
     _serial: itertools.count[int] = field(init=False, default_factory=lambda: itertools.count(1))
 
     def fail_next(
@@ -539,6 +542,8 @@ async def _create_call(request: web.Request) -> web.Response:
     }
     if key is not None:
         state.idempotency[key] = _Stored(fingerprint=_fingerprint(body), status=201, body=payload)
+    if state.on_call_created is not None:
+        state.on_call_created(call, voice_url)
     return web.json_response(payload, status=201)
 
 

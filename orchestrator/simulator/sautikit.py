@@ -43,7 +43,20 @@ from orchestrator.telephony.signing import sign_webhook
 from orchestrator.telephony.stream import SUBPROTOCOL
 from orchestrator.telephony.xml import DialVerb, SayVerb, StreamSpec, parse_response
 
-__all__ = ["FakeSautikit", "SimulatedCall", "SimulatorOptions"]
+__all__ = ["Answer", "FakeDialler", "FakeSautikit", "SimulatedCall", "SimulatorOptions"]
+
+# How the callee of an outbound call answers it.
+Answer = Literal["answer", "voicemail", "no_answer", "busy", "failed"]
+# How long the phone rings before each kind of not-answered ends; a voicemail picks up after a few rings.
+_RING_MS: Mapping[str, int] = {"no_answer": 30_000, "busy": 2_000, "failed": 500, "voicemail": 15_000}
+_VOICEMAIL_GREETING = (
+    "Hello, you have reached Wanjiru. I cannot take your call right now. "
+    "Please leave your name, your number and a short message after the tone, and I will call you back."
+)
+# What a person says on picking up; it is not a line of the script (the agent has not spoken yet).
+_HELLO = "Hello?"
+_BEEP_HZ = 1000.0
+_BEEP_MS = 400
 
 _FRAME_MS = 20
 # Below this RMS a played agent frame counts as silence (the pacer pads utterance ends with zeros).
@@ -103,6 +116,10 @@ class SimulatedCall:
     agent_frame_arrivals: list[float] = field(default_factory=list)
     dialed: str | None = None
     ended_by: Literal["caller", "platform", "agent", "timeout", ""] = ""
+    # Outbound calls: how the callee answered, and (a voicemail) how much agent audio it recorded.
+    answer: Answer | None = None
+    voicemail_recorded_ms: int = 0
+    placed_at: float = 0.0  # loop time the platform started ringing (outbound)
 
 
 class FakeSautikit:
@@ -125,6 +142,70 @@ class FakeSautikit:
             run = _CallRun(http, self._base_url, script, sid, self._options, self._on_line)
             await run.run()
             return run.result
+
+    async def ring(
+        self, record: FakeCall, voice_url: str, *, answer: Answer, script: CallScript | None = None
+    ) -> SimulatedCall:
+        """Carry an outbound call placed with `POST /v1/calls`: ring `record.remote_e164`, then answer it as
+        told — a person speaking `script`'s caller turns, a voicemail greeting and its beep — or report
+        it not answered with a final `callSessionState` POSTed to `voice_url`."""
+        callee = script or CallScript(title="outbound call", turns=[])
+        callee = callee.model_copy(
+            update={"caller": record.local_e164, "callee": record.remote_e164}
+        )
+        async with aiohttp.ClientSession() as http:
+            run = _CallRun(
+                http, self._base_url, callee, record.session_id, self._options, self._on_line
+            )
+            await run.ring(record, voice_url, answer)
+            return run.result
+
+
+class FakeDialler:
+    """Rings each number the service calls through the fake REST API, the way its plan says.
+
+        dialler = FakeDialler(platform, rest_state, answers={"+254712345678": ["no_answer", "answer"]})
+        ...  # the service places calls (POST /v1/calls); each rings in the background
+        calls = await dialler.wait_for(2)
+    """
+
+    def __init__(
+        self,
+        platform: FakeSautikit,
+        state: FakeSautikitState,
+        *,
+        answers: Mapping[str, list[Answer]],
+        script: CallScript | None = None,
+    ) -> None:
+        self._platform = platform
+        self._answers = {number: list(plan) for number, plan in answers.items()}
+        self._script = script
+        self._tasks: list[asyncio.Task[SimulatedCall]] = []
+        self._placed = asyncio.Condition()
+        state.on_call_created = self._ring
+
+    def _ring(self, record: FakeCall, voice_url: str) -> None:
+        plan = self._answers.get(record.remote_e164) or ["answer"]
+        answer = plan.pop(0) if len(plan) > 1 else plan[0]
+        task = asyncio.get_running_loop().create_task(
+            self._platform.ring(record, voice_url, answer=answer, script=self._script)
+        )
+        self._tasks.append(task)
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._placed:
+            self._placed.notify_all()
+
+    async def wait_for(self, count: int) -> list[SimulatedCall]:
+        """The first `count` calls placed, once each has ended (as the platform saw them)."""
+        async with self._placed:
+            await self._placed.wait_for(lambda: len(self._tasks) >= count)
+        return list(await asyncio.gather(*self._tasks[:count]))
+
+    @property
+    def placed(self) -> int:
+        return len(self._tasks)
 
 
 class _CallRun:
@@ -150,6 +231,9 @@ class _CallRun:
         self.agent_buffer = bytearray()
         self.status_url: str | None = None
         self.record: FakeCall | None = None
+        self.voice_url = base_url + options.voice_path
+        self.direction = "inbound"
+        self.voicemail = False
         self.supervisions_seen = 0
         # Live only (on_line, never the log): when the agent's audio started, and how long it has been quiet.
         self.agent_since_ms: int | None = None
@@ -175,6 +259,32 @@ class _CallRun:
         try:
             xml = await self.post_webhook("ringing")
             await self.execute(xml)
+        finally:
+            self.close_record()
+
+    async def ring(self, record: FakeCall, voice_url: str, answer: Answer) -> None:
+        """An outbound call: rings, then is answered (a person or a voicemail) or ends not answered."""
+        rest = self.options.rest
+        self.record, self.voice_url, self.direction = record, voice_url, "outbound"
+        self.result.answer = answer
+        self.result.placed_at = self.loop.time()
+        self.note(f"ringing {record.remote_e164} (outbound from {record.local_e164})")
+        await asyncio.sleep(_RING_MS.get(answer, 3_000) / 1000)
+        if answer in ("no_answer", "busy", "failed"):
+            record.status = answer
+            if rest is not None:
+                record.ended_at = rest.now()
+            self.note(f"not answered: {answer}")
+            self.result.ended_by = "platform"
+            await self.post_webhook({"no_answer": "no-answer"}.get(answer, answer))
+            return
+        self.voicemail = answer == "voicemail"
+        record.status = "answered"
+        if rest is not None:
+            record.answered_at = rest.now()
+        self.note("answered by voicemail" if self.voicemail else "answered")
+        try:
+            await self.execute(await self.post_webhook("answered"))
         finally:
             self.close_record()
 
@@ -205,9 +315,9 @@ class _CallRun:
             "CallSid": self.result.call_sid,
             "From": self.script.caller,
             "To": self.script.callee,
-            "direction": "inbound",
+            "direction": self.direction,
             "callSessionState": state.capitalize(),
-            "isActive": "true" if state != "completed" else "false",
+            "isActive": "true" if state in ("ringing", "answered", "active") else "false",
         }
         if digits is not None:
             fields["Digits"] = digits
@@ -219,7 +329,7 @@ class _CallRun:
             content_type = "application/x-www-form-urlencoded"
         headers = self.signed({"Content-Type": content_type}, body)
         async with self.http.post(
-            self.resolve(self.base_url + self.options.voice_path), data=body, headers=headers
+            self.resolve(self.voice_url), data=body, headers=headers
         ) as response:
             text = await response.text()
             if response.status != 200:
@@ -325,7 +435,15 @@ class _CallRun:
 
     async def talk(self, ws: aiohttp.ClientWebSocketResponse, reader: asyncio.Task[None]) -> bool:
         """Tick every 20 ms: send a caller frame, play an agent frame. True when the caller hung up."""
-        caller = _Caller(self.script, self.options, self.rate)
+        caller = _Caller(
+            self.script,
+            self.options,
+            self.rate,
+            voicemail=self.voicemail,
+            picked_up=self.direction == "outbound" and not self.voicemail,
+        )
+        if self.direction == "outbound":
+            self.note("voicemail greeting plays" if self.voicemail else f'callee says "{_HELLO}"')
         silence = bytes(self.frame_bytes)
         echo_frames = self.options.echo_delay_ms // _FRAME_MS
         echo_line: list[bytes] = [silence] * echo_frames  # what the agent said, echo_delay_ms ago
@@ -342,6 +460,8 @@ class _CallRun:
                 return True
             played = self.play_agent_frame()
             audible = _rms(played) >= _AUDIBLE_RMS
+            if audible and caller.recording:
+                self.result.voicemail_recorded_ms += _FRAME_MS
             self.watch_agent(audible)
             action = caller.step(self.elapsed_ms(), audible=audible)
             if action == "hangup":
@@ -356,7 +476,9 @@ class _CallRun:
                 return True
             if isinstance(action, str) and action.startswith(("say:", "noise:")):
                 self.result.caller_audio_started_at.append(self.loop.time())
-            if isinstance(action, str) and action.startswith("say:"):
+            if action == "beeped":
+                self.note("voicemail greeting over (beep): recording")
+            elif isinstance(action, str) and action.startswith("say:"):
                 self.note(f'caller says "{action[4:]}"')
             elif isinstance(action, str) and action.startswith("webhook-keys:"):
                 self.note(f"caller presses {action[13:]} (Digits on the voice webhook)")
@@ -444,7 +566,15 @@ class _CallRun:
 class _Caller:
     """The caller's side of the script: when to speak, barge in, stay silent or hang up."""
 
-    def __init__(self, script: CallScript, options: SimulatorOptions, rate: int) -> None:
+    def __init__(
+        self,
+        script: CallScript,
+        options: SimulatorOptions,
+        rate: int,
+        *,
+        voicemail: bool = False,
+        picked_up: bool = False,
+    ) -> None:
         self.options = options
         self.rate = rate
         self.voice = options.voice or (
@@ -456,7 +586,8 @@ class _Caller:
         # A script with no agent turns leaves the agent's side to a real brain: then the caller, like a
         # person, waits to hear the agent before each line.
         unscripted_agent = not any(isinstance(turn, AgentTurn) for turn in script.turns)
-        agent_speaks = unscripted_agent
+        # On a call the shop placed, the flow speaks first (the callee only said hello): wait for it.
+        agent_speaks = unscripted_agent or picked_up
         for turn in script.turns:
             if isinstance(turn, AgentTurn):
                 agent_speaks = agent_speaks or any(isinstance(s, SayStep) for s in turn.agent)
@@ -476,6 +607,16 @@ class _Caller:
         self.keys_sent = 0
         self.key_gap_ms = 0
         self.next_key_ms = 0
+        # A voicemail plays its greeting and beep at once, then records whatever it hears.
+        self.recording = False
+        self.voicemail = voicemail
+        if voicemail:
+            self.turns = []
+            self.speech = bytearray(self.voice(_VOICEMAIL_GREETING, rate) + _beep(rate))
+            self.speaking = True
+        elif picked_up:
+            self.speech = bytearray(self.voice(_HELLO, rate))
+            self.speaking = True
 
     def due_key(self, now_ms: int) -> str | None:
         """The next key of a press turn, when its time has come."""
@@ -497,6 +638,10 @@ class _Caller:
             return "timeout"
         if self.speech or self.keys:
             return None
+        if self.voicemail and not self.recording:
+            self.recording = True
+            self.last_activity_ms = now_ms
+            return "beeped"
         if self.speaking:
             # The caller just finished a sentence: what the agent says next is a reply to it.
             self.speaking = False
@@ -562,6 +707,13 @@ class _Caller:
         if len(frame) < size:
             frame += bytes(size - len(frame))
         return frame
+
+
+def _beep(rate: int) -> bytes:
+    """Half a second of quiet, then the voicemail's tone."""
+    t = np.arange(int(rate * _BEEP_MS / 1000)) / rate
+    tone = (9000 * np.sin(2 * np.pi * _BEEP_HZ * t)).astype("<i2").tobytes()
+    return bytes(rate) + tone
 
 
 def _rms(frame: bytes) -> float:
