@@ -430,6 +430,7 @@ class CallSession:
                         self._inbox.put_nowait(BrainFailure(reason=f"brain could not start: {exc!r}"))
                     tasks.create_task(self._pump_brain())
                     await self._enter(self.machine.send("stream_started"))
+                    self._arm_answering_backstop()
                     await self._route()
                     raise _CallOver
             except* _CallOver:
@@ -817,6 +818,22 @@ class CallSession:
         return heard
 
     # --- outbound calls ---------------------------------------------------------------------
+
+    def _arm_answering_backstop(self) -> None:
+        """The detector decides on audio time; should the platform send no audio at all, a person is
+        assumed once the longest decision would have been made, so the callee is never left in silence."""
+        settings = self.flow.outbound
+        if self._answering is None or settings is None:
+            return
+        after_s = (settings.greeting_ms + settings.quiet_answer_ms) / 1000 + _AUDIO_STALL_S
+
+        def backstop() -> None:
+            if self._answering is not None and self._answering.verdict is None:
+                self._answering = None
+                self._note("call", "no audio from the callee: taken as answered by a person")
+                self._inbox.put_nowait(_Answering(event="person"))
+
+        self._loop.call_later(after_s, backstop)
 
     def _tell_who_answered(self, pcm: bytes, turns: Endpointer) -> None:
         """Step the answering-machine detection on this audio (the beep detector, the turn VAD's state)."""
