@@ -37,11 +37,13 @@ class FlowSummary:
     tools: tuple[str, ...]
     counters: tuple[tuple[str, tuple[str, ...]], ...]
     strategies: tuple[str, ...]
+    initial_outbound: str | None = None
 
     def __str__(self) -> str:
         width = max(len(state.name) for state in self.states)
         lines = [
-            f"flow {self.name} v{self.version}: {len(self.states)} states, initial {self.initial}",
+            f"flow {self.name} v{self.version}: {len(self.states)} states, initial {self.initial}"
+            + (f", outbound calls start at {self.initial_outbound}" if self.initial_outbound else ""),
             "states:",
         ]
         for state in self.states:
@@ -70,6 +72,7 @@ def summarize_flow(flow: Flow) -> FlowSummary:
         name=flow.name,
         version=flow.version,
         initial=flow.initial,
+        initial_outbound=flow.initial_outbound,
         states=tuple(
             StateSummary(
                 name=name,
