@@ -285,7 +285,8 @@ class CallSession:
         self._keypad_handle: asyncio.TimerHandle | None = None
         self._note("call", self._call_line(start))
         if self._multilingual:
-            self._note("language", f"{self.language} (the number called)")
+            line = "the line calling out" if outbound is not None else "the number called"
+            self._note("language", f"{self.language} ({line})")
         self._note("state", f"-> {self.greeting.state}")
 
     # --- webhook side -----------------------------------------------------------------------
@@ -304,7 +305,10 @@ class CallSession:
             "order": {},
             "orders": {"count": 0},
             # Picks every text's words (flow/languages.py); set_language changes it mid-call.
-            "language": self.flow.language_for_number(start.callee),
+            # An outbound call speaks the language of the shop's line it comes from (`From`).
+            "language": self.flow.language_for_number(
+                start.caller if self.outbound is not None else start.callee
+            ),
         }
 
     @property
