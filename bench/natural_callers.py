@@ -2,11 +2,14 @@
 
     python bench/natural_callers.py [--voices kal16,slt,awb,rms] [--noise clean,30] [--parallel 5]
                                     [--only CLASS,...] [--limit N] [--clock real|fast] [--details]
+                                    [--scenarios bench/natural_callers_holdout.yaml]
 
 Every scenario in bench/natural_callers.yaml (written in callers' own words, 40+) is placed as a whole call:
 `orchestrator.harness.place_call` serves the flow on loopback with the real offline brain and the embedded
 orders API (healthy, down or slow per scenario), and the fake Sautikit plays the caller with a flite voice,
-clean or with white noise at 30 dB SNR. Calls run `--parallel` at a time in one process, sharing one brain
+clean or with white noise at 30 dB SNR. `--scenarios` runs another file of the same format instead: the
+held-out set (bench/natural_callers_holdout.yaml, other callers in other words) is never used for tuning,
+only reported beside the main set, so that a product fitted to the main set's phrasing shows. Calls run `--parallel` at a time in one process, sharing one brain
 factory (and so one decoder pool) as a server does. Reported:
 
   task_success          overall and per scenario class: right outcome, right lookup, the expected words said,
@@ -269,7 +272,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
     flow = load_flow(args.flow)
     factory = make_offline_brain_factory(flow)
-    scenarios = load_scenarios()
+    scenarios = load_scenarios(Path(args.scenarios))
     if args.only:
         scenarios = [s for s in scenarios if s.kind in args.only.split(",")]
     if args.limit:
@@ -299,6 +302,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     results = await asyncio.gather(*(one(i, s, v, n) for i, (s, v, n) in enumerate(jobs)))
     summary = summarise(list(results))
     summary.update(
+        scenario_file=Path(args.scenarios).name,
         scenarios=len(scenarios),
         conditions=[f"{v}/{'clean' if n is None else f'white_{n:g}db'}" for v, n in conditions],
         parallel=args.parallel,
@@ -319,6 +323,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flow", default=str(ROOT / "flows" / "order_status.yaml"))
+    parser.add_argument("--scenarios", default=str(SCENARIOS), help="scenario file: the main set, or bench/natural_callers_holdout.yaml")
     parser.add_argument("--voices", default=",".join(CALLER_VOICES))
     parser.add_argument("--noise", default="clean,30", help="clean and/or SNRs in dB, comma-separated")
     parser.add_argument("--parallel", type=int, default=5)

@@ -11,7 +11,10 @@ What keeps a grammar-bound recogniser from acting on a mishearing:
   action; ending the call or handing it over on one turn needs `sure` confidence, else the policy asks first;
 - a recognised order number is read back (`confirm_say`) and looked up only after the caller's yes;
 - a caller whose number has recent orders (prefetched at the webhook) is offered those, and a first turn the
-  policy did not understand becomes a lookup by phone rather than a question they cannot answer.
+  policy did not understand becomes a lookup by phone rather than a question they cannot answer;
+- open-vocabulary words (the recogniser's second look, or a Whisper transcript) are read for intents by the
+  flow's phrases, then by the words only one intent's phrases use (`speech.keywords`); an intent found by
+  keywords alone is never decisive on one turn: ending or handing over is asked first.
 
 Each state may declare what it listens for (`listen:`); what it does not list falls back to the flow-wide
 intents. The grammar of each turn follows: `grammars()` names one recogniser search per state.
@@ -26,7 +29,7 @@ from itertools import count
 from typing import Final, Literal
 
 from orchestrator.brains.base import CallInfo, JSONValue, Keypad, StateBrief, ToolCall
-from orchestrator.speech.asr import Recognition
+from orchestrator.speech.asr import MIN_WHOLE_CONFIDENCE, Recognition
 from orchestrator.speech.grammar import (
     DIGIT_WORDS,
     GrammarSpec,
@@ -34,6 +37,7 @@ from orchestrator.speech.grammar import (
     parse_order_number,
     spoken_order_number,
 )
+from orchestrator.speech.keywords import intent_keywords, match_keywords
 
 __all__ = [
     "BUILTIN_PHRASES",
@@ -281,6 +285,7 @@ class PolicyDialogue:
         self._by_phone: set[str] = set()  # pending lookups by the caller's number
         self._caller_orders: int | None = None
         self._keypad_offered = False
+        self._keyword_cache: dict[tuple[object, ...], dict[str, frozenset[str]]] = {}
         self._ids = count(1)
         self._context: dict[str, object] = {
             "shop": dict(config.shop),
@@ -374,16 +379,25 @@ class PolicyDialogue:
     # --- one caller turn --------------------------------------------------------------------
 
     def _answer(self, heard: Recognition) -> list[Step]:
-        self._turns += 1
         text = heard.text
-        if not text or heard.confidence < self._config.understood:
+        if not text:
+            # A cough, a click, a breath: no words at all. Not a turn the caller took, and not a miss that
+            # should bring the offer of a person closer; the question, or the reprompt, is said again.
+            return self._not_understood(counts=False)
+        self._turns += 1
+        if heard.confidence < self._config.understood:
             return self._not_understood()
         number = parse_order_number(text, self._config.shapes) if self._takes_numbers() else None
         if number is not None:
             self._misses = 0
             self._question = None
             return self._on_number(number)
-        intent = match_intent(text, self._phrases())
+        phrases = self._phrases()
+        intent = match_intent(text, phrases)
+        by_keywords = False
+        if intent is None and heard.open_vocabulary:
+            intent = match_keywords(text, self._keywords(phrases))
+            by_keywords = intent is not None
         if intent is None:
             return self._not_understood()
         if intent in _ORDINALS and self._choices:
@@ -405,7 +419,9 @@ class PolicyDialogue:
         if question is not None and intent == self._config.no_intent:
             return question.no()
         assert rule is not None
-        return self._act(rule, sure=heard.confidence >= self._config.sure)
+        whole = heard.confidence if heard.whole_confidence is None else heard.whole_confidence
+        sure = heard.confidence >= self._config.sure and whole >= MIN_WHOLE_CONFIDENCE and not by_keywords
+        return self._act(rule, sure=sure)
 
     def _on_number(self, number: str) -> list[Step]:
         for order in self._choices:
@@ -461,8 +477,13 @@ class PolicyDialogue:
             return self._say_reply(self._state.name)
         return self._perform(rule)
 
-    def _not_understood(self) -> list[Step]:
-        """A reprompt, then the offer of a person; a known caller's first turn is a lookup by phone."""
+    def _not_understood(self, *, counts: bool = True) -> list[Step]:
+        """A reprompt, then the offer of a person; a known caller's first turn is a lookup by phone.
+
+        `counts=False` (no words at all: noise) repeats the prompt without counting towards the offer.
+        """
+        if not counts:
+            return [self._question.text] if self._question is not None else [self._moment("not_understood")]
         by_phone = self._by_phone_rule()
         if (
             by_phone is not None
@@ -602,6 +623,15 @@ class PolicyDialogue:
         if self._choices:
             phrases.update(_ORDINALS)
         return phrases
+
+    def _keywords(self, phrases: Mapping[str, tuple[str, ...]]) -> dict[str, frozenset[str]]:
+        """Words only one intent's phrases use (yes and no must be said in their own words)."""
+        key = tuple(sorted(phrases.items()))
+        cached = self._keyword_cache.get(key)
+        if cached is None:
+            cached = intent_keywords(phrases, exclude=(self._config.yes_intent, self._config.no_intent))
+            self._keyword_cache[key] = cached
+        return cached
 
     def _rule(self, intent: str) -> IntentRule | None:
         """The state's own rule for an intent, filled in from the flow-wide one."""

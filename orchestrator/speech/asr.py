@@ -14,6 +14,14 @@ what a free phone loop finds. Pocketsphinx already scores every frame relative t
 so the grammar path's own normalised score *is* that comparison: a separate phone-loop pass over the same
 audio changed the margin by at most 0.02 on 13 test lines while costing 50-160 ms after every utterance,
 so it is not run. Audio the grammar explains as well as free sounds do scores near 1; forced speech near 0.
+
+What the grammar cannot explain gets a second look (`GrammarDecoder(second_look=True)`, the default): the
+same audio is decoded with the general English language model the wheel ships, and when the turn takes
+order numbers, once more with a grammar of one number among the words that decode heard
+(`build_lead_in_jsgf`). "The code they texted me is D X one zero four two" is then heard as DX1042, and "I
+bought a fridge and want to know when it's coming" as those words (`Decoded.open_vocabulary`), which the
+policy reads for intents instead of a number the grammar invented. Only results below `MIN_CONFIDENCE` pay
+for it, so a clear "yes" or a plainly read number costs nothing more.
 """
 
 from __future__ import annotations
@@ -29,10 +37,18 @@ from typing import Any, Final, Protocol
 
 from orchestrator.audio.vad import make_vad
 from orchestrator.errors import ConfigError
-from orchestrator.speech.grammar import GrammarSpec, build_jsgf, content_span, grammar_words
+from orchestrator.speech.grammar import (
+    GrammarSpec,
+    build_jsgf,
+    build_lead_in_jsgf,
+    content_span,
+    grammar_words,
+    parse_order_number,
+)
 
 __all__ = [
     "MIN_CONFIDENCE",
+    "MIN_WHOLE_CONFIDENCE",
     "SEARCH_INTENTS",
     "SEARCH_NUMBERS",
     "SEARCH_OPEN",
@@ -52,14 +68,34 @@ SEARCH_OPEN: Final = "open"  # any English words (the general language model): n
 # calibrated so that this cut keeps ~99% of correct grammar results on natural voices, clean and at 30 dB
 # (bench/asr_accuracy.py prints retention and off-topic rejection at this threshold).
 MIN_CONFIDENCE: Final = 0.5
+# Below this over the whole utterance (carrier phrases included), the grammar forced its carrier phrases
+# over words it lacks: the utterance is not explained, whatever its key words score. A clean "okay thank you
+# goodbye" scores ~0.57 on flite voices, "hi I have a reference here, it says D X..." forced onto "hi it's
+# bye i want to track order" 0.06.
+MIN_WHOLE_CONFIDENCE: Final = 0.25
 # Mean per-frame log acoustic margin (grammar path against the best sound per frame, over the words that
 # carry the meaning) that maps to MIN_CONFIDENCE, and how many log units move the confidence 0.5 -> ~0.73.
 _MARGIN_AT_THRESHOLD = -3.6
 _MARGIN_SCALE = 0.5
 _NON_WORDS = frozenset({"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]", "NULL"})
+# The second look's searches: open vocabulary, then one order number among the words it heard.
+_SECOND_OPEN: Final = "second_open"
+_SECOND_LEAD_IN: Final = "second_lead_in"
+# Shorter audio is a click or a breath: nothing a second look could make words of.
+_SECOND_LOOK_MIN_MS = 300
+# The grammar searches' settings (read by pocketsphinx when a search is added; the language model keeps
+# the defaults, which it needs). Narrower beams than the defaults (1e-48) halved decoding time on the
+# flow's grammars with the same results for everything they hold (flite voices, 16 lines in and out of
+# them): what they prune is forced, off-grammar explanations the confidence rejects anyway. (The lattice
+# best path stays: `hyp()` spends 100-300 ms in it, holding the GIL, but without it the segments' acoustic
+# scores, which the confidence is made of, are all near zero.)
+_GRAMMAR_SEARCH = {"beam": 1e-35, "wbeam": 1e-25}
 
 _RATE = 16000
 _BYTES_PER_MS = _RATE * 2 // 1000
+# pocketsphinx holds the GIL while it decodes: hand it audio in pieces this small, so the event loop runs
+# between them (a 200 ms piece held it ~50-100 ms under load).
+_PIECE_BYTES = 50 * _BYTES_PER_MS
 # The VAD confirms speech ~100-200 ms after it began; start the decoder this far back so no onset is lost.
 _PREROLL_MS = 300
 # Streaming decoding normalises cepstra with a running mean that starts from the model's default,
@@ -87,6 +123,13 @@ class Recognition:
     speech_ms: int  # audio decoded for this utterance
     decode_ms: float  # from end of speech (the VAD's decision) to this result, wall clock
     confidence: float = 0.0
+    # True: `text` is open-vocabulary words (any English, the caller's own wording), not a grammar
+    # sentence: intents are read from its words, and nothing decisive is done on keywords alone.
+    open_vocabulary: bool = False
+    # The same scale over every word heard, carrier phrases included (None: as `confidence`). A short
+    # "bye" can fit well inside speech the grammar otherwise forced onto fillers; ending a call on one
+    # turn needs the whole utterance explained (at least MIN_WHOLE_CONFIDENCE), not just its key word.
+    whole_confidence: float | None = None
 
     @property
     def understood(self) -> bool:
@@ -102,6 +145,8 @@ class Decoded:
     speech_ms: int
     confidence: float
     margin: float | None = None  # the raw score behind the confidence, for calibration (None: no words)
+    open_vocabulary: bool = False  # `text` is any English words, not a sentence of the grammar
+    whole_confidence: float | None = None  # over every word, carrier phrases included
 
 
 def confidence_from_margin(margin: float | None) -> float:
@@ -120,7 +165,11 @@ class GrammarDecoder:
     """
 
     def __init__(
-        self, spec: GrammarSpec | Mapping[str, GrammarSpec] | None, *, sample_rate: int = _RATE
+        self,
+        spec: GrammarSpec | Mapping[str, GrammarSpec] | None,
+        *,
+        sample_rate: int = _RATE,
+        second_look: bool = True,
     ) -> None:
         # Imported here: pocketsphinx is heavy and only the offline brain and the benchmark need it.
         from pocketsphinx import Decoder  # type: ignore[import-untyped]  # no type hints shipped
@@ -134,12 +183,16 @@ class GrammarDecoder:
         if spec is None:  # open vocabulary: the general English language model
             decoder.add_lm_file(SEARCH_OPEN, _model_file("en-us.lm.bin"))
             present.append(SEARCH_OPEN)
+        elif second_look:  # the same model, for a second look at what the grammar could not explain
+            decoder.add_lm_file(_SECOND_OPEN, _model_file("en-us.lm.bin"))
         specs = {} if spec is None else _grammars(spec)
         words = frozenset[str]().union(*(grammar_words(each) for each, _ in specs.values()))
         _add_pronunciations(decoder, [each for each, _ in specs.values()])
         missing = sorted(w for w in words if decoder.lookup_word(w) is None)
         if missing:
             raise ConfigError(f"words not in the recogniser's dictionary: {', '.join(missing)}")
+        for key, value in _GRAMMAR_SEARCH.items():  # for the grammar searches added from here on
+            decoder.config[key] = value
         for name, (each, numbers) in specs.items():
             decoder.add_jsgf_string(name, build_jsgf(each, numbers=numbers))
             present.append(name)
@@ -147,7 +200,8 @@ class GrammarDecoder:
         self._decoder = decoder
         self._specs = {name: each for name, (each, _) in specs.items()}  # by search; none when open
         self._searches: frozenset[str] = frozenset(present)
-        self._fed = 0
+        self._second_look = second_look and spec is not None
+        self._audio = bytearray()  # this utterance's audio, for the second look
         self._search = SEARCH_NUMBERS if SEARCH_NUMBERS in present else present[0]
 
     @property
@@ -163,10 +217,10 @@ class GrammarDecoder:
         # from whatever line the previous caller was on.
         self._decoder.set_cmn(_SPEECH_CMN)
         self._decoder.start_utt()
-        self._fed = 0
+        self._audio.clear()
 
     def feed(self, pcm: bytes) -> None:
-        self._decoder.process_raw(pcm, False, False)
+        self._process(pcm)
         self._keep(pcm)
 
     def finish(self) -> Decoded:
@@ -185,30 +239,74 @@ class GrammarDecoder:
         return self.recognize(pcm, search).text
 
     def _keep(self, pcm: bytes) -> None:
-        self._fed += len(pcm)
+        self._audio += pcm
+
+    def _process(self, pcm: bytes) -> None:
+        for at in range(0, len(pcm), _PIECE_BYTES):
+            self._decoder.process_raw(pcm[at : at + _PIECE_BYTES], False, False)
 
     def _finish(self) -> Decoded:
         decoder = self._decoder
         decoder.end_utt()
-        hyp = decoder.hyp()
+        first = self._result(self._specs.get(self._search))
+        # Explained: the key words *and* the utterance as a whole (carrier phrases soaking up words the
+        # grammar lacks, around a key word that happens to fit, are not an explanation).
+        explained = first.confidence >= MIN_CONFIDENCE and (first.whole_confidence or 0.0) >= MIN_WHOLE_CONFIDENCE
+        if explained or not self._second_look or first.speech_ms < _SECOND_LOOK_MIN_MS:
+            return first
+        return self._look_again(first)
+
+    def _result(self, spec: GrammarSpec | None, *, open_vocabulary: bool = False) -> Decoded:
+        """The decoder's words for the utterance just ended, scored over the words that carry the meaning."""
+        hyp = self._decoder.hyp()
         text = hyp.hypstr if hyp is not None else ""
-        speech_ms = self._fed // _BYTES_PER_MS
+        speech_ms = len(self._audio) // _BYTES_PER_MS
         if not text:
-            return Decoded(text="", speech_ms=speech_ms, confidence=0.0)
-        words = self._content_frames(list(decoder.seg() or ()))
+            return Decoded(text="", speech_ms=speech_ms, confidence=0.0, open_vocabulary=open_vocabulary)
+        segments = list(self._decoder.seg() or ())
+        words = self._content_frames(segments, spec)
         margin = sum(words.values()) / len(words) if words else None
+        every = _frame_scores(segments, words_only=True)
         return Decoded(
-            text=text,
+            text=" ".join(_base_word(w) for w in text.split()),
             speech_ms=speech_ms,
             confidence=confidence_from_margin(margin),
             margin=margin,
+            open_vocabulary=open_vocabulary,
+            whole_confidence=confidence_from_margin(sum(every.values()) / len(every) if every else None),
         )
 
+    def _look_again(self, first: Decoded) -> Decoded:
+        """Audio the grammar could not explain: any English words, then an order number among them."""
+        heard = self._decode_again(_SECOND_OPEN, None, open_vocabulary=True)
+        spec = self._specs.get(self._search)
+        # Open words understood, else the grammar's own result if that was (its key words were clear).
+        fallback = heard if heard.confidence >= MIN_CONFIDENCE or first.confidence < MIN_CONFIDENCE else first
+        if spec is None or not spec.shapes or not heard.text:
+            return fallback if heard.text else first
+        words = [w for w in heard.text.split() if self._decoder.lookup_word(w) is not None]
+        self._decoder.add_jsgf_string(_SECOND_LEAD_IN, build_lead_in_jsgf(words, spec.shapes))
+        numbers_only = GrammarSpec(shapes=spec.shapes, intents={})
+        number = self._decode_again(_SECOND_LEAD_IN, numbers_only)
+        if number.confidence >= MIN_CONFIDENCE and parse_order_number(number.text, spec.shapes):
+            return number
+        return fallback
 
-    def _content_frames(self, segments: list[Any]) -> dict[int, float]:
+    def _decode_again(
+        self, search: str, spec: GrammarSpec | None, *, open_vocabulary: bool = False
+    ) -> Decoded:
+        decoder = self._decoder
+        decoder.activate_search(search)
+        decoder.set_cmn(_SPEECH_CMN)
+        decoder.start_utt()
+        self._process(bytes(self._audio))
+        decoder.end_utt()
+        return self._result(spec, open_vocabulary=open_vocabulary)
+
+
+    def _content_frames(self, segments: list[Any], spec: GrammarSpec | None) -> dict[int, float]:
         """Per-frame scores of the words that carry the meaning (the number or intent), else all words."""
         spoken = [seg for seg in segments if seg.word not in _NON_WORDS]
-        spec = self._specs.get(self._search)
         if spec is None:
             return _frame_scores(spoken, words_only=True)
         span = content_span([_base_word(seg.word) for seg in spoken], spec)
@@ -436,6 +534,8 @@ class StreamingRecognizer:
                         speech_ms=decoded.speech_ms,
                         decode_ms=(time.perf_counter() - op.at) * 1000,
                         confidence=decoded.confidence,
+                        open_vocabulary=decoded.open_vocabulary,
+                        whole_confidence=decoded.whole_confidence,
                     )
                 )
 

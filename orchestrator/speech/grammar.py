@@ -19,6 +19,7 @@ __all__ = [
     "DIGIT_WORDS",
     "GrammarSpec",
     "build_jsgf",
+    "build_lead_in_jsgf",
     "content_span",
     "grammar_words",
     "match_intent",
@@ -89,6 +90,33 @@ def build_jsgf(spec: GrammarSpec, *, numbers: bool = True, name: str = "caller")
         rules.append(f"public <{name}> = [<filler>] [<filler>] ( {body} ) [<filler>];")
     else:
         rules.append(f"public <{name}> = {' | '.join(bodies)};")
+    return "\n".join(rules) + "\n"
+
+
+def build_lead_in_jsgf(words: Iterable[str], shapes: Iterable[str], *, name: str = "lead_in") -> str:
+    """A grammar for one utterance: an order number anywhere among `words` (what an open decode heard).
+
+    Callers introduce numbers with words no flow can list ("the code they texted me is D X ..."), and a
+    closed grammar then mishears the number too. Given the words an open-vocabulary decode heard in the
+    same audio, this grammar lets any of them come before and after exactly one order number, so the lead-in
+    is explained by words that fit it and the number region by the shapes. The loop is over a handful of
+    words, so it stays fast (an open loop over the whole filler list was ten times slower).
+    """
+    lead = sorted({w for w in words if _WORD.fullmatch(w)} - set(DIGIT_WORDS))
+    number = " | ".join(f"( {_shape_rule(shape)} )" for shape in shapes)
+    if not number:
+        raise ValueError("a lead-in grammar needs order-number shapes")
+    rules = [
+        "#JSGF V1.0;",
+        f"grammar {name};",
+        "<digit> = " + " | ".join(DIGIT_WORDS) + ";",
+        f"<order_number> = {number};",
+    ]
+    if lead:
+        rules.append("<lead> = " + " | ".join(lead) + ";")
+        rules.append(f"public <{name}> = <lead>* <order_number> <lead>*;")
+    else:
+        rules.append(f"public <{name}> = <order_number>;")
     return "\n".join(rules) + "\n"
 
 

@@ -112,7 +112,12 @@ class _BufferedDecoder:
         text, confidence = self._transcriber.transcribe(bytes(self._audio))
         self._audio.clear()
         words = spoken_words(text)
-        return Decoded(text=words, speech_ms=speech_ms, confidence=confidence if words else 0.0)
+        return Decoded(
+            text=words,
+            speech_ms=speech_ms,
+            confidence=confidence if words else 0.0,
+            open_vocabulary=True,  # the caller's own words: intents are read from them, not matched
+        )
 
 
 class TranscriberSource:

@@ -163,3 +163,25 @@ async def test_cascade_call_records_how_long_the_first_prompt_took():
     record = await _call("track_by_number")
     assert record.transcript.first_prompt_ms is not None
     assert '"first_prompt_ms": ' in record.transcript.to_json()
+
+
+@pytest.mark.looptime
+async def test_cascade_call_hears_a_number_introduced_in_the_callers_own_words():
+    """"They sent me a text with D X one zero six zero": the grammar cannot hold the lead-in, the second
+    look hears it as words and the number after them; it is read back and looked up."""
+    record = await _call("number_after_own_words", voice="kal16")
+    transcript = record.render()
+    assert "Order D X one zero six zero, is that right?" in transcript
+    assert 'lookup_order {"order_number": "DX1060"}' in transcript
+    assert record.transcript.outcome == "resolved"
+
+
+@pytest.mark.looptime
+async def test_cascade_call_known_caller_asking_in_their_own_words_hears_their_order():
+    """No phrase of the flow's: the caller's words are read for the status intent, a lookup by phone."""
+    record = await _call("status_in_own_words", voice="slt")
+    transcript = record.render()
+    assert "tool      lookup_order {}" in transcript
+    assert "Order P K two zero nine three one is dispatched" in transcript
+    assert "transfer_to_human" not in transcript
+    assert record.transcript.outcome == "resolved"

@@ -114,12 +114,29 @@ async def test_two_turns_not_understood_offer_a_person():
     """A reprompt first, then the offer of a person; yes to the offer transfers."""
     dialogue, _ = await _identifying()
     assert await _say(dialogue, "hello") == [NOT_UNDERSTOOD]
-    assert await _say(dialogue, "", confidence=0.0) == [
+    assert await _say(dialogue, "mumble", confidence=0.1) == [
         "Sorry, I still did not understand. Would you like me to connect you to a colleague?"
     ]
     assert _tools(await _say(dialogue, "yes")) == [
         ("transfer_to_human", {"reason": "caller asked for a person"})
     ]
+
+
+async def test_noise_repeats_the_prompt_but_never_brings_the_offer_of_a_person():
+    """A cough has no words: the caller hears the prompt again, and it is not counted as a miss."""
+    dialogue, _ = await _identifying()
+    assert await _say(dialogue, "", confidence=0.0) == [NOT_UNDERSTOOD]
+    assert await _say(dialogue, "", confidence=0.0) == [NOT_UNDERSTOOD]
+    assert await _say(dialogue, "mumble", confidence=0.1) == [NOT_UNDERSTOOD]
+
+
+async def test_a_goodbye_inside_words_the_grammar_forced_is_confirmed_not_acted_on():
+    """A clear "bye" in an utterance that is otherwise unexplained (carrier phrases soaking up other
+    words) does not end the call on one turn: the whole utterance must be explained too."""
+    dialogue, _ = await _identifying()
+    heard = Recognition(text="hi it's bye i want to track order", search="numbers", speech_ms=3000,
+                        decode_ms=40.0, confidence=0.92, whole_confidence=0.06)
+    assert await _steps(dialogue.on_caller(heard)) == ["Would you like to end the call?"]
 
 
 async def test_no_to_the_offer_of_a_person_asks_for_the_number_again():
@@ -136,6 +153,44 @@ async def test_a_low_confidence_answer_to_the_read_back_repeats_it():
     await _say(dialogue, "d x one oh four two")
     assert await _say(dialogue, "yes", confidence=0.1) == ["Order D X one zero four two, is that right?"]
     assert _tools(await _say(dialogue, "yes")) == [("lookup_order", {"order_number": "DX1042"})]
+
+
+# --- the caller's own words (open vocabulary) ------------------------------------------------
+
+
+def _own_words(text: str, confidence: float = 0.9) -> Recognition:
+    return Recognition(text=text, search="numbers", speech_ms=2500, decode_ms=40.0, confidence=confidence,
+                       open_vocabulary=True)
+
+
+async def test_a_known_callers_question_in_their_own_words_is_a_lookup_by_phone():
+    """No phrase of the flow, but its words ("arrived", "order") are the status intent's alone."""
+    dialogue, _ = await _identifying(caller_orders=1)
+    steps = await _steps(dialogue.on_caller(_own_words("i ordered a fridge and it has not arrived")))
+    assert _tools(steps) == [("lookup_order", {})]
+
+
+async def test_a_request_for_a_person_in_the_callers_own_words_is_asked_about_first():
+    """Keywords alone never transfer, however sure the recogniser: the caller is asked; yes transfers."""
+    dialogue, _ = await _identifying()
+    steps = await _steps(dialogue.on_caller(_own_words("honestly i need a real human being", 0.99)))
+    assert steps == ["Would you like me to connect you to a colleague?"]
+    assert _tools(await _say(dialogue, "yes")) == [
+        ("transfer_to_human", {"reason": "caller asked for a person"})
+    ]
+
+
+async def test_a_goodbye_found_by_keywords_is_asked_about_first():
+    """"thanks that's everything bye now" holds no goodbye phrase whole: the call is not ended on it."""
+    dialogue, _ = await _identifying()
+    steps = await _steps(dialogue.on_caller(_own_words("thanks that's everything for now", 0.95)))
+    assert steps == ["Would you like to end the call?"]
+
+
+async def test_the_callers_own_words_holding_no_intent_are_not_understood():
+    """Words with no intent's keywords are a reprompt, as any turn not understood."""
+    dialogue, _ = await _identifying()
+    assert await _steps(dialogue.on_caller(_own_words("sorry my little boy is shouting"))) == [NOT_UNDERSTOOD]
 
 
 # --- known callers --------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from orchestrator.speech.grammar import (
     GrammarSpec,
     build_jsgf,
+    build_lead_in_jsgf,
     content_span,
     grammar_words,
     match_intent,
@@ -71,3 +72,18 @@ def test_content_span_finds_the_number_before_the_intent_and_ignores_fillers():
     assert content_span(["yes", "that's", "right"], spec) == (1, 3)
     assert content_span(["hello", "goodbye"], spec) == (1, 2)
     assert content_span(["hello", "my", "order", "number", "is"], spec) is None
+
+
+def test_build_lead_in_jsgf_puts_one_order_number_among_the_words_heard():
+    """The second look's grammar: the open decode's words (not its digits) around exactly one number."""
+    jsgf = build_lead_in_jsgf(["they", "sent", "me", "a", "text", "one", "zero", "the"], ["DX####"])
+    assert "<order_number> = ( d x <digit> <digit> <digit> <digit> );" in jsgf
+    assert "<lead> = a | me | sent | text | the | they;" in jsgf
+    assert "public <lead_in> = <lead>* <order_number> <lead>*;" in jsgf
+
+
+def test_build_lead_in_jsgf_without_words_is_the_number_alone():
+    """Nothing heard but digits: the grammar is one order number."""
+    jsgf = build_lead_in_jsgf(["five", "five"], ["#####"])
+    assert "public <lead_in> = <order_number>;" in jsgf
+    assert "<lead>" not in jsgf.replace("<lead_in>", "")

@@ -1,0 +1,65 @@
+"""Intents in open-vocabulary words: the flow's own phrases first, then the words only one intent uses.
+
+A grammar result either holds an intent's phrase or it does not. Open-vocabulary words — a Whisper
+transcript, or pocketsphinx's second look at audio its grammar could not explain — are the caller's own
+wording: "I ordered a fridge and it hasn't arrived" holds no phrase of the flow, yet plainly asks about an
+order. The keywords come from the flow's phrases (the words one intent uses and no other), so a flow tunes
+them where it tunes everything else, and nothing here knows about orders. This module is pure text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+__all__ = ["intent_keywords", "match_keywords", "stem"]
+
+_WORD = re.compile(r"[a-z']+")
+# Words that say nothing about what the caller wants, whichever phrase they appear in.
+_STOP = frozenset(
+    "a an the my me i i'm i'd it it's is are was be been will would do does did have has had this that "
+    "these those to of for on in at with and or but so please can could you your what when how yes no "
+    "not okay ok hello hi there here just".split()
+)
+_SUFFIXES = ("ing", "ed", "es", "s")
+
+
+def stem(word: str) -> str:
+    """A crude stem, enough to meet "arrived" with "arrive" and "orders" with "order"."""
+    word = word.removesuffix("'s")
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)].rstrip("e")
+    return word.rstrip("e") if len(word) > 4 else word  # "arrive" meets "arrived"; "care" stays "care"
+
+
+def intent_keywords(
+    intents: Mapping[str, Iterable[str]], *, exclude: Iterable[str] = ()
+) -> dict[str, frozenset[str]]:
+    """Intent -> the stems of its phrases' words that no other intent's phrases use (stop words left out).
+
+    `exclude` names intents that must be said in their own words (yes and no: a stray "no" in a sentence
+    is not an answer).
+    """
+    skipped = set(exclude)
+    stems = {
+        name: {stem(w) for phrase in phrases for w in _WORD.findall(phrase.lower()) if w not in _STOP}
+        for name, phrases in intents.items()
+        if name not in skipped
+    }
+    keywords: dict[str, frozenset[str]] = {}
+    for name, own in stems.items():
+        others = set().union(*(words for other, words in stems.items() if other != name))
+        keywords[name] = frozenset(own - others)
+    return keywords
+
+
+def match_keywords(text: str, keywords: Mapping[str, frozenset[str]]) -> str | None:
+    """The one intent with the most keywords in `text`; None when none is heard or two tie."""
+    heard = {stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP}
+    scores = sorted(
+        ((len(heard & words), name) for name, words in keywords.items() if heard & words), reverse=True
+    )
+    if not scores or (len(scores) > 1 and scores[0][0] == scores[1][0]):
+        return None
+    return scores[0][1]

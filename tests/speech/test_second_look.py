@@ -1,0 +1,70 @@
+"""What the grammar cannot explain gets a second look: open-vocabulary words, then a number among them.
+
+Real pocketsphinx, natural flite voices: the lines below are in no grammar of the flow's, as callers say them.
+"""
+
+import pytest
+
+from orchestrator.brains.cascade import policy_config
+from orchestrator.flow import load_flow
+from orchestrator.speech.asr import MIN_CONFIDENCE, SEARCH_NUMBERS, GrammarDecoder
+from orchestrator.speech.grammar import parse_order_number
+from orchestrator.speech.voices import synthesize_caller
+from tests.flows import ORDER_STATUS
+
+CONFIG = policy_config(load_flow(ORDER_STATUS))
+_PAD = b"\x00\x00" * 3200  # 200 ms of silence either side, as a caller leaves
+
+
+@pytest.fixture(scope="module")
+def decoder():
+    return GrammarDecoder(CONFIG.grammars())
+
+
+def _said(text: str, voice: str) -> bytes:
+    return _PAD + synthesize_caller(text, voice) + _PAD  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("line", "voice", "number"),
+    [
+        ("They sent me a text with D X one zero six zero.", "kal16", "DX1060"),
+        ("Could you look up D X one zero five five for me?", "slt", "DX1055"),
+    ],
+)
+def test_a_number_after_words_no_grammar_holds_is_heard_on_the_second_look(decoder, line, voice, number):
+    """The lead-in is explained by the words an open decode heard, the number by the flow's shapes."""
+    decoded = decoder.recognize(_said(line, voice), SEARCH_NUMBERS)
+    assert parse_order_number(decoded.text, CONFIG.shapes) == number, decoded
+    assert decoded.confidence >= MIN_CONFIDENCE
+    assert not decoded.open_vocabulary
+
+
+def test_a_question_no_grammar_holds_comes_back_as_the_callers_words(decoder):
+    """Instead of grammar words forced onto it (an invented number), the caller's own words, marked open."""
+    decoded = decoder.recognize(_said("I'd like to know where my order is please.", "slt"), SEARCH_NUMBERS)
+    assert decoded.open_vocabulary, decoded
+    assert {"where", "my"} <= set(decoded.text.split())
+    assert parse_order_number(decoded.text, CONFIG.shapes) is None
+
+
+def test_an_off_topic_remark_comes_back_as_words_with_no_number(decoder):
+    """A remark to someone else in the room is heard as what it is, never as an order number."""
+    decoded = decoder.recognize(_said("Sorry, my little boy is shouting in the background.", "kal16"), SEARCH_NUMBERS)
+    assert decoded.open_vocabulary, decoded
+    assert parse_order_number(decoded.text, CONFIG.shapes) is None
+
+
+def test_speech_the_grammar_holds_takes_no_second_look(decoder):
+    """A clear answer is the grammar's result, at no extra cost."""
+    decoded = decoder.recognize(_said("Yes, that's right.", "kal16"), SEARCH_NUMBERS)
+    assert decoded.text.endswith("yes that's right")
+    assert not decoded.open_vocabulary
+
+
+def test_without_the_second_look_off_grammar_speech_stays_below_the_cut():
+    """`second_look=False`: the grammar's forced words, rejected by their confidence (the old behaviour)."""
+    grammar_only = GrammarDecoder(CONFIG.grammars(), second_look=False)
+    decoded = grammar_only.recognize(_said("I'd like to know where my order is please.", "slt"), SEARCH_NUMBERS)
+    assert not decoded.open_vocabulary
+    assert decoded.confidence < MIN_CONFIDENCE, decoded
