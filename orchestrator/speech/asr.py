@@ -73,6 +73,11 @@ MIN_CONFIDENCE: Final = 0.5
 # goodbye" scores ~0.57 on flite voices, "hi I have a reference here, it says D X..." forced onto "hi it's
 # bye i want to track order" 0.06.
 MIN_WHOLE_CONFIDENCE: Final = 0.25
+# A silence or noise this long inside an utterance is speech the grammar swallowed (a real pause that long
+# ends the caller's turn; the edges hold at most the 300 ms pre-roll and the VAD's 400 ms hangover): "my
+# tracking number is P K two zero nine four four" came back as "my package the number is" and 1.9 s of
+# "silence". The utterance as a whole is then not explained (whole confidence 0).
+_SWALLOWED_MS = 800
 # Mean per-frame log acoustic margin (grammar path against the best sound per frame, over the words that
 # carry the meaning) that maps to MIN_CONFIDENCE, and how many log units move the confidence 0.5 -> ~0.73.
 _MARGIN_AT_THRESHOLD = -3.6
@@ -93,6 +98,7 @@ _GRAMMAR_SEARCH = {"beam": 1e-35, "wbeam": 1e-25}
 
 _RATE = 16000
 _BYTES_PER_MS = _RATE * 2 // 1000
+_FRAME_MS = 10  # pocketsphinx's frame rate: 100 frames a second
 # pocketsphinx holds the GIL while it decodes: hand it audio in pieces this small, so the event loop runs
 # between them (a 200 ms piece held it ~50-100 ms under load).
 _PIECE_BYTES = 50 * _BYTES_PER_MS
@@ -267,13 +273,19 @@ class GrammarDecoder:
         words = self._content_frames(segments, spec)
         margin = sum(words.values()) / len(words) if words else None
         every = _frame_scores(segments, words_only=True)
+        swallowed = any(
+            seg.word in _NON_WORDS and (seg.end_frame - seg.start_frame + 1) * _FRAME_MS > _SWALLOWED_MS
+            for seg in segments
+        )
         return Decoded(
             text=" ".join(_base_word(w) for w in text.split()),
             speech_ms=speech_ms,
             confidence=confidence_from_margin(margin),
             margin=margin,
             open_vocabulary=open_vocabulary,
-            whole_confidence=confidence_from_margin(sum(every.values()) / len(every) if every else None),
+            whole_confidence=0.0
+            if swallowed
+            else confidence_from_margin(sum(every.values()) / len(every) if every else None),
         )
 
     def _look_again(self, first: Decoded) -> Decoded:

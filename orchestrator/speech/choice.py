@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Literal
 
 from orchestrator.errors import ConfigError
-from orchestrator.speech.asr import DecoderSource, GrammarDecoder
+from orchestrator.speech.asr import DecoderSource
 from orchestrator.speech.grammar import GrammarSpec
 from orchestrator.speech.http_tts import HttpTts, Synthesizer
 from orchestrator.speech.pool import DecoderPool
+from orchestrator.speech.process import ProcessDecoder
 from orchestrator.speech.transcribers import (
     HttpTranscriber,
     TranscriberSource,
@@ -52,8 +53,9 @@ def build_recognizer(
     """Where each call's utterances are decoded; `grammar=None` asks for open vocabulary (the chat brain),
     a mapping gives the grammar recogniser one search per name (a dialogue's per-turn grammars)."""
     if choice.asr == "grammar":
-        # Decoders are pooled: a handful serve every call, lent one utterance at a time.
-        return DecoderPool(lambda: GrammarDecoder(grammar), max_size=choice.asr_decoders)
+        # Decoders are pooled: a handful serve every call, lent one utterance at a time; each decodes in
+        # its own process, because pocketsphinx holds the GIL while it decodes.
+        return DecoderPool(lambda: ProcessDecoder(grammar), max_size=choice.asr_decoders)
     if choice.asr == "whisper":
         return TranscriberSource(
             WhisperTranscriber(choice.whisper_model_dir or bundled_whisper_model())

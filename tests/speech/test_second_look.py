@@ -68,3 +68,15 @@ def test_without_the_second_look_off_grammar_speech_stays_below_the_cut():
     decoded = grammar_only.recognize(_said("I'd like to know where my order is please.", "slt"), SEARCH_NUMBERS)
     assert not decoded.open_vocabulary
     assert decoded.confidence < MIN_CONFIDENCE, decoded
+
+
+def test_speech_the_grammar_swallowed_as_silence_leaves_the_utterance_unexplained():
+    """"My tracking number is P K ..." came back as "my package the number is" and 1.9 s of "silence":
+    a silence that long inside an utterance is swallowed speech, so the whole confidence is 0 and the
+    second look hears the number."""
+    line = _said("My tracking number is P K two zero nine four four.", "kal16")
+    forced = GrammarDecoder(CONFIG.grammars(), second_look=False).recognize(line, SEARCH_NUMBERS)
+    assert forced.text == "my package the number is"
+    assert forced.whole_confidence == 0.0
+    decoded = GrammarDecoder(CONFIG.grammars()).recognize(line, SEARCH_NUMBERS)
+    assert parse_order_number(decoded.text, CONFIG.shapes) == "PK20944"
