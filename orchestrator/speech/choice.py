@@ -16,7 +16,7 @@ from orchestrator.speech.asr import DecoderSource
 from orchestrator.speech.grammar import GrammarSpec
 from orchestrator.speech.http_tts import HttpTts, Synthesizer
 from orchestrator.speech.pool import DecoderPool
-from orchestrator.speech.process import ProcessDecoder
+from orchestrator.speech.process import ProcessDecoder, start_decoder_processes
 from orchestrator.speech.transcribers import (
     HttpTranscriber,
     TranscriberSource,
@@ -55,6 +55,7 @@ def build_recognizer(
     if choice.asr == "grammar":
         # Decoders are pooled: a handful serve every call, lent one utterance at a time; each decodes in
         # its own process, because pocketsphinx holds the GIL while it decodes.
+        start_decoder_processes()  # the fork server imports the recogniser now, not at the first caller
         return DecoderPool(lambda: ProcessDecoder(grammar), max_size=choice.asr_decoders)
     if choice.asr == "whisper":
         return TranscriberSource(

@@ -25,7 +25,7 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.speech.asr import Decoded, GrammarDecoder
 from orchestrator.speech.grammar import GrammarSpec
 
-__all__ = ["DecoderProcessError", "ProcessDecoder"]
+__all__ = ["DecoderProcessError", "ProcessDecoder", "start_decoder_processes"]
 
 # A decoder answers an utterance in well under a second; this long means the child is stuck or gone.
 _ANSWER_TIMEOUT_S: Final = 30.0
@@ -33,6 +33,14 @@ _START_TIMEOUT_S: Final = 60.0  # the first child also waits for the fork server
 
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["orchestrator.speech.asr"])
+
+
+def start_decoder_processes() -> None:
+    """Start the fork server now (it imports pocketsphinx and the recogniser, a second or two), so that
+    the first callers' decoders do not wait for it; harmless to call again."""
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
 
 
 class DecoderProcessError(OrchestratorError):
@@ -122,11 +130,16 @@ def _serve(conn: Connection, spec: GrammarSpec | Mapping[str, GrammarSpec] | Non
                 if failed is not None:
                     raise failed
                 conn.send(("done", decoder.finish()))
+        except OSError:  # the parent let go of this decoder (its call ended mid-utterance)
+            return
         except Exception as exc:  # a decoding failure: answered at the utterance's finish
-            if kind == "finish":
-                conn.send(("error", exc))
-            else:
+            if kind != "finish":
                 failed = exc
+                continue
+            try:
+                conn.send(("error", exc))
+            except OSError:
+                return
 
 
 def _stop(process: BaseProcess, conn: Connection) -> None:

@@ -44,3 +44,32 @@ def test_natural_callers_known_caller_questions_carry_no_order_number():
         if scenario.kind == "known_no_number":
             words = {w.strip(",.?!").lower() for t in scenario.turns if isinstance(t, str) for w in t.split()}
             assert not words & digits, scenario.name
+
+
+HOLDOUT = ROOT / "bench" / "natural_callers_holdout.yaml"
+
+
+def test_held_out_scenarios_are_twenty_or_more_in_every_class():
+    """The held-out set has the main set's classes, at least 20 scenarios, and parses the same way."""
+    bench = _bench()
+    held_out = bench.load_scenarios(HOLDOUT)
+    assert len(held_out) >= 20
+    assert {s.kind for s in held_out} == {s.kind for s in bench.load_scenarios()}
+    for scenario in held_out:
+        assert len(scenario.script().turns) == len(scenario.turns)
+
+
+def test_held_out_scenarios_share_no_line_and_no_name_with_the_main_set():
+    """Other wording: no caller line of the held-out set is said in the main set (short answers and bare
+    order numbers aside)."""
+    bench = _bench()
+    main, held_out = bench.load_scenarios(), bench.load_scenarios(HOLDOUT)
+    number_words = {"zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                    "d", "x", "p", "k", "please"}
+
+    def lines(scenarios):
+        said = {t.lower() for s in scenarios for t in s.turns if isinstance(t, str) and len(t.split()) > 3}
+        return {line for line in said if {w.strip(",.?!") for w in line.split()} - number_words}
+
+    assert not lines(main) & lines(held_out)
+    assert not {s.name for s in main} & {s.name for s in held_out}
