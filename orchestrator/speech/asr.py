@@ -38,6 +38,7 @@ from typing import Any, Final, Protocol
 from orchestrator.audio.vad import make_vad
 from orchestrator.errors import ConfigError
 from orchestrator.speech.grammar import (
+    DIGIT_WORDS,
     GrammarSpec,
     build_jsgf,
     build_lead_in_jsgf,
@@ -260,6 +261,9 @@ class GrammarDecoder:
         explained = first.confidence >= MIN_CONFIDENCE and (first.whole_confidence or 0.0) >= MIN_WHOLE_CONFIDENCE
         if explained or not self._second_look or first.speech_ms < _SECOND_LOOK_MIN_MS:
             return first
+        spec = self._specs.get(self._search)
+        if spec is not None and dict(spec.digits) != dict(DIGIT_WORDS):
+            return first  # another language's grammar (Swahili digits): the language model is English
         return self._look_again(first)
 
     def _result(self, spec: GrammarSpec | None, *, open_vocabulary: bool = False) -> Decoded:
