@@ -32,9 +32,7 @@ _ANSWER_TIMEOUT_S: Final = 30.0
 _START_TIMEOUT_S: Final = 60.0  # the first child also waits for the fork server to import pocketsphinx
 
 _CONTEXT = multiprocessing.get_context("forkserver")
-# The server imports the main module too, so that each child finds it imported and does not run it again
-# (multiprocessing re-runs the main script in every child it has not been imported in: seconds per decoder).
-_CONTEXT.set_forkserver_preload(["__main__", "orchestrator.speech.asr"])
+_CONTEXT.set_forkserver_preload(["orchestrator.speech.asr"])
 
 
 def start_decoder_processes() -> None:
