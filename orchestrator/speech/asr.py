@@ -198,11 +198,16 @@ class GrammarDecoder:
         missing = sorted(w for w in words if decoder.lookup_word(w) is None)
         if missing:
             raise ConfigError(f"words not in the recogniser's dictionary: {', '.join(missing)}")
-        for key, value in _GRAMMAR_SEARCH.items():  # for the grammar searches added from here on
-            decoder.config[key] = value
+        defaults = {key: decoder.config[key] for key in _GRAMMAR_SEARCH}
         for name, (each, numbers) in specs.items():
+            # Read when the search is added: narrow for English grammars; another language's words are
+            # spelt in English phones, a loose fit the narrow beams would prune (a Swahili line misheard).
+            for key, value in (_GRAMMAR_SEARCH if _is_english(each) else defaults).items():
+                decoder.config[key] = value
             decoder.add_jsgf_string(name, build_jsgf(each, numbers=numbers))
             present.append(name)
+        for key, value in _GRAMMAR_SEARCH.items():  # the second look's number pass, added per utterance
+            decoder.config[key] = value
         decoder.set_cmn(_SPEECH_CMN)
         self._decoder = decoder
         self._specs = {name: each for name, (each, _) in specs.items()}  # by search; none when open
@@ -262,7 +267,7 @@ class GrammarDecoder:
         if explained or not self._second_look or first.speech_ms < _SECOND_LOOK_MIN_MS:
             return first
         spec = self._specs.get(self._search)
-        if spec is not None and dict(spec.digits) != dict(DIGIT_WORDS):
+        if spec is not None and not _is_english(spec):
             return first  # another language's grammar (Swahili digits): the language model is English
         return self._look_again(first)
 
@@ -358,6 +363,11 @@ def _add_pronunciations(decoder: Any, specs: list[GrammarSpec]) -> None:
             variant = f"{word}({index})"
         else:
             decoder.add_word(variant, phones, True)
+
+
+def _is_english(spec: GrammarSpec) -> bool:
+    """Digits said as English words: the grammar of an English line (a Swahili one adds "moja", "mbili")."""
+    return dict(spec.digits) == dict(DIGIT_WORDS)
 
 
 def _base_word(word: str) -> str:
