@@ -21,8 +21,14 @@ Figures, per level:
   server                 cores busy, RSS MB, per call, in the window; GC pauses of 20 ms or more
                          (wall, and the collector's own CPU)
   generator              this process's cores and loop lag (is the platform itself keeping up?)
+  workers                with --workers N: each worker's pid, cores, RSS and live calls (from /healthz)
+  redis                  with --workers N: commands Redis processed, per live call per second in the
+                         window and per call over the run (a throwaway redis-server of the bench's own)
 
-    python bench/load.py [--levels 50,100] [--ramp 10] [--turns 5]
+    python bench/load.py [--levels 50,100] [--ramp 10] [--turns 5] [--workers 2]
+
+With --workers N the server is `serve --workers N` sharing calls through a redis-server the bench
+starts on a free port (nothing else uses it, so its command count is the service's alone).
 
 Other work on the machine shares its cores: figures from a busy box are noisy; compare runs taken
 back to back.
@@ -43,10 +49,12 @@ import sys
 import tempfile
 import time
 from functools import cache
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import numpy as np
+import redis.asyncio as redis
 
 from orchestrator.audio.synth import synthesize_speech
 from orchestrator.logging import configure_logging
@@ -147,8 +155,73 @@ def _proc_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _worker_pids(pid: int, workers: int) -> list[int]:
+    """The server's worker processes: the supervisor's children, or the server itself."""
+    if workers == 1:
+        return [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return sorted(int(child) for child in children)
+
+
+@contextlib.asynccontextmanager
+async def _throwaway_redis() -> AsyncIterator[str]:
+    """A redis-server of the bench's own on a free port, gone after the run."""
+    port = _free_port()
+    process = await asyncio.create_subprocess_exec(
+        "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis.from_url(url)
+        for _ in range(100):
+            with contextlib.suppress(redis.ConnectionError):
+                await client.ping()
+                break
+            await asyncio.sleep(0.05)
+        await client.aclose()
+        yield url
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def _redis_commands(url: str | None) -> int | None:
+    if url is None:
+        return None
+    client = redis.Redis.from_url(url)
+    try:
+        # INFO itself counts: one command per reading, negligible beside the service's.
+        return int((await client.info("stats"))["total_commands_processed"])
+    finally:
+        await client.aclose()
+
+
+async def _serving_workers(pid: int, base: str, workers: int) -> list[int]:
+    """Until all `workers` run and each has answered /healthz (the supervisor starts them in turn)."""
+    for _ in range(300):
+        with contextlib.suppress(OSError):
+            pids = _worker_pids(pid, workers)
+            if len(pids) == workers and set(await _live_by_worker(base, pids)) == set(pids):
+                return pids
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"{workers} workers never all served")
+
+
+async def _live_by_worker(base: str, pids: list[int]) -> dict[int, int]:
+    """Each worker's live calls: /healthz over fresh connections until every worker has answered."""
+    seen: dict[int, int] = {}
+    for _ in range(20 * len(pids)):
+        async with aiohttp.ClientSession() as http, http.get(f"{base}/healthz") as response:
+            health = await response.json()
+        seen[int(health["pid"])] = int(health["active_calls"])
+        if set(seen) >= set(pids):
+            break
+    return seen
+
+
 async def _start_server(
-    workdir: Path, extra_env: dict[str, str]
+    workdir: Path, extra_env: dict[str, str], workers: int = 1
 ) -> tuple[asyncio.subprocess.Process, str]:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
@@ -174,6 +247,8 @@ async def _start_server(
         "warning",
         "--orders",
         "demo",  # the embedded demo orders API: the bench brain looks nothing up anyway
+        "--workers",
+        str(workers),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -191,9 +266,8 @@ async def _start_server(
     raise RuntimeError(f"the service did not start; see {workdir / 'server.log'}")
 
 
-async def _active_calls(base: str) -> int | None:
-    async with aiohttp.ClientSession() as http, http.get(f"{base}/healthz") as response:
-        return (await response.json()).get("active_calls")
+async def _active_calls(base: str, pids: list[int]) -> int:
+    return sum((await _live_by_worker(base, pids)).values())
 
 
 # --- one level -----------------------------------------------------------------------------------
@@ -216,68 +290,127 @@ def _percentiles(values: list[float]) -> dict[str, float | int | None]:
 
 
 async def _level(
-    calls: int, *, ramp_s: float, turns: int, window_s: float, soak_s: float, env: dict[str, str]
+    calls: int,
+    *,
+    ramp_s: float,
+    turns: int,
+    window_s: float,
+    soak_s: float,
+    env: dict[str, str],
+    workers: int = 1,
 ) -> dict[str, object]:
     script = _script(turns)
     options = SimulatorOptions(voice=_voice, say_ms_per_char=10, max_wait_ms=10_000)
     with tempfile.TemporaryDirectory(prefix="orchestrator-load-") as tmp:
         workdir = Path(tmp)
-        process, base = await _start_server(workdir, env)
-        pid = process.pid
-        try:
-            rss_idle = _proc_rss_mb(pid)
-            lag: list[float] = []
-            stop = asyncio.Event()
-            monitor = asyncio.get_running_loop().create_task(_lag_monitor(lag, stop))
+        async with contextlib.AsyncExitStack() as stack:
+            redis_url = None
+            if workers > 1:
+                redis_url = await stack.enter_async_context(_throwaway_redis())
+                env = {**env, "ORCHESTRATOR_REDIS_URL": redis_url}
+            return await _measure(
+                calls, workdir, script, options, ramp_s=ramp_s, window_s=window_s, soak_s=soak_s,
+                env=env, workers=workers, redis_url=redis_url, turns=turns,
+            )
+    raise AssertionError("the exit stack returned without a result")
 
-            started = time.perf_counter()
 
-            async def slot(index: int) -> list[SimulatedCall | BaseException]:
-                """One caller line: a call, then (soaking) the next, until the soak is over."""
-                await asyncio.sleep(ramp_s * index / calls)
-                placed: list[SimulatedCall | BaseException] = []
-                while not placed or time.perf_counter() - started < soak_s:
-                    sid = f"HD_load{index:05d}_{len(placed):03d}"
-                    platform = FakeSautikit(base, options=options)
-                    try:
-                        placed.append(await platform.call(script, call_sid=sid))
-                    except Exception as exc:  # counted: one failed call must not end the run
-                        placed.append(exc)
-                return placed
+async def _measure(
+    calls: int,
+    workdir: Path,
+    script: CallScript,
+    options: SimulatorOptions,
+    *,
+    ramp_s: float,
+    window_s: float,
+    soak_s: float,
+    env: dict[str, str],
+    workers: int,
+    redis_url: str | None,
+    turns: int,
+) -> dict[str, object]:
+    process, base = await _start_server(workdir, env, workers)
+    pids = await _serving_workers(process.pid, base, workers)
+    try:
+        rss_idle = {pid: _proc_rss_mb(pid) for pid in pids}
+        lag: list[float] = []
+        stop = asyncio.Event()
+        monitor = asyncio.get_running_loop().create_task(_lag_monitor(lag, stop))
+        redis_before = await _redis_commands(redis_url)
+        started = time.perf_counter()
 
-            placing = asyncio.gather(*(slot(i) for i in range(calls)))
-            # Every call started, greeted and streaming; when soaking, near the soak's end.
-            await asyncio.sleep(max(ramp_s + 2.0, soak_s - window_s))
-            live_at_start = await _active_calls(base)
-            cpu0, gen0, wall0 = _proc_cpu_s(pid), time.process_time(), time.perf_counter()
-            await asyncio.sleep(window_s)
-            cpu1, gen1, wall1 = _proc_cpu_s(pid), time.process_time(), time.perf_counter()
-            rss_live = _proc_rss_mb(pid)
-            live_at_end = await _active_calls(base)
-            results = [call for placed in await placing for call in placed]
-            wall_s = time.perf_counter() - started
-            stop.set()
-            await monitor
-            await asyncio.sleep(1.0)  # transcripts are written just after each call
-            transcripts = [p.read_text() for p in (workdir / "transcripts").glob("*.txt")]
-        finally:
-            process.terminate()
-            await process.wait()
-        gc_pauses = _gc_pauses(workdir / "server.log")
-    return _figures(
+        async def slot(index: int) -> list[SimulatedCall | BaseException]:
+            """One caller line: a call, then (soaking) the next, until the soak is over."""
+            await asyncio.sleep(ramp_s * index / calls)
+            placed: list[SimulatedCall | BaseException] = []
+            while not placed or time.perf_counter() - started < soak_s:
+                sid = f"HD_load{index:05d}_{len(placed):03d}"
+                platform = FakeSautikit(base, options=options)
+                try:
+                    placed.append(await platform.call(script, call_sid=sid))
+                except Exception as exc:  # counted: one failed call must not end the run
+                    placed.append(exc)
+            return placed
+
+        placing = asyncio.gather(*(slot(i) for i in range(calls)))
+        # Every call started, greeted and streaming; when soaking, near the soak's end.
+        await asyncio.sleep(max(ramp_s + 2.0, soak_s - window_s))
+        live_start = await _live_by_worker(base, pids)
+        cpu0 = {pid: _proc_cpu_s(pid) for pid in [process.pid, *pids]}
+        redis0 = await _redis_commands(redis_url)
+        gen0, wall0 = time.process_time(), time.perf_counter()
+        await asyncio.sleep(window_s)
+        cpu1 = {pid: _proc_cpu_s(pid) for pid in [process.pid, *pids]}
+        redis1 = await _redis_commands(redis_url)
+        gen1, wall1 = time.process_time(), time.perf_counter()
+        rss_live = {pid: _proc_rss_mb(pid) for pid in pids}
+        live_end = await _live_by_worker(base, pids)
+        results = [call for placed in await placing for call in placed]
+        wall_s = time.perf_counter() - started
+        redis_after = await _redis_commands(redis_url)
+        stop.set()
+        await monitor
+        await asyncio.sleep(1.0)  # transcripts are written just after each call
+        transcripts = [p.read_text() for p in (workdir / "transcripts").glob("*.txt")]
+    finally:
+        process.terminate()
+        await process.wait()
+    gc_pauses = _gc_pauses(workdir / "server.log")
+    window = wall1 - wall0
+    figures = _figures(
         calls,
         turns,
         results,
         transcripts,
-        window=wall1 - wall0,
-        server_cpu=cpu1 - cpu0,
+        window=window,
+        server_cpu=sum(cpu1[pid] - cpu0[pid] for pid in cpu0),
         generator_cpu=gen1 - gen0,
-        rss=(rss_idle, rss_live),
-        live=(live_at_start, live_at_end),
+        rss=(sum(rss_idle.values()), sum(rss_live.values())),
+        live=(sum(live_start.values()), sum(live_end.values())),
         lag=lag,
         wall_s=wall_s,
         gc_pauses=gc_pauses,
     )
+    figures["workers"] = [
+        {
+            "pid": pid,
+            "cores": round((cpu1[pid] - cpu0[pid]) / window, 3) if window else None,
+            "rss_mb": round(rss_live[pid], 1),
+            "live_calls": {"start": live_start.get(pid), "end": live_end.get(pid)},
+        }
+        for pid in pids
+    ]
+    if redis_url is not None:
+        assert None not in (redis_before, redis0, redis1, redis_after)
+        live_mean = (sum(live_start.values()) + sum(live_end.values())) / 2
+        in_window = int(redis1 or 0) - int(redis0 or 0)
+        figures["redis"] = {
+            "commands_in_window": in_window,
+            "commands_per_s": round(in_window / window, 1) if window else None,
+            "per_live_call_per_s": round(in_window / window / live_mean, 3) if window and live_mean else None,
+            "commands_per_call": round((int(redis_after or 0) - int(redis_before or 0)) / len(results), 1),
+        }
+    return figures
 
 
 def _gc_pauses(server_log: Path) -> list[tuple[float, float]]:
@@ -368,13 +501,17 @@ async def _run(
     window_s: float,
     soak_s: float,
     env: dict[str, str],
+    workers: int = 1,
 ) -> dict[str, object]:
     return {
         "cpu_count": os.cpu_count(),
         "load_average_before": os.getloadavg()[0],
         "turns_per_call": turns,
+        "server_workers": workers,
         "levels": [
-            await _level(n, ramp_s=ramp_s, turns=turns, window_s=window_s, soak_s=soak_s, env=env)
+            await _level(
+                n, ramp_s=ramp_s, turns=turns, window_s=window_s, soak_s=soak_s, env=env, workers=workers
+            )
             for n in levels
         ],
     }
@@ -403,6 +540,12 @@ def main() -> None:
         help="seconds to keep every caller line busy, call after call (0: one call each)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="serve --workers N (N > 1 shares calls through a throwaway redis-server of the bench's own)",
+    )
+    parser.add_argument(
         "--env",
         action="append",
         default=[],
@@ -420,6 +563,7 @@ def main() -> None:
             window_s=args.window,
             soak_s=args.soak,
             env=env,
+            workers=args.workers,
         )
     )
     print(json.dumps(figures))
