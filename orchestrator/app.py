@@ -811,12 +811,25 @@ async def _check_signature(orchestrator: Orchestrator, body: bytes, header: str 
 def _expire_if_unconnected(orchestrator: Orchestrator, call_sid: CallId) -> None:
     session = orchestrator.sessions.get(call_sid)
     if session is not None and not session.stream_attached:
-        log.warning("stream_never_connected", call_sid=call_sid)
-        del orchestrator.sessions[call_sid]
-        orchestrator.spawn(orchestrator.live.finished(call_sid))
-        session.note("stream", "never connected")
-        if orchestrator.records is not None:
-            orchestrator.records.write(session, outcome=UNCONNECTED)
+        orchestrator.spawn(_expire(orchestrator, session))
+
+
+async def _expire(orchestrator: Orchestrator, session: CallSession) -> None:
+    """No socket came here: the call is over, unless another worker holds its socket (its message that
+    the call moved was lost), whose record and shared state must then stay as they are."""
+    live, call_sid = orchestrator.live, session.call_sid
+    claimed = await live.claim(call_sid)
+    if session.stream_attached or orchestrator.sessions.get(call_sid) is not session:
+        return  # the socket came after all, here, or the session was let go meanwhile
+    del orchestrator.sessions[call_sid]
+    if not claimed:
+        log.info("call_moved", call_sid=call_sid)
+        return
+    log.warning("stream_never_connected", call_sid=call_sid)
+    session.note("stream", "never connected")
+    if orchestrator.records is not None:
+        orchestrator.records.write(session, outcome=UNCONNECTED)
+    await live.finished(call_sid)
 
 
 async def _media_stream(request: web.Request) -> web.StreamResponse:

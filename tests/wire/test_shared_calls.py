@@ -294,3 +294,38 @@ async def test_a_call_s_socket_and_dial_are_each_taken_once_across_workers(clien
     assert sorted(d is not None for d in dials) == [False, True]
     await first.finished(sid)
     assert await second.find(sid) is None
+
+
+async def test_an_unconnected_call_is_expired_only_if_no_other_worker_took_its_socket(
+    client, tmp_path
+):
+    """The webhook's worker expires a call nobody streamed; one whose socket another worker holds it leaves be."""
+    prefix = _prefix()
+    app = create_app(
+        _settings(prefix, tmp_path / "calls.sqlite3", stream_connect_timeout_s=0.5),
+        brain_factory=lambda start: ScriptedBrain(load_script(LONG_CALL)),
+    )
+    async with serve_on_loopback(app) as url, aiohttp.ClientSession() as http:
+        worker = app[ORCHESTRATOR]
+        for sid in ("HD_nobody01", "HD_elsewhere"):
+            body, headers = _signed_post({"CallSid": sid, "From": "+254712345678"})
+            async with http.post(f"{url}/voice", data=body, headers=headers) as answer:
+                assert "<Stream" in await answer.text()
+        # Another worker took this call's socket, and its word that the call moved never arrived.
+        await client.set(f"{prefix}live:socket:HD_elsewhere", "another-worker")
+        await _until_gone(worker, "HD_nobody01", "HD_elsewhere")
+        assert worker.records is not None
+        await worker.records.flush(5)
+        kept = {c.call_sid: c.outcome for c in await worker.records.store.recent(limit=10)}
+
+        assert kept == {"HD_nobody01": "unconnected", "HD_elsewhere": "live"}
+        assert await worker.live.find(CallId("HD_nobody01")) is None
+        assert await worker.live.find(CallId("HD_elsewhere")) is not None
+
+
+async def _until_gone(worker, *call_sids: str) -> None:
+    for _ in range(100):
+        if not any(sid in worker.sessions for sid in call_sids):
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail("the unconnected calls were never let go")
