@@ -154,19 +154,22 @@ async def test_serve_workers_restarts_a_worker_that_dies(tmp_path):
 
 
 async def test_serve_workers_sighup_replaces_each_worker_while_the_port_keeps_answering(tmp_path):
-    """SIGHUP: every worker replaced one at a time; /healthz answered 200 on every poll meanwhile."""
+    """SIGHUP: every worker replaced one at a time; /healthz answered on every poll meanwhile.
+
+    A poll accepted by the old worker just as it stops listening is answered 503 "draining" (what a load
+    balancer should see from a worker on its way out); none finds the port closed."""
     async with _serve(tmp_path, "--workers", "2") as served, aiohttp.ClientSession() as http:
         await wait_until_serving(http, served.url, attempts=300)
         before = await _all_serving(served, 2)
         served.process.send_signal(signal.SIGHUP)
 
-        statuses: list[int] = []
+        statuses: list[tuple[int, str]] = []
         for _ in range(600):
             async with (
                 aiohttp.ClientSession() as fresh,
                 fresh.get(f"{served.url}/healthz") as response,
             ):
-                statuses.append(response.status)
+                statuses.append((response.status, (await response.json())["status"]))
             now = served.worker_pids()
             if len(now) == 2 and not now & before:
                 break
@@ -174,7 +177,9 @@ async def test_serve_workers_sighup_replaces_each_worker_while_the_port_keeps_an
 
         assert len(now) == 2
         assert not now & before
-        assert set(statuses) == {200}
+        assert {status for status, _ in statuses} <= {200, 503}
+        assert all(said == "draining" for status, said in statuses if status == 503)
+        assert await _all_serving(served, 2) == now  # and afterwards both new workers answer 200
 
 
 async def test_serve_workers_without_redis_is_refused_with_the_reason(tmp_path):
