@@ -136,11 +136,12 @@ async def test_cli_serve_answers_a_call_as_a_real_process(tmp_path):
         script = load_script(SCRIPTS / "asks_for_human.yaml")
         platform = await FakeSautikit(base).call(script, call_sid="HD_process01")
         assert platform.dialed == CARE_DESK
-        for _ in range(50):
-            if (tmp_path / "HD_process01.txt").exists():
+        transcript = tmp_path / "HD_process01.txt"
+        for _ in range(100):  # the file is created, then written: wait for its last line, not its name
+            if transcript.exists() and "outcome" in transcript.read_text():
                 break
             await asyncio.sleep(0.1)
-        assert "outcome   escalated" in (tmp_path / "HD_process01.txt").read_text()
+        assert "outcome   escalated" in transcript.read_text()
     finally:
         process.terminate()
         _, stderr = await process.communicate()
