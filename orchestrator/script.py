@@ -211,15 +211,18 @@ ScriptTurn = Annotated[
 ]
 
 
+AnswerKind = Literal["answer", "voicemail", "no_answer", "busy", "failed"]
+
+
 class OutboundCall(_Strict):
     """The shop calls the customer (`caller:` is the customer's number) about `order`; each attempt is
     answered as `answers` says, in order (the last one repeats): a person (`answer`, who then plays the
     script's caller turns), a `voicemail` greeting, or nobody (`no_answer`, `busy`, `failed`)."""
 
     order: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
-    answers: Annotated[
-        list[Literal["answer", "voicemail", "no_answer", "busy", "failed"]], Field(min_length=1)
-    ] = Field(default_factory=lambda: ["answer"])
+    answers: Annotated[list[AnswerKind], Field(min_length=1)] = Field(
+        default_factory=lambda: list[AnswerKind](["answer"])
+    )
 
 
 class CallScript(_Strict):

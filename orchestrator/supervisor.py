@@ -165,12 +165,28 @@ class Supervisor:
                     self._state.stopping = True
                     self._stop_restarts()
                     self._forward(signum)
+                    # A worker stuck past its own grace must not keep the whole service up.
+                    asyncio.get_running_loop().call_later(
+                        self._drain_timeout_s, self._kill_stragglers
+                    )
             if exited.done() and not exited.cancelled():
                 await self._exited(exited.result())
         if rolling is not None:
             rolling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await rolling
+
+    def _kill_stragglers(self) -> None:
+        for worker in self._state.workers.values():
+            if worker.process.returncode is None:
+                log.error(
+                    "worker_killed",
+                    slot=worker.slot,
+                    pid=worker.process.pid,
+                    reason=f"still draining {self._drain_timeout_s:g} s after the signal",
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    worker.process.kill()
 
     def _stop_restarts(self) -> None:
         for task in self._restarts:

@@ -114,6 +114,21 @@ async def _all_serving(served: Served, count: int) -> set[int]:
     pytest.fail(f"{count} workers never all answered")
 
 
+async def _exits_cleanly(served: Served, *, timeout_s: float) -> None:
+    """The supervisor exits 0 within `timeout_s`; else the test fails with what the service logged."""
+    code: int | None = None
+    with contextlib.suppress(TimeoutError):
+        code = await asyncio.wait_for(served.process.wait(), timeout=timeout_s)
+    if code == 0:
+        return
+    for pid in [*served.worker_pids(), served.process.pid]:  # they share its stderr
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert served.process.stderr is not None
+    logged = (await asyncio.wait_for(served.process.stderr.read(), 10)).decode(errors="replace")
+    pytest.fail(f"serve --workers: exit code {code} after SIGTERM; it logged:\n{logged[-8000:]}")
+
+
 async def _until(condition, *, attempts: int = 150) -> None:
     for _ in range(attempts):
         if condition():
@@ -134,7 +149,7 @@ async def test_serve_workers_share_one_port_carry_calls_and_stop_on_sigterm(tmp_
         assert call.ended_by == "agent"
 
         served.process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(served.process.wait(), timeout=30) == 0
+        await _exits_cleanly(served, timeout_s=30)
 
 
 async def test_serve_workers_restarts_a_worker_that_dies(tmp_path):
