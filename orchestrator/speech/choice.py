@@ -56,7 +56,13 @@ def build_recognizer(
         # Decoders are pooled: a handful serve every call, lent one utterance at a time; each decodes in
         # its own process, because pocketsphinx holds the GIL while it decodes.
         start_decoder_processes()  # the fork server imports the recogniser now, not at the first caller
-        return DecoderPool(lambda: ProcessDecoder(grammar), max_size=choice.asr_decoders)
+        # Every decoder built is kept: a process takes seconds to start under load, and freeing the ones
+        # beyond a couple idle made concurrent calls start new ones mid-utterance, so callers went unheard.
+        return DecoderPool(
+            lambda: ProcessDecoder(grammar),
+            max_size=choice.asr_decoders,
+            keep_idle=choice.asr_decoders,
+        )
     if choice.asr == "whisper":
         return TranscriberSource(
             WhisperTranscriber(choice.whisper_model_dir or bundled_whisper_model())
