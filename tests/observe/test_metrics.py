@@ -69,6 +69,21 @@ async def _scrape(url: str, token: str | None = None) -> httpx.Response:
         return await client.get(f"{url}/metrics", headers=headers)
 
 
+async def _openai_call_then_scrape(fault: Fault):
+    """A returning caller's call on OpenAI Realtime's fake with one `fault`; the fake, record and samples."""
+    script = load_script(CALLS / "returning_caller_by_phone.yaml")
+    async with (
+        FakeOpenAIRealtime(script, faults=(fault,)) as fake,
+        serve_line(
+            settings=Settings(fallback_voice="synthetic"),
+            brain_factory=lambda start: OpenAIRealtimeBrain(fake.config()),
+        ) as line,
+    ):
+        record = await line.call(script, call_sid="HD_openai01")
+        samples = _samples((await _scrape(line.url)).text)
+    return fake, record, samples
+
+
 @pytest.mark.looptime
 async def test_metrics_after_a_resolved_call_count_it_with_its_turns_and_lookup():
     """A call that reads out an order counts as one resolved call with its lookup, tools and turns."""
@@ -166,17 +181,7 @@ async def test_metrics_of_two_apps_in_one_process_do_not_mix():
 @pytest.mark.looptime
 async def test_metrics_count_a_brain_reconnect_by_brain_kind():
     """OpenAI Realtime's socket drops mid-call and the adapter reconnects: one reconnect, no failure."""
-    script = load_script(CALLS / "returning_caller_by_phone.yaml")
-    faults = (Fault(action="drop", after_caller_line=1),)
-    async with (
-        FakeOpenAIRealtime(script, faults=faults) as fake,
-        serve_line(
-            settings=Settings(fallback_voice="synthetic"),
-            brain_factory=lambda start: OpenAIRealtimeBrain(fake.config()),
-        ) as line,
-    ):
-        record = await line.call(script, call_sid="HD_reconn01")
-        samples = _samples((await _scrape(line.url)).text)
+    fake, record, samples = await _openai_call_then_scrape(Fault(action="drop", after_caller_line=1))
     assert fake.connections == 2
     assert record.transcript.outcome == "resolved"
     assert _value(samples, "orchestrator_brain_reconnects_total", brain="openairealtime") == 1
@@ -215,17 +220,7 @@ async def test_metrics_count_tool_actions_done_and_failed(tmp_path):
 @pytest.mark.looptime
 async def test_metrics_count_a_brain_failure_by_brain_kind():
     """OpenAI Realtime answers with an exhausted quota mid-call: one failure, and the flow escalates."""
-    script = load_script(CALLS / "returning_caller_by_phone.yaml")
-    faults = (Fault(action="quota", after_caller_line=1),)
-    async with (
-        FakeOpenAIRealtime(script, faults=faults) as fake,
-        serve_line(
-            settings=Settings(fallback_voice="synthetic"),
-            brain_factory=lambda start: OpenAIRealtimeBrain(fake.config()),
-        ) as line,
-    ):
-        record = await line.call(script, call_sid="HD_quota001")
-        samples = _samples((await _scrape(line.url)).text)
+    _fake, record, samples = await _openai_call_then_scrape(Fault(action="quota", after_caller_line=1))
     assert record.transcript.outcome == "escalated"
     assert _value(samples, "orchestrator_brain_failures_total", brain="openairealtime") == 1
     assert _value(samples, "orchestrator_calls_total", outcome="escalated", final_state="escalating") == 1
