@@ -177,16 +177,15 @@ class Supervisor:
                 await rolling
 
     def _kill_stragglers(self) -> None:
-        for worker in self._state.workers.values():
-            if worker.process.returncode is None:
-                log.error(
-                    "worker_killed",
-                    slot=worker.slot,
-                    pid=worker.process.pid,
-                    reason=f"still draining {self._drain_timeout_s:g} s after the signal",
-                )
-                with contextlib.suppress(ProcessLookupError):
-                    worker.process.kill()
+        stragglers = [w for w in self._state.workers.values() if w.process.returncode is None]
+        for worker in stragglers:
+            log.error(
+                "worker_killed",
+                slot=worker.slot,
+                pid=worker.process.pid,
+                reason=f"still draining {self._drain_timeout_s:g} s after the signal",
+            )
+        self._forward(signal.SIGKILL)
 
     def _stop_restarts(self) -> None:
         for task in self._restarts:

@@ -141,10 +141,14 @@ async def test_metrics_count_escalation_steps_and_failed_lookups():
     )
     assert steps == sum(1 for line in tried if line.startswith("trying"))
     outcome = record.transcript.outcome
-    assert sum(
-        value for (name, labels), value in samples.items()
-        if name == "orchestrator_calls_total" and ("outcome", outcome) in labels
-    ) == 1
+    assert (
+        sum(
+            value
+            for (name, labels), value in samples.items()
+            if name == "orchestrator_calls_total" and ("outcome", outcome) in labels
+        )
+        == 1
+    )
 
 
 async def test_metrics_behind_a_token_refuse_a_scrape_without_it():
@@ -181,7 +185,9 @@ async def test_metrics_of_two_apps_in_one_process_do_not_mix():
 @pytest.mark.looptime
 async def test_metrics_count_a_brain_reconnect_by_brain_kind():
     """OpenAI Realtime's socket drops mid-call and the adapter reconnects: one reconnect, no failure."""
-    fake, record, samples = await _openai_call_then_scrape(Fault(action="drop", after_caller_line=1))
+    fake, record, samples = await _openai_call_then_scrape(
+        Fault(action="drop", after_caller_line=1)
+    )
     assert fake.connections == 2
     assert record.transcript.outcome == "resolved"
     assert _value(samples, "orchestrator_brain_reconnects_total", brain="openairealtime") == 1
@@ -220,10 +226,15 @@ async def test_metrics_count_tool_actions_done_and_failed(tmp_path):
 @pytest.mark.looptime
 async def test_metrics_count_a_brain_failure_by_brain_kind():
     """OpenAI Realtime answers with an exhausted quota mid-call: one failure, and the flow escalates."""
-    _fake, record, samples = await _openai_call_then_scrape(Fault(action="quota", after_caller_line=1))
+    _fake, record, samples = await _openai_call_then_scrape(
+        Fault(action="quota", after_caller_line=1)
+    )
     assert record.transcript.outcome == "escalated"
     assert _value(samples, "orchestrator_brain_failures_total", brain="openairealtime") == 1
-    assert _value(samples, "orchestrator_calls_total", outcome="escalated", final_state="escalating") == 1
+    assert (
+        _value(samples, "orchestrator_calls_total", outcome="escalated", final_state="escalating")
+        == 1
+    )
 
 
 async def test_metrics_count_call_record_writes_the_store_refused(tmp_path):
@@ -232,7 +243,9 @@ async def test_metrics_count_call_record_writes_the_store_refused(tmp_path):
     db = tmp_path / "calls.sqlite3"
     script = load_script(CALLS / "hangup_mid_narration.yaml")
     settings = Settings(fallback_voice="synthetic", calls_db=str(db), calls_db_busy_timeout_s=0.05)
-    async with serve_line(settings=settings, brain_factory=lambda start: ScriptedBrain(script)) as line:
+    async with serve_line(
+        settings=settings, brain_factory=lambda start: ScriptedBrain(script)
+    ) as line:
         blocker = sqlite3.connect(db, isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")
         try:

@@ -87,10 +87,7 @@ async def _serve(tmp_path: Path, *args: str, redis: bool = True) -> AsyncIterato
         yield served
     finally:
         if process.returncode is None:
-            for pid in served.worker_pids():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            process.kill()
+            _kill_everything(served)
         await process.wait()
 
 
@@ -114,6 +111,13 @@ async def _all_serving(served: Served, count: int) -> set[int]:
     pytest.fail(f"{count} workers never all answered")
 
 
+def _kill_everything(served: Served) -> None:
+    """SIGKILL the workers, then their supervisor."""
+    for pid in [*served.worker_pids(), served.process.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 async def _exits_cleanly(served: Served, *, timeout_s: float) -> None:
     """The supervisor exits 0 within `timeout_s`; else the test fails with what the service logged."""
     code: int | None = None
@@ -121,9 +125,7 @@ async def _exits_cleanly(served: Served, *, timeout_s: float) -> None:
         code = await asyncio.wait_for(served.process.wait(), timeout=timeout_s)
     if code == 0:
         return
-    for pid in [*served.worker_pids(), served.process.pid]:  # they share its stderr
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    _kill_everything(served)  # the workers share its stderr: killed too, so the read ends
     assert served.process.stderr is not None
     logged = (await asyncio.wait_for(served.process.stderr.read(), 10)).decode(errors="replace")
     pytest.fail(f"serve --workers: exit code {code} after SIGTERM; it logged:\n{logged[-8000:]}")
