@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.brains.base import Brain
 from orchestrator.call.dialer import Redialer
-from orchestrator.call.records import CallRecords
+from orchestrator.call.records import CallRecords, default_journal
 from orchestrator.call.session import ESCALATION_STATE, CallServices, CallSession, SessionOptions
 from orchestrator.call.store import INTERRUPTED, CallStore, CallStoreError, open_call_store
 from orchestrator.call.tools import ToolHandler, environment_names
@@ -431,13 +431,11 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
 
 
 def _journal_path(settings: Settings) -> Path | None:
-    """Where refused records wait: the setting, else beside a SQLite calls database; None in memory."""
+    """Where refused records wait: the setting, else beside a SQLite calls database (`./calls.journal`
+    with PostgreSQL); None in memory."""
     if settings.records_journal is not None:
         return settings.records_journal
-    db = settings.calls_db
-    if db is None or db in ("", "memory:"):
-        return None
-    return Path(f"{db.removeprefix('sqlite://')}.journal")
+    return default_journal(settings.calls_db)
 
 
 def _check_transcripts_dir(directory: Path) -> None:

@@ -34,6 +34,7 @@ from orchestrator.brain_choice import BRAINS, DEFAULT_SCRIPT, make_brain_factory
 from orchestrator.brains.base import Brain
 from orchestrator.brains.cascade import make_offline_brain_factory
 from orchestrator.brains.scripted import ScriptedBrain
+from orchestrator.call.records import default_journal
 from orchestrator.call.session import CallSession
 from orchestrator.call.transcript import Entry
 from orchestrator.console import add_console
@@ -44,7 +45,7 @@ from orchestrator.flow.schema import flow_json_schema
 from orchestrator.flowtest import run_flow_tests
 from orchestrator.gc_policy import gc_policy
 from orchestrator.harness import CallRecord, serve_line
-from orchestrator.history_cli import add_history_commands, calls_db_path
+from orchestrator.history_cli import add_history_commands, calls_db
 from orchestrator.logging import configure_logging
 from orchestrator.operator_cli import add_operator_commands
 from orchestrator.script import CallScript, load_script
@@ -102,8 +103,11 @@ environment variables (flags win over them):
   ORCHESTRATOR_ROUTE_EVENTS, ORCHESTRATOR_ROUTE_HEALTH
                                   route paths (defaults /voice, /audio, /stream-status, /events, /healthz)
   ORCHESTRATOR_TRANSCRIPTS_DIR    write each call's transcript (.txt and .json) here
-  ORCHESTRATOR_CALLS_DB           SQLite file of finished calls for `orchestrator history` (default ./calls.sqlite3)
-  ORCHESTRATOR_RECORDS_JOURNAL    where records the database refuses wait (default <calls db>.journal)
+  ORCHESTRATOR_CALLS_DB           where every call is recorded, for `orchestrator history` and the console: a
+                                  SQLite file (default ./calls.sqlite3; one host) or postgresql://user@host/db
+                                  (several hosts share it; ?search_path=SCHEMA keeps deployments apart)
+  ORCHESTRATOR_RECORDS_JOURNAL    where records the database refuses wait (default <calls db>.journal, or
+                                  ./calls.journal with PostgreSQL)
   ORCHESTRATOR_SHUTDOWN_GRACE_S   on SIGTERM, seconds live calls get to end (default 20)
   ORCHESTRATOR_METRICS_TOKEN      bearer token GET /metrics requires (unset: open)
   ORCHESTRATOR_CONSOLE_TOKEN      the calls console's token (--console; required)
@@ -415,7 +419,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings_from(args)
     if settings.calls_db is None:
-        settings = settings.model_copy(update={"calls_db": str(calls_db_path())})
+        settings = settings.model_copy(update={"calls_db": calls_db()})
     configure_logging(
         json=args.log_format == "json", level=logging.getLevelNamesMapping()[settings.log_level.upper()]
     )
@@ -503,10 +507,7 @@ async def _supervise(settings: Settings, workers: int, argv: Sequence[str]) -> i
 
 def _worker_journal(settings: Settings, slot: int) -> dict[str, str]:
     """Each worker its own journal of refused records: two processes must not replay and clear one file."""
-    db = settings.calls_db
-    base = settings.records_journal or (
-        None if db in (None, "", "memory:") else f"{str(db).removeprefix('sqlite://')}.journal"
-    )
+    base = settings.records_journal or default_journal(settings.calls_db)
     return {} if base is None else {"ORCHESTRATOR_RECORDS_JOURNAL": f"{base}.{slot}"}
 
 

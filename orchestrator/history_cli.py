@@ -1,10 +1,11 @@
 """Finished calls from the local call store: `orchestrator history ...`.
 
     orchestrator history list [--limit 20] [--outcome escalated] [--json] [--db calls.sqlite3]
-    orchestrator history show CALL_SID [--json] [--db calls.sqlite3]
+    orchestrator history show CALL_SID [--json] [--db postgresql://orchestrator@db.internal/calls]
     orchestrator history summary [--json] [--db calls.sqlite3]
 
-The database is `--db`, else $ORCHESTRATOR_CALLS_DB, else `calls.sqlite3` in the current directory.
+The store is `--db`, else $ORCHESTRATOR_CALLS_DB, else `calls.sqlite3` in the current directory: a
+SQLite file, or the PostgreSQL URL every host writes to.
 Human tables by default, `--json` for scripts. Callers' numbers were masked when the calls were
 stored. A missing or unreadable database is one line on stderr and exit status 1.
 """
@@ -20,25 +21,39 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from orchestrator.call.store import CallStoreError, SqliteCallStore, StoredCall
+from orchestrator.call.store import (
+    CallStore,
+    CallStoreError,
+    StoredCall,
+    describe_store,
+    open_call_store,
+    sqlite_path,
+)
 from orchestrator.cli_output import add_leaf, format_money, format_table, or_dash, print_json
 
-__all__ = ["DEFAULT_CALLS_DB", "add_history_commands", "calls_db_path"]
+__all__ = ["DEFAULT_CALLS_DB", "add_history_commands", "calls_db", "missing_store"]
 
 DEFAULT_CALLS_DB = "calls.sqlite3"
 _ENV = "ORCHESTRATOR_CALLS_DB"
 
-_Action = Callable[[SqliteCallStore, argparse.Namespace], Awaitable[int]]
+_Action = Callable[[CallStore, argparse.Namespace], Awaitable[int]]
 
 _ENV_HELP = f"""\
 environment variables (flags win over them):
-  {_ENV}     the call store to read (default ./{DEFAULT_CALLS_DB})
+  {_ENV}     the call store to read: a SQLite file (default ./{DEFAULT_CALLS_DB}) or a
+                            postgresql:// URL
 """
 
 
-def calls_db_path(flag: str | Path | None = None) -> Path:
-    """The call store's file: the flag, else $ORCHESTRATOR_CALLS_DB, else ./calls.sqlite3."""
-    return Path(flag or os.environ.get(_ENV) or DEFAULT_CALLS_DB)
+def calls_db(flag: str | Path | None = None) -> str:
+    """The call store: the flag, else $ORCHESTRATOR_CALLS_DB, else ./calls.sqlite3 (a path or a URL)."""
+    return str(flag or os.environ.get(_ENV) or DEFAULT_CALLS_DB)
+
+
+def missing_store(db: str) -> Path | None:
+    """The SQLite file `db` names when it does not exist (nothing to read); None when there is a store."""
+    path = sqlite_path(db)
+    return path if path is not None and not path.is_file() else None
 
 
 def add_history_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,7 +61,8 @@ def add_history_commands(subparsers: argparse._SubParsersAction[argparse.Argumen
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON for scripts, not a table")
     common.add_argument(
-        "--db", type=Path, help=f"the call store (default ${_ENV} or ./{DEFAULT_CALLS_DB})"
+        "--db",
+        help=f"the call store: a SQLite file or a postgresql:// URL (default ${_ENV} or ./{DEFAULT_CALLS_DB})",
     )
 
     def leaf(
@@ -83,16 +99,16 @@ def add_history_commands(subparsers: argparse._SubParsersAction[argparse.Argumen
 
 def _runner(action: _Action) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        path = calls_db_path(args.db)
-        if not path.is_file():
+        db = calls_db(args.db)
+        if (missing := missing_store(db)) is not None:
             print(
-                f"orchestrator: no call store at {path} (set --db or ${_ENV}; "
+                f"orchestrator: no call store at {missing} (set --db or ${_ENV}; "
                 "`orchestrator serve` creates it when the first call ends)",
                 file=sys.stderr,
             )
             return 1
         try:
-            return asyncio.run(_call(path, action, args))
+            return asyncio.run(_call(db, action, args))
         except CallStoreError as exc:
             print(f"orchestrator: {exc}", file=sys.stderr)
             return 1
@@ -100,8 +116,9 @@ def _runner(action: _Action) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-async def _call(path: Path, action: _Action, args: argparse.Namespace) -> int:
-    store = SqliteCallStore(path)
+async def _call(db: str, action: _Action, args: argparse.Namespace) -> int:
+    store = await open_call_store(db)
+    args.store_name = describe_store(db)  # for messages: a PostgreSQL URL with its password starred
     try:
         return await action(store, args)
     finally:
@@ -118,13 +135,13 @@ def _summary_json(call: StoredCall) -> dict[str, object]:
 # --- the commands -------------------------------------------------------------------------------
 
 
-async def _list(store: SqliteCallStore, args: argparse.Namespace) -> int:
+async def _list(store: CallStore, args: argparse.Namespace) -> int:
     calls = await store.recent(limit=args.limit, outcome=args.outcome)
     if args.json:
         print_json([_summary_json(call) for call in calls])
     elif not calls:
         which = f" with outcome {args.outcome}" if args.outcome else ""
-        print(f"no calls{which} in {store.path}")
+        print(f"no calls{which} in {args.store_name}")
     else:
         rows = [
             [
@@ -149,10 +166,10 @@ async def _list(store: SqliteCallStore, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _show(store: SqliteCallStore, args: argparse.Namespace) -> int:
+async def _show(store: CallStore, args: argparse.Namespace) -> int:
     call = await store.get(args.call_sid)
     if call is None:
-        print(f"orchestrator: no call {args.call_sid} in {store.path}", file=sys.stderr)
+        print(f"orchestrator: no call {args.call_sid} in {args.store_name}", file=sys.stderr)
         return 1
     if args.json:
         fields = _summary_json(call)
@@ -163,12 +180,12 @@ async def _show(store: SqliteCallStore, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _summary(store: SqliteCallStore, args: argparse.Namespace) -> int:
+async def _summary(store: CallStore, args: argparse.Namespace) -> int:
     counts = await store.summary()
     if args.json:
         print_json(counts)
     elif not counts:
-        print(f"no calls in {store.path}")
+        print(f"no calls in {args.store_name}")
     else:
         rows = [[outcome, str(count)] for outcome, count in counts.items()]
         rows.append(["total", str(sum(counts.values()))])

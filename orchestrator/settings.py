@@ -120,12 +120,14 @@ class Settings(BaseSettings):
     # A call whose stream never connects is forgotten after this long.
     stream_connect_timeout_s: float = 30.0
     transcripts_dir: Path | None = None
-    # Where calls are kept for `orchestrator history` (a SQLite path); None keeps them in memory.
+    # Where calls are kept for `orchestrator history`: a SQLite path (one host), a postgresql:// URL (several
+    # hosts writing one store, orchestrator/call/postgres_store.py); None keeps them in memory.
     calls_db: str | None = None
-    # How long a write waits for another process's lock on the calls database before it is retried.
+    # How long a write waits for another process's lock on the calls database before it is retried (with
+    # PostgreSQL: for a connection, and for each statement).
     calls_db_busy_timeout_s: float = Field(default=5.0, gt=0)
     # Records the store refuses (locked, disk full) wait here and are replayed at start; default
-    # `<calls_db>.journal`.
+    # `<calls_db>.journal` (`./calls.journal` with PostgreSQL).
     records_journal: Path | None = None
     # On SIGTERM, live calls get this long to hear the flow's goodbye (or transfer) and end.
     shutdown_grace_s: float = Field(default=20.0, ge=0)

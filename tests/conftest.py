@@ -16,11 +16,12 @@ import asyncio
 import inspect
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from tests.flows import ORDER_STATUS
+from tests.postgres import postgres_schema
 
 os.environ["ORCHESTRATOR_FLOW"] = str(ORDER_STATUS)
 # The service refuses to start without an orders API unless told to use the demo one; the tests' apps
@@ -43,3 +44,10 @@ def _close_stray_event_loop(request: pytest.FixtureRequest) -> Iterator[None]:
     if not loop.is_running():
         loop.close()
         policy.set_event_loop(None)
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A call-store URL in a PostgreSQL schema of this test's own, dropped after it (tests/postgres.py)."""
+    async with postgres_schema() as url:
+        yield url

@@ -34,12 +34,20 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from orchestrator.call.store import INTERRUPTED, LIVE, CallStore, CallStoreError, StoredCall
+from orchestrator.call.store import (
+    INTERRUPTED,
+    LIVE,
+    CallStore,
+    CallStoreError,
+    StoredCall,
+    is_server_url,
+    sqlite_path,
+)
 
 if TYPE_CHECKING:
     from orchestrator.call.session import CallSession
 
-__all__ = ["CallRecords", "RecordsHealth"]
+__all__ = ["SERVER_JOURNAL", "CallRecords", "RecordsHealth", "default_journal"]
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +55,17 @@ SAVE_ATTEMPTS = 3
 RETRY_S = 0.5  # between attempts at one save; doubles
 RECOVER_S = 2.0  # while degraded, how often the store is tried again
 _FIELDS = frozenset(f.name for f in fields(StoredCall))
+# With PostgreSQL, refused records wait on this host, in the service's working folder.
+SERVER_JOURNAL = Path("calls.journal")
+
+
+def default_journal(calls_db: str | Path | None) -> Path | None:
+    """Where refused records wait unless told: beside a SQLite file, `./calls.journal` for a
+    PostgreSQL store (the journal is each host's own), None for calls kept in memory."""
+    if calls_db is not None and is_server_url(calls_db):
+        return SERVER_JOURNAL
+    path = sqlite_path(calls_db)
+    return None if path is None else Path(f"{path}.journal")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,4 +1,5 @@
-"""Calls, kept and queryable from their webhook on: the `CallStore` protocol, in memory and in SQLite.
+"""Calls, kept and queryable from their webhook on: the `CallStore` protocol, in memory and in SQLite
+(PostgreSQL, for several hosts, is in postgres_store.py; `open_call_store` picks one by URL or path).
 
     store = await open_call_store("calls.sqlite3")
     now = datetime.now(UTC)
@@ -27,11 +28,13 @@ from dataclasses import astuple, dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.logging import mask_phone
 
 if TYPE_CHECKING:
+    from orchestrator.call.postgres_store import PostgresCallStore
     from orchestrator.call.session import CallSession
 
 __all__ = [
@@ -42,7 +45,11 @@ __all__ = [
     "MemoryCallStore",
     "SqliteCallStore",
     "StoredCall",
+    "describe_store",
+    "is_server_url",
+    "masked_url",
     "open_call_store",
+    "sqlite_path",
 ]
 
 T = TypeVar("T")
@@ -215,7 +222,7 @@ class MemoryCallStore:
         """Nothing to release; the calls stay readable."""
 
 
-_COLUMNS = tuple(f.name for f in fields(StoredCall))
+COLUMNS = tuple(f.name for f in fields(StoredCall))
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
     record_id TEXT PRIMARY KEY,
@@ -242,7 +249,7 @@ CREATE INDEX IF NOT EXISTS calls_by_outcome ON calls (outcome, started_at);
 CREATE INDEX IF NOT EXISTS calls_by_sid ON calls (call_sid, started_at);
 """
 # Version 1 keyed calls by call_sid: each becomes its own record, under its call id.
-_V1_COLUMNS = tuple(c for c in _COLUMNS if c not in ("record_id", "revision", "first_prompt_ms"))
+_V1_COLUMNS = tuple(c for c in COLUMNS if c not in ("record_id", "revision", "first_prompt_ms"))
 _MIGRATE_FROM_V1 = f"""
 ALTER TABLE calls RENAME TO calls_v1;
 DROP INDEX IF EXISTS calls_by_time;
@@ -253,11 +260,11 @@ DROP TABLE calls_v1;
 """  # noqa: S608 - column names are our own constants
 # Version 2 files lack only first_prompt_ms (a call's dead air before the first prompt).
 _MIGRATE_FROM_V2 = "ALTER TABLE calls ADD COLUMN first_prompt_ms INTEGER;"
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM calls"  # noqa: S608 - column names are our own constants
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM calls"  # noqa: S608 - column names are our own constants
 _UPSERT = (
-    f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)}) "  # noqa: S608
+    f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)}) "  # noqa: S608
     f"ON CONFLICT (record_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "record_id")
+    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "record_id")
     + " WHERE excluded.revision >= calls.revision"
 )
 
@@ -295,7 +302,7 @@ class SqliteCallStore:
                 f"{_SELECT} WHERE call_sid = ? ORDER BY started_at DESC, rowid DESC LIMIT 1",
                 (call_sid,),
             ).fetchone()
-            return _from_row(row) if row is not None else None
+            return from_row(row) if row is not None else None
 
         return await self._run(read)
 
@@ -325,7 +332,7 @@ class SqliteCallStore:
                 f"{_SELECT} {where} ORDER BY started_at DESC, rowid DESC LIMIT ?",
                 (*params, max(limit, 0)),
             ).fetchall()
-            return [_from_row(row) for row in rows]
+            return [from_row(row) for row in rows]
 
         return await self._run(read)
 
@@ -401,23 +408,64 @@ def _migration(connection: sqlite3.Connection, version: int) -> str:
     return _SCHEMA
 
 
-def _from_row(row: tuple[object, ...]) -> StoredCall:
-    values = dict(zip(_COLUMNS, row, strict=True))
+def from_row(row: tuple[object, ...]) -> StoredCall:
+    values = dict(zip(COLUMNS, row, strict=True))
     return StoredCall(**values)  # type: ignore[arg-type]  # columns mirror the dataclass's fields
+
+
+def is_server_url(target: str | Path | None) -> bool:
+    """A PostgreSQL URL: a store on a server, shared by several hosts (orchestrator/call/postgres_store.py)."""
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def sqlite_path(target: str | Path | None) -> Path | None:
+    """The SQLite file a call-store setting names; None for memory or a server."""
+    if target is None or str(target) in ("", "memory:") or is_server_url(target):
+        return None
+    return Path(str(target).removeprefix("sqlite://"))
+
+
+def describe_store(target: str | Path | None) -> str:
+    """The store for a message: its path, or its URL with any password starred."""
+    if is_server_url(target):
+        return masked_url(str(target))
+    return str(sqlite_path(target) or "memory")
+
+
+def masked_url(url: str) -> str:
+    """The URL with its password starred: fit for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 async def open_call_store(
     url_or_path: str | Path | None, *, busy_timeout_s: float = BUSY_TIMEOUT_S
 ) -> CallStore:
-    """None (or "memory:") keeps calls in memory; a path or `sqlite:///path` opens a SQLite file."""
-    if url_or_path is None or str(url_or_path) in ("", "memory:"):
-        return MemoryCallStore()
-    target = str(url_or_path)
-    if target.startswith("sqlite://"):
-        target = target.removeprefix("sqlite://")
-    elif "://" in target:
+    """None (or "memory:") keeps calls in memory; a path or `sqlite:///path` opens a SQLite file; a
+    `postgresql://` URL opens a PostgreSQL store that several hosts share. Opened now: a wrong path or
+    an unreachable server is a `CallStoreError` at start-up."""
+    target = str(url_or_path) if url_or_path is not None else None
+    store: SqliteCallStore | PostgresCallStore
+    if target is not None and is_server_url(target):
+        # Imported here: asyncpg is loaded only by services that store calls in PostgreSQL.
+        from orchestrator.call.postgres_store import PostgresCallStore
+
+        store = PostgresCallStore(target, busy_timeout_s=busy_timeout_s)
+    elif target is not None and "://" in target and not target.startswith("sqlite://"):
         scheme = target.split("://", 1)[0]
-        raise CallStoreError(f"no call store for {scheme}:// URLs; give a SQLite file path")
-    store = SqliteCallStore(target, busy_timeout_s=busy_timeout_s)
-    await store.open()
+        raise CallStoreError(
+            f"no call store for {scheme}:// URLs; give a SQLite file path or a postgresql:// URL"
+        )
+    elif (path := sqlite_path(target)) is None:
+        return MemoryCallStore()
+    else:
+        store = SqliteCallStore(path, busy_timeout_s=busy_timeout_s)
+    try:
+        await store.open()
+    except BaseException:
+        await store.close()
+        raise
     return store

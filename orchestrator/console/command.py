@@ -1,4 +1,5 @@
-"""`orchestrator console --db calls.sqlite3`: the calls console alone, over a call store (no live view)."""
+"""`orchestrator console --db calls.sqlite3` (or a postgresql:// URL): the calls console alone, over a call
+store (no live view)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from aiohttp import web
 from orchestrator.console import MOUNT, standalone_console
 from orchestrator.errors import ConfigError
 from orchestrator.flow import load_flow
-from orchestrator.history_cli import calls_db_path
+from orchestrator.call.store import describe_store
+from orchestrator.history_cli import calls_db, missing_store
 from orchestrator.logging import configure_logging
 from orchestrator.settings import DEFAULT_FLOW, Settings
 
@@ -40,7 +42,9 @@ def add_console_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
         ),
     )
     console.add_argument(
-        "--db", type=Path, help="the call store (default $ORCHESTRATOR_CALLS_DB or ./calls.sqlite3)"
+        "--db",
+        help="the call store: a SQLite file or a postgresql:// URL (default $ORCHESTRATOR_CALLS_DB or "
+        "./calls.sqlite3)",
     )
     console.add_argument(
         "--flow", type=Path, help=f"the flow the calls ran, for its diagram (default {DEFAULT_FLOW.name})"
@@ -56,14 +60,15 @@ def add_console_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
 def _console(args: argparse.Namespace) -> int:
     settings = Settings()
     token = console_token(settings)
-    db = calls_db_path(args.db)
-    if not db.exists():
-        raise ConfigError(f"no call store at {db} (run `orchestrator serve` first, or pass --db)")
+    db = calls_db(args.db)
+    if (missing := missing_store(db)) is not None:
+        raise ConfigError(f"no call store at {missing} (run `orchestrator serve` first, or pass --db)")
     flow = load_flow(args.flow or settings.flow)
     recordings = args.recordings_dir or settings.recordings_dir
     host = args.host or os.environ.get("ORCHESTRATOR_HOST") or "127.0.0.1"
     configure_logging(json=False)
     app = standalone_console(db, token=token, flow=flow, recordings_dir=recordings)
-    print(f"orchestrator: calls console on http://{host}:{args.port}{MOUNT}/ over {db}", file=sys.stderr)
+    where = describe_store(db)
+    print(f"orchestrator: calls console on http://{host}:{args.port}{MOUNT}/ over {where}", file=sys.stderr)
     web.run_app(app, host=host, port=args.port, print=None, access_log=None)
     return 0

@@ -1,10 +1,13 @@
 """The call store: finished calls kept, listed newest first and counted by outcome.
 
-The store tests run against both implementations (memory, SQLite); `from_session` is tested on real
-sessions from scripted calls through the service and the fake Sautikit, on a fast-forwarded clock.
+The store tests run against every implementation (memory, SQLite, PostgreSQL in a schema of the test's
+own: tests/postgres.py); `from_session` is tested on real sessions from scripted calls through the
+service and the fake Sautikit, on a fast-forwarded clock. PostgreSQL's own tests (several workers
+creating, writing and marking one store at once) are in test_postgres_store.py.
 """
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -28,6 +31,7 @@ from orchestrator.simulator import SimulatorOptions
 from orchestrator.simulator.rest_api import FakeSautikitState, sautikit_rest_app
 from orchestrator.testing import run_scripted_call
 from tests.flows import SCRIPTS
+from tests.postgres import postgres_schema
 
 CALLS = SCRIPTS
 STORED_AT = datetime(2026, 3, 4, 10, 0, 0, tzinfo=UTC)
@@ -61,24 +65,29 @@ def at_minute(minute: int) -> str:
     return f"2026-03-04T09:{minute:02d}:00.000+00:00"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def open_store(request, tmp_path):
     """Opens the store under test; every store opened is closed after the test."""
     opened: list[CallStore] = []
-
-    async def open_() -> CallStore:
-        store: CallStore
-        if request.param == "memory":
-            # "Reopening" memory is the same dict: close() must not drop the calls.
-            store = opened[0] if opened else MemoryCallStore()
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "postgres":
+            location = await stack.enter_async_context(postgres_schema())
         else:
-            store = await open_call_store(tmp_path / "calls.sqlite3")
-        opened.append(store)
-        return store
+            location = str(tmp_path / "calls.sqlite3")
 
-    yield open_
-    for store in opened:
-        await store.close()
+        async def open_() -> CallStore:
+            store: CallStore
+            if request.param == "memory":
+                # "Reopening" memory is the same dict: close() must not drop the calls.
+                store = opened[0] if opened else MemoryCallStore()
+            else:
+                store = await open_call_store(location)
+            opened.append(store)
+            return store
+
+        yield open_
+        for store in opened:
+            await store.close()
 
 
 # --- both stores --------------------------------------------------------------------------------

@@ -1,0 +1,216 @@
+"""Calls in PostgreSQL, for several hosts writing one store: `ORCHESTRATOR_CALLS_DB=postgresql://...`.
+
+    store = await open_call_store("postgresql://orchestrator@db.internal:5432/calls")
+
+The same `CallStore` as SQLite (orchestrator/call/store.py), over asyncpg: every query is a coroutine on
+a small connection pool, so nothing waits on the network inside the event loop. What several workers on
+several hosts writing at once need is in the SQL itself:
+
+- the schema is created under a transaction-scoped advisory lock, so workers starting together do not
+  race `CREATE TABLE IF NOT EXISTS` into a duplicate-key error on PostgreSQL's own catalogue;
+- a save is one `INSERT ... ON CONFLICT (record_id) DO UPDATE ... WHERE calls.revision <= excluded.revision`,
+  atomic on the row: the newest revision wins whichever worker's write lands last;
+- `mark_interrupted` is one `UPDATE`, so a record is marked once however many workers see it orphaned.
+
+The table lives in the connection's `search_path`: `?search_path=calls_eu` in the URL (asyncpg passes
+unknown URL parameters on as server settings) keeps several deployments, or parallel test runs, apart in
+one database, each in a schema of its own. `started_at` stays ISO text, as in SQLite, compared
+byte-wise (`COLLATE "C"`) so that both stores list calls in the same order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import astuple
+from typing import TYPE_CHECKING, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]  # no stubs; every call is wrapped here
+
+from orchestrator.call.store import (
+    BUSY_TIMEOUT_S,
+    COLUMNS,
+    INTERRUPTED,
+    LIVE,
+    SCHEMA_VERSION,
+    CallStoreError,
+    StoredCall,
+    from_row,
+    masked_url,
+)
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy  # type: ignore[import-untyped]
+
+__all__ = ["PostgresCallStore"]
+
+T = TypeVar("T")
+
+POOL_SIZE = 4  # a worker's writes are one at a time (CallRecords); the rest serve the console and metrics
+# Any fixed pair: (this, hash of the schema) names the lock that serialises schema creation per schema.
+_SCHEMA_LOCK = 0x5CA115
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    record_id TEXT PRIMARY KEY,
+    call_sid TEXT NOT NULL,
+    caller_masked TEXT,
+    flow TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    final_state TEXT NOT NULL,
+    started_at TEXT COLLATE "C" NOT NULL,
+    duration_s DOUBLE PRECISION NOT NULL,
+    turns INTEGER NOT NULL,
+    barge_ins INTEGER NOT NULL,
+    escalation TEXT,
+    platform_status TEXT,
+    platform_cost_minor BIGINT,
+    platform_currency TEXT,
+    first_prompt_ms INTEGER,
+    transcript_text TEXT NOT NULL,
+    transcript_json TEXT NOT NULL,
+    revision INTEGER NOT NULL DEFAULT 0,
+    -- The order of first saves (SQLite's rowid): calls that started in the same millisecond list the
+    -- later one first in both stores.
+    saved BIGINT GENERATED ALWAYS AS IDENTITY
+);
+CREATE INDEX IF NOT EXISTS calls_by_time ON calls (started_at);
+CREATE INDEX IF NOT EXISTS calls_by_outcome ON calls (outcome, started_at);
+CREATE INDEX IF NOT EXISTS calls_by_sid ON calls (call_sid, started_at);
+CREATE TABLE IF NOT EXISTS calls_schema (version INTEGER NOT NULL);
+"""
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM calls"  # noqa: S608 - column names are our own constants
+_UPSERT = (
+    f"INSERT INTO calls ({', '.join(COLUMNS)}) "  # noqa: S608 - column names are our own constants
+    f"VALUES ({', '.join(f'${n}' for n in range(1, len(COLUMNS) + 1))}) "
+    "ON CONFLICT (record_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "record_id")
+    + " WHERE excluded.revision >= calls.revision"
+)
+_MARK = "UPDATE calls SET outcome = $1, revision = revision + 1 WHERE outcome = $2"
+# What the driver raises for a store it cannot reach or that refuses the statement.
+_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, ValueError)
+
+
+class PostgresCallStore:
+    """Calls in one PostgreSQL table, shared by every worker that names the same URL.
+
+    The pool opens on first use (or `await store.open()`), creating the schema; a connection the server
+    dropped is replaced by the pool on the next query, so a refused save is retried by `CallRecords`.
+    """
+
+    def __init__(self, url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+        self.url = url
+        self._timeout_s = busy_timeout_s
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+        self._closed = False
+
+    def __str__(self) -> str:
+        return masked_url(self.url)
+
+    async def open(self) -> None:
+        """Connect and create the schema now: a wrong host or database fails at start-up, not mid-call."""
+        await self._run(lambda connection: asyncio.sleep(0))
+
+    async def save(self, call: StoredCall) -> None:
+        row = astuple(call)
+        await self._run(lambda connection: connection.execute(_UPSERT, *row))
+
+    async def get(self, call_sid: str) -> StoredCall | None:
+        row = await self._run(
+            lambda connection: connection.fetchrow(
+                f"{_SELECT} WHERE call_sid = $1 ORDER BY started_at DESC, saved DESC LIMIT 1", call_sid
+            )
+        )
+        return from_row(tuple(row)) if row is not None else None
+
+    async def mark_interrupted(self, call_sids: Collection[str] | None = None) -> int:
+        if call_sids is None:
+            status = await self._run(lambda connection: connection.execute(_MARK, INTERRUPTED, LIVE))
+        else:
+            sids = sorted(set(call_sids))
+            if not sids:
+                return 0
+            status = await self._run(
+                lambda connection: connection.execute(
+                    f"{_MARK} AND call_sid = ANY($3::text[])", INTERRUPTED, LIVE, sids
+                )
+            )
+        return int(status.rsplit(" ", 1)[-1])  # "UPDATE 3"
+
+    async def recent(self, limit: int = 20, outcome: str | None = None) -> list[StoredCall]:
+        order = "ORDER BY started_at DESC, saved DESC"
+        params: tuple[object, ...] = (max(limit, 0),)
+        query = f"{_SELECT} {order} LIMIT $1"
+        if outcome is not None:
+            params, query = (outcome, *params), f"{_SELECT} WHERE outcome = $1 {order} LIMIT $2"
+        rows = await self._run(lambda connection: connection.fetch(query, *params))
+        return [from_row(tuple(row)) for row in rows]
+
+    async def summary(self) -> dict[str, int]:
+        rows = await self._run(
+            lambda connection: connection.fetch("SELECT outcome, COUNT(*) FROM calls GROUP BY outcome")
+        )
+        return {str(outcome): int(count) for outcome, count in sorted(tuple(row) for row in rows)}
+
+    async def close(self) -> None:
+        self._closed = True
+        async with self._opening:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _run(self, work: Callable[[PoolConnectionProxy], Awaitable[T]]) -> T:
+        pool = await self._connected()
+        try:
+            async with pool.acquire(timeout=self._timeout_s) as connection:
+                return await work(connection)
+        except _FAILURES as exc:
+            raise CallStoreError(f"call store {self}: {exc}") from exc
+
+    async def _connected(self) -> asyncpg.Pool:
+        """The pool, made (and the schema created) on first use; a failed attempt is tried again next time."""
+        async with self._opening:
+            if self._closed:
+                raise CallStoreError(f"call store {self} is closed")
+            if self._pool is not None:
+                return self._pool
+            try:
+                pool = await asyncpg.create_pool(
+                    self.url,
+                    min_size=1,
+                    max_size=POOL_SIZE,
+                    timeout=self._timeout_s,  # connecting
+                    command_timeout=self._timeout_s,  # each statement, waits on row locks included
+                )
+            except _FAILURES as exc:
+                raise CallStoreError(f"call store {self}: {exc}") from exc
+            try:
+                async with pool.acquire() as connection:
+                    await _create_schema(connection, self)
+            except BaseException as exc:
+                await pool.close()
+                if isinstance(exc, _FAILURES):
+                    raise CallStoreError(f"call store {self}: {exc}") from exc
+                raise
+            self._pool = pool
+            return pool
+
+
+async def _create_schema(connection: PoolConnectionProxy, store: PostgresCallStore) -> None:
+    """Create the tables once, whoever gets there first; refuse a schema from a newer orchestrator."""
+    async with connection.transaction():
+        # Workers starting at once would otherwise race CREATE TABLE IF NOT EXISTS into a duplicate key.
+        await connection.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext(coalesce(current_schema(), '')))", _SCHEMA_LOCK
+        )
+        await connection.execute(_SCHEMA)
+        version = await connection.fetchval("SELECT max(version) FROM calls_schema")
+        if version is None:
+            await connection.execute("INSERT INTO calls_schema (version) VALUES ($1)", SCHEMA_VERSION)
+        elif version > SCHEMA_VERSION:
+            raise CallStoreError(
+                f"call store {store} has schema version {version}; "
+                f"this orchestrator reads up to {SCHEMA_VERSION}"
+            )

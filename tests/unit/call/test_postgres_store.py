@@ -1,0 +1,159 @@
+"""The PostgreSQL call store as several workers on several hosts use it: all at once, on one server.
+
+Every test has a schema of its own on the test server (tests/postgres.py); the behaviour every store
+shares (get, recent, summary, revisions, mark_interrupted) is tested for PostgreSQL in test_store.py.
+"""
+
+import asyncio
+import random
+
+import asyncpg
+import pytest
+
+from orchestrator.call.postgres_store import PostgresCallStore
+from orchestrator.call.store import SCHEMA_VERSION, CallStoreError, open_call_store
+from tests.postgres import POSTGRES_URL
+from tests.unit.call.test_store import at_minute, stored_call
+
+
+async def _close_all(stores: list[PostgresCallStore]) -> None:
+    await asyncio.gather(*(store.close() for store in stores))
+
+
+async def test_postgres_store_workers_starting_together_create_the_schema_once(postgres_url):
+    """Eight workers opening a fresh schema at the same moment all start; the schema is made once."""
+    stores = [PostgresCallStore(postgres_url) for _ in range(8)]
+    try:
+        await asyncio.gather(*(store.open() for store in stores))
+        await stores[3].save(stored_call("HD_one"))
+        assert await stores[6].get("HD_one") == stored_call("HD_one")
+    finally:
+        await _close_all(stores)
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        assert await admin.fetch("SELECT version FROM calls_schema") == [(SCHEMA_VERSION,)]
+    finally:
+        await admin.close()
+
+
+async def test_postgres_store_workers_writing_at_once_lose_no_record(postgres_url):
+    """Four stores (as four workers) save 100 records each at the same time: all 400 kept."""
+    stores = [PostgresCallStore(postgres_url) for _ in range(4)]
+    try:
+        await asyncio.gather(
+            *(
+                store.save(stored_call(f"HD_w{worker}_{n:03d}", started_at=at_minute(n % 60)))
+                for n in range(100)
+                for worker, store in enumerate(stores)
+            )
+        )
+        assert await stores[0].summary() == {"resolved": 400}
+        assert len(await stores[1].recent(limit=1000)) == 400
+    finally:
+        await _close_all(stores)
+
+
+async def test_postgres_store_revisions_from_several_workers_keep_the_newest(postgres_url):
+    """Revisions 1-30 of one record saved by four workers in a shuffled order: the store keeps 30."""
+    stores = [PostgresCallStore(postgres_url) for _ in range(4)]
+    revisions = list(range(1, 31))
+    random.Random(13).shuffle(revisions)
+    try:
+        await asyncio.gather(
+            *(
+                stores[n % 4].save(
+                    stored_call("HD_a", record_id="r1", revision=revision, final_state=f"s{revision}")
+                )
+                for n, revision in enumerate(revisions)
+            )
+        )
+        kept = await stores[0].get("HD_a")
+    finally:
+        await _close_all(stores)
+    assert kept is not None
+    assert (kept.revision, kept.final_state) == (30, "s30")
+
+
+async def test_postgres_store_workers_marking_one_dead_workers_calls_mark_each_once(postgres_url):
+    """Every surviving worker sees the dead one's calls at once: each record is marked once, not thrice."""
+    stores = [PostgresCallStore(postgres_url) for _ in range(3)]
+    try:
+        await stores[0].save(stored_call("HD_dead1", outcome="live", revision=2))
+        await stores[0].save(stored_call("HD_dead2", outcome="live", revision=2))
+        marked = await asyncio.gather(
+            *(store.mark_interrupted(["HD_dead1", "HD_dead2"]) for store in stores)
+        )
+        call = await stores[1].get("HD_dead1")
+    finally:
+        await _close_all(stores)
+    assert sum(marked) == 2
+    assert call is not None
+    assert (call.outcome, call.revision) == ("interrupted", 3)
+
+
+async def test_postgres_store_takes_writes_again_after_the_server_drops_its_connections(postgres_url):
+    """A server restart (connections terminated): one save fails, the next reconnects and succeeds."""
+    name = f"drop-{id(postgres_url)}"
+    store = await open_call_store(f"{postgres_url}&application_name={name}")
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await store.save(stored_call("HD_before"))
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", name
+        )
+        outcomes = []
+        for n in range(3):  # CallRecords retries the same way
+            try:
+                await store.save(stored_call(f"HD_after{n}"))
+            except CallStoreError:
+                outcomes.append("refused")
+            else:
+                outcomes.append("saved")
+        assert outcomes[-1] == "saved"
+        assert "HD_after2" in {call.call_sid for call in await store.recent()}
+    finally:
+        await admin.close()
+        await store.close()
+
+
+async def test_postgres_store_a_newer_schema_is_refused(postgres_url):
+    """A schema written by a newer orchestrator is not read with this one's queries."""
+    store = await open_call_store(postgres_url)
+    await store.close()
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute("UPDATE calls_schema SET version = 99")
+    finally:
+        await admin.close()
+    with pytest.raises(CallStoreError, match="schema version 99"):
+        await open_call_store(postgres_url)
+
+
+async def test_postgres_store_unreachable_server_is_a_store_error_without_the_password():
+    """Nothing listening: a CallStoreError at open, naming the URL with its password starred."""
+    with pytest.raises(CallStoreError) as refused:
+        await open_call_store("postgresql://orchestrator:s3cret@127.0.0.1:9/calls")
+    assert "postgresql://orchestrator:***@127.0.0.1:9/calls" in str(refused.value)
+    assert "s3cret" not in str(refused.value)
+
+
+async def test_postgres_store_use_after_close_is_a_store_error(postgres_url):
+    """A closed store says so instead of quietly opening a new pool."""
+    store = await open_call_store(postgres_url)
+    await store.close()
+    with pytest.raises(CallStoreError, match="closed"):
+        await store.save(stored_call("HD_late"))
+
+
+async def test_open_call_store_picks_postgres_for_both_url_schemes(postgres_url):
+    """`postgresql://` and `postgres://` both open the PostgreSQL store, on the same table."""
+    first = await open_call_store(postgres_url)
+    second = await open_call_store(postgres_url.replace("postgresql://", "postgres://", 1))
+    try:
+        assert isinstance(first, PostgresCallStore)
+        assert isinstance(second, PostgresCallStore)
+        await first.save(stored_call("HD_shared"))
+        assert await second.get("HD_shared") == stored_call("HD_shared")
+    finally:
+        await first.close()
+        await second.close()
