@@ -12,7 +12,10 @@ sockets, with a fake Sautikit REST API for hang-ups and call records:
   disk_full    the process's file-size limit drops to 1 byte (RLIMIT_FSIZE, as a full disk) while N calls
                run; records wait in memory; once the limit is lifted, all reach the database.
 
-    python bench/durability.py [--calls 20] [--lock-s 10]
+    python bench/durability.py [--calls 20] [--lock-s 10] [--calls-db postgresql://...]
+
+`--calls-db` runs sigterm and sigkill against that store instead (a PostgreSQL URL: every host's store);
+db_locked and disk_full are SQLite's own failures and always use a file.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pathlib import Path
 import httpx
 
 from orchestrator.app import serve_on_loopback
+from orchestrator.call.store import open_call_store, sqlite_path
 from orchestrator.script import load_script
 from orchestrator.simulator import FakeSautikit, SimulatorOptions
 from orchestrator.simulator.rest_api import DEFAULT_API_KEY, FakeSautikitState, sautikit_rest_app
@@ -53,7 +57,7 @@ class Service:
 
     process: asyncio.subprocess.Process
     url: str
-    db: Path
+    db: str  # the calls store: a SQLite file or a PostgreSQL URL
 
     async def health(self) -> dict[str, object]:
         async with httpx.AsyncClient(timeout=10) as client:
@@ -75,10 +79,13 @@ async def serve(
     script: Path,
     extra_env: dict[str, str] | None = None,
     keep_log: bool = True,
+    calls_db: str | None = None,
 ) -> AsyncIterator[Service]:
-    """Start `orchestrator serve` as users do and wait until /healthz answers; kill it if still alive after."""
+    """Start `orchestrator serve` as users do and wait until /healthz answers; kill it if still alive after.
+
+    Calls are kept in `calls_db`, else in calls.sqlite3 in `workdir`."""
     port = _free_port()
-    db = workdir / "calls.sqlite3"
+    db = calls_db or str(workdir / "calls.sqlite3")
     env = {
         **os.environ,
         "ORCHESTRATOR_PORT": str(port),
@@ -86,7 +93,7 @@ async def serve(
         "ORCHESTRATOR_FLOW": str(FLOW),
         "ORCHESTRATOR_BRAIN": "scripted",
         "ORCHESTRATOR_SCRIPT": str(script),
-        "ORCHESTRATOR_CALLS_DB": str(db),
+        "ORCHESTRATOR_CALLS_DB": db,
         "ORCHESTRATOR_SAUTIKIT_API_KEY": DEFAULT_API_KEY,
         "ORCHESTRATOR_SAUTIKIT_BASE_URL": rest_url,
         "ORCHESTRATOR_FALLBACK_VOICE": "synthetic",
@@ -137,24 +144,26 @@ async def wait_live(service: Service, count: int, timeout_s: float = 60) -> None
     """Until `count` calls have their media streams connected, as their records already say."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        connected = [r for r in rows(service.db) if r[1] == "live" and "stream    connected" in r[2]]
+        connected = [
+            r for r in await rows(service.db) if r[1] == "live" and "stream    connected" in r[2]
+        ]
         if len(connected) >= count:
             return
         await asyncio.sleep(0.2)
     raise TimeoutError(f"{count} calls never went live")
 
 
-def rows(db: Path) -> list[tuple[str, str, str]]:
-    """(call_sid, outcome, transcript text) of every record; empty if the database is not there yet."""
-    if not db.exists():
+async def rows(db: str) -> list[tuple[str, str, str]]:
+    """(call_sid, outcome, transcript text) of every record, read through the store; empty if a SQLite
+    file is not there yet."""
+    path = sqlite_path(db)
+    if path is not None and not path.exists():
         return []
-    connection = sqlite3.connect(db, timeout=30)
+    store = await open_call_store(db, busy_timeout_s=30)
     try:
-        return connection.execute("SELECT call_sid, outcome, transcript_text FROM calls").fetchall()
-    except sqlite3.OperationalError:
-        return []
+        return [(c.call_sid, c.outcome, c.transcript_text) for c in await store.recent(limit=100_000)]
     finally:
-        connection.close()
+        await store.close()
 
 
 def _outcomes(records: list[tuple[str, str, str]]) -> dict[str, int]:
@@ -168,8 +177,10 @@ def _finished(records: list[tuple[str, str, str]]) -> int:
     return sum(1 for _, outcome, _ in records if outcome not in ("live", "interrupted"))
 
 
-async def scenario_sigterm(workdir: Path, calls: int) -> dict[str, object]:
-    async with fake_rest() as (state, rest_url), serve(workdir, rest_url, script=LONG_CALL) as service:
+async def scenario_sigterm(workdir: Path, calls: int, calls_db: str | None = None) -> dict[str, object]:
+    async with fake_rest() as (state, rest_url), serve(
+        workdir, rest_url, script=LONG_CALL, calls_db=calls_db
+    ) as service:
         tasks = place_calls(service, state, LONG_CALL, calls, "term")
         await wait_live(service, calls)
         signalled = time.monotonic()
@@ -181,7 +192,7 @@ async def scenario_sigterm(workdir: Path, calls: int) -> dict[str, object]:
         code = await service.process.wait()
         exit_s = time.monotonic() - signalled
         ended = await asyncio.gather(*tasks, return_exceptions=True)
-    records = rows(service.db)
+    records = await rows(service.db)
     return {
         "live_calls_at_sigterm": calls,
         "exit_code": code,
@@ -204,17 +215,17 @@ def _ended_by(ended: list[object]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-async def scenario_sigkill(workdir: Path, calls: int) -> dict[str, object]:
+async def scenario_sigkill(workdir: Path, calls: int, calls_db: str | None = None) -> dict[str, object]:
     async with fake_rest() as (state, rest_url):
-        async with serve(workdir, rest_url, script=LONG_CALL) as service:
+        async with serve(workdir, rest_url, script=LONG_CALL, calls_db=calls_db) as service:
             tasks = place_calls(service, state, LONG_CALL, calls, "kill")
             await wait_live(service, calls)
             service.process.kill()
             await service.process.wait()
             await asyncio.gather(*tasks, return_exceptions=True)
-        after_kill = rows(service.db)
-        async with serve(workdir, rest_url, script=LONG_CALL) as restarted:
-            after_restart = rows(restarted.db)
+        after_kill = await rows(service.db)
+        async with serve(workdir, rest_url, script=LONG_CALL, calls_db=calls_db) as restarted:
+            after_restart = await rows(restarted.db)
             restarted.process.send_signal(signal.SIGTERM)
             await restarted.process.wait()
     return {
@@ -243,7 +254,7 @@ async def scenario_db_locked(workdir: Path, calls: int, lock_s: float) -> dict[s
         journal_left = (workdir / "calls.sqlite3.journal").exists()
         service.process.send_signal(signal.SIGTERM)
         await service.process.wait()
-    records = rows(service.db)
+    records = await rows(service.db)
     return {
         "calls": calls,
         "lock_s": lock_s,
@@ -267,13 +278,13 @@ async def scenario_disk_full(workdir: Path, calls: int, full_s: float) -> dict[s
         tasks = place_calls(service, state, SHORT_CALL, calls, "full")
         statuses = await _watch_health(service, until=full_at + full_s)
         await asyncio.gather(*tasks, return_exceptions=True)
-        before_free = len(rows(service.db))
+        before_free = len(await rows(service.db))
         resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))  # space freed
         recovered_s = await _until_healthy(service, since=time.monotonic())
         health = await service.health()
         service.process.send_signal(signal.SIGTERM)
         await service.process.wait()
-    records = rows(service.db)
+    records = await rows(service.db)
     return {
         "calls": calls,
         "full_s": full_s,
@@ -307,12 +318,12 @@ async def _until_healthy(service: Service, *, since: float, timeout_s: float = 6
     raise TimeoutError(f"records never recovered: {health}")
 
 
-async def main(calls: int, lock_s: float) -> dict[str, object]:
+async def main(calls: int, lock_s: float, calls_db: str | None = None) -> dict[str, object]:
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="durability-") as tmp:
         for name, run in (
-            ("sigterm", lambda d: scenario_sigterm(d, calls)),
-            ("sigkill", lambda d: scenario_sigkill(d, min(calls, 5))),
+            ("sigterm", lambda d: scenario_sigterm(d, calls, calls_db)),
+            ("sigkill", lambda d: scenario_sigkill(d, min(calls, 5), calls_db)),
             ("db_locked", lambda d: scenario_db_locked(d, min(calls, 10), lock_s)),
             ("disk_full", lambda d: scenario_disk_full(d, min(calls, 10), 8.0)),
         ):
@@ -329,6 +340,7 @@ if __name__ == "__main__":
     parser.add_argument("--lock-s", type=float, default=10.0)
     parser.add_argument("--only", choices=("sigterm", "sigkill", "db_locked", "disk_full"))
     parser.add_argument("--keep", type=Path, help="run --only in this folder and keep it (logs, database)")
+    parser.add_argument("--calls-db", help="sigterm and sigkill store calls here (e.g. a postgresql:// URL)")
     arguments = parser.parse_args()
     if arguments.only:
         async def _one() -> dict[str, object]:
@@ -336,8 +348,8 @@ if __name__ == "__main__":
                 tmp = arguments.keep or stack.enter_context(tempfile.TemporaryDirectory(prefix="durability-"))
                 Path(tmp).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - before anything runs
                 runs = {
-                    "sigterm": lambda: scenario_sigterm(Path(tmp), arguments.calls),
-                    "sigkill": lambda: scenario_sigkill(Path(tmp), arguments.calls),
+                    "sigterm": lambda: scenario_sigterm(Path(tmp), arguments.calls, arguments.calls_db),
+                    "sigkill": lambda: scenario_sigkill(Path(tmp), arguments.calls, arguments.calls_db),
                     "db_locked": lambda: scenario_db_locked(Path(tmp), arguments.calls, arguments.lock_s),
                     "disk_full": lambda: scenario_disk_full(Path(tmp), arguments.calls, 8.0),
                 }
@@ -345,4 +357,4 @@ if __name__ == "__main__":
 
         print(json.dumps(asyncio.run(_one()), indent=2))
     else:
-        print(json.dumps(asyncio.run(main(arguments.calls, arguments.lock_s)), indent=2))
+        print(json.dumps(asyncio.run(main(arguments.calls, arguments.lock_s, arguments.calls_db)), indent=2))

@@ -37,6 +37,7 @@ from orchestrator.telephony.signing import sign_webhook
 from orchestrator.telephony.webhook import parse_webhook_fields
 from orchestrator.telephony.xml import DialVerb, HangupVerb, SayVerb, parse_response
 from tests.flows import CARE_DESK, SCRIPTS
+from tests.postgres import postgres_schema
 
 REDIS_URL = os.environ.get("ORCHESTRATOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "whsec_shared_calls_test"  # noqa: S105 - a test fixture, not a credential
@@ -182,10 +183,21 @@ async def test_a_completed_repost_and_events_on_the_other_worker_reach_the_call_
     )
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
 async def test_a_killed_worker_s_calls_are_marked_interrupted_by_the_survivor(
-    aiohttp_client, tmp_path
+    aiohttp_client, tmp_path, store
 ):
-    """Worker A (a real process) is SIGKILLed mid-call: B marks the call interrupted and apologises on re-POST."""
+    """Worker A (a real process) is SIGKILLed mid-call: B marks the call interrupted and apologises on re-POST.
+
+    The two share a SQLite file (one host) or a PostgreSQL store (several hosts)."""
+    async with contextlib.AsyncExitStack() as stack:
+        calls_db = (
+            await stack.enter_async_context(postgres_schema()) if store == "postgres" else None
+        )
+        await _killed_worker_marked_by_the_survivor(aiohttp_client, tmp_path, calls_db)
+
+
+async def _killed_worker_marked_by_the_survivor(aiohttp_client, tmp_path, calls_db: str | None) -> None:
     prefix = _prefix()
     env = {
         "ORCHESTRATOR_REDIS_URL": REDIS_URL,
@@ -196,7 +208,7 @@ async def test_a_killed_worker_s_calls_are_marked_interrupted_by_the_survivor(
     }
     async with (
         fake_rest() as (state, rest_url),
-        serve(tmp_path, rest_url, script=LONG_CALL, extra_env=env) as a,
+        serve(tmp_path, rest_url, script=LONG_CALL, extra_env=env, calls_db=calls_db) as a,
     ):
         survivor = create_app(
             Settings(
@@ -214,10 +226,10 @@ async def test_a_killed_worker_s_calls_are_marked_interrupted_by_the_survivor(
         a.process.send_signal(signal.SIGKILL)
         await a.process.wait()
         for _ in range(100):
-            if [outcome for _, outcome, _ in rows(a.db)] == ["interrupted"]:
+            if [outcome for _, outcome, _ in await rows(a.db)] == ["interrupted"]:
                 break
             await asyncio.sleep(0.1)
-        assert [(sid, outcome) for sid, outcome, _ in rows(a.db)] == [
+        assert [(sid, outcome) for sid, outcome, _ in await rows(a.db)] == [
             ("HD_killed0000", "interrupted")
         ]
 

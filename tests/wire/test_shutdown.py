@@ -52,7 +52,7 @@ async def test_shutdown_second_signal_exits_at_once_and_still_writes_the_records
         exit_s = time.monotonic() - signalled
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    records = rows(service.db)
+    records = await rows(service.db)
     assert code == 0
     assert exit_s < 8  # the grace is 20 s; the second signal does not wait for it
     assert len(records) == 3

@@ -2,7 +2,8 @@
 
 The supervisor restarts a worker that dies, passes SIGTERM on (each worker drains, the supervisor exits 0),
 and on SIGHUP replaces the workers one at a time while the port keeps answering. Each test has a Redis key
-prefix of its own (ORCHESTRATOR_TEST_REDIS_URL, default redis://127.0.0.1:6379/0).
+prefix of its own (ORCHESTRATOR_TEST_REDIS_URL, default redis://127.0.0.1:6379/0); the workers' calls go
+to one SQLite file, or to one PostgreSQL store (a schema of the test's own, tests/postgres.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from orchestrator.call.store import open_call_store
 from orchestrator.script import load_script
 from orchestrator.simulator import FakeSautikit
 from tests.flows import SCRIPTS
@@ -51,12 +53,14 @@ def _free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def _serve(tmp_path: Path, *args: str, redis: bool = True) -> AsyncIterator[Served]:
+async def _serve(
+    tmp_path: Path, *args: str, redis: bool = True, calls_db: str | None = None
+) -> AsyncIterator[Served]:
     port = _free_port()
     env = {
         **os.environ,
         "ORCHESTRATOR_PORT": str(port),
-        "ORCHESTRATOR_CALLS_DB": str(tmp_path / "calls.sqlite3"),
+        "ORCHESTRATOR_CALLS_DB": calls_db or str(tmp_path / "calls.sqlite3"),
         "ORCHESTRATOR_BRAIN": "scripted",
         "ORCHESTRATOR_SCRIPT": str(SCRIPTS / "returning_caller_by_phone.yaml"),
         "ORCHESTRATOR_FALLBACK_VOICE": "synthetic",
@@ -207,3 +211,51 @@ async def test_serve_workers_without_redis_is_refused_with_the_reason(tmp_path):
         message = (await served.process.stderr.read()).decode()
     assert code == 2
     assert "needs ORCHESTRATOR_REDIS_URL" in message
+
+
+async def _finished_per_worker(url: str) -> dict[int, int]:
+    """Each worker's finished calls (pid -> count), from /healthz over fresh connections."""
+    finished: dict[int, int] = {}
+    for _ in range(30):
+        async with aiohttp.ClientSession() as fresh, fresh.get(f"{url}/healthz") as response:
+            health = await response.json()
+        finished[health["pid"]] = health["finished_calls"]
+    return finished
+
+
+async def test_serve_workers_record_both_workers_calls_in_one_postgres_store(tmp_path, postgres_url):
+    """Two workers, Redis and PostgreSQL: calls carried by either worker are all in the one store.
+
+    Calls are placed six at a time until each worker has finished at least one (the kernel picks the
+    worker per connection); after SIGTERM every call placed has its record in PostgreSQL, resolved."""
+    script = load_script(SCRIPTS / "returning_caller_by_phone.yaml")
+    placed: list[str] = []
+    async with (
+        _serve(tmp_path, "--workers", "2", calls_db=postgres_url) as served,
+        aiohttp.ClientSession() as http,
+    ):
+        await wait_until_serving(http, served.url, attempts=300)
+        pids = await _all_serving(served, 2)
+        finished: dict[int, int] = {}
+        for batch in range(3):
+            sids = [f"HD_pg_worker{batch}{n}" for n in range(6)]
+            calls = await asyncio.gather(
+                *(FakeSautikit(served.url).call(script, call_sid=sid) for sid in sids)
+            )
+            assert [call.ended_by for call in calls] == ["agent"] * 6
+            placed += sids
+            finished = await _finished_per_worker(served.url)
+            if set(finished) == pids and all(finished.values()):
+                break
+        served.process.send_signal(signal.SIGTERM)
+        await _exits_cleanly(served, timeout_s=30)
+
+    assert set(finished) == pids
+    assert all(finished.values()), f"one worker carried every call: {finished}"
+    assert sum(finished.values()) == len(placed)
+    store = await open_call_store(postgres_url)
+    try:
+        recorded = await store.recent(limit=100)
+    finally:
+        await store.close()
+    assert sorted((c.call_sid, c.outcome) for c in recorded) == [(sid, "resolved") for sid in placed]

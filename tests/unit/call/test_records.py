@@ -1,4 +1,5 @@
-"""Call records that survive the disk: a real locked SQLite file, a real journal, a real file-size limit.
+"""Call records that survive the disk: a real locked SQLite file (and PostgreSQL table), a real journal, a real
+file-size limit.
 
 `CallRecords` retries a save the store refuses, journals what it still cannot store, reports itself
 degraded, and stores everything once the store takes writes again; a journal left by a dead process is
@@ -16,11 +17,12 @@ import textwrap
 from dataclasses import asdict
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from orchestrator.call.records import CallRecords
 from orchestrator.call.session import CallSession
-from orchestrator.call.store import SqliteCallStore, StoredCall, open_call_store
+from orchestrator.call.store import CallStore, SqliteCallStore, StoredCall, open_call_store
 from orchestrator.testing import run_scripted_call
 from tests.flows import SCRIPTS
 
@@ -44,7 +46,7 @@ def stored_call(call_sid: str, **changes: object) -> StoredCall:
     return StoredCall(**values)  # type: ignore[arg-type]
 
 
-def _fast(store: SqliteCallStore, journal: Path) -> CallRecords:
+def _fast(store: CallStore, journal: Path) -> CallRecords:
     return CallRecords(
         store, flow_name="order_status", journal=journal, attempts=2, retry_s=0.01, recover_s=0.1
     )
@@ -219,3 +221,70 @@ async def test_records_a_call_written_interrupted_never_goes_back_to_live(tmp_pa
     assert await store.summary() == {"interrupted": 1}
     await records.close(1)
     await store.close()
+
+
+# --- the same against PostgreSQL (several hosts' store) ---------------------------------------------
+
+
+async def test_records_start_replays_a_journal_into_postgres_and_marks_its_live_calls(
+    tmp_path, postgres_url
+):
+    """A dead process's journal reaches the PostgreSQL store at start: its live call as interrupted,
+    its finished call as it ended; records it left live in the store are marked too; the journal goes."""
+    journal = tmp_path / "calls.journal"
+    lines = [
+        json.dumps(asdict(stored_call("HD_live", record_id="r1", revision=2, outcome="live"))),
+        json.dumps(asdict(stored_call("HD_done", record_id="r2", revision=4, outcome="resolved"))),
+    ]
+    journal.write_text("\n".join(lines) + "\n")
+    store = await open_call_store(postgres_url)
+    await store.save(stored_call("HD_stored_live", record_id="r3", revision=1, outcome="live"))
+    records = CallRecords(store, flow_name="order_status", journal=journal)
+    await records.start()
+    assert await records.flush(10)
+    await records.close(1)
+    live = await store.get("HD_live")
+    summary = await store.summary()
+    await store.close()
+
+    assert live is not None
+    assert (live.outcome, live.revision) == ("interrupted", 3)
+    assert summary == {"interrupted": 2, "resolved": 1}
+    assert not journal.exists()
+
+
+async def test_records_postgres_table_locked_degrades_journals_then_stores_everything(
+    tmp_path, postgres_url
+):
+    """Another session holds the calls table locked past the statement timeout: saves are refused,
+    records wait in the journal, and all reach PostgreSQL once the lock goes."""
+    journal = tmp_path / "calls.journal"
+    store = await open_call_store(postgres_url, busy_timeout_s=0.3)
+    records = _fast(store, journal)
+    await records.start()
+    blocker = await asyncpg.connect(postgres_url)
+    try:
+        locked = blocker.transaction()
+        await locked.start()
+        await blocker.execute("LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")
+        for n in range(5):
+            records.keep(stored_call(f"HD_{n}"))
+        for _ in range(200):
+            if records.health().degraded and journal.exists():
+                break
+            await asyncio.sleep(0.05)
+        degraded = records.health()
+        await locked.rollback()
+    finally:
+        await blocker.close()
+    assert await records.flush(20)
+    recovered = records.health()
+    await records.close(1)
+    summary = await store.summary()
+    await store.close()
+
+    assert degraded.degraded
+    assert degraded.pending == 5
+    assert (recovered.degraded, recovered.pending) == (False, 0)
+    assert summary == {"resolved": 5}
+    assert not journal.exists()
