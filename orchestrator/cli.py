@@ -35,6 +35,7 @@ from orchestrator.brains.base import Brain
 from orchestrator.brains.cascade import make_offline_brain_factory
 from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.call.records import default_journal
+from orchestrator.call.store import CallStoreError
 from orchestrator.call.session import CallSession
 from orchestrator.call.transcript import Entry
 from orchestrator.console import add_console
@@ -464,6 +465,9 @@ def _serve(args: argparse.Namespace) -> int:
                 reuse_port=supervised,
             )
         )
+    except CallStoreError as exc:  # the calls database cannot be opened: a wrong path, host or password
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:  # the port is taken, or the host is not an address of this machine
         reason = exc.strerror or str(exc)
         print(f"orchestrator: cannot listen on {settings.host}:{settings.port}: {reason}", file=sys.stderr)

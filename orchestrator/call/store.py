@@ -360,7 +360,7 @@ class SqliteCallStore:
             with self._lock:
                 try:
                     return work(self._connect())
-                except sqlite3.Error as exc:
+                except (sqlite3.Error, OSError) as exc:  # OSError: the file's folder cannot be made
                     raise CallStoreError(f"call store {self.path}: {exc}") from exc
 
         return await asyncio.to_thread(in_thread)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 
 from bench.durability import scenario_sigkill, scenario_sigterm
@@ -79,3 +80,22 @@ async def test_postgres_history_and_console_read_the_calls_a_service_stored(
     call = await console.get("/console/calls/HD_pg_history", headers=bearer)
     assert call.status == 200
     assert "HD_pg_history" in await call.text()
+
+
+async def test_serve_with_an_unreachable_postgres_store_says_so_and_exits_1(tmp_path):
+    """A wrong host stops `serve` at start with one line naming the store, its password starred."""
+    env = {
+        **os.environ,
+        "ORCHESTRATOR_PORT": "0",
+        "ORCHESTRATOR_CALLS_DB": "postgresql://orchestrator:s3cret@127.0.0.1:9/calls",
+        "ORCHESTRATOR_CALLS_DB_BUSY_TIMEOUT_S": "2",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orchestrator.cli", "serve", env=env, cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    last = err.decode().strip().splitlines()[-1]
+    assert process.returncode == 1
+    assert last.startswith("orchestrator: call store postgresql://orchestrator:***@127.0.0.1:9/calls: ")
+    assert "s3cret" not in err.decode()
