@@ -159,7 +159,11 @@ class PostgresCallStore:
         async with self._opening:
             pool, self._pool = self._pool, None
         if pool is not None:
-            await pool.close()
+            try:
+                # A server gone silent (a partition) must not hold the service's exit: then drop the sockets.
+                await asyncio.wait_for(pool.close(), timeout=self._timeout_s)
+            except (TimeoutError, *_FAILURES):
+                pool.terminate()
 
     async def _run(self, work: Callable[[PoolConnectionProxy], Awaitable[T]]) -> T:
         pool = await self._connected()

@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from orchestrator.call.records import CallRecords
+from orchestrator.call.records import CallRecords, default_journal
 from orchestrator.call.session import CallSession
 from orchestrator.call.store import CallStore, SqliteCallStore, StoredCall, open_call_store
 from orchestrator.testing import run_scripted_call
@@ -288,3 +288,16 @@ async def test_records_postgres_table_locked_degrades_journals_then_stores_every
     assert (recovered.degraded, recovered.pending) == (False, 0)
     assert summary == {"resolved": 5}
     assert not journal.exists()
+
+
+def test_records_journal_sits_beside_a_sqlite_file_and_in_the_working_folder_for_postgres():
+    """Refused records wait on the host that holds them: beside its SQLite file, or ./calls.journal when the
+    store is a PostgreSQL server elsewhere; calls kept in memory have no journal."""
+    assert default_journal("/var/lib/orchestrator/calls.sqlite3") == Path(
+        "/var/lib/orchestrator/calls.sqlite3.journal"
+    )
+    assert default_journal("sqlite:///srv/calls.db") == Path("/srv/calls.db.journal")
+    assert default_journal("postgresql://orchestrator@db/calls") == Path("calls.journal")
+    assert default_journal("postgres://orchestrator@db/calls") == Path("calls.journal")
+    assert default_journal(None) is None
+    assert default_journal("memory:") is None
