@@ -194,7 +194,7 @@ class PostgresCallStore:
                 async with pool.acquire() as connection:
                     await _create_schema(connection, self)
             except BaseException as exc:
-                await pool.close()
+                pool.terminate()  # nothing of ours runs on it yet; a failing server must not hold the close
                 if isinstance(exc, _FAILURES):
                     raise CallStoreError(f"call store {self}: {exc}") from exc
                 raise
