@@ -285,6 +285,8 @@ class PolicyDialogue:
         self._by_phone: set[str] = set()  # pending lookups by the caller's number
         self._caller_orders: int | None = None
         self._keypad_offered = False
+        # The pending tool's outcome led into a state whose route spoke its own `say`: that line answers it.
+        self._outcome_spoken = False
         self._keyword_cache: dict[tuple[object, ...], dict[str, frozenset[str]]] = {}
         self._ids = count(1)
         self._context: dict[str, object] = {
@@ -325,6 +327,7 @@ class PolicyDialogue:
         self._question = None
         self._choices = ()
         self._misses = 0
+        self._outcome_spoken = bool(self._pending) and state.say is not None
         # After a tool call its result decides what to say; a `say` spoken on entry is the prompt.
         if self._pending or state.say is not None:
             return
@@ -359,8 +362,9 @@ class PolicyDialogue:
             self._respoken(result.get("orders"))
         if self._pending:
             return
+        spoken, self._outcome_spoken = self._outcome_spoken, False
         steps = self._say_reply(self._state.name) if switched else self._after_result(
-            result, by_phone=by_phone
+            result, by_phone=by_phone, spoken=spoken
         )
         for step in steps:
             yield step
@@ -547,7 +551,10 @@ class PolicyDialogue:
 
     # --- results ----------------------------------------------------------------------------
 
-    def _after_result(self, result: Mapping[str, JSONValue], *, by_phone: bool) -> list[Step]:
+    def _after_result(
+        self, result: Mapping[str, JSONValue], *, by_phone: bool, spoken: bool = False
+    ) -> list[Step]:
+        """What to say once a tool has answered; `spoken`: the route it took already said it."""
         order = result.get("order")
         if isinstance(order, Mapping):
             found = result.get("orders")
@@ -562,8 +569,9 @@ class PolicyDialogue:
             moment = "lookup_failed"
         elif result.get("found") is False:
             moment = "order_not_found_by_phone" if by_phone else "order_not_found"
-        # A moment's words only make sense where the caller can act on them (not while escalating).
-        if moment is not None and self._state.tools:
+        # A moment's words only make sense where the caller can act on them (not while escalating), and
+        # a route's own `say` replaces them ("I could not find that one" is not followed by the moment).
+        if moment is not None and self._state.tools and not spoken:
             words = self._moment(moment)
             if words:
                 return [words]

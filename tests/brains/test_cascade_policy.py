@@ -1,6 +1,8 @@
 """The offline dialogue policy: the flow's policy section turned into tool calls and replies."""
 
 
+from dataclasses import replace
+
 import pytest
 
 from orchestrator.brains.base import CallInfo, StateBrief, ToolCall
@@ -201,6 +203,18 @@ async def test_policy_dialogue_says_not_found_and_asks_again():
     await _steps(dialogue.on_state(IDENTIFYING))
     steps = await _steps(dialogue.on_tool_result(call, {"found": False, "order_number": "54321"}))
     assert steps == ["I could not find order five four three two one. Please say the order number again."]
+
+
+async def test_policy_dialogue_lets_a_routes_say_replace_the_not_found_reply():
+    """A route into a state with its own `say` ("I could not find that one") is the whole answer: the
+    session speaks it, and the policy adds no `order_not_found` reply on top (the doc's example flow)."""
+    dialogue = _dialogue()
+    await _steps(dialogue.on_state(IDENTIFYING))
+    call = await _confirmed(dialogue, "five four three two one")
+    await _steps(dialogue.on_state(LOOKING_UP))
+    said = "I could not find that one. Which number was it?"
+    assert await _steps(dialogue.on_state(replace(IDENTIFYING, say=said))) == []
+    assert await _steps(dialogue.on_tool_result(call, {"found": False, "order_number": "54321"})) == []
 
 
 async def test_policy_dialogue_transfers_a_caller_who_asks_for_a_person():

@@ -20,17 +20,27 @@ from orchestrator.testing import run_scripted_call
 from tests.flows import ORDER_STATUS
 
 CALLER = "+254722000111"  # owns PK20931 in fixtures/orders.json
+# What the agent says on each route out of `sending_sms`, as the transcript quotes it.
+ROUTE_SAYS = {
+    "done": '"Done, the link is on its way. Is there anything else?"',
+    "failed": '"Sorry, I could not send it. Is there anything else?"',
+}
 
 
-def flow_with_sms_tool(name: str, add_question: Callable[[Any], None]) -> Flow:
+def flow_with_sms_tool(name: str, add_question: Callable[[Any], None], backend_url: str) -> Flow:
     """The pinned order-status flow with an SMS tool and its `sending_sms` state, as a product team
-    would add them; `add_question` edits the flow so that some state offers the tool."""
+    would add them from docs/flow-reference.md; `add_question` edits the flow so that some state offers
+    the tool, and `shop.backend_url` is where the shop's SMS endpoint listens."""
     yaml = YAML()
     data = yaml.load(ORDER_STATUS.read_text(encoding="utf-8"))
+    data["shop"]["backend_url"] = backend_url
     data["tools"]["send_tracking_sms"] = {
         "description": "Text the caller a tracking link for the order being discussed.",
+        "parameters": {"type": "object", "properties": {}},
         "http": {
-            "url": "{{ env.SHOP_URL }}/sms",
+            "method": "POST",
+            "url": "{{ shop.backend_url }}/sms",
+            "headers": {"Authorization": "Bearer {{ env.SHOP_API_TOKEN }}"},
             "json": {"to": "{{ caller.number }}", "order_number": "{{ order.order_number }}"},
             "timeout": 3,
         },
@@ -87,22 +97,25 @@ async def call_with_shop(
     aiohttp_server: Any,
     monkeypatch: pytest.MonkeyPatch,
     script: CallScript,
-    flow: Flow,
+    add_question: Callable[[Any], None],
     *,
     status: int = 200,
 ) -> tuple[CallRecord, list[object]]:
     """Serve the shop's SMS endpoint on loopback (answering `status`), place the call offline with a
-    flite caller, and return the call and the bodies the shop received."""
+    flite caller through the flow `add_question` makes, and return the call and the requests the shop
+    received (each its Authorization header and JSON body)."""
     received: list[object] = []
 
     async def send(request: web.Request) -> web.Response:
-        received.append(await request.json())
+        received.append((request.headers.get("Authorization"), await request.json()))
         return web.json_response({"message_id": "SM9"}, status=status)
 
     app = web.Application()
     app.router.add_post("/sms", send)
     server = await aiohttp_server(app)
-    monkeypatch.setenv("SHOP_URL", str(server.make_url("")).rstrip("/"))
+    monkeypatch.setenv("SHOP_API_TOKEN", "shop-token")
+    backend_url = str(server.make_url("")).rstrip("/")
+    flow = flow_with_sms_tool("offer_sms_order_status.yaml", add_question, backend_url)
     record = await run_scripted_call(
         script,
         flow=flow,
@@ -129,10 +142,11 @@ SCRIPT = CallScript.model_validate(
 @pytest.mark.looptime
 async def test_offline_brain_calls_the_flows_http_tool(aiohttp_server, monkeypatch) -> None:
     """Recognised, confirmed, narrated; "text me the link" POSTs to the shop; done: says its line once."""
-    flow = flow_with_sms_tool("sms_order_status.yaml", _sms_intent_in_narrating)
-    record, received = await call_with_shop(aiohttp_server, monkeypatch, SCRIPT, flow)
+    record, received = await call_with_shop(
+        aiohttp_server, monkeypatch, SCRIPT, _sms_intent_in_narrating
+    )
     transcript = record.render()
-    assert received == [{"to": CALLER, "order_number": "PK20931"}]
+    assert received == [("Bearer shop-token", {"to": CALLER, "order_number": "PK20931"})]
     assert "sending_sms -> narrating (done:send_tracking_sms)" in transcript
     agent = record.transcript.of_kind("agent")
     done = agent.index('"Done, the link is on its way. Is there anything else?"')
@@ -159,14 +173,18 @@ OFFER_SCRIPT = CallScript.model_validate(
 async def test_a_yes_to_the_flows_own_question_posts_and_routes_on_the_result(
     aiohttp_server, monkeypatch, shop_status: int, route: str
 ) -> None:
-    """Confirm, status, the new question, "yes please" POSTs; done:/failed: route it (issue 9)."""
-    flow = flow_with_sms_tool("offer_sms_order_status.yaml", _offer_sms_state)
+    """Confirm, status, the new question, "yes please" POSTs the templated body with the bearer token;
+    done:/failed: route it, and the route's `say` is the only answer to it (issue 9's "Done means")."""
     record, received = await call_with_shop(
-        aiohttp_server, monkeypatch, OFFER_SCRIPT, flow, status=shop_status
+        aiohttp_server, monkeypatch, OFFER_SCRIPT, _offer_sms_state, status=shop_status
     )
     transcript = record.render()
-    assert received == [{"to": CALLER, "order_number": "PK20931"}]
+    assert received == [("Bearer shop-token", {"to": CALLER, "order_number": "PK20931"})]
     assert "looking_up -> offer_sms (order_found)" in transcript
     assert "offer_sms -> sending_sms (tool:send_tracking_sms)" in transcript
     assert f"sending_sms -> narrating ({route}:send_tracking_sms)" in transcript
+    agent = record.transcript.of_kind("agent")
+    answer = ROUTE_SAYS[route]
+    # Regression: a failed action was answered twice, the route's line and "Sorry, I cannot do that".
+    assert agent[agent.index(answer) + 1] == '"Thank you for calling Duka Express. Goodbye."'
     assert record.transcript.outcome == "resolved"
