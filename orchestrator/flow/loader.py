@@ -21,7 +21,13 @@ from statemachine.exceptions import InvalidDefinition
 
 from orchestrator.errors import FlowError, FlowProblem
 from orchestrator.flow.guards import GuardError
-from orchestrator.flow.languages import LocalText, Phrases, missing_languages, text_variants
+from orchestrator.flow.languages import (
+    LocalText,
+    Phrases,
+    missing_languages,
+    phrases_for,
+    text_variants,
+)
 from orchestrator.flow.machine import compile_transition_guard, machine_class
 from orchestrator.flow.model import (
     BUILTIN_INTENTS,
@@ -553,9 +559,14 @@ def _check_listen(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
                 )
                 yield source.problem(loc, message, key=True)
             yield from _phrase_problems(source, (*loc, "phrases"), entry.phrases, "phrase")
-            if entry.tool is not None and entry.tool not in spec.tools:
-                allowed = ", ".join(spec.tools) or "none"
-                message = f"tool {entry.tool!r} is not allowed in state {state!r} (its tools: {allowed})"
+            # A misspelt tool in the state's `tools:` is reported once, as unknown; here it is what it names.
+            allowed = {_resolved(tool, flow.tools) for tool in spec.tools}
+            if entry.tool is not None and entry.tool not in flow.tools:
+                message = unknown_name("tool", entry.tool, flow.tools)
+                yield source.problem((*loc, "tool"), message)
+            elif entry.tool is not None and entry.tool not in allowed:
+                tools = ", ".join(spec.tools) or "none"
+                message = f"tool {entry.tool!r} is not allowed in state {state!r} (its tools: {tools})"
                 yield source.problem((*loc, "tool"), message)
             if entry.say is None:
                 continue
@@ -565,6 +576,44 @@ def _check_listen(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
                         message = f"unknown template variable {placeholder.raw!r}"
                         yield source.problem_inside(at, placeholder.raw, 0, message)
         yield from _check_keypad(state, spec, source)
+        yield from _check_listen_reachable(flow, state, spec, source)
+
+
+def _check_listen_reachable(
+    flow: Flow, state: str, spec: StateSpec, source: _Source
+) -> Iterator[FlowProblem]:
+    """`listen:` entries the caller can reach: not on a final state, and no phrase another intent wins.
+
+    The offline policy matches the longest phrase heard; of two intents with the same phrase, the one
+    first in its grammar wins: the flow-wide intents in `policy.intents` order (a state's entry of the
+    same name takes that place), then the state's new intents in the order it lists them.
+    """
+    if not spec.listen:
+        return
+    if spec.final:
+        message = "a final state hears nothing: the call hangs up on entering it; listen in the state before"
+        yield source.problem(("states", state, "listen"), message, key=True)
+        return
+    declared = flow.policy.intents if flow.policy is not None else {}
+    order: dict[str, Phrases] = {name: intent.phrases for name, intent in declared.items()}
+    for name, entry in spec.listen.items():
+        if entry.phrases:
+            order[name] = entry.phrases
+    names = list(order)
+    for name, entry in spec.listen.items():
+        earlier = names[: names.index(name)] if entry.phrases else []
+        for language in flow.call_languages:
+            winners = {p: other for other in earlier for p in phrases_for(order[other], language)}
+            for index, phrase in enumerate(phrases_for(entry.phrases, language)):
+                if phrase in winners:
+                    at: Loc = ("states", state, "listen", name, "phrases")
+                    if isinstance(entry.phrases, Mapping):
+                        at = (*at, language)
+                    message = (
+                        f"never heard as {name!r}: {phrase!r} is also a phrase of {winners[phrase]!r}, "
+                        "which is matched first; give this answer words of its own"
+                    )
+                    yield source.problem((*at, index), message)
 
 
 def _check_outbound(flow: Flow, source: _Source) -> Iterator[FlowProblem]:
@@ -635,7 +684,7 @@ def _spoken_texts(flow: Flow) -> Iterator[tuple[Loc, LocalText]]:
     yield from _escalation_texts(flow)
     yield from _transition_texts(("on",), flow.on)
     for name, spec in flow.states.items():
-        if spec.say is not None:
+        if spec.say is not None and not spec.final:  # a final state's say is an error of its own
             yield ("states", name, "say"), spec.say
         yield from _transition_texts(("states", name, "on"), spec.on)
         for answer, entry in spec.listen.items():
