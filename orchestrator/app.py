@@ -44,6 +44,7 @@ from orchestrator.cluster import CallMessage, LiveCalls, LocalLiveCalls, SharedC
 from orchestrator.cluster.redis_calls import RedisLiveCalls
 from orchestrator.errors import ConfigError, SignatureError, WebhookError
 from orchestrator.flow import Flow, load_flow, render
+from orchestrator.listening import bind_listening
 from orchestrator.logging import mask_phone, mask_phone_numbers_in
 from orchestrator.observe.service import Observability
 from orchestrator.orders import (
@@ -1195,6 +1196,8 @@ async def run_service(
     journal if the store is slow). With `reuse_port` (one of `serve --workers N`), the port is shared
     with the other workers, and a draining worker stops listening at once so new calls go to them.
     """
+    # The port first: a port in use stops here, before the app starts and touches the call store.
+    sockets = bind_listening(host, port, reuse_port=reuse_port)
     loop = asyncio.get_running_loop()
     signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -1202,16 +1205,23 @@ async def run_service(
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=HANDLER_SHUTDOWN_TIMEOUT_S
     )
-    await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
-        await site.start()
+        await runner.setup()
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    try:
+        sites = [web.SockSite(runner, sock) for sock in sockets]
+        for site in sites:
+            await site.start()
         if on_started is not None:
             on_started()
         first = await signals.get()
         log.warning("shutdown_requested", signal=first.name, grace_s=grace_s)
         if reuse_port:  # the other workers on this port take the new calls; live ones go on here
-            await site.stop()
+            for site in sites:
+                await site.stop()
         # The drain leaves room in the grace for the cleanup after it (handlers, records).
         budget = max(grace_s - HANDLER_SHUTDOWN_TIMEOUT_S - RECORDS_CLOSE_TIMEOUT_S, 0.0)
         drain = loop.create_task(drain_calls(app[ORCHESTRATOR], budget))
@@ -1225,5 +1235,7 @@ async def run_service(
         await asyncio.gather(drain, second, return_exceptions=True)
     finally:
         await runner.cleanup()
+        for sock in sockets:  # a site's server closed its own; these are the ones never served
+            sock.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

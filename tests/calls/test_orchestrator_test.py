@@ -50,12 +50,13 @@ def test_orchestrator_test_new_script_fails_until_its_snapshot_is_written(tmp_pa
 
 
 def test_orchestrator_test_changed_instructions_and_say_are_one_line_diffs(tmp_path, capsys):
-    """An edited state instruction and an edited greeting each change exactly one snapshot line."""
+    """An edited system prompt, state instruction and greeting each change exactly one snapshot line."""
     flow, calls = _team(tmp_path, "asks_for_human")
     assert _run(capsys, "--flow", flow, calls, "--update")[0] == 0
     text = flow.read_text()
     text = text.replace("Ask for the order number;", "Ask kindly for the order number;")
     text = text.replace("I can check on your order for you.", "I can check your order.")
+    text = text.replace("You only help callers", "You only ever help callers")
     flow.write_text(text)
 
     status, out = _run(capsys, "--flow", flow, calls, "--no-coverage")
@@ -64,9 +65,10 @@ def test_orchestrator_test_changed_instructions_and_say_are_one_line_diffs(tmp_p
     assert "CHANGED" in out
     removed = [line for line in out.splitlines() if line.startswith("-") and not line.startswith("---")]
     added = [line for line in out.splitlines() if line.startswith("+") and not line.startswith("+++")]
-    assert len(removed) == len(added) == 2
-    assert "Ask kindly for the order number;" in added[1]
-    assert 'I can check your order." + Stream' in added[0]
+    assert len(removed) == len(added) == 3
+    assert "You only ever help callers" in added[0]
+    assert 'I can check your order." + Stream' in added[1]
+    assert "Ask kindly for the order number;" in added[2]
 
 
 def test_orchestrator_test_update_rewrites_only_the_scripts_it_ran(tmp_path, capsys):
