@@ -14,7 +14,7 @@ import pytest
 import structlog
 
 from orchestrator.cli import main
-from tests.flows import CARE_DESK, SCRIPTS
+from tests.flows import CARE_DESK, OFFLINE_SCRIPTS, SCRIPTS
 from tests.serving import wait_until_serving
 
 SCRIPT = SCRIPTS / "asks_for_human.yaml"
@@ -94,6 +94,43 @@ async def test_call_command_against_serve_without_public_url(tmp_path: Path) -> 
     text = stderr.decode()
     assert f"point Sautikit at {base}/voice" in text
     assert "Traceback" not in text
+
+
+async def test_call_command_natural_voice_is_understood_by_the_offline_brain(tmp_path: Path) -> None:
+    """`orchestrator call --voice slt` against `serve` with the offline brain: the flite caller's order
+    number is recognised, confirmed and looked up, and the call ends resolved (the synthetic audio it
+    used to send was heard as "okay bye okay" and the caller was hung up on)."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "ORCHESTRATOR_CALLS_DB": str(tmp_path / "calls.sqlite3"),
+        "ORCHESTRATOR_TRANSCRIPTS_DIR": str(tmp_path),
+    }
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orchestrator.cli", "serve", "--port", str(port), "--orders", "demo",
+        "--brain", "offline", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_until_serving(http, base, attempts=600)
+        script = OFFLINE_SCRIPTS / "track_by_number.yaml"
+        code, out, err = await _cli(
+            "call", str(script), "--url", base, "--voice", "slt", "--call-sid", "HD_flite0001"
+        )
+        assert code == 0, err
+        assert 'caller says "Hello, my order number is P K two zero nine three one."' in out
+        transcript = tmp_path / "HD_flite0001.txt"
+        for _ in range(100):  # written when the call's record closes, just after the stream
+            if transcript.exists() and "outcome" in transcript.read_text():
+                break
+            await asyncio.sleep(0.1)
+        text = transcript.read_text()
+        assert 'tool      lookup_order {"order_number": "PK20931"}' in text
+        assert "outcome   resolved" in text
+    finally:
+        server.terminate()
+        await server.communicate()
 
 
 async def test_call_command_to_nothing_is_one_line() -> None:
