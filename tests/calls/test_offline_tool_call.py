@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from orchestrator.speech.voices import caller_voice
 from orchestrator.testing import run_scripted_call
 from tests.flows import ORDER_STATUS
 
+REFERENCE = Path(__file__).parents[2] / "docs" / "flow-reference.md"
 CALLER = "+254722000111"  # owns PK20931 in fixtures/orders.json
 # What the agent says on each route out of `sending_sms`, as the transcript quotes it.
 ROUTE_SAYS = {
@@ -93,17 +96,30 @@ def _offer_sms_state(data: Any) -> None:
     }
 
 
+def _pinned_flow_with(add_question: Callable[[Any], None]) -> Callable[[str], Flow]:
+    return lambda backend_url: flow_with_sms_tool("offer_sms_order_status.yaml", add_question, backend_url)
+
+
+def reference_example(backend_url: str) -> Flow:
+    """The complete example flow of docs/flow-reference.md, its courier's API at `backend_url`."""
+    example = REFERENCE.read_text(encoding="utf-8").split("## A complete example", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", example, re.DOTALL)
+    assert block is not None
+    text = block.group(1).replace("https://api.haraka.example", backend_url)
+    return load_flow_text(text, path="flow-reference.md", handlers=())
+
+
 async def call_with_shop(
     aiohttp_server: Any,
     monkeypatch: pytest.MonkeyPatch,
     script: CallScript,
-    add_question: Callable[[Any], None],
+    make_flow: Callable[[str], Flow],
     *,
     status: int = 200,
 ) -> tuple[CallRecord, list[object]]:
     """Serve the shop's SMS endpoint on loopback (answering `status`), place the call offline with a
-    flite caller through the flow `add_question` makes, and return the call and the requests the shop
-    received (each its Authorization header and JSON body)."""
+    flite caller through `make_flow(the endpoint's base URL)`, and return the call and the requests the
+    shop received (each its Authorization header and JSON body)."""
     received: list[object] = []
 
     async def send(request: web.Request) -> web.Response:
@@ -114,8 +130,7 @@ async def call_with_shop(
     app.router.add_post("/sms", send)
     server = await aiohttp_server(app)
     monkeypatch.setenv("SHOP_API_TOKEN", "shop-token")
-    backend_url = str(server.make_url("")).rstrip("/")
-    flow = flow_with_sms_tool("offer_sms_order_status.yaml", add_question, backend_url)
+    flow = make_flow(str(server.make_url("")).rstrip("/"))
     record = await run_scripted_call(
         script,
         flow=flow,
@@ -143,7 +158,7 @@ SCRIPT = CallScript.model_validate(
 async def test_offline_brain_calls_the_flows_http_tool(aiohttp_server, monkeypatch) -> None:
     """Recognised, confirmed, narrated; "text me the link" POSTs to the shop; done: says its line once."""
     record, received = await call_with_shop(
-        aiohttp_server, monkeypatch, SCRIPT, _sms_intent_in_narrating
+        aiohttp_server, monkeypatch, SCRIPT, _pinned_flow_with(_sms_intent_in_narrating)
     )
     transcript = record.render()
     assert received == [("Bearer shop-token", {"to": CALLER, "order_number": "PK20931"})]
@@ -176,7 +191,7 @@ async def test_a_yes_to_the_flows_own_question_posts_and_routes_on_the_result(
     """Confirm, status, the new question, "yes please" POSTs the templated body with the bearer token;
     done:/failed: route it, and the route's `say` is the only answer to it (issue 9's "Done means")."""
     record, received = await call_with_shop(
-        aiohttp_server, monkeypatch, OFFER_SCRIPT, _offer_sms_state, status=shop_status
+        aiohttp_server, monkeypatch, OFFER_SCRIPT, _pinned_flow_with(_offer_sms_state), status=shop_status
     )
     transcript = record.render()
     assert received == [("Bearer shop-token", {"to": CALLER, "order_number": "PK20931"})]
@@ -187,4 +202,34 @@ async def test_a_yes_to_the_flows_own_question_posts_and_routes_on_the_result(
     answer = ROUTE_SAYS[route]
     # Regression: a failed action was answered twice, the route's line and "Sorry, I cannot do that".
     assert agent[agent.index(answer) + 1] == '"Thank you for calling Duka Express. Goodbye."'
+    assert record.transcript.outcome == "resolved"
+
+
+EXAMPLE_SCRIPT = CallScript.model_validate(
+    {
+        "title": "A known caller has their parcel checked and says yes to the tracking link by SMS",
+        "caller": CALLER,
+        "turns": [
+            {"caller": "Yes please."},  # "I can see a parcel sent to this number. Shall I check it?"
+            {"caller": "Yes please."},  # "... Would you like the tracking link by SMS?"
+            {"caller": "No thanks."},  # "Done, the link is on its way. Anything else?"
+        ],
+    }
+)
+
+
+@pytest.mark.looptime
+async def test_the_reference_example_flow_works_with_the_offline_brain(aiohttp_server, monkeypatch) -> None:
+    """docs/flow-reference.md's complete example as it stands: a spoken yes to its SMS question POSTs
+    the templated body with the token from the environment, and done: routes to its next question."""
+    monkeypatch.setenv("HARAKA_API_TOKEN", "shop-token")
+    record, received = await call_with_shop(
+        aiohttp_server, monkeypatch, EXAMPLE_SCRIPT, reference_example
+    )
+    transcript = record.render()
+    assert received == [("Bearer shop-token", {"to": CALLER, "order_number": "PK20931"})]
+    assert "looking_up -> narrating (order_found)" in transcript
+    assert "narrating -> sending_sms (tool:send_tracking_sms)" in transcript
+    assert "sending_sms -> anything_else (done:send_tracking_sms)" in transcript
+    assert "anything_else -> ended (tool:end_call)" in transcript
     assert record.transcript.outcome == "resolved"
