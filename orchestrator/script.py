@@ -227,6 +227,7 @@ class OutboundCall(_Strict):
 
 class CallScript(_Strict):
     title: str
+    # Empty: the caller's number is withheld, and the voice webhook carries no `From` at all.
     caller: str = "+254712345678"
     callee: str = "+254711000000"
     call_sid: str | None = None

@@ -319,6 +319,8 @@ class _CallRun:
             "callSessionState": state.capitalize(),
             "isActive": "true" if state in ("ringing", "answered", "active") else "false",
         }
+        if not self.script.caller:  # a withheld number: Sautikit leaves the field out
+            del fields["From"]
         if digits is not None:
             fields["Digits"] = digits
         if self.script.webhook == "json":

@@ -2,9 +2,12 @@
 
 
 import pytest
+from aiohttp import web
 
 from orchestrator.brains.cascade import make_offline_brain_factory
 from orchestrator.flow import load_flow
+from orchestrator.orders.demo import demo_orders_app
+from orchestrator.settings import Settings
 from orchestrator.simulator import SimulatorOptions
 from orchestrator.speech.voices import caller_voice
 from orchestrator.testing import run_scripted_call
@@ -184,4 +187,34 @@ async def test_cascade_call_known_caller_asking_in_their_own_words_hears_their_o
     assert "tool      lookup_order {}" in transcript
     assert "Order P K two zero nine three one is dispatched" in transcript
     assert "transfer_to_human" not in transcript
+    assert record.transcript.outcome == "resolved"
+
+
+
+@pytest.mark.looptime
+async def test_cascade_call_answers_a_withheld_caller_and_never_looks_them_up_by_phone(aiohttp_server):
+    """No `From` at all: the call is answered and asks for the order number; "where is my order?" finds
+    nothing by phone without asking the shop, and the order named is read without its delivery area."""
+    asked: list[dict[str, str]] = []
+
+    @web.middleware
+    async def note_query(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        asked.append(dict(request.query))
+        return await handler(request)
+
+    shop = demo_orders_app()
+    shop.middlewares.append(note_query)
+    server = await aiohttp_server(shop)
+    record = await run_scripted_call(
+        OFFLINE / "withheld_caller_asks_status.yaml",
+        flow=FLOW,
+        settings=Settings(fallback_voice="synthetic", orders_base_url=str(server.make_url(""))),
+        brain_factory=make_offline_brain_factory(FLOW),
+        simulator=SimulatorOptions(voice=caller_voice("slt")),
+    )
+    transcript = record.render()
+    assert "from unknown" in transcript
+    assert "Please tell me your order number" in transcript
+    assert asked == [{"order_number": "DX1042"}]  # never `phone=`
+    assert "Westlands" not in transcript  # DX1042's delivery area: not this caller's to hear
     assert record.transcript.outcome == "resolved"
