@@ -6,7 +6,9 @@ Now: /healthz says draining (503), each caller hears the flow's `shutdown` goodb
 REST, every record is written, and the process exits within its grace. A second signal exits at once and
 still writes the records. A SIGKILL leaves the records `live`, and the next start marks them `interrupted`.
 
-The scenarios are bench/durability.py's, with fewer calls; the bench prints the figures for 20.
+The scenarios are bench/durability.py's, with fewer calls; the bench prints the figures for 20. The flow
+decides what a caller hears: the shipped goodbye, a transfer, nothing (unrouted), or the call goes on (ignored)
+until the grace is spent.
 """
 
 from __future__ import annotations
@@ -14,8 +16,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from pathlib import Path
+
+from ruamel.yaml import YAML
 
 from bench.durability import (
+    FLOW,
+    GOODBYE,
     LONG_CALL,
     fake_rest,
     place_calls,
@@ -66,3 +73,71 @@ async def test_shutdown_sigkill_leaves_live_records_that_the_next_start_marks_in
     assert figures["records_after_kill"] == {"live": 3}
     assert figures["records_after_restart"] == {"interrupted": 3}
     assert figures["records_lost"] == 0
+
+
+def _flow_with(tmp_path: Path, shutdown: str | None) -> Path:
+    """The shipped flow with its global `shutdown` route sent to another state (None: removed), written
+    beside the test's database."""
+    yaml = YAML()
+    data = yaml.load(FLOW.read_text(encoding="utf-8"))
+    if shutdown is None:
+        del data["on"]["shutdown"]
+    else:
+        data["on"]["shutdown"] = shutdown
+    path = tmp_path / "flow.yaml"
+    with path.open("w", encoding="utf-8") as out:
+        yaml.dump(data, out)
+    return path
+
+
+async def _sigterm_live_calls(tmp_path: Path, flow: Path, calls: int, grace_s: int = 20):
+    """`calls` live calls on `flow`, one SIGTERM: (exit code, seconds to exit, records, REST hang-ups, dials)."""
+    env = {"ORCHESTRATOR_FLOW": str(flow), "ORCHESTRATOR_SHUTDOWN_GRACE_S": str(grace_s)}
+    async with fake_rest() as (state, rest_url), serve(
+        tmp_path, rest_url, script=LONG_CALL, extra_env=env
+    ) as service:
+        tasks = place_calls(service, state, LONG_CALL, calls, "flow")
+        await wait_live(service, calls)
+        signalled = time.monotonic()
+        service.process.send_signal(signal.SIGTERM)
+        code = await service.process.wait()
+        exit_s = time.monotonic() - signalled
+        ended = await asyncio.gather(*tasks, return_exceptions=True)
+    dialled = sum(1 for call in ended if getattr(call, "dialed", None))
+    return code, exit_s, rows(service.db), len(set(state.hangups)), dialled
+
+
+async def test_shutdown_routed_to_a_transfer_hands_each_caller_to_the_desk(tmp_path):
+    """`shutdown: escalating`: no goodbye, each caller is put through to a person and recorded escalated."""
+    flow = _flow_with(tmp_path, "escalating")
+
+    code, exit_s, records, hangups, dialled = await _sigterm_live_calls(tmp_path, flow, 2)
+
+    assert (code, dialled, hangups) == (0, 2, 0)
+    assert exit_s < 20
+    assert [outcome for _, outcome, _ in records] == ["escalated", "escalated"]
+    assert not any(GOODBYE in text for _, _, text in records)
+
+
+async def test_shutdown_a_flow_that_does_not_route_it_hangs_up_without_a_goodbye(tmp_path):
+    """No `shutdown` route anywhere: each call is hung up through REST at once, and still recorded."""
+    flow = _flow_with(tmp_path, None)
+
+    code, exit_s, records, hangups, _ = await _sigterm_live_calls(tmp_path, flow, 2)
+
+    assert (code, hangups, len(records)) == (0, 2, 2)
+    assert exit_s < 20
+    assert not any(outcome == "live" for _, outcome, _ in records)
+    assert not any(GOODBYE in text for _, _, text in records)
+
+
+async def test_shutdown_calls_still_going_when_the_grace_is_spent_are_cut_and_still_recorded(tmp_path):
+    """A flow that routes `shutdown` back to `identifying` keeps its calls talking: they are cut when the
+    grace (8 s, less the few seconds kept for writing records) is spent, and recorded `interrupted`."""
+    flow = _flow_with(tmp_path, "identifying")
+
+    code, exit_s, records, _, _ = await _sigterm_live_calls(tmp_path, flow, 2, grace_s=8)
+
+    assert code == 0
+    assert 4 < exit_s < 12  # about the grace: not the calls' own length (a minute) nor aiohttp's 60 s
+    assert [outcome for _, outcome, _ in records] == ["interrupted", "interrupted"]
