@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import structlog
-from aiohttp import web
+from aiohttp import web, web_response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.brains.base import Brain
@@ -102,6 +102,10 @@ log = structlog.get_logger(__name__)
 
 BrainFactory = Callable[[CallStart], Brain]
 XML = "application/xml"
+SERVER_NAME = "orchestrator"
+# Answers aiohttp writes before any app sees the request (a request line too long or malformed, as a
+# 10 kB call id makes) skip on_response_prepare and take this module default instead, versions and all.
+web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]  # imported there, not exported
 # After-call work (call record, store, transcript files) waits at most this long for the call's outcome.
 FINISHED_CALL_TTL_S = 600.0
 # At shut-down, records not stored within this long go to the journal.
@@ -264,7 +268,7 @@ def create_app(
 
 async def _plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
     # aiohttp's default names Python's and its own versions: a free hint to anyone probing.
-    response.headers["Server"] = "orchestrator"
+    response.headers["Server"] = SERVER_NAME
 
 
 def _check_tools(flow: Flow, handlers: Mapping[str, ToolHandler]) -> None:
