@@ -92,6 +92,9 @@ class ProcessDecoder:
     def _answer(self, timeout_s: float) -> object:
         try:
             if not self._conn.poll(timeout_s):
+                # Killed, not asked to stop: a child still loading its models reads no "stop", and the pool
+                # starts another in its slot (20 calls at once on a loaded box left 19 loading, 3 GB).
+                self._process.kill()
                 self.close()
                 raise DecoderProcessError(f"the speech decoder process did not answer in {timeout_s:g} s")
             kind, value = self._conn.recv()

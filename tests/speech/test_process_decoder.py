@@ -1,12 +1,14 @@
 """The grammar decoder in its own process: the same results as in this one, and failures reported, not hung."""
 
 import multiprocessing
+import signal
 
 import pytest
 
 from orchestrator.brains.cascade import policy_config
 from orchestrator.errors import ConfigError
 from orchestrator.flow import load_flow
+from orchestrator.speech import process
 from orchestrator.speech.asr import SEARCH_NUMBERS, GrammarDecoder
 from orchestrator.speech.grammar import GrammarSpec
 from orchestrator.speech.process import DecoderProcessError, ProcessDecoder
@@ -59,3 +61,14 @@ def test_a_decoder_process_that_died_is_an_error_not_a_hang():
         decoder.begin(SEARCH_NUMBERS)
         decoder.feed(_PAD)
         decoder.finish()
+
+
+def test_a_decoder_process_too_slow_to_start_is_killed_not_left_loading(monkeypatch):
+    """A child that has not said "ready" in time is an error, and it is killed at once: one still loading
+    its models would hold its memory while the pool starts another decoder in its place."""
+    monkeypatch.setattr(process, "_START_TIMEOUT_S", 0.001)  # no child loads its models this fast
+    decoder = ProcessDecoder.__new__(ProcessDecoder)  # kept, to look at its child after the error
+    with pytest.raises(DecoderProcessError, match="did not answer"):
+        decoder.__init__(GrammarSpec(intents={"yes": ("yes",)}))  # type: ignore[misc]
+    decoder._process.join(10)
+    assert decoder._process.exitcode == -signal.SIGKILL  # not 1: a BrokenPipeError once it had loaded
