@@ -8,6 +8,10 @@ says goodbye. The loop runs on a fast-forwarded clock (looptime), so a call's si
 while decoding and synthesis still run for real in worker threads. Reported, in MB of resident memory
 (VmRSS): after start-up, after the first call, after every tenth sequential call, the growth per call over
 the sequential run, and the peak and settled RSS around a batch of concurrent calls.
+
+The grammar decoders run in child processes (forked from a fork server, decision 0014), outside the service's
+own RSS, so `with_decoder_processes` adds them: the same moments, as the PSS of the service and every process
+it started (shared pages counted once), and how many processes that was.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -75,6 +80,35 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (the fork server and the decoders it forked), from /proc."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found += [child, *_descendants(child)]
+    return found
+
+
+def _pss_mb(pid: int | str) -> float:
+    """A process's proportional set size in MB (its private pages, plus its share of shared ones); 0 if gone."""
+    try:
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) / 1024 for line in lines if line.startswith("Pss:")), 0.0)
+
+
+def total_mb() -> dict[str, float]:
+    """PSS of this process and all it started, with the count of those processes."""
+    others = _descendants(os.getpid())
+    total = _pss_mb("self") + sum(_pss_mb(pid) for pid in others)
+    return {"pss_mb": round(total, 1), "processes": 1 + len(others)}
+
+
 async def _one(factory, flow, sid: str, script: CallScript) -> str | None:  # type: ignore[no-untyped-def]
     record = await place_call(
         script,
@@ -98,6 +132,7 @@ async def run(sequential: int, concurrent: int, brain: str = "offline") -> dict[
     )
     script = SCRIPT if brain == "offline" else CONTROL
     started = rss_mb()
+    totals: dict[str, dict[str, float]] = {"start": total_mb()}
     outcomes: dict[str, int] = {}
     samples: dict[str, float] = {}
     wall = time.perf_counter()
@@ -106,17 +141,22 @@ async def run(sequential: int, concurrent: int, brain: str = "offline") -> dict[
         outcomes[str(outcome)] = outcomes.get(str(outcome), 0) + 1
         if index == 0 or (index + 1) % 10 == 0:
             samples[str(index + 1)] = rss_mb()
+            totals[str(index + 1)] = total_mb()
             print(f"{index + 1} calls: {samples[str(index + 1)]} MB", file=sys.stderr, flush=True)
     sequential_s = time.perf_counter() - wall
     after_sequential = rss_mb()
+    totals["after_sequential"] = total_mb()
     first = samples.get("1", started)
     peak = after_sequential
+    total_peak = totals["after_sequential"]
     stop = asyncio.Event()
 
     async def watch() -> None:
-        nonlocal peak
+        nonlocal peak, total_peak
         while not stop.is_set():
             peak = max(peak, rss_mb())
+            now = total_mb()
+            total_peak = now if now["pss_mb"] > total_peak["pss_mb"] else total_peak
             await asyncio.sleep(0.05)
 
     watcher = asyncio.get_running_loop().create_task(watch())
@@ -138,6 +178,7 @@ async def run(sequential: int, concurrent: int, brain: str = "offline") -> dict[
             "concurrent_peak": peak,
             "after_concurrent": rss_mb(),
         },
+        "with_decoder_processes": {**totals, "concurrent_peak": total_peak, "after_concurrent": total_mb()},
         "growth_per_sequential_call_mb": round(
             (after_sequential - first) / max(1, sequential - 1), 2
         ),
