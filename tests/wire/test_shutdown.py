@@ -104,7 +104,7 @@ async def _sigterm_live_calls(tmp_path: Path, flow: Path, calls: int, grace_s: i
         exit_s = time.monotonic() - signalled
         ended = await asyncio.gather(*tasks, return_exceptions=True)
     dialled = sum(1 for call in ended if getattr(call, "dialed", None))
-    return code, exit_s, rows(service.db), len(set(state.hangups)), dialled
+    return code, exit_s, await rows(service.db), len(set(state.hangups)), dialled
 
 
 async def test_shutdown_routed_to_a_transfer_hands_each_caller_to_the_desk(tmp_path):
