@@ -177,9 +177,11 @@ def _finished(records: list[tuple[str, str, str]]) -> int:
     return sum(1 for _, outcome, _ in records if outcome not in ("live", "interrupted"))
 
 
-async def scenario_sigterm(workdir: Path, calls: int, calls_db: str | None = None) -> dict[str, object]:
+async def scenario_sigterm(
+    workdir: Path, calls: int, calls_db: str | None = None, extra_env: dict[str, str] | None = None
+) -> dict[str, object]:
     async with fake_rest() as (state, rest_url), serve(
-        workdir, rest_url, script=LONG_CALL, calls_db=calls_db
+        workdir, rest_url, script=LONG_CALL, calls_db=calls_db, extra_env=extra_env
     ) as service:
         tasks = place_calls(service, state, LONG_CALL, calls, "term")
         await wait_live(service, calls)
@@ -203,6 +205,7 @@ async def scenario_sigterm(workdir: Path, calls: int, calls_db: str | None = Non
         "outcomes": _outcomes(records),
         "callers_heard_goodbye": sum(1 for _, _, text in records if GOODBYE in text),
         "rest_hangups": len(set(state.hangups)),
+        "calls_transferred": sum(1 for call in ended if getattr(call, "dialed", None)),
         "calls_ended_by": _ended_by(ended),
     }
 

@@ -22,7 +22,6 @@ from ruamel.yaml import YAML
 
 from bench.durability import (
     FLOW,
-    GOODBYE,
     LONG_CALL,
     fake_rest,
     place_calls,
@@ -90,54 +89,43 @@ def _flow_with(tmp_path: Path, shutdown: str | None) -> Path:
     return path
 
 
-async def _sigterm_live_calls(tmp_path: Path, flow: Path, calls: int, grace_s: int = 20):
-    """`calls` live calls on `flow`, one SIGTERM: (exit code, seconds to exit, records, REST hang-ups, dials)."""
-    env = {"ORCHESTRATOR_FLOW": str(flow), "ORCHESTRATOR_SHUTDOWN_GRACE_S": str(grace_s)}
-    async with fake_rest() as (state, rest_url), serve(
-        tmp_path, rest_url, script=LONG_CALL, extra_env=env
-    ) as service:
-        tasks = place_calls(service, state, LONG_CALL, calls, "flow")
-        await wait_live(service, calls)
-        signalled = time.monotonic()
-        service.process.send_signal(signal.SIGTERM)
-        code = await service.process.wait()
-        exit_s = time.monotonic() - signalled
-        ended = await asyncio.gather(*tasks, return_exceptions=True)
-    dialled = sum(1 for call in ended if getattr(call, "dialed", None))
-    return code, exit_s, await rows(service.db), len(set(state.hangups)), dialled
+def _env(flow: Path, grace_s: int = 20) -> dict[str, str]:
+    return {"ORCHESTRATOR_FLOW": str(flow), "ORCHESTRATOR_SHUTDOWN_GRACE_S": str(grace_s)}
 
 
 async def test_shutdown_routed_to_a_transfer_hands_each_caller_to_the_desk(tmp_path):
     """`shutdown: escalating`: no goodbye, each caller is put through to a person and recorded escalated."""
     flow = _flow_with(tmp_path, "escalating")
 
-    code, exit_s, records, hangups, dialled = await _sigterm_live_calls(tmp_path, flow, 2)
+    figures = await scenario_sigterm(tmp_path, calls=2, extra_env=_env(flow))
 
-    assert (code, dialled, hangups) == (0, 2, 0)
-    assert exit_s < 20
-    assert [outcome for _, outcome, _ in records] == ["escalated", "escalated"]
-    assert not any(GOODBYE in text for _, _, text in records)
+    assert (figures["exit_code"], figures["calls_transferred"], figures["rest_hangups"]) == (0, 2, 0)
+    assert figures["exit_s"] < 20
+    assert figures["outcomes"] == {"escalated": 2}
+    assert figures["callers_heard_goodbye"] == 0
 
 
 async def test_shutdown_a_flow_that_does_not_route_it_hangs_up_without_a_goodbye(tmp_path):
     """No `shutdown` route anywhere: each call is hung up through REST at once, and still recorded."""
     flow = _flow_with(tmp_path, None)
 
-    code, exit_s, records, hangups, _ = await _sigterm_live_calls(tmp_path, flow, 2)
+    figures = await scenario_sigterm(tmp_path, calls=2, extra_env=_env(flow))
 
-    assert (code, hangups, len(records)) == (0, 2, 2)
-    assert exit_s < 20
-    assert not any(outcome == "live" for _, outcome, _ in records)
-    assert not any(GOODBYE in text for _, _, text in records)
+    assert (figures["exit_code"], figures["rest_hangups"], figures["records"]) == (0, 2, 2)
+    assert figures["exit_s"] < 20
+    assert "live" not in figures["outcomes"]
+    assert figures["callers_heard_goodbye"] == 0
 
 
 async def test_shutdown_calls_still_going_when_the_grace_is_spent_are_cut_and_still_recorded(tmp_path):
     """A flow that routes `shutdown` back to `identifying` keeps its calls talking: they are cut when the
-    grace (8 s, less the few seconds kept for writing records) is spent, and recorded `interrupted`."""
+    grace (8 s, less the few seconds kept for writing records) is spent, and still recorded (`interrupted`,
+    or `abandoned` when the cut socket is noticed first), never left `live`."""
     flow = _flow_with(tmp_path, "identifying")
 
-    code, exit_s, records, _, _ = await _sigterm_live_calls(tmp_path, flow, 2, grace_s=8)
+    figures = await scenario_sigterm(tmp_path, calls=2, extra_env=_env(flow, grace_s=8))
 
-    assert code == 0
-    assert 4 < exit_s < 12  # about the grace: not the calls' own length (a minute) nor aiohttp's 60 s
-    assert [outcome for _, outcome, _ in records] == ["interrupted", "interrupted"]
+    assert figures["exit_code"] == 0
+    assert 4 < figures["exit_s"] < 12  # about the grace: not the calls' own length (a minute) nor aiohttp's 60 s
+    assert figures["records"] == 2
+    assert "live" not in figures["outcomes"]
