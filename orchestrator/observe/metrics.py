@@ -57,6 +57,7 @@ class ServiceMetrics:
         *,
         active_calls: Callable[[], int],
         tools: Iterable[str] = (),
+        action_tools: Iterable[str] = (),
         strategies: Iterable[str] = (),
     ) -> None:
         registry = self.registry = CollectorRegistry()
@@ -166,12 +167,20 @@ class ServiceMetrics:
         for tool in self._tools:
             for tool_result in ("accepted", "refused"):
                 self.tool_calls.labels(tool, tool_result)
+        for tool in action_tools:
+            if tool in self._tools:
+                self.tool_action_latency.labels(tool)
+                for action_result in ("done", "failed"):
+                    self.tool_actions.labels(tool, action_result)
         for strategy in strategies:
             for step in ("succeeded", "failed"):
                 self.escalations.labels(strategy, step)
 
     def observer(self, *, brain: str) -> CallMetrics:
         """What one call reports into these families."""
+        # The brain kind is known only once a call has one: from its first call on, a flat zero.
+        self.brain_failures.labels(brain)
+        self.brain_reconnects.labels(brain)
         return CallMetrics(self, brain=brain)
 
     def tool_label(self, tool: str) -> str:

@@ -18,6 +18,7 @@ from aiohttp import web
 from orchestrator.brains.base import Brain
 from orchestrator.call.observer import CallObserver, CallObservers
 from orchestrator.flow import Flow
+from orchestrator.flow.model import BUILTIN_TOOLS
 from orchestrator.observe.metrics import ServiceMetrics, metrics_response
 from orchestrator.observe.recorder import CallRecorder, recording_path
 from orchestrator.observe.tracing import ServiceTracing, tracing_configured
@@ -53,7 +54,11 @@ class Observability:
         self.flow = flow
         strategies = flow.escalation.strategies if flow.escalation is not None else ()
         self.metrics = ServiceMetrics(
-            active_calls=active_calls, tools=flow.tools.keys(), strategies=strategies
+            active_calls=active_calls,
+            tools=flow.tools.keys(),
+            # Tools that are not built-in act (`http:` or a code handler): their action series start at zero.
+            action_tools=[name for name in flow.tools if name not in BUILTIN_TOOLS],
+            strategies=strategies,
         )
         self.metrics_token = metrics_token
         self.tracing = tracing

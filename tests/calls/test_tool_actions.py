@@ -7,14 +7,19 @@ both what the endpoint received and what the call did.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.call.tools import ToolCallContext, ToolError
 from orchestrator.flow import load_flow
+from orchestrator.harness import Line, serve_line
 from orchestrator.script import CallScript
+from orchestrator.settings import Settings
 from orchestrator.testing import run_scripted_call
 from tests.flows import TESTS
 
@@ -138,6 +143,29 @@ def code_tool_flow(tmp_path: Path) -> Path:
     path = tmp_path / "code_tool.yaml"
     path.write_text(text[:start] + text[end:], encoding="utf-8")
     return path
+
+
+@asynccontextmanager
+async def sms_done_then_failed(tmp_path: Path) -> AsyncIterator[Line]:
+    """A line serving the code-tool flow after two SMS calls: the handler answered the first, raised on the second."""
+    outcomes = iter([{"message_id": "M1"}, ToolError("SMS quota exhausted")])
+
+    async def send_tracking_sms(call: ToolCallContext) -> dict[str, object]:
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    flow = load_flow(code_tool_flow(tmp_path), handlers={"send_tracking_sms"})
+    async with serve_line(
+        flow=flow,
+        settings=Settings(fallback_voice="synthetic"),
+        brain_factory=lambda start: ScriptedBrain(SCRIPT),
+        tools={"send_tracking_sms": send_tracking_sms},
+    ) as line:
+        await line.call(SCRIPT, call_sid="HD_tools001")
+        await line.call(SCRIPT, call_sid="HD_tools002")
+        yield line
 
 
 @pytest.mark.looptime

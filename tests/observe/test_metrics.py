@@ -22,8 +22,8 @@ from orchestrator.flow import load_flow
 from orchestrator.harness import serve_line
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
-from tests.calls.test_tool_actions import SCRIPT as SMS_SCRIPT
-from tests.calls.test_tool_actions import code_tool_flow
+from tests.calls.test_tool_actions import FLOW as SMS_FLOW
+from tests.calls.test_tool_actions import sms_done_then_failed
 from tests.fakes.openai_realtime import FakeOpenAIRealtime, Fault
 from tests.flows import SCRIPTS
 
@@ -107,6 +107,26 @@ async def test_metrics_after_a_resolved_call_count_it_with_its_turns_and_lookup(
     assert _value(samples, "orchestrator_first_prompt_latency_seconds_count") == 1
     assert _value(samples, "orchestrator_barge_ins_total", outcome="confirmed") == 0
     assert _value(samples, "orchestrator_call_store_write_failures_total") == 0
+    # Nothing failed, and a dashboard sees that as a zero for this brain, not as a missing series.
+    for family in ("orchestrator_brain_failures_total", "orchestrator_brain_reconnects_total"):
+        assert samples[(family, (("brain", "scripted"),))] == 0
+
+
+async def test_metrics_export_a_flows_tool_actions_at_zero_before_any_call():
+    """A flow tool with an action (here `http:`) has its done/failed series from the start; built-ins have none."""
+    async with serve_line(
+        flow=load_flow(SMS_FLOW),
+        settings=Settings(fallback_voice="synthetic"),
+        brain_factory=_scripted(CALLS / "asks_for_human.yaml"),
+    ) as line:
+        samples = _samples((await _scrape(line.url)).text)
+    actions = {labels for (name, labels) in samples if name == "orchestrator_tool_actions_total"}
+    assert actions == {
+        (("result", "done"), ("tool", "send_tracking_sms")),
+        (("result", "failed"), ("tool", "send_tracking_sms")),
+    }
+    latency = ("orchestrator_tool_action_latency_seconds_count", (("tool", "send_tracking_sms"),))
+    assert samples[latency] == 0
 
 
 @pytest.mark.looptime
@@ -197,23 +217,7 @@ async def test_metrics_count_a_brain_reconnect_by_brain_kind():
 @pytest.mark.looptime
 async def test_metrics_count_tool_actions_done_and_failed(tmp_path):
     """A flow's own tool action counts as done when its handler answers and failed when it raises."""
-    outcomes = iter([{"message_id": "M1"}, ToolError("SMS quota exhausted")])
-
-    async def send_tracking_sms(call: ToolCallContext) -> dict[str, object]:
-        outcome = next(outcomes)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-    flow = load_flow(code_tool_flow(tmp_path), handlers={"send_tracking_sms"})
-    async with serve_line(
-        flow=flow,
-        settings=Settings(fallback_voice="synthetic"),
-        brain_factory=lambda start: ScriptedBrain(SMS_SCRIPT),
-        tools={"send_tracking_sms": send_tracking_sms},
-    ) as line:
-        await line.call(SMS_SCRIPT, call_sid="HD_tools001")
-        await line.call(SMS_SCRIPT, call_sid="HD_tools002")
+    async with sms_done_then_failed(tmp_path) as line:
         samples = _samples((await _scrape(line.url)).text)
     done = {"tool": "send_tracking_sms", "result": "done"}
     failed = {"tool": "send_tracking_sms", "result": "failed"}

@@ -12,10 +12,12 @@ from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.harness import serve_line
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
+from tests.calls.test_tool_actions import sms_done_then_failed
 from tests.fakes.otlp_collector import fake_otlp_collector
 from tests.flows import SCRIPTS
 
 CALLS = SCRIPTS  # the engine tests' pinned call scripts
+STATUS_UNSET, STATUS_ERROR = 0, 2  # OTLP's Status.code
 
 
 async def _traced_call(monkeypatch, script_name: str, call_sid: str):
@@ -75,6 +77,28 @@ async def test_tracing_masks_the_callers_number_and_records_escalation_steps(mon
     assert [s.attributes["escalation.strategy"] for s in steps][-1] == "dial"
     assert steps[-1].attributes["escalation.succeeded"] is True
     assert call.attributes["call.outcome"] == "escalated"
+
+
+@pytest.mark.looptime
+async def test_tracing_records_each_tool_action_failed_ones_as_errors(monkeypatch, tmp_path):
+    """A flow tool's action is a span under the stream: done, or failed with an error status."""
+    async with fake_otlp_collector() as collector:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
+        async with sms_done_then_failed(tmp_path):
+            pass
+        # Leaving the line shut the tracer provider down, which exported every span.
+    streams = {span.trace_id: span for span in collector.named("stream")}
+    actions = sorted(collector.named("tool_action"), key=lambda span: span.start_ns)
+    assert [a.attributes for a in actions] == [
+        {"tool.name": "send_tracking_sms", "tool.succeeded": True},
+        {"tool.name": "send_tracking_sms", "tool.succeeded": False},
+    ]
+    assert [a.status_code for a in actions] == [STATUS_UNSET, STATUS_ERROR]
+    for action in actions:
+        stream = streams[action.trace_id]
+        assert action.parent_span_id == stream.span_id
+        assert stream.start_ns <= action.start_ns <= action.end_ns <= stream.end_ns
+    assert len(streams) == 2, "one trace per call"
 
 
 async def test_tracing_is_off_without_the_endpoint_variable(monkeypatch):
