@@ -1193,8 +1193,13 @@ async def run_service(
     grace_s: float,
     on_started: Callable[[], None] | None = None,
     reuse_port: bool = False,
+    metrics_port: int | None = None,
 ) -> None:
     """Serve `app` until SIGTERM or SIGINT; then drain live calls within `grace_s` and exit.
+
+    With `metrics_port`, this process's `GET /metrics` alone is also served on that port: under
+    `serve --workers N` a scrape of the shared port reaches whichever worker the kernel picks, and each
+    worker's own port is how Prometheus scrapes them one by one.
 
     A second signal ends the drain at once; the cleanup still writes every call's record (to the
     journal if the store is slow). With `reuse_port` (one of `serve --workers N`), the port is shared
@@ -1202,6 +1207,15 @@ async def run_service(
     """
     # The port first: a port in use stops here, before the app starts and touches the call store.
     sockets = bind_listening(host, port, reuse_port=reuse_port)
+    # Shared only for a rolling restart's overlap: the slot's new worker binds before the old one drains.
+    try:
+        metrics_sockets = (
+            bind_listening(host, metrics_port, reuse_port=reuse_port) if metrics_port is not None else []
+        )
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     loop = asyncio.get_running_loop()
     signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -1212,19 +1226,30 @@ async def run_service(
     try:
         await runner.setup()
     except BaseException:
-        for sock in sockets:
+        for sock in [*sockets, *metrics_sockets]:
             sock.close()
         raise
+    metrics_runner: web.AppRunner | None = None
+    metrics_sites: list[web.SockSite] = []
     try:
         sites = [web.SockSite(runner, sock) for sock in sockets]
         for site in sites:
             await site.start()
+        observability = app[ORCHESTRATOR].observability
+        if metrics_sockets and observability is not None:
+            metrics_runner = web.AppRunner(observability.metrics_app(), access_log=None)
+            await metrics_runner.setup()
+            metrics_sites = [web.SockSite(metrics_runner, sock) for sock in metrics_sockets]
+            for site in metrics_sites:
+                await site.start()
         if on_started is not None:
             on_started()
         first = await signals.get()
         log.warning("shutdown_requested", signal=first.name, grace_s=grace_s)
         if reuse_port:  # the other workers on this port take the new calls; live ones go on here
             for site in sites:
+                await site.stop()
+            for site in metrics_sites:  # and this slot's new worker is the one scraped
                 await site.stop()
         # The drain leaves room in the grace for the cleanup after it (handlers, records).
         budget = max(grace_s - HANDLER_SHUTDOWN_TIMEOUT_S - RECORDS_CLOSE_TIMEOUT_S, 0.0)
@@ -1238,8 +1263,10 @@ async def run_service(
             second.cancel()
         await asyncio.gather(drain, second, return_exceptions=True)
     finally:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await runner.cleanup()
-        for sock in sockets:  # a site's server closed its own; these are the ones never served
+        for sock in [*sockets, *metrics_sockets]:  # a site's server closed its own; these never served
             sock.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -111,6 +111,7 @@ environment variables (flags win over them):
                                   ./calls.journal with PostgreSQL)
   ORCHESTRATOR_SHUTDOWN_GRACE_S   on SIGTERM, seconds live calls get to end (default 20)
   ORCHESTRATOR_METRICS_TOKEN      bearer token GET /metrics requires (unset: open)
+  ORCHESTRATOR_METRICS_PORT       also serve GET /metrics alone here (--metrics-port; worker k of --workers: +k)
   ORCHESTRATOR_CONSOLE_TOKEN      the calls console's token (--console; required)
   ORCHESTRATOR_RECORDINGS_DIR     keep each call's two-track recording (<call_sid>.wav) here
   OTEL_EXPORTER_OTLP_ENDPOINT     export one OpenTelemetry trace per call (needs the [otel] extra)
@@ -206,6 +207,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="worker processes sharing the port (SO_REUSEPORT) and live calls (needs ORCHESTRATOR_REDIS_URL); "
         "default one per core with Redis, else 1. SIGHUP restarts them one at a time",
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="also serve GET /metrics alone on PORT (ORCHESTRATOR_METRICS_PORT); with --workers, worker k on "
+        "PORT+k, so each worker is scraped as its own target",
     )
     serve.add_argument(
         "--log-level",
@@ -402,6 +410,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
             "shutdown_grace_s": getattr(args, "shutdown_grace", None),
             "log_level": getattr(args, "log_level", None),
             "workers": getattr(args, "workers", None),
+            "metrics_port": getattr(args, "metrics_port", None),
         }.items()
         if value is not None
     }
@@ -463,6 +472,7 @@ def _serve(args: argparse.Namespace) -> int:
                 grace_s=settings.shutdown_grace_s,
                 on_started=lambda: _started(banner),
                 reuse_port=supervised,
+                metrics_port=_metrics_port(settings),
             )
         )
     except CallStoreError as exc:  # the calls database cannot be opened: a wrong path, host or password
@@ -473,6 +483,13 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"orchestrator: cannot listen on {settings.host}:{settings.port}: {reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def _metrics_port(settings: Settings) -> int | None:
+    """This worker's own metrics port: --metrics-port plus its slot under `--workers` (0 when alone)."""
+    if settings.metrics_port is None:
+        return None
+    return settings.metrics_port + int(os.environ.get(WORKER_INDEX_VARIABLE, "0"))
 
 
 def _started(banner: str) -> None:
@@ -495,7 +512,12 @@ async def _supervise(settings: Settings, workers: int, argv: Sequence[str]) -> i
         del env["ORCHESTRATOR_PUBLIC_URL"]
     print(
         f"orchestrator: {workers} workers on http://{settings.host}:{port} sharing calls through Redis "
-        f"(SIGTERM drains them, SIGHUP restarts them one at a time)",
+        f"(SIGTERM drains them, SIGHUP restarts them one at a time)"
+        + (
+            f"; worker k's GET /metrics on port {settings.metrics_port}+k"
+            if settings.metrics_port is not None
+            else "; set --metrics-port to scrape each worker on its own port"
+        ),
         file=sys.stderr,
         flush=True,
     )

@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     # Observability (docs/metrics.md, docs/console.md): a bearer token for GET /metrics (unset: open), the
     # calls console's token (the console refuses to start without one), and where two-track recordings go.
     metrics_token: str | None = None
+    # `serve`: also answer GET /metrics (nothing else) on this port, plus the worker's slot under `--workers`
+    # (worker 0 on it, worker 1 on the next...): on the shared port a scrape reaches whichever worker.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     console_token: str | None = None
     recordings_dir: Path | None = None
 

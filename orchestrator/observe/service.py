@@ -61,6 +61,7 @@ class Observability:
             strategies=strategies,
         )
         self.metrics_token = metrics_token
+        self.metrics_path = "/metrics"
         self.tracing = tracing
         self.recordings_dir = recordings_dir
         self._sample_rate = sample_rate
@@ -88,6 +89,7 @@ class Observability:
             tracing=ServiceTracing() if tracing_configured() else None,
         )
         app[OBSERVABILITY] = observability
+        observability.metrics_path = metrics_path
         app.router.add_get(metrics_path, _metrics)
         app.cleanup_ctx.append(observability._lifetime)
         return observability
@@ -113,6 +115,13 @@ class Observability:
                     CallRecorder(path=path, rate=self._sample_rate, spawn=self._spawn_write)
                 )
         return observers[0] if len(observers) == 1 else CallObservers(observers)
+
+    def metrics_app(self) -> web.Application:
+        """An app answering only `GET /metrics` with these figures: one worker's own scrape target."""
+        app = web.Application()
+        app[OBSERVABILITY] = self
+        app.router.add_get(self.metrics_path, _metrics)
+        return app
 
     def store_write_failed(self) -> None:
         self.metrics.store_write_failures.inc()

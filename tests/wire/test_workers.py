@@ -21,6 +21,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.call.store import open_call_store
 from orchestrator.script import load_script
@@ -50,6 +51,20 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _free_ports(count: int) -> int:
+    """The first of `count` consecutive free ports."""
+    for _ in range(50):
+        first = _free_port()
+        with contextlib.ExitStack() as probes:
+            try:
+                for port in range(first, first + count):
+                    probes.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return first
+    pytest.fail(f"no {count} consecutive free ports")
 
 
 @contextlib.asynccontextmanager
@@ -158,6 +173,50 @@ async def test_serve_workers_share_one_port_carry_calls_and_stop_on_sigterm(tmp_
         await _exits_cleanly(served, timeout_s=30)
 
 
+async def test_serve_workers_each_serve_their_own_metrics_on_their_own_port(tmp_path):
+    """--metrics-port P: worker 0 answers GET /metrics on P, worker 1 on P+1, each with its own figures."""
+    metrics_port = _free_ports(2)
+    args = ("--workers", "2", "--metrics-port", str(metrics_port))
+    async with _serve(tmp_path, *args) as served, aiohttp.ClientSession() as http:
+        await wait_until_serving(http, served.url, attempts=300)
+        await _all_serving(served, 2)
+        call = await FakeSautikit(served.url).call(
+            load_script(SCRIPTS / "returning_caller_by_phone.yaml")
+        )
+        assert call.ended_by == "agent"
+
+        ports = (metrics_port, metrics_port + 1)
+        for port in ports:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                assert response.status == 404, "the metrics port serves nothing else"
+        for _ in range(50):  # the call's record (and its count) follows its hang-up by a moment
+            scraped = [await _scrape_counters(http, port) for port in ports]
+            if sum(s.get("orchestrator_calls_total", 0) for s in scraped) == 1:
+                break
+            await asyncio.sleep(0.1)
+        # One call: answered (and finished) by one worker; the other counted none. One registry would
+        # show the same figures on both ports.
+        assert sorted(s.get("orchestrator_calls_started_total", 0) for s in scraped) == [0, 1]
+        assert sum(s.get("orchestrator_calls_total", 0) for s in scraped) == 1
+
+        served.process.send_signal(signal.SIGTERM)
+        await _exits_cleanly(served, timeout_s=30)
+
+
+async def _scrape_counters(http: aiohttp.ClientSession, port: int) -> dict[str, float]:
+    """GET /metrics on `port`, parsed as Prometheus does: each counter's samples summed over their labels."""
+    async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+        assert response.status == 200
+        body = await response.text()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(body):
+        if family.type == "counter":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
 async def test_serve_workers_restarts_a_worker_that_dies(tmp_path):
     """A worker killed outright is replaced: two workers serve again, one of them new."""
     async with _serve(tmp_path, "--workers", "2") as served, aiohttp.ClientSession() as http:
@@ -178,8 +237,11 @@ async def test_serve_workers_sighup_replaces_each_worker_while_the_port_keeps_an
     """SIGHUP: every worker replaced one at a time; /healthz answered on every poll meanwhile.
 
     A poll accepted by the old worker just as it stops listening is answered 503 "draining" (what a load
-    balancer should see from a worker on its way out); none finds the port closed."""
-    async with _serve(tmp_path, "--workers", "2") as served, aiohttp.ClientSession() as http:
+    balancer should see from a worker on its way out); none finds the port closed. Each slot's metrics port
+    passes from the old worker to the new one."""
+    metrics_port = _free_ports(2)
+    args = ("--workers", "2", "--metrics-port", str(metrics_port))
+    async with _serve(tmp_path, *args) as served, aiohttp.ClientSession() as http:
         await wait_until_serving(http, served.url, attempts=300)
         before = await _all_serving(served, 2)
         served.process.send_signal(signal.SIGHUP)
@@ -201,6 +263,8 @@ async def test_serve_workers_sighup_replaces_each_worker_while_the_port_keeps_an
         assert {status for status, _ in statuses} <= {200, 503}
         assert all(said == "draining" for status, said in statuses if status == 503)
         assert await _all_serving(served, 2) == now  # and afterwards both new workers answer 200
+        for port in (metrics_port, metrics_port + 1):
+            assert "orchestrator_calls_started_total" in await _scrape_counters(http, port)
 
 
 async def test_serve_workers_without_redis_is_refused_with_the_reason(tmp_path):
