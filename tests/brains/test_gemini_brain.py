@@ -6,6 +6,7 @@ import asyncio
 import json
 from dataclasses import replace
 
+import aiohttp
 import pytest
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -26,7 +27,7 @@ from orchestrator.brains.base import (
 from orchestrator.brains.capabilities import capabilities_for
 from orchestrator.brains.gemini import GEMINI_OUTPUT_RATE, make_client
 from orchestrator.script import AgentTurn, CallScript, SayStep, ToolStep
-from tests.fakes.gemini_live import GENERATIONS, MODELS, FakeGeminiLive, Generation
+from tests.fakes.gemini_live import API_KEY, GENERATIONS, MODELS, FakeGeminiLive, Generation
 from tests.fakes.tls import LoopbackTls, make_loopback_tls
 
 LOOKUP = ToolDeclaration(
@@ -224,6 +225,28 @@ async def test_gemini_fake_3x_refuses_deprecated_media_chunks(tls, send, why):
             client.close()
     expected = f"1007 {why}" if why else "closed"
     assert fake.connections[0].ended == expected
+
+
+@pytest.mark.parametrize(("generation", "ended"), [("2.5", "closed"), ("3.1", "1007 null resumption handle")])
+async def test_gemini_fake_3x_refuses_a_null_resumption_handle(tls, generation, ended):
+    """`sessionResumption: {"handle": null}` (what a client sends for "no handle" if it does not drop nulls):
+    2.5 takes it, 3.x closes the session with 1007. The brain sends `{}` instead (see the setup test)."""
+    setup = {"setup": {"model": f"models/{MODELS[generation]}", "sessionResumption": {"handle": None}}}
+    async with FakeGeminiLive(CallScript(title="handle", turns=[]), tls=tls, generation=generation) as fake:
+        url = fake.base_url + "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(url, ssl=tls.client, headers={"x-goog-api-key": API_KEY}) as ws,
+        ):
+            await ws.send_json(setup)
+            reply = await ws.receive(timeout=5)
+            if generation == "2.5":
+                assert reply.json() == {"setupComplete": {}}
+                await ws.close()
+            else:
+                assert reply.type == aiohttp.WSMsgType.CLOSE
+                assert ws.close_code == 1007
+    assert fake.connections[0].ended == ended
 
 
 async def _drain(session) -> None:
