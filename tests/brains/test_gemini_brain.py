@@ -124,10 +124,10 @@ async def test_gemini_brain_delivers_state_by_the_rows_text_channel(tls, generat
     assert connection.context_updates == []  # no row is known to honour them
 
 
-async def test_gemini_brain_sends_context_updates_when_configured(tls):
+async def test_gemini_brain_sends_context_updates_when_configured(tls, generation):
     """context_updates=True adds a context update: the instruction with the step and only the allowed tools."""
     script = CallScript(title="state", turns=[AgentTurn(agent=[SayStep(say="Which order?")])])
-    async with FakeGeminiLive(script, tls=tls) as fake:
+    async with FakeGeminiLive(script, tls=tls, generation=generation) as fake:
         brain = fake.brain(context_updates=True)
         await brain.start(_call(16000))
         brief = StateBrief(name="identifying", instructions="Ask for the order number.", tools=("lookup_order",))
@@ -140,6 +140,7 @@ async def test_gemini_brain_sends_context_updates_when_configured(tls):
     assert "Tools you may call now: lookup_order." in update
     assert "lookup_order" in json.dumps(connection.context_updates[0].get("tools"))
     assert connection.text_turns[0].endswith("Ask for the order number.")
+    assert connection.ended == "closed"  # no model refuses a context update
 
 
 async def test_gemini_brain_forwards_a_refused_tool_call(tls, generation):
@@ -162,10 +163,10 @@ async def test_gemini_brain_forwards_a_refused_tool_call(tls, generation):
     assert response.get("scheduling") == ("WHEN_IDLE" if generation == "3.8" else None)
 
 
-async def test_gemini_brain_close_ends_events(tls):
+async def test_gemini_brain_close_ends_events(tls, generation):
     """After close(), events() finishes instead of waiting forever."""
     script = CallScript(title="quiet", turns=[])
-    async with FakeGeminiLive(script, tls=tls) as fake:
+    async with FakeGeminiLive(script, tls=tls, generation=generation) as fake:
         brain = fake.brain()
         await brain.start(_call(16000))
         await brain.close()
