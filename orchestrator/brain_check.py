@@ -206,7 +206,7 @@ async def run_check(
     report = CheckReport(brain=name, model=model, row=caps.name)
     greet_via = choose_delivery(caps, call_waiting=False)
     rules = {
-        "setup": Check("connects; the setup is accepted"),
+        "setup": Check("connects; the setup is accepted and the model greets"),
         "state": Check(
             f"a state change with no call waiting goes by {greet_via}; the model acts on it"
         ),
