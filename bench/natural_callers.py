@@ -1,6 +1,7 @@
 """Natural callers, whole calls, the real service and the offline brain. Prints one JSON object.
 
     python bench/natural_callers.py [--voices kal16,slt,awb,rms] [--noise clean,30] [--parallel 5]
+                                    [--decoders-at-start 2]
                                     [--only CLASS,...] [--limit N] [--clock real|fast] [--details]
                                     [--scenarios bench/natural_callers_holdout.yaml]
 
@@ -53,6 +54,7 @@ from orchestrator.logging import configure_logging  # noqa: E402
 from orchestrator.script import CallScript  # noqa: E402
 from orchestrator.settings import Settings  # noqa: E402
 from orchestrator.simulator import SimulatorOptions  # noqa: E402
+from orchestrator.speech.choice import SpeechChoice  # noqa: E402
 from orchestrator.speech.voices import CALLER_VOICES, add_noise, synthesize_caller  # noqa: E402
 
 SCENARIOS = ROOT / "bench" / "natural_callers.yaml"
@@ -271,7 +273,13 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     from orchestrator.brains.cascade import make_offline_brain_factory
 
     flow = load_flow(args.flow)
-    factory = make_offline_brain_factory(flow)
+    factory = make_offline_brain_factory(
+        flow, SpeechChoice(asr_decoders_at_start=args.decoders_at_start)
+    )
+    # As `serve` does while it starts: the calls below arrive at a service that has been up a moment.
+    preparing = time.perf_counter()
+    await factory.prepare()
+    prepared_s = round(time.perf_counter() - preparing, 1)
     scenarios = load_scenarios(Path(args.scenarios))
     if args.only:
         scenarios = [s for s in scenarios if s.kind in args.only.split(",")]
@@ -306,6 +314,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         scenarios=len(scenarios),
         conditions=[f"{v}/{'clean' if n is None else f'white_{n:g}db'}" for v, n in conditions],
         parallel=args.parallel,
+        decoders_at_start=args.decoders_at_start,
+        decoders_built_before_calls_s=prepared_s,
         clock=args.clock,
         wall_s=round(time.perf_counter() - started, 1),
     )
@@ -327,6 +337,8 @@ def main() -> None:
     parser.add_argument("--voices", default=",".join(CALLER_VOICES))
     parser.add_argument("--noise", default="clean,30", help="clean and/or SNRs in dB, comma-separated")
     parser.add_argument("--parallel", type=int, default=5)
+    parser.add_argument("--decoders-at-start", type=int, default=2,
+                        help="grammar decoders built before the first call, as serve does (default 2)")
     parser.add_argument("--only", default="", help="scenario classes, comma-separated")
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--clock", choices=("real", "fast"), default="real")

@@ -33,7 +33,7 @@ import structlog
 from aiohttp import web, web_response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrator.brains.base import Brain
+from orchestrator.brains.base import Brain, PreparesAhead
 from orchestrator.call.dialer import Redialer
 from orchestrator.call.records import CallRecords, default_journal
 from orchestrator.call.session import ESCALATION_STATE, CallServices, CallSession, SessionOptions
@@ -292,6 +292,23 @@ def _check_tools(flow: Flow, handlers: Mapping[str, ToolHandler]) -> None:
         )
 
 
+def _prepare_brains(factory: BrainFactory) -> asyncio.Task[None] | None:
+    """Let the brain factory load what every call needs (speech decoders) while calls are already answered."""
+    if not isinstance(factory, PreparesAhead):
+        return None
+
+    async def prepare() -> None:
+        started = time.monotonic()
+        try:
+            await factory.prepare()
+        except Exception as exc:  # the first calls build their own then, as if nothing had been prepared
+            log.warning("brain_prepare_failed", error=repr(exc))
+        else:
+            log.info("brains_prepared", seconds=round(time.monotonic() - started, 2))
+
+    return asyncio.get_running_loop().create_task(prepare())
+
+
 def _check_orders_source(settings: Settings, flow: Flow) -> None:
     """No orders API configured must be a decision (demo), never a silent fallback for real callers."""
     if settings.orders_base_url or flow.orders.base_url or settings.orders == "demo":
@@ -426,7 +443,10 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
             tools=orchestrator.tools,
             brief_secret=settings.webhook_secret.encode() if settings.webhook_secret else None,
         )
+        preparing = _prepare_brains(orchestrator.brain_factory)
         yield
+        if preparing is not None:  # not part of draining: a decoder nobody will use is not waited for
+            preparing.cancel()
         for task in list(orchestrator.background):
             task.cancel()  # each one still writes its call's record on the way out
         await asyncio.gather(*orchestrator.background, return_exceptions=True)

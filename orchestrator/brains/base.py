@@ -24,6 +24,7 @@ __all__ = [
     "JSONValue",
     "Keypad",
     "ModelInterrupted",
+    "PreparesAhead",
     "Speech",
     "StateBrief",
     "StateDelivered",
@@ -233,3 +234,13 @@ class Brain(Protocol):
 
     async def close(self) -> None:
         """Release connections; events() ends."""
+
+
+@runtime_checkable
+class PreparesAhead(Protocol):
+    """A brain factory with work worth doing before the first call (a recogniser's models to load).
+
+    The service starts `prepare()` in the background when it starts; calls are answered meanwhile.
+    """
+
+    async def prepare(self) -> None: ...

@@ -55,7 +55,7 @@ from orchestrator.speech.asr import (
 from orchestrator.speech.choice import SpeechChoice, build_recognizer, build_voice
 from orchestrator.speech.grammar import DIGIT_WORDS
 from orchestrator.speech.http_tts import Synthesizer
-from orchestrator.speech.pool import release_freed_memory
+from orchestrator.speech.pool import DecoderPool, release_freed_memory
 from orchestrator.speech.swahili import SWAHILI_DIGIT_WORDS, swahili_pronunciations
 from orchestrator.speech.tts import split_sentences
 from orchestrator.telephony.webhook import CallStart
@@ -63,6 +63,7 @@ from orchestrator.telephony.webhook import CallStart
 __all__ = [
     "CascadeBrain",
     "Dialogue",
+    "OfflineBrains",
     "TurnTiming",
     "make_chat_brain_factory",
     "make_offline_brain_factory",
@@ -549,9 +550,7 @@ def _decisive_tools(flow: Flow) -> dict[str, Decisive]:
     return decisive
 
 
-def make_offline_brain_factory(
-    flow: Flow, speech: SpeechChoice | None = None
-) -> Callable[[CallStart], Brain]:
+def make_offline_brain_factory(flow: Flow, speech: SpeechChoice | None = None) -> OfflineBrains:
     """The embedded default: pocketsphinx + the flow's policy + espeak-ng; no key, no network.
 
     `speech` swaps the recogniser or the voice (an open-vocabulary recogniser's words are matched against
@@ -564,9 +563,49 @@ def make_offline_brain_factory(
     voices = _voices(flow, speech)
     grammars = {name: spec for each in configs.values() for name, spec in each.grammars().items()}
     asr = build_recognizer(speech, grammars)
-    return lambda start: CascadeBrain(
-        PolicyDialogue(config, languages=configs), asr=asr, tts=tts, voices=voices
+    return OfflineBrains(
+        lambda: PolicyDialogue(config, languages=configs),
+        asr=asr,
+        tts=tts,
+        voices=voices,
+        decoders_at_start=speech.asr_decoders_at_start,
     )
+
+
+class OfflineBrains:
+    """The offline brain factory: every call's brain shares one recogniser and one voice.
+
+    `prepare()` builds `decoders_at_start` grammar decoders while the service starts: each is a process
+    that loads its models for one to two seconds (longer on a busy machine), and callers arriving at once
+    after a start waited for theirs mid-utterance.
+    """
+
+    def __init__(
+        self,
+        dialogue: Callable[[], PolicyDialogue],
+        *,
+        asr: DecoderSource,
+        tts: Synthesizer,
+        voices: Mapping[str, Synthesizer],
+        decoders_at_start: int,
+    ) -> None:
+        self._dialogue = dialogue
+        self._asr = asr
+        self._tts = tts
+        self._voices = voices
+        self._decoders_at_start = decoders_at_start
+
+    def __call__(self, start: CallStart) -> Brain:
+        return CascadeBrain(self._dialogue(), asr=self._asr, tts=self._tts, voices=self._voices)
+
+    @property
+    def decoders(self) -> int:
+        """Grammar decoders alive in the shared pool (0 with a transcription backend)."""
+        return self._asr.size if isinstance(self._asr, DecoderPool) else 0
+
+    async def prepare(self) -> None:
+        if isinstance(self._asr, DecoderPool):
+            await self._asr.fill(self._decoders_at_start)
 
 
 def make_chat_brain_factory(

@@ -38,6 +38,7 @@ class SpeechChoice:
     asr_api_key: str | None = None
     asr_timeout_s: float = 10.0
     asr_decoders: int = 6
+    asr_decoders_at_start: int = 0  # built on demand; a served Settings asks for 2 ahead (prepare)
     whisper_model_dir: Path | None = None
     tts: Literal["espeak", "openai"] = "espeak"
     tts_url: str | None = None

@@ -89,6 +89,28 @@ class DecoderPool(Generic[D]):
         """Build one decoder ahead of the first caller (building takes about half a second)."""
         self.release(await self.acquire())
 
+    async def fill(self, count: int) -> None:
+        """Build decoders one at a time until `count` are alive (at most `keep_idle`, since more would be
+        freed): done at start-up, so the first callers do not wait for decoders to load their models.
+
+        One at a time, because building several at once on a busy machine made each take seconds.
+        """
+        target = min(count, self._keep_idle)
+        slots = self._slots_here()
+        while self.size < target:
+            await slots.acquire()
+            try:
+                if self.size >= target:  # callers' own builds got there meanwhile
+                    return
+                self._lent += 1  # counted while it builds, so a concurrent fill does not overshoot
+                try:
+                    decoder = await asyncio.to_thread(self._build)
+                finally:
+                    self._lent -= 1
+                self._idle.append(decoder)  # before the slot is freed: a waiting caller takes it
+            finally:
+                slots.release()
+
     def _slots_here(self) -> asyncio.Semaphore:
         # A factory may outlive an event loop (tests run one loop each): idle, the pool moves along.
         loop = asyncio.get_running_loop()

@@ -1,6 +1,7 @@
 """DecoderPool: decoders shared by calls, lent one utterance at a time, bounded, and freed when idle."""
 
 import asyncio
+import threading
 
 import pytest
 
@@ -71,6 +72,65 @@ async def test_decoder_pool_gives_the_slot_back_when_building_fails():
     pool = DecoderPool(build, max_size=1)
     with pytest.raises(RuntimeError, match="model missing"):
         await pool.acquire()
+    assert isinstance(await asyncio.wait_for(pool.acquire(), 5), Built)
+
+
+async def test_decoder_pool_fill_builds_decoders_before_anyone_asks():
+    """fill(n) leaves n decoders idle, so the first n callers start decoding without waiting for a build."""
+    pool = DecoderPool(Built, max_size=6, keep_idle=6)
+    await pool.fill(3)
+    assert pool.size == 3
+    before = Built.count
+    lent = [await pool.acquire() for _ in range(3)]
+    assert Built.count == before  # all three were already built
+    for decoder in lent:
+        pool.release(decoder)
+
+
+async def test_decoder_pool_fill_counts_decoders_callers_built_and_stops_at_keep_idle():
+    """fill tops up to n alive (lent ones count), and never beyond what the pool would keep."""
+    pool = DecoderPool(Built, max_size=6, keep_idle=2)
+    lent = await pool.acquire()
+    await pool.fill(5)
+    assert pool.size == 2  # the lent one plus one more; a third would be freed on its release
+    pool.release(lent)
+    assert pool.size == 2
+
+
+async def test_decoder_pool_fill_builds_one_at_a_time():
+    """Building several at once on a busy machine made each take seconds: fill never overlaps builds."""
+    building = 0
+    most = 0
+
+    def build() -> Built:
+        nonlocal building, most
+        building += 1
+        most = max(most, building)
+        threading.Event().wait(0.02)
+        building -= 1
+        return Built()
+
+    pool = DecoderPool(build, max_size=4, keep_idle=4)
+    await pool.fill(4)
+    assert (pool.size, most) == (4, 1)
+
+
+async def test_decoder_pool_a_cancelled_fill_leaves_the_pool_usable():
+    """A service stopping while decoders are built cancels fill; every slot is back afterwards."""
+    release = threading.Event()
+
+    def build() -> Built:
+        release.wait(5)
+        return Built()
+
+    pool = DecoderPool(build, max_size=1, keep_idle=1)
+    filling = asyncio.ensure_future(pool.fill(1))
+    await asyncio.sleep(0.05)
+    filling.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await filling
+    assert pool.size == 0
     assert isinstance(await asyncio.wait_for(pool.acquire(), 5), Built)
 
 
