@@ -250,7 +250,20 @@ async def run_place(rest: SautikitClient, args: argparse.Namespace) -> int:
         for r in results:
             counts[r.status] = counts.get(r.status, 0) + 1
         print(", ".join(f"{n} {status}" for status, n in counts.items()) or "no rows")
+    if any(r.status == "failed" and _refuses_caller_id(r.detail) for r in results):
+        assert flow.outbound is not None  # _flow checked it
+        print(
+            f"hint: the platform refused the flow's caller id {flow.outbound.caller_id} (outbound.caller_id): "
+            "calls go out from a number the workspace owns. See `orchestrator numbers list`; claim one with "
+            "`orchestrator numbers available` and `orchestrator numbers claim`, or change outbound.caller_id.",
+            file=sys.stderr,
+        )
     return 0 if all(r.status in ("placed", "duplicate row") for r in results) else 1
+
+
+def _refuses_caller_id(detail: str) -> bool:
+    """A platform refusal about the `from` number (Sautikit's fake says `calls.invalid_from`)."""
+    return re.search(r"\bfrom\b|invalid_from|caller.?id", detail, re.IGNORECASE) is not None
 
 
 def _as_dict(result: PlaceResult) -> dict[str, object]:

@@ -92,6 +92,19 @@ def test_calls_place_without_the_stream_secret_is_a_configuration_error(
     assert _outbound(line) == []
 
 
+def test_calls_place_from_a_number_the_workspace_does_not_own_says_how_to_claim_it(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, capsys  # noqa: F811
+) -> None:
+    """The platform refuses the flow's caller id: the row fails with its reason, and a hint names the fix."""
+    monkeypatch.setenv("ORCHESTRATOR_PUBLIC_URL", "https://agent.example.test")
+    monkeypatch.setenv("ORCHESTRATOR_STREAM_SECRET", "s3cret")
+    assert run("calls", "place", "--to", "+254712345678", "--order", "DX1042", "--flow", FLOW) == 1
+    captured = capsys.readouterr()
+    assert "from must be a number this workspace owns" in captured.out
+    assert f"refused the flow's caller id {CALLER_ID}" in captured.err
+    assert "orchestrator numbers claim" in captured.err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
