@@ -85,6 +85,8 @@ environment variables (flags win over them):
   ORCHESTRATOR_BRAIN              offline (default), scripted, gemini, openai, chat or bench
   GEMINI_API_KEY, OPENAI_API_KEY  keys of the realtime brains
   ORCHESTRATOR_CHAT_BASE_URL, ORCHESTRATOR_CHAT_MODEL, ORCHESTRATOR_CHAT_API_KEY   the chat brain
+  ORCHESTRATOR_ASR_DECODERS       offline speech decoders all calls share (default 6, ~150 MB each)
+  ORCHESTRATOR_ASR_DECODERS_AT_START   of those, built while serve starts (default 2): the calls you expect at once
   ORCHESTRATOR_HOST, ORCHESTRATOR_PORT, ORCHESTRATOR_PUBLIC_URL, ORCHESTRATOR_FLOW,
   ORCHESTRATOR_STREAM_SECRET      signs stream tokens; set it when several workers share calls
   ORCHESTRATOR_REDIS_URL          workers (processes, hosts) share live calls here; serve then runs one per core
