@@ -16,7 +16,7 @@ from orchestrator.speech.asr import DecoderSource
 from orchestrator.speech.grammar import GrammarSpec
 from orchestrator.speech.http_tts import HttpTts, Synthesizer
 from orchestrator.speech.pool import DecoderPool
-from orchestrator.speech.process import ProcessDecoder, start_decoder_processes
+from orchestrator.speech.process import DecoderTemplate, start_decoder_processes
 from orchestrator.speech.transcribers import (
     HttpTranscriber,
     TranscriberSource,
@@ -59,8 +59,9 @@ def build_recognizer(
         start_decoder_processes()  # the fork server imports the recogniser now, not at the first caller
         # Every decoder built is kept: a process takes seconds to start under load, and freeing the ones
         # beyond a couple idle made concurrent calls start new ones mid-utterance, so callers went unheard.
+        # Each decoder is forked from one built in a template process: milliseconds, models shared.
         return DecoderPool(
-            lambda: ProcessDecoder(grammar),
+            DecoderTemplate(grammar).fork,
             max_size=choice.asr_decoders,
             keep_idle=choice.asr_decoders,
         )
