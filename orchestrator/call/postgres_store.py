@@ -88,8 +88,17 @@ _UPSERT = (
     + " WHERE excluded.revision >= calls.revision"
 )
 _MARK = "UPDATE calls SET outcome = $1, revision = revision + 1 WHERE outcome = $2"
-# What the driver raises for a store it cannot reach or that refuses the statement.
-_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, ValueError)
+# What the driver raises for a store it cannot reach or that refuses the statement. InternalClientError:
+# a connection the server terminated mid-statement can leave the driver's protocol state confused
+# ("cannot switch to state 12; another operation is in progress"); the pool replaces it.
+_FAILURES = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+    ValueError,
+)
 
 
 class PostgresCallStore:
