@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection
 from dataclasses import astuple, dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -383,19 +384,36 @@ class SqliteCallStore:
                     f"call store {self.path} has schema version {version}; "
                     f"this orchestrator reads up to {SCHEMA_VERSION}"
                 )
-            connection.execute("PRAGMA journal_mode = WAL")
-            # executescript commits first and runs its statements as they come: one explicit transaction.
-            # IMMEDIATE takes the write lock first, waiting out the busy timeout: workers opening one
-            # file at once would otherwise fail "database is locked" upgrading a read to a write.
-            script = _migration(connection, version)
-            connection.executescript(
-                f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            )
+            self._prepare_file(connection, version)
         except BaseException:
             connection.close()
             raise
         self._connection = connection
         return connection
+
+    def _prepare_file(self, connection: sqlite3.Connection, version: int) -> None:
+        """WAL mode and the schema. Switching a new file to WAL while another worker opens it can be
+        refused at once, "database is locked", without the busy timeout's wait (seen once in 20 runs of
+        four stores opening one file): it is tried again until the busy timeout has passed."""
+        deadline = time.monotonic() + self._busy_timeout_s
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode = WAL")
+                # executescript commits first and runs its statements as they come: one explicit
+                # transaction. IMMEDIATE takes the write lock first, waiting out the busy timeout: workers
+                # opening one file at once would otherwise fail upgrading a read to a write.
+                script = _migration(connection, version)
+                connection.executescript(
+                    f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                )
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                if connection.in_transaction:
+                    connection.rollback()
+                time.sleep(0.05)  # a worker thread: the event loop runs meanwhile
+                (version,) = connection.execute("PRAGMA user_version").fetchone()
 
 
 def _migration(connection: sqlite3.Connection, version: int) -> str:
