@@ -1282,6 +1282,8 @@ async def run_service(
         else:
             second.cancel()
         await asyncio.gather(drain, second, return_exceptions=True)
+        for session in app[ORCHESTRATOR].sessions.values():
+            session.cut_short()  # recorded `interrupted` when the cleanup closes their sockets
     finally:
         if metrics_runner is not None:
             await metrics_runner.cleanup()

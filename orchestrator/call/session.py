@@ -256,6 +256,7 @@ class CallSession:
         self._order_delivered = False
         self._caller_left = False
         self._shutting_down = False
+        self._cut_short = False
         self._stream_t0 = 0.0
         self._barge_in = BargeIn(
             min_speech_ms=flow.vad.min_speech_ms, confirm_ms=flow.vad.barge_in_confirm_ms
@@ -386,6 +387,12 @@ class CallSession:
         if not self.finished.is_set() and not self._shutting_down:
             self._shutting_down = True
             self._inbox.put_nowait(_ShuttingDown())
+
+    def cut_short(self) -> None:
+        """The service's shutdown grace is spent and this call is still going: it is about to be cut, and
+        its socket closing then is the service's doing, not the caller hanging up."""
+        if not self.finished.is_set():
+            self._cut_short = True
 
     @property
     def barge_ins(self) -> list[BargeInRecord]:
@@ -1465,6 +1472,8 @@ class CallSession:
             outcome = "voicemail"
         elif self._order_delivered:
             outcome = "resolved"
+        elif self._cut_short:
+            outcome = "interrupted"
         elif self._caller_left:
             outcome = "abandoned"
         else:

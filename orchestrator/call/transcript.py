@@ -47,7 +47,15 @@ EntryKind = Literal[
 
 # Outbound calls add: a voicemail reached, and attempts nobody answered (no_answer, busy).
 Outcome = Literal[
-    "resolved", "escalated", "abandoned", "failed", "unfinished", "voicemail", "no_answer", "busy"
+    "resolved",
+    "escalated",
+    "abandoned",
+    "failed",
+    "unfinished",
+    "voicemail",
+    "no_answer",
+    "busy",
+    "interrupted",  # the service stopped before the call ended (its shutdown grace was spent)
 ]
 
 
