@@ -10,8 +10,10 @@ freed memory is handed back to the system with `malloc_trim`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
+import threading
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
@@ -104,7 +106,7 @@ class DecoderPool(Generic[D]):
                     return
                 self._lent += 1  # counted while it builds, so a concurrent fill does not overshoot
                 try:
-                    decoder = await asyncio.to_thread(self._build)
+                    decoder = await _in_daemon_thread(self._build)
                 finally:
                     self._lent -= 1
                 self._idle.append(decoder)  # before the slot is freed: a waiting caller takes it
@@ -122,6 +124,38 @@ class DecoderPool(Generic[D]):
     def _free_slot(self) -> None:
         if self._slots is not None:
             self._slots.release()
+
+
+def _in_daemon_thread(work: Callable[[], D]) -> asyncio.Future[D]:
+    """`work()` in a thread of its own that never holds up the interpreter's exit.
+
+    asyncio.run waits for its default executor's threads on the way out, so a service stopped while a
+    decoder was still loading its models (seconds on a busy machine) would wait for it; a fill's decoders
+    are nobody's yet, and one finished after the loop has gone is simply dropped.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[D] = loop.create_future()
+
+    def succeed(result: D) -> None:
+        if not future.done():  # a cancelled fill no longer wants it
+            future.set_result(result)
+
+    def fail(error: BaseException) -> None:
+        if not future.done():
+            future.set_exception(error)
+
+    def run() -> None:
+        try:
+            result = work()
+        except BaseException as exc:  # handed to the awaiting task
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(fail, exc)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(succeed, result)
+
+    threading.Thread(target=run, name="decoder-prepare", daemon=True).start()
+    return future
 
 
 def _load_libc() -> ctypes.CDLL | None:

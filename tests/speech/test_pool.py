@@ -134,6 +134,27 @@ async def test_decoder_pool_a_cancelled_fill_leaves_the_pool_usable():
     assert isinstance(await asyncio.wait_for(pool.acquire(), 5), Built)
 
 
+def test_decoder_pool_a_fill_still_building_does_not_hold_up_the_service_s_exit():
+    """asyncio.run waits for its executor's threads on the way out; a decoder a fill is still building is
+    nobody's yet, so a service stopped meanwhile exits without waiting for it."""
+    release, built = threading.Event(), threading.Event()
+
+    def build() -> Built:
+        release.wait(30)
+        built.set()
+        return Built()
+
+    async def start_then_stop() -> None:
+        pool = DecoderPool(build, max_size=1, keep_idle=1)
+        filling = asyncio.ensure_future(pool.fill(1))
+        await asyncio.sleep(0.05)
+        filling.cancel()
+
+    asyncio.run(start_then_stop())
+    assert not built.is_set()  # the loop and its run ended while the decoder was still being built
+    release.set()
+
+
 def test_decoder_pool_rejects_an_empty_size():
     """max_size below one is a clear error."""
     with pytest.raises(ValueError, match="max_size"):
