@@ -74,18 +74,18 @@ class DecoderTemplate:
         self._conn: Connection | None = None
         self._process: BaseProcess | None = None
         self._stopper: Callable[[], object] | None = None
-        self._started_here = False  # the last fork started the template process
 
     def fork(self) -> ProcessDecoder:
         """A new decoder process, a copy of the template's decoder (which never decodes itself)."""
         with self._lock:
+            was_running = self._alive()
             try:
                 return self._fork()
             except DecoderProcessError:
-                if self._started_here:
+                if not was_running:
                     raise  # a template that fails as it starts would fail again
-            # The template died since it last forked (killed, out of memory): once more with a new one.
-            self.close()
+            # The template died since it last forked (killed, out of memory): once more with a new one
+            # (the failed fork has closed the old one).
             return self._fork()
 
     def _fork(self) -> ProcessDecoder:
@@ -112,12 +112,14 @@ class DecoderTemplate:
             self._stopper()
         self._conn = self._process = self._stopper = None
 
+    def _alive(self) -> bool:
+        return self._conn is not None and self._process is not None and self._process.is_alive()
+
     def _running(self) -> tuple[Connection, BaseProcess]:
-        self._started_here = False
-        if self._conn is not None and self._process is not None and self._process.is_alive():
+        if self._alive():
+            assert self._conn is not None and self._process is not None
             return self._conn, self._process
         self.close()
-        self._started_here = True
         parent, child = _CONTEXT.Pipe()
         process = _CONTEXT.Process(
             target=_template_main,
