@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 
 from orchestrator.call.postgres_store import PostgresCallStore
-from orchestrator.call.store import SCHEMA_VERSION, CallStoreError, open_call_store
+from orchestrator.call.store import SCHEMA_VERSION, CallStore, CallStoreError, open_call_store
 from tests.postgres import POSTGRES_URL
-from tests.unit.call.test_store import at_minute, stored_call
+from tests.unit.call.test_store import save_100_from_each, stored_call
 
 
 async def _close_all(stores: list[PostgresCallStore]) -> None:
@@ -38,15 +38,9 @@ async def test_postgres_store_workers_starting_together_create_the_schema_once(p
 
 async def test_postgres_store_workers_writing_at_once_lose_no_record(postgres_url):
     """Four stores (as four workers) save 100 records each at the same time: all 400 kept."""
-    stores = [PostgresCallStore(postgres_url) for _ in range(4)]
+    stores: list[CallStore] = [PostgresCallStore(postgres_url) for _ in range(4)]
     try:
-        await asyncio.gather(
-            *(
-                store.save(stored_call(f"HD_w{worker}_{n:03d}", started_at=at_minute(n % 60)))
-                for n in range(100)
-                for worker, store in enumerate(stores)
-            )
-        )
+        await save_100_from_each(stores)
         assert await stores[0].summary() == {"resolved": 400}
         assert len(await stores[1].recent(limit=1000)) == 400
     finally:

@@ -376,18 +376,23 @@ async def test_store_mark_interrupted_of_named_calls_leaves_the_others_live(open
     assert await store.summary() == {"interrupted": 1, "live": 1}
 
 
+async def save_100_from_each(stores: list[CallStore]) -> None:
+    """Every store (as one worker each) saves 100 records of its own, all at the same time."""
+    await asyncio.gather(
+        *(
+            store.save(stored_call(f"HD_w{worker}_{n:03d}", started_at=at_minute(n % 60)))
+            for n in range(100)
+            for worker, store in enumerate(stores)
+        )
+    )
+
+
 async def test_sqlite_store_workers_writing_one_file_at_once_lose_no_record(tmp_path):
     """Four stores (as four worker processes) save 100 records each at the same time: all 400 kept."""
     path = tmp_path / "calls.sqlite3"
-    stores = [SqliteCallStore(path, busy_timeout_s=10) for _ in range(4)]
+    stores: list[CallStore] = [SqliteCallStore(path, busy_timeout_s=10) for _ in range(4)]
     try:
-        await asyncio.gather(
-            *(
-                store.save(stored_call(f"HD_w{worker}_{n:03d}", started_at=at_minute(n % 60)))
-                for n in range(100)
-                for worker, store in enumerate(stores)
-            )
-        )
+        await save_100_from_each(stores)
         assert await stores[0].summary() == {"resolved": 400}
     finally:
         for store in stores:
