@@ -250,6 +250,7 @@ class CallSession:
         self._utterance_seq = 0
         self._silence_generation = 0
         self._silence_handle: asyncio.TimerHandle | None = None
+        self._waited_for_reply = False  # the timer already waited once for the agent's answer to this turn
         self._caller_speaking = False
         self._closing_reason: str | None = None
         self._brain_alive = True
@@ -511,6 +512,7 @@ class CallSession:
             if event is not None:
                 if event.kind == "speech_started":
                     self._caller_turn_open = True
+                    self._waited_for_reply = False
                 else:
                     self._turn_ended_at = self._loop.time()
                 self._inbox.put_nowait(event)
@@ -675,8 +677,7 @@ class CallSession:
                     await self._on_keypad_entry(entry)
         elif isinstance(item, _SilenceTimeout):
             if item.generation == self._silence_generation:
-                self._note("timer", f"no caller speech in {self.machine.state}")
-                await self._enter(self.machine.send("silence_timeout"))
+                await self._on_silence_timeout()
         elif isinstance(item, ModelInterrupted):
             await self._on_model_interrupted(item)
         elif isinstance(item, BrainFailure):
@@ -979,6 +980,18 @@ class CallSession:
         self._silence_handle = self._loop.call_later(
             timeout, self._inbox.put_nowait, _SilenceTimeout(generation=generation)
         )
+
+    async def _on_silence_timeout(self) -> None:
+        if self._caller_turn_open and not self._waited_for_reply:
+            # The caller spoke and the agent has not answered yet (a slow recogniser or model): "are you
+            # still there?" would talk over an answer on its way. Wait once more for it; a brain that
+            # never answers still gets the state's timeout route after that.
+            self._waited_for_reply = True
+            self._note("timer", f"waiting for the agent's answer in {self.machine.state}")
+            self._arm_silence()
+            return
+        self._note("timer", f"no caller speech in {self.machine.state}")
+        await self._enter(self.machine.send("silence_timeout"))
 
     def _cancel_silence(self) -> None:
         self._silence_generation += 1

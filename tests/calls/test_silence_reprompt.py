@@ -118,3 +118,84 @@ async def test_silence_timer_starts_when_the_agent_has_finished_speaking() -> No
     timer = next(e.at_ms for e in entries if e.kind == "timer")
     # 1 s + 0.5 s pause + 6 s of speech, then 3 s of silence (give or take the pacer's 20 ms frames).
     assert timer - connected == pytest.approx(10_500, abs=100)
+
+
+SLOW_FLOW = load_flow_text(
+    """
+flow: slow
+initial: greeting
+on: {stream_stopped: ended}
+states:
+  greeting:
+    on: {stream_started: asking}
+  asking:
+    instructions: Ask one question; answer slowly.
+    timeout: 3
+    on:
+      silence_timeout: {target: ended, say: "Are you still there? Goodbye."}
+  ended: {final: true}
+"""
+)
+
+
+class _SlowToAnswerBrain(_TwoPartBrain):
+    """Asks once, then answers the caller `think_s` after first hearing them: a recogniser or model
+    that takes longer than the state's silence timeout."""
+
+    def __init__(self, think_s: float) -> None:
+        super().__init__()
+        self._think_s = think_s
+        self._answering: asyncio.Task[None] | None = None
+
+    async def enter_state(self, state: StateBrief) -> None:
+        if state.name == "asking":
+            self._utter("question", "What can I do for you?", seconds=1.0)
+
+    async def push_audio(self, pcm: bytes) -> None:
+        if self._answering is None and any(pcm):
+            self._answering = asyncio.get_running_loop().create_task(self._answer())
+
+    async def _answer(self) -> None:
+        await asyncio.sleep(self._think_s)
+        self._utter("answer", "Here is your answer.", seconds=1.0)
+
+
+ONE_LINE = CallScript.model_validate(
+    {
+        "title": "A caller who says one thing, then waits for the answer",
+        "turns": [{"agent": []}, {"caller": "Where is my order?"}, {"silence_ms": 30000}],
+    }
+)
+
+
+@pytest.mark.looptime
+async def test_a_slow_answer_is_waited_for_not_talked_over_with_are_you_still_there() -> None:
+    """The caller has spoken: a timeout before the agent's answer waits once more instead of reprompting."""
+    record = await run_scripted_call(
+        ONE_LINE, flow=SLOW_FLOW, brain_factory=lambda start: _SlowToAnswerBrain(think_s=6.0)
+    )
+    entries = record.transcript.entries
+    said = [e.text for e in entries if e.kind == "agent"]
+    timers = [e.text for e in entries if e.kind == "timer"]
+    assert said == [
+        '"What can I do for you?"',
+        '"Here is your answer."',
+        '"Are you still there? Goodbye."',
+    ]
+    # One wait for the answer, then the ordinary timeout once the answer has played.
+    assert timers == ["waiting for the agent's answer in asking", "no caller speech in asking"]
+    answer = next(e.at_ms for e in entries if e.kind == "agent" and "answer" in e.text)
+    reprompt = next(e.at_ms for e in entries if e.kind == "agent" and "still there" in e.text)
+    assert reprompt - answer == pytest.approx(4_000, abs=200)  # 1 s of answer, then the 3 s timeout
+
+
+@pytest.mark.looptime
+async def test_a_brain_that_never_answers_still_gets_the_timeout_route() -> None:
+    """Waiting for an answer is bounded: one more timeout, then the state's own route."""
+    record = await run_scripted_call(
+        ONE_LINE, flow=SLOW_FLOW, brain_factory=lambda start: _SlowToAnswerBrain(think_s=600.0)
+    )
+    entries = record.transcript.entries
+    said = [e.text for e in entries if e.kind == "agent"]
+    assert said == ['"What can I do for you?"', '"Are you still there? Goodbye."']
+    assert record.transcript.outcome is not None
