@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.brains.base import Brain, PreparesAhead
 from orchestrator.call.dialer import Redialer
+from orchestrator.call.owners import HostHeartbeat, owner_id
 from orchestrator.call.records import CallRecords, default_journal
 from orchestrator.call.session import ESCALATION_STATE, CallServices, CallSession, SessionOptions
 from orchestrator.call.store import INTERRUPTED, CallStore, CallStoreError, open_call_store
@@ -56,6 +57,7 @@ from orchestrator.orders import (
 )
 from orchestrator.redis_connection import connected_redis
 from orchestrator.settings import Settings
+from orchestrator.supervisor import WORKER_INDEX_VARIABLE
 from orchestrator.speech.tts import EspeakTts
 from orchestrator.telephony.call_id import CallId, is_call_id, parse_call_id
 from orchestrator.telephony.replay import MemoryReplayCache, ReplayCache
@@ -412,13 +414,24 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
         orchestrator.fallback_voice = _fallback_voice(settings, orchestrator.flow)
         stack.push_async_callback(store.close)
         observability = orchestrator.observability
+        owner = owner_id(settings.host_id, os.environ.get(WORKER_INDEX_VARIABLE))
         records = CallRecords(
             store,
             flow_name=orchestrator.flow.name,
             journal=_journal_path(settings),
             on_save_failed=observability.store_write_failed if observability else lambda: None,
             mark_interrupted_at_start=not settings.redis_url,
+            owner=owner,
         )
+        if not settings.redis_url:  # with Redis, its heartbeats find a dead worker's calls (cluster/)
+            host_beat = HostHeartbeat(
+                store,
+                owner,
+                heartbeat_s=settings.host_heartbeat_s,
+                silent_after_s=settings.host_ttl_s,
+            )
+            await host_beat.start()
+            stack.push_async_callback(host_beat.close)
         await records.start()
         orchestrator.records = records
         stack.push_async_callback(records.close, RECORDS_CLOSE_TIMEOUT_S)

@@ -109,6 +109,10 @@ environment variables (flags win over them):
   ORCHESTRATOR_CALLS_DB           where every call is recorded, for `orchestrator history` and the console: a
                                   SQLite file (default ./calls.sqlite3; one host) or postgresql://user@host/db
                                   (several hosts share it; ?search_path=SCHEMA keeps deployments apart)
+  ORCHESTRATOR_HOST_ID            this host's name on its records (default: the hostname); without Redis a
+                                  starting service marks only its own host's leftover live calls interrupted
+  ORCHESTRATOR_HOST_HEARTBEAT_S, ORCHESTRATOR_HOST_TTL_S   without Redis, hosts beat in the calls store
+                                  (default every 10 s); one silent 60 s is gone and its live calls marked
   ORCHESTRATOR_RECORDS_JOURNAL    where records the database refuses wait (default <calls db>.journal, or
                                   ./calls.journal with PostgreSQL)
   ORCHESTRATOR_SHUTDOWN_GRACE_S   on SIGTERM, seconds live calls get to end (default 20)

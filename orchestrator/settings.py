@@ -144,6 +144,15 @@ class Settings(BaseSettings):
     # its calls interrupted (orchestrator/cluster/).
     worker_heartbeat_s: float = Field(default=1.0, gt=0)
     worker_ttl_s: float = Field(default=5.0, gt=0)
+    # This host's name on its call records (else the hostname; "/k" is added for worker k of --workers).
+    # Without Redis, a starting service marks `interrupted` only its own host's leftover live calls, so
+    # hosts sharing one store need distinct ids; a stable one (not a container's random hostname) lets a
+    # restarted host mark its leftovers at once rather than after `host_ttl_s` (orchestrator/call/owners.py).
+    host_id: str | None = None
+    # Without Redis, each service beats in the calls store this often; a host silent for `host_ttl_s`
+    # is gone for good, and the others mark its live calls interrupted.
+    host_heartbeat_s: float = Field(default=10.0, gt=0)
+    host_ttl_s: float = Field(default=60.0, gt=0)
     # `serve --workers N`: processes sharing the port; unset, one per core with Redis, else one.
     workers: int | None = Field(default=None, ge=1, le=256)
     # `serve` freezes its start-up heap so full collections walk only what calls allocate (gc_policy.py).
@@ -164,6 +173,12 @@ class Settings(BaseSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("public_url must start with http:// or https://")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _hosts_beat_within_their_ttl(self) -> Self:
+        if self.host_ttl_s <= self.host_heartbeat_s:
+            raise ValueError("host_ttl_s must be longer than host_heartbeat_s (else a live host reads as gone)")
+        return self
 
     @model_validator(mode="after")
     def _advertise_where_it_listens(self) -> Self:

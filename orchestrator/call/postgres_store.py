@@ -10,7 +10,10 @@ several hosts writing at once need is in the SQL itself:
   race `CREATE TABLE IF NOT EXISTS` into a duplicate-key error on PostgreSQL's own catalogue;
 - a save is one `INSERT ... ON CONFLICT (record_id) DO UPDATE ... WHERE calls.revision <= excluded.revision`,
   atomic on the row: the newest revision wins whichever worker's write lands last;
-- `mark_interrupted` is one `UPDATE`, so a record is marked once however many workers see it orphaned.
+- `mark_interrupted` is one `UPDATE`, so a record is marked once however many workers see it orphaned;
+- a heartbeat is an upsert of the owner's row in `calls_hosts` stamped with the server's clock (hosts'
+  clocks may disagree), and the sweep of silent owners one statement that deletes their rows and marks
+  their live calls: two survivors sweeping at once mark each call once.
 
 The table lives in the connection's `search_path`: `?search_path=calls_eu` in the URL (asyncpg passes
 unknown URL parameters on as server settings) keeps several deployments, or parallel test runs, apart in
@@ -49,6 +52,10 @@ T = TypeVar("T")
 POOL_SIZE = 4  # a worker's writes are one at a time (CallRecords); the rest serve the console and metrics
 # Any fixed pair: (this, hash of the schema) names the lock that serialises schema creation per schema.
 _SCHEMA_LOCK = 0x5CA115
+# calls_schema.version is the oldest schema that reads and writes the table correctly, not the newest
+# that touched it: version 4 only added a nullable column and a table that version 3 ignores, so the row
+# still says 3 and hosts not yet upgraded keep starting during a rolling upgrade.
+_WRITABLE_FROM = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -72,8 +79,11 @@ CREATE TABLE IF NOT EXISTS calls (
     revision INTEGER NOT NULL DEFAULT 0,
     -- The order of first saves (SQLite's rowid): calls that started in the same millisecond list the
     -- later one first in both stores.
-    saved BIGINT GENERATED ALWAYS AS IDENTITY
+    saved BIGINT GENERATED ALWAYS AS IDENTITY,
+    owner TEXT
 );
+-- Each owner's last heartbeat, on the server's clock: one silent too long has gone for good.
+CREATE TABLE IF NOT EXISTS calls_hosts (owner TEXT PRIMARY KEY, seen_at TIMESTAMPTZ NOT NULL);
 CREATE INDEX IF NOT EXISTS calls_by_time ON calls (started_at);
 CREATE INDEX IF NOT EXISTS calls_by_outcome ON calls (outcome, started_at);
 CREATE INDEX IF NOT EXISTS calls_by_sid ON calls (call_sid, started_at);
@@ -87,7 +97,21 @@ _UPSERT = (
     + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "record_id")
     + " WHERE excluded.revision >= calls.revision"
 )
+# A version-3 table gains the owner column (old rows: NULL). Only when missing: ALTER TABLE takes an
+# exclusive lock on the table, which every worker's start should not.
+_OWNER_KNOWN = (
+    "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+    "AND table_name = 'calls' AND column_name = 'owner')"
+)
 _MARK = "UPDATE calls SET outcome = $1, revision = revision + 1 WHERE outcome = $2"
+_BEAT = (
+    "INSERT INTO calls_hosts (owner, seen_at) VALUES ($1, now()) "
+    "ON CONFLICT (owner) DO UPDATE SET seen_at = excluded.seen_at"
+)
+_SWEEP = (
+    "WITH silent AS (DELETE FROM calls_hosts WHERE seen_at < now() - make_interval(secs => $3) "
+    f"RETURNING owner) {_MARK} AND owner IN (SELECT owner FROM silent)"
+)
 # What the driver raises for a store it cannot reach or that refuses the statement. InternalClientError:
 # a connection the server terminated mid-statement can leave the driver's protocol state confused
 # ("cannot switch to state 12; another operation is in progress"); the pool replaces it.
@@ -134,19 +158,28 @@ class PostgresCallStore:
         )
         return from_row(tuple(row)) if row is not None else None
 
-    async def mark_interrupted(self, call_sids: Collection[str] | None = None) -> int:
-        if call_sids is None:
-            status = await self._run(lambda connection: connection.execute(_MARK, INTERRUPTED, LIVE))
-        else:
+    async def mark_interrupted(
+        self, call_sids: Collection[str] | None = None, *, owner: str | None = None
+    ) -> int:
+        query, params = _MARK, [INTERRUPTED, LIVE]
+        if call_sids is not None:
             sids = sorted(set(call_sids))
             if not sids:
                 return 0
-            status = await self._run(
-                lambda connection: connection.execute(
-                    f"{_MARK} AND call_sid = ANY($3::text[])", INTERRUPTED, LIVE, sids
-                )
-            )
-        return int(status.rsplit(" ", 1)[-1])  # "UPDATE 3"
+            params.append(sids)
+            query += f" AND call_sid = ANY(${len(params)}::text[])"
+        if owner is not None:
+            params.append(owner)
+            query += f" AND (owner = ${len(params)} OR owner IS NULL)"
+        status = await self._run(lambda connection: connection.execute(query, *params))
+        return _updated(status)
+
+    async def heartbeat(self, owner: str, silent_after_s: float) -> int:
+        async def beat(connection: PoolConnectionProxy) -> str:
+            await connection.execute(_BEAT, owner)
+            return str(await connection.execute(_SWEEP, INTERRUPTED, LIVE, float(silent_after_s)))
+
+        return _updated(await self._run(beat))
 
     async def recent(self, limit: int = 20, outcome: str | None = None) -> list[StoredCall]:
         order = "ORDER BY started_at DESC, saved DESC"
@@ -219,11 +252,18 @@ async def _create_schema(connection: PoolConnectionProxy, store: PostgresCallSto
             "SELECT pg_advisory_xact_lock($1, hashtext(coalesce(current_schema(), '')))", _SCHEMA_LOCK
         )
         await connection.execute(_SCHEMA)
+        if not await connection.fetchval(_OWNER_KNOWN):
+            await connection.execute("ALTER TABLE calls ADD COLUMN owner TEXT")
         version = await connection.fetchval("SELECT max(version) FROM calls_schema")
         if version is None:
-            await connection.execute("INSERT INTO calls_schema (version) VALUES ($1)", SCHEMA_VERSION)
+            await connection.execute("INSERT INTO calls_schema (version) VALUES ($1)", _WRITABLE_FROM)
         elif version > SCHEMA_VERSION:
             raise CallStoreError(
                 f"call store {store} has schema version {version}; "
                 f"this orchestrator reads up to {SCHEMA_VERSION}"
             )
+
+
+def _updated(status: str) -> int:
+    """How many rows an UPDATE's status names ("UPDATE 3")."""
+    return int(status.rsplit(" ", 1)[-1])

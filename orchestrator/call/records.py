@@ -100,8 +100,12 @@ class CallRecords:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_save_failed: Callable[[], None] = lambda: None,
         mark_interrupted_at_start: bool = True,
+        owner: str | None = None,
     ) -> None:
         self.store = store
+        # Written into every record; at start only this owner's leftovers are marked (other hosts
+        # writing the same store keep their live calls). None: every live record is this process's.
+        self.owner = owner
         self._on_save_failed = on_save_failed  # each refused write (metrics count them)
         # False when workers share the store: a live record may be another worker's live call (the
         # workers mark a dead one's calls themselves, orchestrator/cluster/).
@@ -139,7 +143,7 @@ class CallRecords:
             self._writer = asyncio.get_running_loop().create_task(self._write_all())
             return
         try:
-            interrupted = await self.store.mark_interrupted()
+            interrupted = await self.store.mark_interrupted(owner=self.owner)
         except CallStoreError as exc:
             log.error("records_not_marked_interrupted", error=str(exc))
         else:
@@ -183,7 +187,9 @@ class CallRecords:
         self._refs[session] = _Ref(record_id, started_at, revision=1)
 
     def keep(self, call: StoredCall) -> None:
-        """Queue one record as it is (a newer revision of the same record supersedes it)."""
+        """Queue one record as it is (a newer revision of the same record supersedes it), as this owner's."""
+        if self.owner is not None and call.owner != self.owner:
+            call = replace(call, owner=self.owner)
         self._queue(call)
 
     def health(self) -> RecordsHealth:

@@ -12,8 +12,10 @@ store knows nothing of sessions and a row reads the same whichever store wrote i
 first at its webhook (outcome `live`), again as it goes, and last when it ends; each write carries a
 higher `revision`, and a store never lets an older revision replace a newer one (a journal replayed
 late cannot undo a call's end). Each call has its own `record_id`, so a platform that reuses a call
-id gets a second record, not the first one overwritten. Records still `live` when a service starts
-belonged to a process that died: `mark_interrupted()` says so. SQLite is the default (durable, no
+id gets a second record, not the first one overwritten. Each record names its `owner`, the host (or
+host/worker) that wrote it last: records of this owner still `live` when a service starts belonged to
+its process that died, and `mark_interrupted(owner=...)` says so without touching other hosts' calls;
+`heartbeat()` marks those of an owner that has fallen silent (a host gone for good). SQLite is the default (durable, no
 server); every SQLite call runs in a worker thread so the event loop never waits on the disk. Phone
 numbers are masked before they are stored.
 """
@@ -57,7 +59,7 @@ T = TypeVar("T")
 
 # How long a write waits for another process's lock on the file (SQLite's busy timeout).
 BUSY_TIMEOUT_S = 5.0
-SCHEMA_VERSION = 3  # 2: record_id and revision; 3: first_prompt_ms
+SCHEMA_VERSION = 4  # 2: record_id and revision; 3: first_prompt_ms; 4: owner, calls_hosts
 LIVE = "live"  # the outcome of a call still in progress
 INTERRUPTED = "interrupted"  # the outcome of a call whose service stopped without finishing it
 
@@ -88,6 +90,7 @@ class StoredCall:
     transcript_json: str
     record_id: str = ""  # this call's own record (a reused call id gets another); empty: the call id
     revision: int = 0  # writes of one record count up; an older revision never replaces a newer one
+    owner: str | None = None  # the host (host/worker) that wrote it; None: written before owners were kept
 
     def __post_init__(self) -> None:
         if not self.record_id:
@@ -161,9 +164,17 @@ class CallStore(Protocol):
         """The latest record of `call_sid` (a reused id has several), or None."""
         ...
 
-    async def mark_interrupted(self, call_sids: Collection[str] | None = None) -> int:
+    async def mark_interrupted(
+        self, call_sids: Collection[str] | None = None, *, owner: str | None = None
+    ) -> int:
         """Mark `live` records `interrupted` (their service stopped): every one, or those of
-        `call_sids` only (a dead worker's calls); return how many."""
+        `call_sids` only (a dead worker's calls), or those `owner` wrote (and any written before owners
+        were kept: nobody else will claim them) when a host starts again; return how many."""
+        ...
+
+    async def heartbeat(self, owner: str, silent_after_s: float) -> int:
+        """Note that `owner` is alive now; mark `interrupted` the live records of every owner silent for
+        longer than `silent_after_s` (its host is gone) and forget that owner; return how many records."""
         ...
 
     async def recent(self, limit: int = 20, outcome: str | None = None) -> list[StoredCall]:
@@ -182,6 +193,7 @@ class MemoryCallStore:
 
     def __init__(self) -> None:
         self._calls: dict[str, StoredCall] = {}  # by record_id, in order of first save
+        self._seen: dict[str, float] = {}  # owner -> its last heartbeat (wall clock)
 
     async def save(self, call: StoredCall) -> None:
         kept = self._calls.get(call.record_id)
@@ -196,13 +208,25 @@ class MemoryCallStore:
         calls.sort(key=lambda c: c.started_at, reverse=True)
         return calls
 
-    async def mark_interrupted(self, call_sids: Collection[str] | None = None) -> int:
+    async def mark_interrupted(
+        self, call_sids: Collection[str] | None = None, *, owner: str | None = None
+    ) -> int:
         wanted = None if call_sids is None else set(call_sids)
-        live = [
-            c
-            for c in self._calls.values()
-            if c.outcome == LIVE and (wanted is None or c.call_sid in wanted)
-        ]
+        return self._mark(
+            lambda c: (wanted is None or c.call_sid in wanted)
+            and (owner is None or c.owner in (owner, None))
+        )
+
+    async def heartbeat(self, owner: str, silent_after_s: float) -> int:
+        now = time.time()
+        self._seen[owner] = now
+        silent = {o for o, seen in self._seen.items() if seen < now - silent_after_s}
+        for gone in silent:
+            del self._seen[gone]
+        return self._mark(lambda c: c.owner in silent)
+
+    def _mark(self, chosen: Callable[[StoredCall], bool]) -> int:
+        live = [c for c in self._calls.values() if c.outcome == LIVE and chosen(c)]
         for call in live:
             self._calls[call.record_id] = replace(call, outcome=INTERRUPTED, revision=call.revision + 1)
         return len(live)
@@ -243,14 +267,19 @@ CREATE TABLE IF NOT EXISTS calls (
     first_prompt_ms INTEGER,
     transcript_text TEXT NOT NULL,
     transcript_json TEXT NOT NULL,
-    revision INTEGER NOT NULL DEFAULT 0
+    revision INTEGER NOT NULL DEFAULT 0,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_by_time ON calls (started_at);
 CREATE INDEX IF NOT EXISTS calls_by_outcome ON calls (outcome, started_at);
 CREATE INDEX IF NOT EXISTS calls_by_sid ON calls (call_sid, started_at);
+-- Each owner's last heartbeat (seconds since the epoch): one silent too long has gone for good.
+CREATE TABLE IF NOT EXISTS calls_hosts (owner TEXT PRIMARY KEY, seen_at REAL NOT NULL);
 """
 # Version 1 keyed calls by call_sid: each becomes its own record, under its call id.
-_V1_COLUMNS = tuple(c for c in COLUMNS if c not in ("record_id", "revision", "first_prompt_ms"))
+_V1_COLUMNS = tuple(
+    c for c in COLUMNS if c not in ("record_id", "revision", "first_prompt_ms", "owner")
+)
 _MIGRATE_FROM_V1 = f"""
 ALTER TABLE calls RENAME TO calls_v1;
 DROP INDEX IF EXISTS calls_by_time;
@@ -259,14 +288,20 @@ DROP INDEX IF EXISTS calls_by_outcome;
 INSERT INTO calls (record_id, {', '.join(_V1_COLUMNS)}) SELECT call_sid, {', '.join(_V1_COLUMNS)} FROM calls_v1;
 DROP TABLE calls_v1;
 """  # noqa: S608 - column names are our own constants
-# Version 2 files lack only first_prompt_ms (a call's dead air before the first prompt).
-_MIGRATE_FROM_V2 = "ALTER TABLE calls ADD COLUMN first_prompt_ms INTEGER;"
+# Columns added since version 2, each by ALTER TABLE on a file that lacks it (first_prompt_ms: a call's
+# dead air before the first prompt, version 3; owner: who wrote the record, version 4).
+_ADDED_COLUMNS = (("first_prompt_ms", "INTEGER"), ("owner", "TEXT"))
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM calls"  # noqa: S608 - column names are our own constants
 _UPSERT = (
     f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)}) "  # noqa: S608
     f"ON CONFLICT (record_id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "record_id")
     + " WHERE excluded.revision >= calls.revision"
+)
+_MARK = "UPDATE calls SET outcome = ?, revision = revision + 1 WHERE outcome = ?"
+_BEAT = (
+    "INSERT INTO calls_hosts (owner, seen_at) VALUES (?, ?) "
+    "ON CONFLICT (owner) DO UPDATE SET seen_at = excluded.seen_at"
 )
 
 
@@ -307,21 +342,37 @@ class SqliteCallStore:
 
         return await self._run(read)
 
-    async def mark_interrupted(self, call_sids: Collection[str] | None = None) -> int:
-        sids = None if call_sids is None else sorted(set(call_sids))
+    async def mark_interrupted(
+        self, call_sids: Collection[str] | None = None, *, owner: str | None = None
+    ) -> int:
+        where, params = "", []
+        if call_sids is not None:
+            sids = sorted(set(call_sids))
+            if not sids:
+                return 0
+            where, params = f" AND call_sid IN ({', '.join('?' for _ in sids)})", sids
+        if owner is not None:
+            where, params = f"{where} AND (owner = ? OR owner IS NULL)", [*params, owner]
 
         def write(connection: sqlite3.Connection) -> int:
-            update = "UPDATE calls SET outcome = ?, revision = revision + 1 WHERE outcome = ?"
             with connection:
-                if sids is None:
-                    return connection.execute(update, (INTERRUPTED, LIVE)).rowcount
-                if not sids:
-                    return 0
-                marks = ", ".join("?" for _ in sids)
-                return connection.execute(
-                    f"{update} AND call_sid IN ({marks})",
-                    (INTERRUPTED, LIVE, *sids),
+                return connection.execute(f"{_MARK}{where}", (INTERRUPTED, LIVE, *params)).rowcount
+
+        return await self._run(write)
+
+    async def heartbeat(self, owner: str, silent_after_s: float) -> int:
+        # One host writes a SQLite file, so its own clock serves every owner's heartbeat.
+        def write(connection: sqlite3.Connection) -> int:
+            now = time.time()
+            with connection:
+                connection.execute(_BEAT, (owner, now))
+                cutoff = now - silent_after_s
+                marked = connection.execute(
+                    f"{_MARK} AND owner IN (SELECT owner FROM calls_hosts WHERE seen_at < ?)",
+                    (INTERRUPTED, LIVE, cutoff),
                 ).rowcount
+                connection.execute("DELETE FROM calls_hosts WHERE seen_at < ?", (cutoff,))
+                return marked
 
         return await self._run(write)
 
@@ -399,13 +450,17 @@ class SqliteCallStore:
         while True:
             try:
                 connection.execute("PRAGMA journal_mode = WAL")
-                # executescript commits first and runs its statements as they come: one explicit
-                # transaction. IMMEDIATE takes the write lock first, waiting out the busy timeout: workers
-                # opening one file at once would otherwise fail upgrading a read to a write.
-                script = _migration(connection, version)
-                connection.executescript(
-                    f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                )
+                # One explicit transaction. IMMEDIATE takes the write lock first, waiting out the busy
+                # timeout: workers opening one file at once would otherwise fail upgrading a read to a
+                # write. The file is looked at again under the lock: a worker that got there first may
+                # have upgraded it (an ALTER TABLE run twice fails).
+                connection.execute("BEGIN IMMEDIATE")
+                (version,) = connection.execute("PRAGMA user_version").fetchone()
+                for statement in _migration(connection, version).split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                connection.commit()
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
@@ -421,9 +476,12 @@ def _migration(connection: sqlite3.Connection, version: int) -> str:
     if version == 1:
         return _MIGRATE_FROM_V1
     columns = {row[1] for row in connection.execute("PRAGMA table_info(calls)")}
-    if version == 2 and "first_prompt_ms" not in columns:
-        return _MIGRATE_FROM_V2
-    return _SCHEMA
+    added = "".join(
+        f"ALTER TABLE calls ADD COLUMN {name} {kind};"
+        for name, kind in _ADDED_COLUMNS
+        if columns and name not in columns  # no columns: a new file, made whole by the schema
+    )
+    return added + _SCHEMA
 
 
 def from_row(row: tuple[object, ...]) -> StoredCall:

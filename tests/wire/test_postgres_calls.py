@@ -13,7 +13,16 @@ import json
 import os
 import sys
 
-from bench.durability import scenario_sigkill, scenario_sigterm
+from bench.durability import (
+    LONG_CALL,
+    fake_rest,
+    place_calls,
+    rows,
+    scenario_sigkill,
+    scenario_sigterm,
+    serve,
+    wait_live,
+)
 from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.console import standalone_console
 from orchestrator.harness import serve_line
@@ -43,6 +52,46 @@ async def test_postgres_sigkill_leaves_live_records_that_the_next_start_marks_in
     assert figures["records_after_kill"] == {"live": 2}
     assert figures["records_after_restart"] == {"interrupted": 2}
     assert figures["records_lost"] == 0
+
+
+def _host(name: str) -> dict[str, str]:
+    # Beats often, silence allowed long: a loaded box may stall a live host for seconds, never for 8.
+    return {
+        "ORCHESTRATOR_HOST_ID": name,
+        "ORCHESTRATOR_HOST_HEARTBEAT_S": "0.5",
+        "ORCHESTRATOR_HOST_TTL_S": "8",
+    }
+
+
+async def test_postgres_two_hosts_without_redis_a_start_spares_the_other_and_a_dead_host_is_marked(
+    tmp_path, postgres_url
+):
+    """Hosts A and B on one store, no Redis. B starting leaves A's two live calls live; A killed for
+    good, B marks them interrupted once A has been silent past the allowed silence."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    async with fake_rest() as (state, rest_url):
+        async with serve(
+            tmp_path / "a", rest_url, script=LONG_CALL, calls_db=postgres_url, extra_env=_host("host-a")
+        ) as host_a:
+            calls = place_calls(host_a, state, LONG_CALL, 2, "hostA")
+            await wait_live(host_a, 2)
+            async with serve(
+                tmp_path / "b", rest_url, script=LONG_CALL, calls_db=postgres_url, extra_env=_host("host-b")
+            ) as host_b:
+                after_b_started = {sid: outcome for sid, outcome, _ in await rows(postgres_url)}
+                host_a.process.kill()
+                await host_a.process.wait()
+                await asyncio.gather(*calls, return_exceptions=True)
+                for _ in range(600):  # B's beats find A silent 8 s after its last beat
+                    after_a_died = {sid: outcome for sid, outcome, _ in await rows(postgres_url)}
+                    if set(after_a_died.values()) != {"live"}:
+                        break
+                    await asyncio.sleep(0.1)
+                assert (await host_b.health())["status"] == "ok"
+
+    assert after_b_started == {"HD_hostA0000": "live", "HD_hostA0001": "live"}
+    assert after_a_died == {"HD_hostA0000": "interrupted", "HD_hostA0001": "interrupted"}
 
 
 async def _history(postgres_url: str, *argv: str) -> str:

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from orchestrator.call.postgres_store import PostgresCallStore
-from orchestrator.call.store import SCHEMA_VERSION, CallStore, CallStoreError, open_call_store
+from orchestrator.call.store import CallStore, CallStoreError, open_call_store
 from tests.postgres import POSTGRES_URL
 from tests.unit.call.test_store import save_100_from_each, stored_call
 
@@ -31,7 +31,8 @@ async def test_postgres_store_workers_starting_together_create_the_schema_once(p
         await _close_all(stores)
     admin = await asyncpg.connect(postgres_url)
     try:
-        assert await admin.fetch("SELECT version FROM calls_schema") == [(SCHEMA_VERSION,)]
+        # The oldest schema that still writes the table: version 4 only added what version 3 ignores.
+        assert await admin.fetch("SELECT version FROM calls_schema") == [(3,)]
     finally:
         await admin.close()
 
@@ -151,3 +152,64 @@ async def test_open_call_store_picks_postgres_for_both_url_schemes(postgres_url)
     finally:
         await first.close()
         await second.close()
+
+
+# The table as version 3 made it: no owner column, no calls_hosts.
+_VERSION_3_TABLE = """
+CREATE TABLE calls (record_id TEXT PRIMARY KEY, call_sid TEXT NOT NULL, caller_masked TEXT,
+    flow TEXT NOT NULL, outcome TEXT NOT NULL, final_state TEXT NOT NULL,
+    started_at TEXT COLLATE "C" NOT NULL, duration_s DOUBLE PRECISION NOT NULL, turns INTEGER NOT NULL,
+    barge_ins INTEGER NOT NULL, escalation TEXT, platform_status TEXT, platform_cost_minor BIGINT,
+    platform_currency TEXT, first_prompt_ms INTEGER, transcript_text TEXT NOT NULL,
+    transcript_json TEXT NOT NULL, revision INTEGER NOT NULL DEFAULT 0,
+    saved BIGINT GENERATED ALWAYS AS IDENTITY);
+CREATE TABLE calls_schema (version INTEGER NOT NULL);
+INSERT INTO calls_schema VALUES (3);
+INSERT INTO calls (record_id, call_sid, flow, outcome, final_state, started_at, duration_s, turns,
+    barge_ins, transcript_text, transcript_json, revision)
+VALUES ('HD_old', 'HD_old', 'order_status', 'live', 'greeting', '2026-03-04T09:00:00.000+00:00',
+    10.0, 1, 0, '', '{}', 2);
+"""
+
+
+async def test_postgres_store_a_version_3_table_gains_owners_and_old_hosts_may_still_start(postgres_url):
+    """A store from before owners were kept: four workers opening it at once add the column once; its
+    live call (owner unknown) is marked by the first host to start again; the version row stays 3, so
+    hosts not yet upgraded still start during a rolling upgrade."""
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(_VERSION_3_TABLE)
+        stores = [PostgresCallStore(postgres_url) for _ in range(4)]
+        try:
+            await asyncio.gather(*(store.open() for store in stores))
+            kept = await stores[1].get("HD_old")
+            assert kept is not None
+            assert (kept.owner, kept.revision) == (None, 2)
+            assert await stores[2].mark_interrupted(owner="host-a") == 1
+            await stores[3].save(stored_call("HD_new", owner="host-a"))
+            new = await stores[0].get("HD_new")
+            assert new is not None
+            assert new.owner == "host-a"
+        finally:
+            await _close_all(stores)
+        assert await admin.fetch("SELECT version FROM calls_schema") == [(3,)]
+    finally:
+        await admin.close()
+
+
+async def test_postgres_store_two_hosts_sweeping_a_silent_host_at_once_mark_its_calls_once(postgres_url):
+    """Hosts B and C both beat past A's silence at the same moment: A's two calls are marked once each."""
+    host_a, host_b, host_c = (PostgresCallStore(postgres_url) for _ in range(3))
+    try:
+        await host_a.heartbeat("host-a", 60)
+        for n in range(2):
+            await host_a.save(stored_call(f"HD_a{n}", record_id=f"a{n}", outcome="live", owner="host-a"))
+        await asyncio.sleep(0.3)
+        marked = await asyncio.gather(host_b.heartbeat("host-b", 0.2), host_c.heartbeat("host-c", 0.2))
+        call = await host_b.get("HD_a0")
+    finally:
+        await _close_all([host_a, host_b, host_c])
+    assert sorted(marked) in ([0, 2], [1, 1])  # whoever got there first; never 4
+    assert sum(marked) == 2
+    assert call is not None
+    assert (call.outcome, call.revision) == ("interrupted", 1)

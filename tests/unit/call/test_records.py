@@ -253,6 +253,30 @@ async def test_records_start_replays_a_journal_into_postgres_and_marks_its_live_
     assert not journal.exists()
 
 
+async def test_records_of_two_hosts_on_postgres_each_start_marks_only_its_own_live_calls(postgres_url):
+    """Host A and host B write one store; each record names its writer. B restarting marks B's leftover,
+    not A's call still going, whose next write A makes as usual."""
+    store_a, store_b = await open_call_store(postgres_url), await open_call_store(postgres_url)
+    host_a = CallRecords(store_a, flow_name="order_status", owner="host-a")
+    await host_a.start()
+    host_a.keep(stored_call("HD_on_a", record_id="a1", revision=1, outcome="live"))
+    await store_b.save(stored_call("HD_b_left", record_id="b1", revision=5, outcome="live", owner="host-b"))
+    assert await host_a.flush(10)
+
+    host_b = CallRecords(store_b, flow_name="order_status", owner="host-b")
+    await host_b.start()  # B again, after a crash
+    on_a, left_by_b = await store_a.get("HD_on_a"), await store_a.get("HD_b_left")
+    await host_a.close(1)
+    await host_b.close(1)
+    await store_a.close()
+    await store_b.close()
+
+    assert on_a is not None
+    assert left_by_b is not None
+    assert (on_a.outcome, on_a.owner) == ("live", "host-a")
+    assert (left_by_b.outcome, left_by_b.revision) == ("interrupted", 6)
+
+
 async def test_records_postgres_table_locked_degrades_journals_then_stores_everything(
     tmp_path, postgres_url
 ):

@@ -376,6 +376,62 @@ async def test_store_mark_interrupted_of_named_calls_leaves_the_others_live(open
     assert await store.summary() == {"interrupted": 1, "live": 1}
 
 
+async def test_store_a_host_starting_again_marks_its_own_live_calls_not_another_hosts(open_store):
+    """Two hosts on one store: host A's start marks A's leftovers and records from before owners were
+    kept, and leaves host B's live call alone."""
+    host_a, host_b = await open_store(), await open_store()
+    await host_a.save(stored_call("HD_a_left", record_id="a1", outcome="live", owner="host-a"))
+    await host_a.save(stored_call("HD_a_done", record_id="a2", outcome="resolved", owner="host-a"))
+    await host_b.save(stored_call("HD_b_live", record_id="b1", outcome="live", owner="host-b"))
+    await host_b.save(stored_call("HD_old", record_id="o1", outcome="live"))  # owner None: an old row
+
+    assert await host_a.mark_interrupted(owner="host-a") == 2
+    outcomes = {c.call_sid: (c.outcome, c.owner) for c in await host_b.recent()}
+    assert outcomes == {
+        "HD_a_left": ("interrupted", "host-a"),
+        "HD_a_done": ("resolved", "host-a"),
+        "HD_b_live": ("live", "host-b"),
+        "HD_old": ("interrupted", None),
+    }
+
+
+async def test_store_heartbeat_marks_the_live_calls_of_a_host_gone_silent(open_store):
+    """Host A beats, then falls silent; host B's next beat past the silence marks A's live calls (once)
+    and none of its own. A host still beating keeps its calls live."""
+    host_a, host_b = await open_store(), await open_store()
+    assert await host_a.heartbeat("host-a", 60) == 0
+    assert await host_b.heartbeat("host-b", 60) == 0
+    await host_a.save(stored_call("HD_a_live", record_id="a1", outcome="live", owner="host-a"))
+    await host_b.save(stored_call("HD_b_live", record_id="b1", outcome="live", owner="host-b"))
+    assert await host_b.heartbeat("host-b", 60) == 0  # A beat moments ago: alive
+
+    await asyncio.sleep(0.3)  # A says nothing for longer than the silence allowed below
+    assert await host_b.heartbeat("host-b", 0.2) == 1
+    assert await host_b.heartbeat("host-b", 0.2) == 0  # A is forgotten: nothing marked twice
+    a_call, b_call = await host_b.get("HD_a_live"), await host_b.get("HD_b_live")
+    assert a_call is not None
+    assert b_call is not None
+    assert (a_call.outcome, a_call.revision) == ("interrupted", 1)
+    assert b_call.outcome == "live"
+
+
+async def test_store_a_host_back_from_silence_puts_its_call_right_with_its_next_write(open_store):
+    """A host paused past the silence (a partition) finds its call marked; its next write (the same
+    revision as the mark) is taken, and its beats make it known again."""
+    host_a, host_b = await open_store(), await open_store()
+    await host_a.heartbeat("host-a", 60)
+    await host_a.save(stored_call("HD_a", record_id="a1", outcome="live", owner="host-a", revision=1))
+    await asyncio.sleep(0.3)
+    assert await host_b.heartbeat("host-b", 0.2) == 1
+
+    assert await host_a.heartbeat("host-a", 60) == 0
+    await host_a.save(stored_call("HD_a", record_id="a1", outcome="live", owner="host-a", revision=2))
+    call = await host_b.get("HD_a")
+    assert call is not None
+    assert call.outcome == "live"
+    assert await host_b.heartbeat("host-b", 60) == 0
+
+
 async def save_100_from_each(stores: list[CallStore]) -> None:
     """Every store (as one worker each) saves 100 records of its own, all at the same time."""
     await asyncio.gather(
@@ -460,3 +516,43 @@ async def test_sqlite_store_adds_first_prompt_ms_to_a_version_2_database(tmp_pat
         assert new.first_prompt_ms == 120
     finally:
         await store.close()
+
+
+async def test_sqlite_store_adds_owners_to_a_version_3_database_opened_by_four_workers_at_once(tmp_path):
+    """A file from before owners were kept is upgraded once (four workers opening it together must not
+    add the column twice); its live call, owner unknown, is marked by the first host to start again."""
+    path = tmp_path / "calls.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE calls (record_id TEXT PRIMARY KEY, call_sid TEXT NOT NULL, caller_masked TEXT,
+            flow TEXT NOT NULL, outcome TEXT NOT NULL, final_state TEXT NOT NULL,
+            started_at TEXT NOT NULL, duration_s REAL NOT NULL, turns INTEGER NOT NULL,
+            barge_ins INTEGER NOT NULL, escalation TEXT, platform_status TEXT,
+            platform_cost_minor INTEGER, platform_currency TEXT, first_prompt_ms INTEGER,
+            transcript_text TEXT NOT NULL, transcript_json TEXT NOT NULL,
+            revision INTEGER NOT NULL DEFAULT 0);
+        INSERT INTO calls VALUES ('HD_old', 'HD_old', NULL, 'order_status', 'live', 'greeting',
+            '2026-03-04T09:00:00.000+00:00', 10.0, 1, 0, NULL, NULL, NULL, NULL, 80, '', '{}', 3);
+        PRAGMA user_version = 3;
+        """
+    )
+    old.close()
+    stores = [SqliteCallStore(path) for _ in range(4)]
+    try:
+        await asyncio.gather(*(store.open() for store in stores))
+        kept = await stores[1].get("HD_old")
+        assert kept is not None
+        assert (kept.owner, kept.first_prompt_ms) == (None, 80)
+        assert await stores[2].mark_interrupted(owner="host-a") == 1
+        await stores[3].save(stored_call("HD_new", owner="host-a"))
+        new = await stores[0].get("HD_new")
+        assert new is not None
+        assert new.owner == "host-a"
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+    connection = sqlite3.connect(path)
+    try:
+        assert connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    finally:
+        connection.close()
