@@ -409,7 +409,9 @@ async def _service_clients(app: web.Application) -> AsyncIterator[None]:
                 worker_ttl_s=settings.worker_ttl_s,
             )
         orchestrator.store = store = await open_call_store(
-            settings.calls_db, busy_timeout_s=settings.calls_db_busy_timeout_s
+            settings.calls_db,
+            busy_timeout_s=settings.calls_db_busy_timeout_s,
+            pool_size=settings.calls_db_pool_size,
         )
         orchestrator.fallback_voice = _fallback_voice(settings, orchestrator.flow)
         stack.push_async_callback(store.close)

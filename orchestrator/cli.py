@@ -108,7 +108,9 @@ environment variables (flags win over them):
   ORCHESTRATOR_TRANSCRIPTS_DIR    write each call's transcript (.txt and .json) here
   ORCHESTRATOR_CALLS_DB           where every call is recorded, for `orchestrator history` and the console: a
                                   SQLite file (default ./calls.sqlite3; one host) or postgresql://user@host/db
-                                  (several hosts share it; ?search_path=SCHEMA keeps deployments apart)
+                                  (several hosts share it; ?search_path=SCHEMA keeps deployments apart;
+                                  ?statement_cache_size=0 behind PgBouncer's transaction pooling)
+  ORCHESTRATOR_CALLS_DB_POOL_SIZE most PostgreSQL connections per worker (default 4)
   ORCHESTRATOR_HOST_ID            this host's name on its records (default: the hostname); without Redis a
                                   starting service marks only its own host's leftover live calls interrupted
   ORCHESTRATOR_HOST_HEARTBEAT_S, ORCHESTRATOR_HOST_TTL_S   without Redis, hosts beat in the calls store

@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     # How long a write waits for another process's lock on the calls database before it is retried (with
     # PostgreSQL: for a connection, and for each statement).
     calls_db_busy_timeout_s: float = Field(default=5.0, gt=0)
+    # With PostgreSQL, the most connections each worker holds (it opens one, more as queries overlap):
+    # workers x this must stay under the server's max_connections (default 100), or go through PgBouncer.
+    calls_db_pool_size: int = Field(default=4, ge=1, le=100)
     # Records the store refuses (locked, disk full) wait here and are replayed at start; default
     # `<calls_db>.journal` (`./calls.journal` with PostgreSQL).
     records_journal: Path | None = None

@@ -15,6 +15,12 @@ several hosts writing at once need is in the SQL itself:
   clocks may disagree), and the sweep of silent owners one statement that deletes their rows and marks
   their live calls: two survivors sweeping at once mark each call once.
 
+Connections: a worker holds one to `pool_size` (`ORCHESTRATOR_CALLS_DB_POOL_SIZE`, default 4), so many
+workers on one server (default max_connections 100) want a smaller pool, or PgBouncer in front. Behind
+PgBouncer's transaction pooling a connection's prepared statements vanish between transactions: put
+`statement_cache_size=0` in the URL (taken by the store, not sent to the server), and asyncpg prepares
+none to keep.
+
 The table lives in the connection's `search_path`: `?search_path=calls_eu` in the URL (asyncpg passes
 unknown URL parameters on as server settings) keeps several deployments, or parallel test runs, apart in
 one database, each in a schema of its own. `started_at` stays ISO text, as in SQLite, compared
@@ -27,6 +33,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import astuple
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs; every call is wrapped here
 
@@ -132,8 +139,14 @@ class PostgresCallStore:
     dropped is replaced by the pool on the next query, so a refused save is retried by `CallRecords`.
     """
 
-    def __init__(self, url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(
+        self, url: str, *, busy_timeout_s: float = BUSY_TIMEOUT_S, pool_size: int = POOL_SIZE
+    ) -> None:
+        if pool_size < 1:
+            raise CallStoreError(f"call store {masked_url(url)}: a pool of {pool_size} connections")
         self.url = url
+        self._connect_url, self._statement_cache_size = _statement_cache(url)
+        self._pool_size = pool_size
         self._timeout_s = busy_timeout_s
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
@@ -224,9 +237,10 @@ class PostgresCallStore:
                 return self._pool
             try:
                 pool = await asyncpg.create_pool(
-                    self.url,
+                    self._connect_url,
                     min_size=1,
-                    max_size=POOL_SIZE,
+                    max_size=self._pool_size,
+                    statement_cache_size=self._statement_cache_size,
                     timeout=self._timeout_s,  # connecting
                     command_timeout=self._timeout_s,  # each statement, waits on row locks included
                 )
@@ -267,3 +281,21 @@ async def _create_schema(connection: PoolConnectionProxy, store: PostgresCallSto
 def _updated(status: str) -> int:
     """How many rows an UPDATE's status names ("UPDATE 3")."""
     return int(status.rsplit(" ", 1)[-1])
+
+
+def _statement_cache(url: str) -> tuple[str, int]:
+    """The URL asyncpg connects with, and its statement cache size: `statement_cache_size` in the URL is
+    ours (asyncpg would send an unknown parameter to the server as a setting, which it refuses)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = [value for key, value in query if key == "statement_cache_size"]
+    if not ours:
+        return url, 100  # asyncpg's default
+    try:
+        size = int(ours[-1])
+    except ValueError:
+        raise CallStoreError(
+            f"call store {masked_url(url)}: statement_cache_size={ours[-1]!r} is not a number"
+        ) from None
+    rest = urlencode([(key, value) for key, value in query if key != "statement_cache_size"])
+    return urlunsplit(parts._replace(query=rest)), max(size, 0)

@@ -518,18 +518,25 @@ def masked_url(url: str) -> str:
 
 
 async def open_call_store(
-    url_or_path: str | Path | None, *, busy_timeout_s: float = BUSY_TIMEOUT_S
+    url_or_path: str | Path | None,
+    *,
+    busy_timeout_s: float = BUSY_TIMEOUT_S,
+    pool_size: int | None = None,
 ) -> CallStore:
     """None (or "memory:") keeps calls in memory; a path or `sqlite:///path` opens a SQLite file; a
-    `postgresql://` URL opens a PostgreSQL store that several hosts share. Opened now: a wrong path or
-    an unreachable server is a `CallStoreError` at start-up."""
+    `postgresql://` URL opens a PostgreSQL store that several hosts share, on at most `pool_size`
+    connections (default 4). Opened now: a wrong path or an unreachable server is a `CallStoreError` at
+    start-up."""
     target = str(url_or_path) if url_or_path is not None else None
     store: SqliteCallStore | PostgresCallStore
     if target is not None and is_server_url(target):
         # Imported here: asyncpg is loaded only by services that store calls in PostgreSQL.
         from orchestrator.call.postgres_store import PostgresCallStore
 
-        store = PostgresCallStore(target, busy_timeout_s=busy_timeout_s)
+        if pool_size is None:
+            store = PostgresCallStore(target, busy_timeout_s=busy_timeout_s)
+        else:
+            store = PostgresCallStore(target, busy_timeout_s=busy_timeout_s, pool_size=pool_size)
     elif target is not None and "://" in target and not target.startswith("sqlite://"):
         scheme = target.split("://", 1)[0]
         raise CallStoreError(

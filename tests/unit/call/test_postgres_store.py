@@ -213,3 +213,59 @@ async def test_postgres_store_two_hosts_sweeping_a_silent_host_at_once_mark_its_
     assert sum(marked) == 2
     assert call is not None
     assert (call.outcome, call.revision) == ("interrupted", 1)
+
+
+async def _backends(application_name: str) -> int:
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        return int(
+            await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", application_name
+            )
+        )
+    finally:
+        await admin.close()
+
+
+async def test_postgres_store_holds_no_more_connections_than_its_pool_size(postgres_url):
+    """ORCHESTRATOR_CALLS_DB_POOL_SIZE=1: twenty saves at once all land, over one server connection
+    (fifty workers x 4 would exceed the server's default max_connections of 100)."""
+    name = f"pool-{id(postgres_url)}"
+    store = await open_call_store(f"{postgres_url}&application_name={name}", pool_size=1)
+    try:
+        await asyncio.gather(*(store.save(stored_call(f"HD_{n}", record_id=f"r{n}")) for n in range(20)))
+        assert await _backends(name) == 1
+        assert await store.summary() == {"resolved": 20}
+    finally:
+        await store.close()
+
+
+async def _prepared_statements_kept(store: PostgresCallStore) -> int:
+    # Asked on the store's own connection: prepared statements are per session.
+    return int(
+        await store._run(  # noqa: SLF001 - the only way onto the pool's session
+            lambda connection: connection.fetchval("SELECT count(*) FROM pg_prepared_statements")
+        )
+    )
+
+
+async def test_postgres_store_statement_cache_size_0_in_the_url_keeps_no_prepared_statements(postgres_url):
+    """Behind PgBouncer's transaction pooling a named prepared statement may be missing on the next
+    transaction's server connection: `statement_cache_size=0` in the URL makes asyncpg keep none. The
+    parameter is the store's, not sent to the server (which would refuse an unknown setting)."""
+    cached = PostgresCallStore(postgres_url, pool_size=1)
+    uncached = PostgresCallStore(f"{postgres_url}&statement_cache_size=0", pool_size=1)
+    try:
+        for store in (cached, uncached):
+            await store.save(stored_call("HD_a"))
+            assert await store.get("HD_a") == stored_call("HD_a")
+        assert await _prepared_statements_kept(cached) > 0
+        assert await _prepared_statements_kept(uncached) == 0
+    finally:
+        await _close_all([cached, uncached])
+
+
+async def test_postgres_store_a_statement_cache_size_that_is_not_a_number_is_a_store_error(postgres_url):
+    """A typo in the URL stops the service at start with a message naming the parameter."""
+    with pytest.raises(CallStoreError, match="statement_cache_size='off' is not a number"):
+        PostgresCallStore(f"{postgres_url}&statement_cache_size=off")
