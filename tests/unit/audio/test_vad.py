@@ -166,3 +166,17 @@ def test_energy_voicing_reports_the_hysteresis_band_as_its_own_level() -> None:
     loud = white_noise(20, 16000, -20, seed=3)
     band = white_noise(20, 16000, -38, seed=4)
     assert voicing.feed(loud + band + silence(20, 16000)) == [VOICED, VOICED_IN_SPEECH, SILENT]
+
+
+def test_energy_voicing_gives_the_same_levels_frame_by_frame_as_in_one_chunk() -> None:
+    """A live call feeds one 20 ms frame at a time (the quick path); a burst feeds many at once."""
+    frames = [
+        white_noise(20, 16000, level, seed=index)
+        for index, level in enumerate((-20, -38, -60, -34.9, -41.1, -10, -50))
+    ] + [silence(20, 16000), synthesize_speech("Where is my order?")[:640]]
+    one_by_one = EnergyVoicing(threshold_dbfs=-35, hysteresis_db=6)
+    at_once = EnergyVoicing(threshold_dbfs=-35, hysteresis_db=6)
+    levels = [level for frame in frames for level in one_by_one.feed(frame)]
+    assert levels == at_once.feed(b"".join(frames))
+    assert levels[:3] == [VOICED, VOICED_IN_SPEECH, SILENT]
+    assert all(type(level) is int for level in levels)
