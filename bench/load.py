@@ -20,7 +20,8 @@ Figures, per level:
   underrun_ratio         silent frames inside an agent reply / frames of reply played
   server                 cores busy, RSS MB, per call, in the window; GC pauses of 20 ms or more
                          (wall, and the collector's own CPU)
-  generator              this process's cores and loop lag (is the platform itself keeping up?)
+  generator              this process's cores, loop lag and share of media ticks a frame or more
+                         late (is the platform itself keeping up?)
   workers                with --workers N: each worker's pid, cores, RSS and live calls (from /healthz)
   redis                  with --workers N: commands Redis processed, per live call per second in the
                          window and per call over the run (a throwaway redis-server of the bench's own)
@@ -441,12 +442,14 @@ def _figures(
 ) -> dict[str, object]:
     latencies: list[float] = []
     kills: list[float] = []
-    underruns = reply_frames = ok = false_kills = 0
+    underruns = reply_frames = ok = false_kills = ticks = late_ticks = 0
     errors = [repr(r) for r in results if isinstance(r, BaseException)]
     for result in results:
         if isinstance(result, BaseException):
             continue
         call_latencies, replies, call_underruns, call_frames = _turns_heard(result)
+        ticks += result.ticks
+        late_ticks += result.late_ticks
         latencies += call_latencies
         underruns += call_underruns
         reply_frames += call_frames
@@ -489,6 +492,9 @@ def _figures(
         "generator": {
             "cores": round(generator_cpu / window, 3) if window else None,
             "loop_lag_ms": _percentiles(lag),
+            # Media ticks that ran a frame or more behind the platform's 20 ms schedule: the simulated
+            # platform's own lateness, which the service's figures (latency, underruns) then carry too.
+            "late_tick_ratio": round(late_ticks / ticks, 4) if ticks else None,
         },
     }
 

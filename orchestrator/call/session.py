@@ -264,6 +264,8 @@ class CallSession:
         )
         self._last_frame_at = 0.0
         self._last_audio_at = 0.0  # loop time the caller's latest audio arrived
+        # A barge-in's killAudio, due as soon as the read loop finishes the frame that decided it.
+        self._kill_due = False
         self._barge_detector: Endpointer | None = None
         self._turn_detector: Endpointer | None = None
         self._turn_ended_at: float | None = None  # loop time the turn detector last heard the caller stop
@@ -534,6 +536,11 @@ class CallSession:
                     pcm = self._echo.clean(pcm, arrived_s=now)
                 self.observer.caller_audio(pcm)
                 self._hear(voicing.feed(pcm), turns, barge)
+                if self._kill_due:
+                    # Sent from here, before the next frame is read: a task of its own would wait a
+                    # whole turn of the event loop, which under load is most of the kill's latency.
+                    self._kill_due = False
+                    await self._kill_platform_audio()
                 if self._answering is not None:
                     self._tell_who_answered(pcm, turns)
                     continue  # the brain hears nothing until a person has answered
@@ -718,8 +725,7 @@ class CallSession:
             self._note("barge-in", f"ignored: {self.machine.state} is not interruptible")
             self.observer.barge_in("ignored", at=self._loop.time())
         elif decision is not None:
-            assert self._tasks is not None
-            self._tasks.create_task(self._kill_platform_audio())
+            self._kill_due = True  # the read loop sends it once this frame is heard (_read_stream)
             self._loop.call_later(
                 decision.confirm_after_s + _AUDIO_STALL_S, self._barge_in_if_stalled, decision.generation
             )

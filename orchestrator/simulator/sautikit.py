@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -114,6 +115,10 @@ class SimulatedCall:
     caller_audio_started_at: list[float] = field(default_factory=list)
     kill_audio_at: list[float] = field(default_factory=list)
     agent_frame_arrivals: list[float] = field(default_factory=list)
+    # The platform's own punctuality: 20 ms ticks of the media stream, and those that ran a whole frame or
+    # more behind their schedule (an overloaded simulator, not the service, made those late).
+    ticks: int = 0
+    late_ticks: int = 0
     dialed: str | None = None
     ended_by: Literal["caller", "platform", "agent", "timeout", ""] = ""
     # Outbound calls: how the callee answered, and (a voicemail) how much agent audio it recorded.
@@ -228,6 +233,7 @@ class _CallRun:
         self.t0 = self.loop.time()
         self.rate = options.sample_rate
         self.frame_bytes = self.rate * 2 * _FRAME_MS // 1000
+        self.silence = bytes(self.frame_bytes)  # one shared silent frame, not a new one every tick
         self.agent_buffer = bytearray()
         self.status_url: str | None = None
         self.record: FakeCall | None = None
@@ -446,12 +452,16 @@ class _CallRun:
         )
         if self.direction == "outbound":
             self.note("voicemail greeting plays" if self.voicemail else f'callee says "{_HELLO}"')
-        silence = bytes(self.frame_bytes)
+        silence = self.silence
         echo_frames = self.options.echo_delay_ms // _FRAME_MS
         echo_line: list[bytes] = [silence] * echo_frames  # what the agent said, echo_delay_ms ago
         next_tick = self.loop.time()
         burst: list[bytes] = []
+        frame_s = _FRAME_MS / 1000
         while True:
+            self.result.ticks += 1
+            if self.loop.time() - next_tick >= frame_s:
+                self.result.late_ticks += 1
             if reader.done() or ws.closed:
                 self.result.ended_by = "agent"
                 return False
@@ -461,7 +471,8 @@ class _CallRun:
                 await ws.close()
                 return True
             played = self.play_agent_frame()
-            audible = _rms(played) >= _AUDIBLE_RMS
+            # An empty buffer plays the shared silent frame: nothing to measure (most ticks of a call).
+            audible = played is not self.silence and _rms(played) >= _AUDIBLE_RMS
             if audible and caller.recording:
                 self.result.voicemail_recorded_ms += _FRAME_MS
             self.watch_agent(audible)
@@ -505,7 +516,7 @@ class _CallRun:
             except ConnectionError:
                 self.result.ended_by = "agent"
                 return False
-            next_tick += _FRAME_MS / 1000
+            next_tick += frame_s
             await asyncio.sleep(max(0.0, next_tick - self.loop.time()))
 
     def resolve(self, url: str) -> str:
@@ -531,6 +542,9 @@ class _CallRun:
         return np.clip(mixed, -32768, 32767).astype("<i2").tobytes()
 
     def play_agent_frame(self) -> bytes:
+        if not self.agent_buffer:
+            self.result.agent_track += self.silence
+            return self.silence
         frame = bytes(self.agent_buffer[: self.frame_bytes])
         del self.agent_buffer[: self.frame_bytes]
         if len(frame) < self.frame_bytes:
@@ -719,8 +733,9 @@ def _beep(rate: int) -> bytes:
 
 
 def _rms(frame: bytes) -> float:
-    samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
-    return float(np.sqrt(np.mean(samples * samples))) if samples.size else 0.0
+    # A dot product, not np.mean: this runs on every played frame of every simulated call.
+    samples = np.frombuffer(frame, dtype="<i2").astype(np.float64)
+    return math.sqrt(float(samples.dot(samples)) / samples.size) if samples.size else 0.0
 
 
 def _clock(ms: int) -> str:
