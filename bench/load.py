@@ -299,9 +299,13 @@ async def _level(
     soak_s: float,
     env: dict[str, str],
     workers: int = 1,
+    shared_tick: bool = True,
 ) -> dict[str, object]:
     script = _script(turns)
-    options = SimulatorOptions(voice=_voice, say_ms_per_char=10, max_wait_ms=10_000)
+    # One media clock for every call, as the platform's media server has (SimulatorOptions.shared_tick).
+    options = SimulatorOptions(
+        voice=_voice, say_ms_per_char=10, max_wait_ms=10_000, shared_tick=shared_tick
+    )
     with tempfile.TemporaryDirectory(prefix="orchestrator-load-") as tmp:
         workdir = Path(tmp)
         async with contextlib.AsyncExitStack() as stack:
@@ -508,15 +512,24 @@ async def _run(
     soak_s: float,
     env: dict[str, str],
     workers: int = 1,
+    shared_tick: bool = True,
 ) -> dict[str, object]:
     return {
         "cpu_count": os.cpu_count(),
         "load_average_before": os.getloadavg()[0],
         "turns_per_call": turns,
         "server_workers": workers,
+        "media_ticks": "shared" if shared_tick else "per call",
         "levels": [
             await _level(
-                n, ramp_s=ramp_s, turns=turns, window_s=window_s, soak_s=soak_s, env=env, workers=workers
+                n,
+                ramp_s=ramp_s,
+                turns=turns,
+                window_s=window_s,
+                soak_s=soak_s,
+                env=env,
+                workers=workers,
+                shared_tick=shared_tick,
             )
             for n in levels
         ],
@@ -552,6 +565,12 @@ def main() -> None:
         help="serve --workers N (N > 1 shares calls through a throwaway redis-server of the bench's own)",
     )
     parser.add_argument(
+        "--ticks",
+        choices=("shared", "per-call"),
+        default="shared",
+        help="the platform's 20 ms media ticks: one clock for all calls (a media server's), or one per call",
+    )
+    parser.add_argument(
         "--env",
         action="append",
         default=[],
@@ -570,6 +589,7 @@ def main() -> None:
             soak_s=args.soak,
             env=env,
             workers=args.workers,
+            shared_tick=args.ticks == "shared",
         )
     )
     print(json.dumps(figures))

@@ -99,6 +99,10 @@ class SimulatorOptions:
     # The caller's audio reaches the service in bursts of this many 20 ms frames, back to back, as it does
     # from an overloaded host or network (1: one frame every 20 ms, the platform's normal pace).
     inbound_burst_frames: int = 1
+    # Tick every call's media on one shared 20 ms grid of loop time, as a media server's one timer does
+    # (FreeSWITCH's soft timer wakes all its sessions together): many simulated calls then wake the loop once
+    # per tick between them, not once each. Off, each call ticks from the moment its stream opened.
+    shared_tick: bool = False
 
 
 @dataclass(slots=True, kw_only=True)
@@ -455,9 +459,14 @@ class _CallRun:
         silence = self.silence
         echo_frames = self.options.echo_delay_ms // _FRAME_MS
         echo_line: list[bytes] = [silence] * echo_frames  # what the agent said, echo_delay_ms ago
-        next_tick = self.loop.time()
         burst: list[bytes] = []
         frame_s = _FRAME_MS / 1000
+        shared = self.options.shared_tick
+        # On the shared grid a tick is a whole multiple of the frame, counted, not summed: no call drifts off it.
+        tick = math.ceil(self.loop.time() / frame_s) if shared else 0
+        next_tick = tick * frame_s if shared else self.loop.time()
+        if next_tick > self.loop.time():
+            await asyncio.sleep(next_tick - self.loop.time())
         while True:
             self.result.ticks += 1
             if self.loop.time() - next_tick >= frame_s:
@@ -516,7 +525,8 @@ class _CallRun:
             except ConnectionError:
                 self.result.ended_by = "agent"
                 return False
-            next_tick += frame_s
+            tick += 1
+            next_tick = tick * frame_s if shared else next_tick + frame_s
             await asyncio.sleep(max(0.0, next_tick - self.loop.time()))
 
     def resolve(self, url: str) -> str:
