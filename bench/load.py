@@ -19,7 +19,8 @@ Figures, per level:
   resumed_after_bargein  barge-ins taken for a backchannel (the agent carried on): should be 0
   underrun_ratio         silent frames inside an agent reply / frames of reply played
   server                 cores busy, RSS MB, per call, in the window; GC pauses of 20 ms or more
-                         (wall, and the collector's own CPU)
+                         (wall, and the collector's own CPU); CPU ms per call over the whole run (a
+                         call's work is fixed by its script: comparable even on a busy machine)
   generator              this process's cores, loop lag and share of media ticks a frame or more
                          late (is the platform itself keeping up?)
   workers                with --workers N: each worker's pid, cores, RSS and live calls (from /healthz)
@@ -343,6 +344,10 @@ async def _measure(
         monitor = asyncio.get_running_loop().create_task(_lag_monitor(lag, stop))
         redis_before = await _redis_commands(redis_url)
         started = time.perf_counter()
+        # CPU over the whole run as well as in the window: a call's work is fixed by its script, so CPU per
+        # call over the run stays comparable on a busy machine, where the window's cores do not.
+        run_cpu0 = {pid: _proc_cpu_s(pid) for pid in [process.pid, *pids]}
+        run_gen0 = time.process_time()
 
         async def slot(index: int) -> list[SimulatedCall | BaseException]:
             """One caller line: a call, then (soaking) the next, until the soak is over."""
@@ -371,6 +376,8 @@ async def _measure(
         rss_live = {pid: _proc_rss_mb(pid) for pid in pids}
         live_end = await _live_by_worker(base, pids)
         results = [call for placed in await placing for call in placed]
+        run_cpu = sum(_proc_cpu_s(pid) - run_cpu0[pid] for pid in run_cpu0)
+        run_gen = time.process_time() - run_gen0
         wall_s = time.perf_counter() - started
         redis_after = await _redis_commands(redis_url)
         stop.set()
@@ -390,6 +397,7 @@ async def _measure(
         window=window,
         server_cpu=sum(cpu1[pid] - cpu0[pid] for pid in cpu0),
         generator_cpu=gen1 - gen0,
+        run_cpu=(run_cpu, run_gen),
         rss=(sum(rss_idle.values()), sum(rss_live.values())),
         live=(sum(live_start.values()), sum(live_end.values())),
         lag=lag,
@@ -443,6 +451,7 @@ def _figures(
     lag: list[float],
     wall_s: float,
     gc_pauses: list[tuple[float, float]],
+    run_cpu: tuple[float, float],
 ) -> dict[str, object]:
     latencies: list[float] = []
     kills: list[float] = []
@@ -492,6 +501,7 @@ def _figures(
             "longest_gc_pause_ms": max((wall for wall, _ in gc_pauses), default=None),
             # The most CPU a logged collection took: long pauses with little CPU mean contention.
             "gc_cpu_ms_max": max((cpu for _, cpu in gc_pauses), default=None),
+            "cpu_ms_per_call_run": round(run_cpu[0] * 1000 / len(results), 1) if results else None,
         },
         "generator": {
             "cores": round(generator_cpu / window, 3) if window else None,
@@ -499,6 +509,7 @@ def _figures(
             # Media ticks that ran a frame or more behind the platform's 20 ms schedule: the simulated
             # platform's own lateness, which the service's figures (latency, underruns) then carry too.
             "late_tick_ratio": round(late_ticks / ticks, 4) if ticks else None,
+            "cpu_ms_per_call_run": round(run_cpu[1] * 1000 / len(results), 1) if results else None,
         },
     }
 
