@@ -102,6 +102,8 @@ def _script(turns: int) -> CallScript:
 
 def _frame_power(track: bytearray) -> np.ndarray:
     frames = len(track) // FRAME_BYTES
+    if frames == 0:  # a call whose stream never ticked (refused, or closed at once under overload)
+        return np.zeros(0)
     samples = np.frombuffer(bytes(track[: frames * FRAME_BYTES]), dtype="<i2").astype(np.float64)
     return np.sqrt(np.mean(np.square(samples.reshape(frames, -1)), axis=1))
 
