@@ -27,7 +27,10 @@ Figures, per level:
   redis                  with --workers N: commands Redis processed, per live call per second in the
                          window and per call over the run (a throwaway redis-server of the bench's own)
 
-    python bench/load.py [--levels 50,100] [--ramp 10] [--turns 5] [--workers 2]
+    python bench/load.py [--levels 50,100] [--ramp 10] [--turns 5] [--workers 2] [--ticks per-call]
+
+The platform ticks every call's media on one 20 ms clock, as a media server does (--ticks per-call gives
+each call its own, from when its stream opened): the generator's loop then wakes once per tick for all calls.
 
 With --workers N the server is `serve --workers N` sharing calls through a redis-server the bench
 starts on a free port (nothing else uses it, so its command count is the service's alone).
