@@ -37,6 +37,7 @@ import time
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
@@ -192,13 +193,20 @@ async def run_one(
     def started(session: CallSession) -> None:
         created.append(loop.time())
 
+    brains: list[object] = []
+
+    def tracked(start: object) -> object:  # this call's brain, for its turn-by-turn timings
+        brain = factory(start)  # type: ignore[arg-type]
+        brains.append(brain)
+        return brain
+
     wall = time.perf_counter()
     try:
         record = await place_call(
             scenario.script(),
             flow=flow,
             settings=Settings(fallback_voice="synthetic", transcripts_dir=None),
-            brain_factory=factory,
+            brain_factory=tracked,  # type: ignore[arg-type]
             simulator=SimulatorOptions(voice=caller_voice_with_noise(voice, snr_db)),
             call_sid=sid,
             on_call_started=started,
@@ -224,6 +232,7 @@ async def run_one(
         "snr_db": snr_db,
         **verdict,
         "turn_latency_ms": latencies(record),
+        "turn_stages": [asdict(t) for b in brains for t in getattr(b, "timings", [])],
         "first_prompt_ms": first_prompt,
         "wall_s": round(time.perf_counter() - wall, 1),
         "heard": record.transcript.of_kind("caller"),
@@ -242,6 +251,28 @@ def _percentiles(values: list[int]) -> dict[str, float | None]:
     }
 
 
+_STAGES = ("endpoint_ms", "asr_ms", "first_pass_ms", "second_look_ms", "policy_ms", "tts_first_ms")
+
+
+def stage_breakdown(stages: list[dict[str, object]]) -> dict[str, object]:
+    """Where a turn's time went, by the brain's own clock (cascade.TurnTiming), p50/p95 per stage; the
+    second look also as how often it was taken, and the brain's sum (end of speech -> first audio made)."""
+    out: dict[str, object] = {}
+    for key in _STAGES:
+        values = [round(float(t[key])) for t in stages if isinstance(t.get(key), (int, float))]
+        out[key] = _percentiles(values)
+    out["second_look_share"] = round(
+        sum(t.get("second_look_ms") is not None for t in stages) / max(1, len(stages)), 3
+    )
+    brain_total = [
+        round(sum(float(t[k] or 0) for k in ("endpoint_ms", "asr_ms", "policy_ms", "tts_first_ms")))
+        for t in stages
+        if t.get("tts_first_ms") is not None
+    ]
+    out["brain_total_ms"] = _percentiles(brain_total)
+    return out
+
+
 def summarise(results: list[dict[str, object]]) -> dict[str, object]:
     def rate(rows: list[dict[str, object]], key: str) -> float:
         return round(sum(bool(r.get(key)) for r in rows) / max(1, len(rows)), 4)
@@ -254,6 +285,7 @@ def summarise(results: list[dict[str, object]]) -> dict[str, object]:
         by_condition[f"{row['voice']}/{noise}"].append(row)
     turn = [v for r in results for v in r.get("turn_latency_ms", [])]  # type: ignore[union-attr]
     first = [r["first_prompt_ms"] for r in results if isinstance(r.get("first_prompt_ms"), int)]
+    stages = [t for r in results for t in r.get("turn_stages", [])]  # type: ignore[union-attr]
     return {
         "calls": len(results),
         "task_success": rate(results, "success"),
@@ -265,6 +297,7 @@ def summarise(results: list[dict[str, object]]) -> dict[str, object]:
         "task_success_by_condition": {k: rate(v, "success") for k, v in sorted(by_condition.items())},
         "turn_latency_ms": _percentiles(turn),
         "first_prompt_ms": _percentiles(first),  # type: ignore[arg-type]
+        "turn_stages_ms": stage_breakdown(stages),
         "errors": sum("error" in r for r in results),
     }
 

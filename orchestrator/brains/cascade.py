@@ -111,7 +111,10 @@ class TurnTiming:
     transcript: str
     confidence: float  # the recogniser's (Recognition.confidence); below MIN_CONFIDENCE: not understood
     speech_ms: int  # the caller audio decoded for this turn
-    asr_ms: float  # end of speech (the VAD's decision) -> transcript
+    endpoint_ms: int  # end of speech -> the VAD's decision that the caller stopped (audio heard meanwhile)
+    asr_ms: float  # the VAD's decision -> transcript; of which:
+    first_pass_ms: float  # the decoder's grammar pass (end of utterance, best path, scores)
+    second_look_ms: float | None  # its second look at speech the grammar could not explain (None: none)
     policy_ms: float  # transcript -> the dialogue's first step
     tts_first_ms: float | None  # first step -> first agent audio frame (None: nothing was said)
 
@@ -333,7 +336,10 @@ class CascadeBrain:
                 transcript=trigger.recognition.text,
                 confidence=trigger.recognition.confidence,
                 speech_ms=trigger.recognition.speech_ms,
+                endpoint_ms=trigger.recognition.endpoint_ms,
                 asr_ms=round(trigger.recognition.decode_ms, 1),
+                first_pass_ms=trigger.recognition.first_pass_ms,
+                second_look_ms=trigger.recognition.second_look_ms,
                 policy_ms=round(policy_ms or (time.perf_counter() - started) * 1000, 1),
                 tts_first_ms=None if tts_first_ms is None else round(tts_first_ms, 1),
             )

@@ -32,7 +32,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
 from orchestrator.audio.vad import make_vad
@@ -137,6 +137,12 @@ class Recognition:
     # "bye" can fit well inside speech the grammar otherwise forced onto fillers; ending a call on one
     # turn needs the whole utterance explained (at least MIN_WHOLE_CONFIDENCE), not just its key word.
     whole_confidence: float | None = None
+    # Where the turn's time went before `decode_ms` began and inside it (TurnTiming reports them):
+    # audio the VAD heard after the speech ended before it decided the caller had stopped, the decoder's
+    # first pass and its second look (None: not taken); the rest of `decode_ms` is queueing and transport.
+    endpoint_ms: int = 0
+    first_pass_ms: float = 0.0
+    second_look_ms: float | None = None
 
     @property
     def understood(self) -> bool:
@@ -154,6 +160,10 @@ class Decoded:
     margin: float | None = None  # the raw score behind the confidence, for calibration (None: no words)
     open_vocabulary: bool = False  # `text` is any English words, not a sentence of the grammar
     whole_confidence: float | None = None  # over every word, carrier phrases included
+    # Where the finish went, in the decoder's own wall-clock milliseconds: the first pass (end of the
+    # utterance, the lattice's best path, the scores), and the second look (None: not taken).
+    first_pass_ms: float = 0.0
+    second_look_ms: float | None = None
 
 
 def confidence_from_margin(margin: float | None) -> float:
@@ -258,9 +268,11 @@ class GrammarDecoder:
             self._decoder.process_raw(pcm[at : at + _PIECE_BYTES], False, False)
 
     def _finish(self) -> Decoded:
+        started = time.perf_counter()
         decoder = self._decoder
         decoder.end_utt()
         first = self._result(self._specs.get(self._search))
+        first = replace(first, first_pass_ms=round((time.perf_counter() - started) * 1000, 1))
         # Explained: the key words *and* the utterance as a whole (carrier phrases soaking up words the
         # grammar lacks, around a key word that happens to fit, are not an explanation).
         explained = first.confidence >= MIN_CONFIDENCE and (first.whole_confidence or 0.0) >= MIN_WHOLE_CONFIDENCE
@@ -269,7 +281,13 @@ class GrammarDecoder:
         spec = self._specs.get(self._search)
         if spec is not None and not _is_english(spec):
             return first  # another language's grammar (Swahili digits): the language model is English
-        return self._look_again(first)
+        looked = time.perf_counter()
+        second = self._look_again(first)
+        return replace(
+            second,
+            first_pass_ms=first.first_pass_ms,
+            second_look_ms=round((time.perf_counter() - looked) * 1000, 1),
+        )
 
     def _result(self, spec: GrammarSpec | None, *, open_vocabulary: bool = False) -> Decoded:
         """The decoder's words for the utterance just ended, scored over the words that carry the meaning."""
@@ -410,6 +428,7 @@ class _Audio:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _End:
     at: float  # perf_counter when the VAD decided the caller stopped
+    endpoint_ms: int  # audio heard after the speech ended, until that decision
 
 
 _Op = _Begin | _Audio | _End
@@ -500,7 +519,10 @@ class StreamingRecognizer:
             elif event.kind == "speech_stopped" and self._in_speech:
                 self._in_speech = False
                 self._flush()
-                self._ops.put_nowait(_End(at=time.perf_counter()))
+                heard_ms = self._position // _BYTES_PER_MS
+                self._ops.put_nowait(
+                    _End(at=time.perf_counter(), endpoint_ms=max(0, heard_ms - event.at_ms))
+                )
         if self._in_speech and len(self._pending) >= _CHUNK_MS * _BYTES_PER_MS:
             self._flush()
 
@@ -562,6 +584,9 @@ class StreamingRecognizer:
                         confidence=decoded.confidence,
                         open_vocabulary=decoded.open_vocabulary,
                         whole_confidence=decoded.whole_confidence,
+                        endpoint_ms=op.endpoint_ms,
+                        first_pass_ms=decoded.first_pass_ms,
+                        second_look_ms=decoded.second_look_ms,
                     )
                 )
 
