@@ -111,6 +111,13 @@ _PREROLL_MS = 300
 _SPEECH_CMN = "47.0,5.3,5.2,9.7,-1.2,1.3,-0.9,-0.2,-1.0,1.6,0.5,2.7,2.2"
 # Hand audio to the decoder in chunks this big: fewer thread hops, and still streaming.
 _CHUNK_MS = 200
+# Audio kept after the speech's end (the VAD's estimate, its own hangover already taken off). The VAD
+# decides the caller stopped only after 400 ms of silence; the decoder needs only the start of it: every
+# frame of trailing silence adds word exits to the grammar's history, and building the lattice from that
+# history (in `hyp()`, seconds with five calls on two cores) grows faster than the audio. So the last
+# `_HOLD_MS` heard are held back while the caller speaks, and at the end only `_TAIL_MS` of them is fed.
+_TAIL_MS = 200
+_HOLD_MS = 250
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -484,7 +491,8 @@ class StreamingRecognizer:
         self._vad = make_vad("webrtc", rate=_RATE)
         self._ops: asyncio.Queue[_Op] = asyncio.Queue()
         self._recent = bytearray()  # the last _PREROLL_MS of audio while not in speech
-        self._pending = bytearray()
+        self._pending = bytearray()  # heard in speech, not yet handed to the decoder; ends at _pending_end
+        self._pending_end = 0
         self._in_speech = False
         self._position = 0  # bytes fed so far: the VAD's clock
         self._search: str = SEARCH_NUMBERS
@@ -505,6 +513,7 @@ class StreamingRecognizer:
         self._position += len(pcm)
         if self._in_speech:
             self._pending += pcm
+            self._pending_end = self._position
         else:
             self._recent += pcm
             del self._recent[: max(0, len(self._recent) - _PREROLL_MS * _BYTES_PER_MS * 2)]
@@ -518,13 +527,14 @@ class StreamingRecognizer:
                     self._on_speech_started()
             elif event.kind == "speech_stopped" and self._in_speech:
                 self._in_speech = False
+                self._trim_to((event.at_ms + _TAIL_MS) * _BYTES_PER_MS)
                 self._flush()
                 heard_ms = self._position // _BYTES_PER_MS
                 self._ops.put_nowait(
                     _End(at=time.perf_counter(), endpoint_ms=max(0, heard_ms - event.at_ms))
                 )
-        if self._in_speech and len(self._pending) >= _CHUNK_MS * _BYTES_PER_MS:
-            self._flush()
+        if self._in_speech and len(self._pending) >= (_CHUNK_MS + _HOLD_MS) * _BYTES_PER_MS:
+            self._flush(hold=_HOLD_MS * _BYTES_PER_MS)
 
     async def close(self) -> None:
         if self._worker is not None:
@@ -544,10 +554,17 @@ class StreamingRecognizer:
         )
         return bytes(self._recent[len(self._recent) - max(0, keep_ms) * _BYTES_PER_MS :])
 
-    def _flush(self) -> None:
-        if self._pending:
-            self._ops.put_nowait(_Audio(pcm=bytes(self._pending)))
-            self._pending.clear()
+    def _flush(self, *, hold: int = 0) -> None:
+        """Hand the decoder what is pending but the last `hold` bytes."""
+        upto = len(self._pending) - hold
+        if upto > 0:
+            self._ops.put_nowait(_Audio(pcm=bytes(self._pending[:upto])))
+            del self._pending[:upto]
+
+    def _trim_to(self, position: int) -> None:
+        """Drop pending audio from `position` (bytes on the VAD's clock) on: silence after the speech."""
+        start = self._pending_end - len(self._pending)
+        del self._pending[max(0, position - start) :]
 
     async def _work(self) -> None:
         try:

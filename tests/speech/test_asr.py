@@ -10,9 +10,13 @@ import pytest
 from orchestrator.brains.cascade import policy_config
 from orchestrator.errors import ConfigError
 from orchestrator.flow import load_flow
+from orchestrator.audio.vad import WebRtcVad
 from orchestrator.speech.asr import (
+    _PREROLL_MS,
+    _TAIL_MS,
     MIN_CONFIDENCE,
     SEARCH_NUMBERS,
+    Decoded,
     GrammarDecoder,
     Recognition,
     StreamingRecognizer,
@@ -102,3 +106,61 @@ async def test_streaming_recognizer_finds_and_decodes_an_utterance(config):
     assert results[0].speech_ms > 1000
     assert results[0].confidence >= MIN_CONFIDENCE
     assert pool.size == 1  # the decoder went back to the pool with the result
+
+
+class _RecordingDecoder:
+    """Keeps what it is fed; answers every utterance with a fixed word."""
+
+    def __init__(self) -> None:
+        self.fed = bytearray()
+
+    def begin(self, search: str) -> None:
+        self.fed.clear()
+
+    def feed(self, pcm: bytes) -> None:
+        self.fed += pcm
+
+    def finish(self) -> Decoded:
+        return Decoded(text="yes", speech_ms=len(self.fed) // 32, confidence=0.9)
+
+
+class _OneDecoder:
+    def __init__(self, decoder: _RecordingDecoder) -> None:
+        self.decoder = decoder
+
+    async def acquire(self) -> _RecordingDecoder:
+        return self.decoder
+
+    def release(self, decoder: object) -> None:
+        pass
+
+    def discard(self, decoder: object) -> None:
+        pass
+
+    async def warm(self) -> None:
+        pass
+
+
+async def test_streaming_recognizer_feeds_the_decoder_little_of_the_silence_that_ends_a_turn():
+    """The turn still ends after the VAD's full silence, but the decoder gets only the speech, a pre-roll
+    before it and a short tail after it: trailing silence only makes its lattice slower to build."""
+    line = synthesize_caller("okay thank you goodbye", "kal16")
+    audio = b"\x00\x00" * 8000 + line + b"\x00\x00" * 16000
+    edges = WebRtcVad(rate=16000).feed(audio)
+    started, stopped = (e.at_ms for e in edges)
+    decoder = _RecordingDecoder()
+    results: list[Recognition] = []
+    recognizer = StreamingRecognizer(_OneDecoder(decoder), on_result=results.append)
+    await recognizer.start()
+    try:
+        for at in range(0, len(audio), 640):
+            recognizer.feed(audio[at : at + 640])
+            await asyncio.sleep(0)
+        async with asyncio.timeout(5):
+            while not results:
+                await asyncio.sleep(0.01)
+    finally:
+        await recognizer.close()
+    fed_ms = len(decoder.fed) // 32
+    assert abs(fed_ms - (stopped - started + _PREROLL_MS + _TAIL_MS)) <= 40
+    assert results[0].endpoint_ms >= 400  # the caller was given the whole end-of-turn silence
