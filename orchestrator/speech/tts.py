@@ -12,6 +12,7 @@ import asyncio
 import re
 import shutil
 import subprocess
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 from orchestrator.audio.resample import resample
@@ -22,6 +23,12 @@ __all__ = ["ESPEAK_RATE", "EspeakTts", "TtsError", "split_sentences", "wav_paylo
 ESPEAK_RATE = 22050
 _WORDS_PER_MINUTE = 165
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# Sentences already spoken, by voice, speed, rate and text. A flow's fixed sentences ("Let me check the
+# orders placed from this number.", "Is there anything else?") come back in every call; each synthesis is
+# an espeak-ng process, tens of milliseconds idle and hundreds with five calls on two cores, on the way to
+# the reply's first audio. Bounded: ~3 s of 16 kHz audio is ~100 kB, so the cache holds at most ~13 MB.
+_CACHE_SENTENCES = 128
+_spoken: OrderedDict[tuple[str, str, float, int, str], bytes] = OrderedDict()
 
 
 class TtsError(BrainError):
@@ -52,8 +59,17 @@ class EspeakTts:
             raise ConfigError(f"{self.executable} is not installed (apt-get install espeak-ng)")
 
     async def synthesize(self, text: str) -> bytes:
+        key = (self.executable, self.voice, self.speed, self.rate, text)
+        pcm = _spoken.get(key)
+        if pcm is not None:
+            _spoken.move_to_end(key)
+            return pcm
         wav = await asyncio.to_thread(self._run, text)
-        return resample(wav_payload(wav), ESPEAK_RATE, self.rate)
+        pcm = resample(wav_payload(wav), ESPEAK_RATE, self.rate)
+        _spoken[key] = pcm
+        while len(_spoken) > _CACHE_SENTENCES:
+            _spoken.popitem(last=False)
+        return pcm
 
     def _run(self, text: str) -> bytes:
         command = [

@@ -39,3 +39,26 @@ def test_split_sentences_keeps_dotted_words_together():
         "Order DX1042 is on its way.",
         "Anything else?",
     ]
+
+
+async def test_espeak_tts_speaks_a_sentence_once_and_replays_it(monkeypatch):
+    """A sentence said before (a flow's fixed prompt, in every call) is not synthesised again; another
+    sentence, rate or voice is."""
+    runs: list[str] = []
+    real_run = EspeakTts._run
+
+    def counting_run(self: EspeakTts, text: str) -> bytes:
+        runs.append(text)
+        return real_run(self, text)
+
+    monkeypatch.setattr(EspeakTts, "_run", counting_run)
+    tts = EspeakTts(voice="en-us", rate=8000)
+    sentence = "Let me check the orders placed from this number, just once."
+    first = await tts.synthesize(sentence)
+    again = await tts.synthesize(sentence)
+    assert again == first
+    assert runs == [sentence]
+    await tts.at_rate(16000).synthesize(sentence)
+    await EspeakTts(voice="en-gb", rate=8000).synthesize(sentence)
+    await tts.synthesize("Is there anything else, just once?")
+    assert len(runs) == 4
