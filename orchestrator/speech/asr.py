@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
-from orchestrator.audio.vad import make_vad
+from orchestrator.audio.vad import Endpointer, make_voicing
 from orchestrator.errors import ConfigError
 from orchestrator.speech.grammar import (
     DIGIT_WORDS,
@@ -118,6 +118,12 @@ _CHUNK_MS = 200
 # `_HOLD_MS` heard are held back while the caller speaks, and at the end only `_TAIL_MS` of them is fed.
 _TAIL_MS = 200
 _HOLD_MS = 250
+# The VAD's end of turn: this much silence after the speech (its own hangover taken off) ends it. The
+# decoder has all it will be fed `_TAIL_MS` into that silence, so the utterance is finished then, while the
+# VAD still listens ("early finish"); if the caller goes on, the decoder starts the utterance again from the
+# audio kept, and the early result is dropped. Either way it decodes exactly the audio it would otherwise.
+_END_OF_TURN_MS = 400
+_MIN_SPEECH_MS = 120
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -433,12 +439,25 @@ class _Audio:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class _FinishEarly:
+    """All the audio is in: finish now, keep the result for the `_End` that should follow."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Resume:
+    """The caller went on after an early finish: the same utterance again, from its start."""
+
+    search: str
+    audio: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _End:
     at: float  # perf_counter when the VAD decided the caller stopped
     endpoint_ms: int  # audio heard after the speech ended, until that decision
 
 
-_Op = _Begin | _Audio | _End
+_Op = _Begin | _Audio | _FinishEarly | _Resume | _End
 
 
 class UtteranceDecoder(Protocol):
@@ -488,14 +507,20 @@ class StreamingRecognizer:
         self._on_result = on_result
         self._on_speech_started = on_speech_started
         self._on_error = on_error
-        self._vad = make_vad("webrtc", rate=_RATE)
+        self._voicing = make_voicing("webrtc", rate=_RATE)
+        self._endpointer = Endpointer.for_voicing(
+            self._voicing, min_speech_ms=_MIN_SPEECH_MS, min_silence_ms=_END_OF_TURN_MS
+        )
         self._ops: asyncio.Queue[_Op] = asyncio.Queue()
         self._recent = bytearray()  # the last _PREROLL_MS of audio while not in speech
         self._pending = bytearray()  # heard in speech, not yet handed to the decoder; ends at _pending_end
         self._pending_end = 0
+        self._sent = bytearray()  # this utterance's audio handed to the decoder, to start again from
+        self._finished_at: int | None = None  # the speech end the decoder finished early on, if it did
         self._in_speech = False
         self._position = 0  # bytes fed so far: the VAD's clock
         self._search: str = SEARCH_NUMBERS
+        self._search_now: str = SEARCH_NUMBERS  # the utterance's own, kept when it starts again
         self._worker: asyncio.Task[None] | None = None
         self._held: UtteranceDecoder | None = None  # borrowed for the utterance being decoded
 
@@ -509,7 +534,7 @@ class StreamingRecognizer:
         self._search = search
 
     def feed(self, pcm: bytes) -> None:
-        events = self._vad.feed(pcm)
+        levels = self._voicing.feed(pcm)
         self._position += len(pcm)
         if self._in_speech:
             self._pending += pcm
@@ -517,24 +542,51 @@ class StreamingRecognizer:
         else:
             self._recent += pcm
             del self._recent[: max(0, len(self._recent) - _PREROLL_MS * _BYTES_PER_MS * 2)]
-        for event in events:
-            if event.kind == "speech_started" and not self._in_speech:
+        for level in levels:
+            event = self._endpointer.step(level)
+            if event is None:
+                if self._in_speech:
+                    self._finish_early_or_resume()
+            elif event.kind == "speech_started" and not self._in_speech:
                 self._in_speech = True
                 # The VAD reports where speech began; keep from a little before it.
-                self._ops.put_nowait(_Begin(search=self._search, audio=self._preroll(event.at_ms)))
+                preroll = self._preroll(event.at_ms)
+                self._sent[:] = preroll
+                self._finished_at = None
+                self._search_now = self._search
+                self._ops.put_nowait(_Begin(search=self._search, audio=preroll))
                 self._recent.clear()
                 if self._on_speech_started is not None:
                     self._on_speech_started()
             elif event.kind == "speech_stopped" and self._in_speech:
                 self._in_speech = False
-                self._trim_to((event.at_ms + _TAIL_MS) * _BYTES_PER_MS)
-                self._flush()
+                if self._finished_at is None:
+                    self._trim_to((event.at_ms + _TAIL_MS) * _BYTES_PER_MS)
+                    self._flush()
+                self._pending.clear()
                 heard_ms = self._position // _BYTES_PER_MS
                 self._ops.put_nowait(
                     _End(at=time.perf_counter(), endpoint_ms=max(0, heard_ms - event.at_ms))
                 )
-        if self._in_speech and len(self._pending) >= (_CHUNK_MS + _HOLD_MS) * _BYTES_PER_MS:
+        if (
+            self._in_speech
+            and self._finished_at is None
+            and len(self._pending) >= (_CHUNK_MS + _HOLD_MS) * _BYTES_PER_MS
+        ):
             self._flush(hold=_HOLD_MS * _BYTES_PER_MS)
+
+    def _finish_early_or_resume(self) -> None:
+        """In speech, after each frame: finish once the decoder has all it will get; start the utterance
+        again if the caller went on after that."""
+        speech_end = self._endpointer.speech_end_ms
+        if self._finished_at is not None and speech_end != self._finished_at:
+            self._finished_at = None
+            self._ops.put_nowait(_Resume(search=self._search_now, audio=bytes(self._sent)))
+        if self._finished_at is None and self._endpointer.position_ms - speech_end >= _TAIL_MS:
+            upto = (speech_end + _TAIL_MS) * _BYTES_PER_MS - (self._pending_end - len(self._pending))
+            self._flush(hold=max(0, len(self._pending) - max(0, upto)))
+            self._finished_at = speech_end
+            self._ops.put_nowait(_FinishEarly())
 
     async def close(self) -> None:
         if self._worker is not None:
@@ -558,7 +610,9 @@ class StreamingRecognizer:
         """Hand the decoder what is pending but the last `hold` bytes."""
         upto = len(self._pending) - hold
         if upto > 0:
-            self._ops.put_nowait(_Audio(pcm=bytes(self._pending[:upto])))
+            pcm = bytes(self._pending[:upto])
+            self._ops.put_nowait(_Audio(pcm=pcm))
+            self._sent += pcm
             del self._pending[:upto]
 
     def _trim_to(self, position: int) -> None:
@@ -578,19 +632,28 @@ class StreamingRecognizer:
 
     async def _decode_utterances(self) -> None:
         search = SEARCH_NUMBERS
+        early: Decoded | None = None  # finished before the VAD's decision
         while True:
             op = await self._ops.get()
             if isinstance(op, _Begin):
                 if self._held is not None:  # a new start without an end: drop the old utterance
-                    await asyncio.to_thread(self._held.finish)
+                    if early is None:
+                        await asyncio.to_thread(self._held.finish)
                     self._give_back()
+                early = None
                 self._held = await self._source.acquire()
                 await asyncio.to_thread(_begin, self._held, op.search, op.audio)
                 search = op.search
             elif isinstance(op, _Audio) and self._held is not None:
                 await asyncio.to_thread(self._held.feed, op.pcm)
+            elif isinstance(op, _FinishEarly) and self._held is not None:
+                early = await asyncio.to_thread(self._held.finish)
+            elif isinstance(op, _Resume) and self._held is not None:
+                early = None
+                await asyncio.to_thread(_begin, self._held, op.search, op.audio)
             elif isinstance(op, _End) and self._held is not None:
-                decoded = await asyncio.to_thread(self._held.finish)
+                decoded = early if early is not None else await asyncio.to_thread(self._held.finish)
+                early = None
                 self._give_back()
                 self._on_result(
                     Recognition(

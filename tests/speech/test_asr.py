@@ -109,18 +109,22 @@ async def test_streaming_recognizer_finds_and_decodes_an_utterance(config):
 
 
 class _RecordingDecoder:
-    """Keeps what it is fed; answers every utterance with a fixed word."""
+    """Keeps what it is fed; answers every utterance with a fixed word; counts begins and finishes."""
 
     def __init__(self) -> None:
         self.fed = bytearray()
+        self.begins = 0
+        self.finishes = 0
 
     def begin(self, search: str) -> None:
         self.fed.clear()
+        self.begins += 1
 
     def feed(self, pcm: bytes) -> None:
         self.fed += pcm
 
     def finish(self) -> Decoded:
+        self.finishes += 1
         return Decoded(text="yes", speech_ms=len(self.fed) // 32, confidence=0.9)
 
 
@@ -139,6 +143,70 @@ class _OneDecoder:
 
     async def warm(self) -> None:
         pass
+
+
+async def _feed(recognizer: StreamingRecognizer, audio: bytes) -> None:
+    for at in range(0, len(audio), 640):
+        recognizer.feed(audio[at : at + 640])
+        await asyncio.sleep(0)
+
+
+async def _settle() -> None:
+    for _ in range(50):  # the recogniser's worker hops through threads
+        await asyncio.sleep(0.01)
+
+
+async def test_streaming_recognizer_finishes_the_utterance_while_the_vad_still_listens():
+    """Once the decoder has all the audio it will get, the utterance is finished, before the VAD has heard
+    the full end-of-turn silence; the result is handed over when it has, without decoding again."""
+    decoder = _RecordingDecoder()
+    results: list[Recognition] = []
+    recognizer = StreamingRecognizer(_OneDecoder(decoder), on_result=results.append)
+    await recognizer.start()
+    audio = b"\x00\x00" * 8000 + synthesize_caller("yes please", "kal16") + b"\x00\x00" * 16000
+    speech_end = WebRtcVad(rate=16000).feed(audio)[-1].at_ms
+    split = (speech_end + 300) * 32  # 300 ms after the speech: short of the VAD's 400
+    try:
+        await _feed(recognizer, audio[:split])
+        await _settle()
+        assert decoder.finishes == 1
+        assert results == []  # the caller may still go on
+        await _feed(recognizer, audio[split:])
+        await _settle()
+    finally:
+        await recognizer.close()
+    assert len(results) == 1
+    assert decoder.finishes == 1
+
+
+async def test_streaming_recognizer_starts_again_when_the_caller_goes_on_after_an_early_finish():
+    """A pause longer than the decoder's tail but shorter than the end of turn: the early result is dropped
+    and the decoder hears the whole utterance again, both parts, as one turn."""
+    decoder = _RecordingDecoder()
+    results: list[Recognition] = []
+    recognizer = StreamingRecognizer(_OneDecoder(decoder), on_result=results.append)
+    await recognizer.start()
+    silence = b"\x00\x00" * 16000
+    first = b"\x00\x00" * 8000 + synthesize_caller("my order number is", "kal16")
+    second = synthesize_caller("D X one oh four two", "kal16")
+    first_end = WebRtcVad(rate=16000).feed(first + silence)[-1].at_ms
+    second_start = WebRtcVad(rate=16000).feed(second + silence)[0].at_ms
+    # 300 ms between the two parts' speech: past the decoder's tail, short of the VAD's end of turn
+    audio = (first + silence)[: (first_end + 300) * 32] + second[second_start * 32 :] + silence
+    edges = WebRtcVad(rate=16000).feed(audio)
+    try:
+        await _feed(recognizer, audio)
+        async with asyncio.timeout(5):
+            while not results:
+                await asyncio.sleep(0.01)
+    finally:
+        await recognizer.close()
+    assert [e.kind for e in edges] == ["speech_started", "speech_stopped"]  # one turn for the VAD too
+    assert len(results) == 1
+    assert decoder.begins == 2  # the utterance, and once more after the early finish
+    assert decoder.finishes == 2
+    started, stopped = (e.at_ms for e in edges)
+    assert abs(results[0].speech_ms - (stopped - started + _PREROLL_MS + _TAIL_MS)) <= 40
 
 
 async def test_streaming_recognizer_feeds_the_decoder_little_of_the_silence_that_ends_a_turn():
