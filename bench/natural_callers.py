@@ -19,6 +19,9 @@ factory (and so one decoder pool) as a server does. Reported:
                         say and neither was the right thing (target 0)
   turn_latency_ms       end of caller speech -> first agent audio (the session's own measure), p50/p95
   first_prompt_ms       stream connected -> first agent audio reaching the platform, p50/p95
+  turn_stages_ms        where the brain's turns went (cascade.TurnTiming), p50/p95 per stage: the VAD's
+                        end-of-turn silence, the decoder's first pass and second look (and how often it is
+                        taken), policy, first TTS, and their sum
 
 On `--clock fast` the calls run on a fast-forwarded loop clock (looptime): task figures are the same kind,
 latencies are not meaningful. Not run by CI (tens of minutes on two cores).
