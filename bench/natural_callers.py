@@ -268,7 +268,7 @@ def stage_breakdown(stages: list[dict[str, object]]) -> dict[str, object]:
         sum(t.get("second_look_ms") is not None for t in stages) / max(1, len(stages)), 3
     )
     brain_total = [
-        round(sum(float(t[k] or 0) for k in ("endpoint_ms", "asr_ms", "policy_ms", "tts_first_ms")))
+        round(sum(float(t.get(k) or 0) for k in ("endpoint_ms", "asr_ms", "policy_ms", "tts_first_ms")))
         for t in stages
         if t.get("tts_first_ms") is not None
     ]
