@@ -6,6 +6,7 @@ from orchestrator.speech.grammar import (
     build_lead_in_jsgf,
     content_span,
     grammar_words,
+    lead_in_words,
     match_intent,
     parse_order_number,
     spoken_order_number,
@@ -75,11 +76,32 @@ def test_content_span_finds_the_number_before_the_intent_and_ignores_fillers():
 
 
 def test_build_lead_in_jsgf_puts_one_order_number_among_the_words_heard():
-    """The second look's grammar: the open decode's words (not its digits) around exactly one number."""
+    """The second look's grammar: the open decode's lead-in words (not its digits) around exactly one number."""
     jsgf = build_lead_in_jsgf(["they", "sent", "me", "a", "text", "one", "zero", "the"], ["DX####"])
     assert "<order_number> = ( d x <digit> <digit> <digit> <digit> );" in jsgf
-    assert "<lead> = a | me | sent | text | the | they;" in jsgf
+    assert "<lead> = me | sent | the | they;" in jsgf
     assert "public <lead_in> = <lead>* <order_number> <lead>*;" in jsgf
+
+
+def test_lead_in_words_leave_out_the_words_the_numbers_start_was_heard_as():
+    """"Could you check on D X one zero seven one" heard openly as "t excellent era seven one": the two
+    words before the first digit heard are the number's letters and first digits, not the caller's
+    lead-in; offered as lead-in they would explain that audio better than "d x one zero" does."""
+    heard = "could you check on t excellent era seven one for me".split()
+    assert lead_in_words(heard, ("DX####",)) == ["could", "you", "check", "on", "t", "for", "me"]
+
+
+def test_lead_in_words_around_a_number_the_open_decode_heard_keep_their_own_digits():
+    """"The one I'm after is P K ...": the open words held a whole number, so everything around it is
+    lead-in, the caller's own "one" included, and the number's letters never are."""
+    heard = "right so the one i'm after is p k two zero nine four four".split()
+    assert lead_in_words(heard, ("DX####", "PK#####")) == ["right", "so", "the", "one", "i'm", "after", "is"]
+
+
+def test_lead_in_words_never_offer_the_shapes_letters():
+    """A stray "p" heard before a misheard number belongs to the number, not to the lead-in."""
+    heard = "please look at order p kane is aaron nine five seven".split()
+    assert lead_in_words(heard, ("PK#####",)) == ["please", "look", "at", "order", "kane"]
 
 
 def test_build_lead_in_jsgf_without_words_is_the_number_alone():
