@@ -73,3 +73,22 @@ def test_held_out_scenarios_share_no_line_and_no_name_with_the_main_set():
 
     assert not lines(main) & lines(held_out)
     assert not {s.name for s in main} & {s.name for s in held_out}
+
+
+MORE = ROOT / "bench" / "natural_callers_more.yaml"
+
+
+def test_more_scenarios_parse_and_share_no_line_or_name_with_the_other_sets():
+    """The later set (lead-ins, corrections) parses like the others and repeats none of their lines."""
+    bench = _bench()
+    more = bench.load_scenarios(MORE)
+    assert len(more) >= 10
+    for scenario in more:
+        assert len(scenario.script().turns) == len(scenario.turns)
+    others = [*bench.load_scenarios(), *bench.load_scenarios(HOLDOUT)]
+
+    def lines(scenarios):
+        return {t.lower() for s in scenarios for t in s.turns if isinstance(t, str) and len(t.split()) > 3}
+
+    assert not lines(more) & lines(others)
+    assert not {s.name for s in more} & {s.name for s in others}
