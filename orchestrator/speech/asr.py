@@ -223,7 +223,9 @@ class GrammarDecoder:
         specs = {} if spec is None else _grammars(spec)
         words = frozenset[str]().union(*(grammar_words(each) for each, _ in specs.values()))
         _add_pronunciations(decoder, [each for each, _ in specs.values()])
-        if any(_is_english(each) for each, _ in specs.values()):
+        # Only when every grammar is English: the dictionary is the decoder's, shared by its searches, and
+        # with it a Swahili grammar (which takes English digits too) no longer heard "habari oda yangu iko wapi".
+        if specs and all(_is_english(each) for each, _ in specs.values()):
             _add_variants(decoder, _DIGIT_VARIANTS)
         missing = sorted(w for w in words if decoder.lookup_word(w) is None)
         if missing:
