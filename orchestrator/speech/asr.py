@@ -96,11 +96,6 @@ _SECOND_LOOK_MIN_MS = 300
 # best path stays: `hyp()` spends 100-300 ms in it, holding the GIL, but without it the segments' acoustic
 # scores, which the confidence is made of, are all near zero.)
 _GRAMMAR_SEARCH = {"beam": 1e-35, "wbeam": 1e-25}
-# Digits as callers run them into a letter: after "K" (K EY) the "t" of "two" is lost in the glide, "kay-
-# yoo" (the slt voice, every time: "P K two zero ..." came back as "p k zero zero ...", confidently).
-# A grammar allows "two" there anyway, so the variant costs nothing where it is not said. Measured on 48
-# lines, four flite voices: 39 -> 43 numbers right, none lost.
-_DIGIT_VARIANTS: Final = {"two": "Y UW"}
 
 _RATE = 16000
 _BYTES_PER_MS = _RATE * 2 // 1000
@@ -223,10 +218,6 @@ class GrammarDecoder:
         specs = {} if spec is None else _grammars(spec)
         words = frozenset[str]().union(*(grammar_words(each) for each, _ in specs.values()))
         _add_pronunciations(decoder, [each for each, _ in specs.values()])
-        # Only when every grammar is English: the dictionary is the decoder's, shared by its searches, and
-        # with it a Swahili grammar (which takes English digits too) no longer heard "habari oda yangu iko wapi".
-        if specs and all(_is_english(each) for each, _ in specs.values()):
-            _add_variants(decoder, _DIGIT_VARIANTS)
         missing = sorted(w for w in words if decoder.lookup_word(w) is None)
         if missing:
             raise ConfigError(f"words not in the recogniser's dictionary: {', '.join(missing)}")
@@ -394,12 +385,7 @@ def _grammars(
 
 def _add_pronunciations(decoder: Any, specs: list[GrammarSpec]) -> None:
     """Words the grammars pronounce their own way (Swahili by spelling): new words, or a variant `word(2)`."""
-    _add_variants(decoder, {w: p for spec in specs for w, p in spec.pronunciations.items()})
-
-
-def _add_variants(decoder: Any, pronunciations: Mapping[str, str]) -> None:
-    """Each word's phones as a new word, or as its next variant `word(N)` unless it already has them."""
-    for word, phones in pronunciations.items():
+    for word, phones in {w: p for spec in specs for w, p in spec.pronunciations.items()}.items():
         variant, index = word, 1
         while (known := decoder.lookup_word(variant)) is not None:
             if known == phones:

@@ -55,14 +55,6 @@ def test_a_number_whose_letters_the_open_decode_heard_as_words_is_still_found(de
     assert decoded.confidence >= MIN_CONFIDENCE
 
 
-def test_a_two_run_into_a_letter_is_heard_as_two():
-    """slt says "P K two" as "kay-yoo": the grammar alone, no second look, hears "two", not "zero"."""
-    grammar_only = GrammarDecoder(CONFIG.grammars(), second_look=False)
-    decoded = grammar_only.recognize(_said("P K two zero nine three one.", "slt"), SEARCH_NUMBERS)
-    assert parse_order_number(decoded.text, CONFIG.shapes) == "PK20931", decoded
-    assert decoded.confidence >= MIN_CONFIDENCE
-
-
 def test_a_question_no_grammar_holds_comes_back_as_the_callers_words(decoder):
     """Instead of grammar words forced onto it (an invented number), the caller's own words, marked open."""
     decoded = decoder.recognize(_said("I'd like to know where my order is please.", "slt"), SEARCH_NUMBERS)
