@@ -13,7 +13,11 @@ import pytest
 from orchestrator.call.postgres_store import PostgresCallStore
 from orchestrator.call.store import CallStore, CallStoreError, open_call_store
 from tests.postgres import POSTGRES_URL
-from tests.unit.call.test_store import save_100_from_each, stored_call
+from tests.unit.call.test_store import (
+    open_old_store_from_four_workers,
+    save_100_from_each,
+    stored_call,
+)
 
 
 async def _close_all(stores: list[PostgresCallStore]) -> None:
@@ -181,15 +185,8 @@ async def test_postgres_store_a_version_3_table_gains_owners_and_old_hosts_may_s
         await admin.execute(_VERSION_3_TABLE)
         stores = [PostgresCallStore(postgres_url) for _ in range(4)]
         try:
-            await asyncio.gather(*(store.open() for store in stores))
-            kept = await stores[1].get("HD_old")
-            assert kept is not None
-            assert (kept.owner, kept.revision) == (None, 2)
-            assert await stores[2].mark_interrupted(owner="host-a") == 1
-            await stores[3].save(stored_call("HD_new", owner="host-a"))
-            new = await stores[0].get("HD_new")
-            assert new is not None
-            assert new.owner == "host-a"
+            kept = await open_old_store_from_four_workers(stores)
+            assert kept.revision == 2
         finally:
             await _close_all(stores)
         assert await admin.fetch("SELECT version FROM calls_schema") == [(3,)]

@@ -443,6 +443,22 @@ async def save_100_from_each(stores: list[CallStore]) -> None:
     )
 
 
+async def open_old_store_from_four_workers(stores: list[CallStore]) -> StoredCall:
+    """Four workers open a store from before owners were kept, at once; the old live call "HD_old" (owner
+    unknown) is marked by the first host to start again, and a new record keeps its owner. The old record,
+    as read after the upgrade, is returned for the dialect's own checks."""
+    await asyncio.gather(*(store.open() for store in stores))
+    kept = await stores[1].get("HD_old")
+    assert kept is not None
+    assert kept.owner is None
+    assert await stores[2].mark_interrupted(owner="host-a") == 1
+    await stores[3].save(stored_call("HD_new", owner="host-a"))
+    new = await stores[0].get("HD_new")
+    assert new is not None
+    assert new.owner == "host-a"
+    return kept
+
+
 async def test_sqlite_store_workers_writing_one_file_at_once_lose_no_record(tmp_path):
     """Four stores (as four worker processes) save 100 records each at the same time: all 400 kept."""
     path = tmp_path / "calls.sqlite3"
@@ -540,15 +556,8 @@ async def test_sqlite_store_adds_owners_to_a_version_3_database_opened_by_four_w
     old.close()
     stores = [SqliteCallStore(path) for _ in range(4)]
     try:
-        await asyncio.gather(*(store.open() for store in stores))
-        kept = await stores[1].get("HD_old")
-        assert kept is not None
-        assert (kept.owner, kept.first_prompt_ms) == (None, 80)
-        assert await stores[2].mark_interrupted(owner="host-a") == 1
-        await stores[3].save(stored_call("HD_new", owner="host-a"))
-        new = await stores[0].get("HD_new")
-        assert new is not None
-        assert new.owner == "host-a"
+        kept = await open_old_store_from_four_workers(stores)
+        assert kept.first_prompt_ms == 80
     finally:
         await asyncio.gather(*(store.close() for store in stores))
     connection = sqlite3.connect(path)
