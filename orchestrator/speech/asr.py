@@ -43,8 +43,10 @@ from orchestrator.speech.grammar import (
     build_jsgf,
     build_lead_in_jsgf,
     content_span,
+    RUN_IN_PHONES,
     grammar_words,
     parse_order_number,
+    spoken_base_word,
 )
 
 __all__ = [
@@ -384,8 +386,13 @@ def _grammars(
 
 
 def _add_pronunciations(decoder: Any, specs: list[GrammarSpec]) -> None:
-    """Words the grammars pronounce their own way (Swahili by spelling): new words, or a variant `word(2)`."""
-    for word, phones in {w: p for spec in specs for w, p in spec.pronunciations.items()}.items():
+    """Words the grammars pronounce their own way (Swahili by spelling): new words, or a variant `word(2)`.
+
+    The run-in digit words ("two_run_in") are always added: a dictionary word only the grammars that list
+    it can hear (English ones, after a shape's letters), so it costs the others nothing.
+    """
+    own = {w: p for spec in specs for w, p in spec.pronunciations.items()}
+    for word, phones in {**RUN_IN_PHONES, **own}.items():
         variant, index = word, 1
         while (known := decoder.lookup_word(variant)) is not None:
             if known == phones:
@@ -402,8 +409,8 @@ def _is_english(spec: GrammarSpec) -> bool:
 
 
 def _base_word(word: str) -> str:
-    """A dictionary variant's base word: "the(2)" -> "the"."""
-    return word.split("(", 1)[0]
+    """A dictionary variant's base word: "the(2)" -> "the", "two_run_in" -> "two"."""
+    return spoken_base_word(word)
 
 
 def _model_file(name: str) -> str:

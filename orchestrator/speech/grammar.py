@@ -17,6 +17,7 @@ from orchestrator.speech.swahili import SWAHILI_DIGIT_WORDS
 
 __all__ = [
     "DIGIT_WORDS",
+    "RUN_IN_PHONES",
     "GrammarSpec",
     "build_jsgf",
     "build_lead_in_jsgf",
@@ -25,6 +26,7 @@ __all__ = [
     "lead_in_words",
     "match_intent",
     "parse_order_number",
+    "spoken_base_word",
     "spoken_order_number",
 ]
 
@@ -41,8 +43,20 @@ DIGIT_WORDS: Mapping[str, str] = {
     "eight": "8",
     "nine": "9",
 }
+# Digit words as callers run them into the letter just before: slt says "P K two zero" as "kay-yoo zero",
+# the T lost in the glide out of K's EY, and the grammar heard "p k zero zero", confidently, every time.
+# Each is a dictionary word of its own (decoded text says the digit word it stands for), offered only in
+# English grammars and only right after a shape's letters. As a variant `two(2)` of the dictionary's
+# "two" it was everywhere: in a Swahili grammar (which takes English digits too: "habari oda yangu iko
+# wapi" was lost) and between any two digits ("three one" streamed as "three two one").
+_RUN_IN_DIGITS: Mapping[str, str] = {"two_run_in": "two"}
+RUN_IN_PHONES: Mapping[str, str] = {"two_run_in": "Y UW"}
 # Any digit word a grammar may return, in any of its languages: reading the result needs no language.
-_READ_DIGITS: Mapping[str, str] = {**DIGIT_WORDS, **SWAHILI_DIGIT_WORDS}
+_READ_DIGITS: Mapping[str, str] = {
+    **DIGIT_WORDS,
+    **SWAHILI_DIGIT_WORDS,
+    **{word: DIGIT_WORDS[digit] for word, digit in _RUN_IN_DIGITS.items()},
+}
 _SPOKEN_DIGIT = {"0": "zero", **{v: k for k, v in DIGIT_WORDS.items() if k not in ("zero", "oh")}}
 # Letter names as the CMU dictionary spells them ("d" is D IY); a caller says "dee ex", the grammar "d x".
 _LETTER = re.compile(r"[a-z]")
@@ -79,7 +93,8 @@ def build_jsgf(spec: GrammarSpec, *, numbers: bool = True, name: str = "caller")
     ]
     bodies: list[str] = []
     if numbers and spec.shapes:
-        shapes = " | ".join(f"( {_shape_rule(shape)} )" for shape in spec.shapes)
+        run_in = dict(spec.digits) == dict(DIGIT_WORDS)  # English digits only: not a Swahili grammar's
+        shapes = " | ".join(f"( {_shape_rule(shape, run_in=run_in)} )" for shape in spec.shapes)
         rules.append(f"<order_number> = {shapes};")
         bodies.append("<order_number>")
     for intent, phrases in spec.intents.items():
@@ -110,7 +125,7 @@ def build_lead_in_jsgf(words: Iterable[str], shapes: Iterable[str], *, name: str
     """
     shapes = tuple(shapes)
     lead = sorted(set(lead_in_words(list(words), shapes)))
-    number = " | ".join(f"( {_shape_rule(shape)} )" for shape in shapes)
+    number = " | ".join(f"( {_shape_rule(shape, run_in=True)} )" for shape in shapes)
     if not number:
         raise ValueError("a lead-in grammar needs order-number shapes")
     rules = [
@@ -221,8 +236,23 @@ def _number_span(tokens: list[str | None], shapes: tuple[str, ...]) -> tuple[int
     return None
 
 
-def _shape_rule(shape: str) -> str:
-    return " ".join("<digit>" if ch == "#" else ch.lower() for ch in shape)
+def spoken_base_word(word: str) -> str:
+    """The word a decoded dictionary word stands for: a variant "the(2)" -> "the", "two_run_in" -> "two"."""
+    base = word.split("(", 1)[0]
+    return _RUN_IN_DIGITS.get(base, base)
+
+
+def _shape_rule(shape: str, *, run_in: bool = False) -> str:
+    """A shape's words: its letters, and `<digit>` per "#" (the first after a letter may be run into it)."""
+    words = []
+    for at, ch in enumerate(shape):
+        if ch != "#":
+            words.append(ch.lower())
+        elif run_in and at > 0 and shape[at - 1] != "#":
+            words.append("( " + " | ".join(("<digit>", *_RUN_IN_DIGITS)) + " )")
+        else:
+            words.append("<digit>")
+    return " ".join(words)
 
 
 def _token(word: str) -> str | None:

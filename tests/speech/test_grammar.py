@@ -9,8 +9,10 @@ from orchestrator.speech.grammar import (
     lead_in_words,
     match_intent,
     parse_order_number,
+    spoken_base_word,
     spoken_order_number,
 )
+from orchestrator.speech.swahili import SWAHILI_DIGIT_WORDS
 
 SPEC = GrammarSpec(
     shapes=("DX####", "#####"),
@@ -22,9 +24,33 @@ SPEC = GrammarSpec(
 def test_build_jsgf_spells_shapes_as_letters_and_digits():
     """A shape becomes its letter names followed by exactly that many spoken digits."""
     text = build_jsgf(SPEC)
-    assert "( d x <digit> <digit> <digit> <digit> )" in text
+    assert "( d x ( <digit> | two_run_in ) <digit> <digit> <digit> )" in text
     assert "( <digit> <digit> <digit> <digit> <digit> )" in text
     assert "<intent_human> = ( speak to a person );" in text
+
+
+def test_a_two_run_into_a_letter_is_a_word_of_its_own_only_right_after_the_letters():
+    """slt says "P K two" as "kay-yoo": the digit after a shape's letters may also be "two_run_in" (Y UW),
+    and nowhere else: between digits, that short word was heard in any glide ("three one" as "three two
+    one"), and the digit rule every position uses is the plain one."""
+    text = build_jsgf(SPEC)
+    assert "<digit> = zero | oh | one | two | three | four | five | six | seven | eight | nine;" in text
+    assert text.count("two_run_in") == 1  # after "d x"; the all-digit shape has no letter to run into
+
+
+def test_a_swahili_grammar_has_no_run_in_digit():
+    """A Swahili line's grammar (English digits too) is left as it was: with "two" said Y UW anywhere in the
+    dictionary, "habari oda yangu iko wapi" was no longer heard."""
+    swahili = GrammarSpec(shapes=SPEC.shapes, intents=SPEC.intents, digits={**SWAHILI_DIGIT_WORDS, "two": "2"})
+    assert "two_run_in" not in build_jsgf(swahili)
+    assert "( d x <digit> <digit> <digit> <digit> )" in build_jsgf(swahili)
+
+
+def test_a_run_in_digit_reads_as_its_digit():
+    """Decoded "two_run_in" is the digit two, in text and in the order number."""
+    assert spoken_base_word("two_run_in") == "two"
+    assert spoken_base_word("the(2)") == "the"
+    assert parse_order_number("p k two_run_in zero nine three one", ["PK#####"]) == "PK20931"
 
 
 def test_build_jsgf_intents_only_leaves_numbers_out():
@@ -78,7 +104,7 @@ def test_content_span_finds_the_number_before_the_intent_and_ignores_fillers():
 def test_build_lead_in_jsgf_puts_one_order_number_among_the_words_heard():
     """The second look's grammar: the open decode's lead-in words (not its digits) around exactly one number."""
     jsgf = build_lead_in_jsgf(["they", "sent", "me", "a", "text", "one", "zero", "the"], ["DX####"])
-    assert "<order_number> = ( d x <digit> <digit> <digit> <digit> );" in jsgf
+    assert "<order_number> = ( d x ( <digit> | two_run_in ) <digit> <digit> <digit> );" in jsgf
     assert "<lead> = me | sent | the | they;" in jsgf
     assert "public <lead_in> = <lead>* <order_number> <lead>*;" in jsgf
 

@@ -55,6 +55,24 @@ def test_a_number_whose_letters_the_open_decode_heard_as_words_is_still_found(de
     assert decoded.confidence >= MIN_CONFIDENCE
 
 
+@pytest.mark.parametrize(
+    ("line", "number"),
+    [
+        ("P K two zero nine three one.", "PK20931"),
+        ("It's P K two seven three zero five.", "PK27305"),
+        ("Um, P K two six six one nine, thanks.", "PK26619"),
+    ],
+)
+def test_a_two_run_into_a_letter_is_heard_as_two(line, number):
+    """slt says "P K two" as "kay-yoo": the grammar alone, no second look, hears "two", not "zero"
+    (each came back as "p k zero ...", confidence 0.95-0.97, before "two_run_in")."""
+    grammar_only = GrammarDecoder(CONFIG.grammars(), second_look=False)
+    decoded = grammar_only.recognize(_said(line, "slt"), SEARCH_NUMBERS)
+    assert parse_order_number(decoded.text, CONFIG.shapes) == number, decoded
+    assert decoded.confidence >= MIN_CONFIDENCE
+    assert "two_run_in" not in decoded.text  # the text says the digit word
+
+
 def test_a_question_no_grammar_holds_comes_back_as_the_callers_words(decoder):
     """Instead of grammar words forced onto it (an invented number), the caller's own words, marked open."""
     decoded = decoder.recognize(_said("I'd like to know where my order is please.", "slt"), SEARCH_NUMBERS)
