@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from array import array
+from collections import deque
 import json
 import math
 import time
@@ -119,6 +121,11 @@ class SimulatedCall:
     caller_audio_started_at: list[float] = field(default_factory=list)
     kill_audio_at: list[float] = field(default_factory=list)
     agent_frame_arrivals: list[float] = field(default_factory=list)
+    # Per 20 ms frame of the tracks, for exact (not tick-rounded) latencies: when each caller frame left the
+    # platform, and when the agent frame played at that tick had reached it (its last byte; NaN for a tick
+    # that played silence because nothing had arrived).
+    caller_frame_sent_at: array[float] = field(default_factory=lambda: array("d"))
+    agent_frame_arrived_at: array[float] = field(default_factory=lambda: array("d"))
     # The platform's own punctuality: 20 ms ticks of the media stream, and those that ran a whole frame or
     # more behind their schedule (an overloaded simulator, not the service, made those late).
     ticks: int = 0
@@ -239,6 +246,11 @@ class _CallRun:
         self.frame_bytes = self.rate * 2 * _FRAME_MS // 1000
         self.silence = bytes(self.frame_bytes)  # one shared silent frame, not a new one every tick
         self.agent_buffer = bytearray()
+        # When the buffered bytes arrived: (running count of agent bytes received up to the end of a message,
+        # loop time it arrived), oldest first; `buffer_start` is that count at the buffer's first byte.
+        self.buffer_arrivals: deque[tuple[int, float]] = deque()
+        self.agent_bytes_in = 0
+        self.buffer_start = 0
         self.status_url: str | None = None
         self.record: FakeCall | None = None
         self.voice_url = base_url + options.voice_path
@@ -433,8 +445,11 @@ class _CallRun:
     async def read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for msg in ws:
             if msg.type is aiohttp.WSMsgType.BINARY:
+                now = self.loop.time()
                 self.agent_buffer += msg.data
-                self.result.agent_frame_arrivals.append(self.loop.time())
+                self.agent_bytes_in += len(msg.data)
+                self.buffer_arrivals.append((self.agent_bytes_in, now))
+                self.result.agent_frame_arrivals.append(now)
             elif msg.type is aiohttp.WSMsgType.TEXT:
                 with contextlib.suppress(ValueError):
                     command = json.loads(msg.data)
@@ -443,6 +458,8 @@ class _CallRun:
                         self.result.kill_audio_at.append(self.loop.time())
                         dropped = len(self.agent_buffer) * 1000 // (2 * self.rate)
                         self.agent_buffer.clear()
+                        self.buffer_arrivals.clear()
+                        self.buffer_start = self.agent_bytes_in
                         self.note(f"killAudio: dropped {dropped} ms of buffered agent audio")
 
     async def talk(self, ws: aiohttp.ClientWebSocketResponse, reader: asyncio.Task[None]) -> bool:
@@ -457,77 +474,93 @@ class _CallRun:
         if self.direction == "outbound":
             self.note("voicemail greeting plays" if self.voicemail else f'callee says "{_HELLO}"')
         silence = self.silence
-        echo_frames = self.options.echo_delay_ms // _FRAME_MS
+        options = self.options
+        echo_frames = options.echo_delay_ms // _FRAME_MS
         echo_line: list[bytes] = [silence] * echo_frames  # what the agent said, echo_delay_ms ago
         burst: list[bytes] = []
+        # The usual platform (mono, no echo, one frame per message) sends the caller's frame as it is: no
+        # echo line, mix or burst to keep per tick. Hundreds of calls tick in the load bench's one process,
+        # on the cores the service under test also needs.
+        plain = options.mix == "mono" and options.echo_gain <= 0 and options.inbound_burst_frames == 1
+        loop, result, t0 = self.loop, self.result, self.t0
+        frame_bytes = self.frame_bytes
+        watching = self.on_line is not None
         frame_s = _FRAME_MS / 1000
-        shared = self.options.shared_tick
+        shared = options.shared_tick
         # On the shared grid a tick is a whole multiple of the frame, counted, not summed: no call drifts off it.
         tick = math.ceil(self.loop.time() / frame_s) if shared else 0
         next_tick = tick * frame_s if shared else self.loop.time()
         if next_tick > self.loop.time():
             await asyncio.sleep(next_tick - self.loop.time())
         while True:
-            self.result.ticks += 1
-            if self.loop.time() - next_tick >= frame_s:
-                self.result.late_ticks += 1
+            now = loop.time()
+            result.ticks += 1
+            if now - next_tick >= frame_s:
+                result.late_ticks += 1
             if reader.done() or ws.closed:
-                self.result.ended_by = "agent"
+                result.ended_by = "agent"
                 return False
-            if self.rest_ended():
+            if self.record is not None and self.rest_ended():
                 self.note("call hung up through the REST API")
-                self.result.ended_by = "agent"
+                result.ended_by = "agent"
                 await ws.close()
                 return True
             played = self.play_agent_frame()
             # An empty buffer plays the shared silent frame: nothing to measure (most ticks of a call).
-            audible = played is not self.silence and _rms(played) >= _AUDIBLE_RMS
+            audible = played is not silence and _rms(played) >= _AUDIBLE_RMS
             if audible and caller.recording:
-                self.result.voicemail_recorded_ms += _FRAME_MS
-            self.watch_agent(audible)
-            action = caller.step(self.elapsed_ms(), audible=audible)
-            if action == "hangup":
-                self.note("caller hangs up")
-                self.result.ended_by = "caller"
-                await ws.close()
-                return True
-            if action == "timeout":
-                self.note("caller gives up: call too long or agent idle")
-                self.result.ended_by = "timeout"
-                await ws.close()
-                return True
-            if isinstance(action, str) and action.startswith(("say:", "noise:")):
-                self.result.caller_audio_started_at.append(self.loop.time())
+                result.voicemail_recorded_ms += _FRAME_MS
+            if watching:
+                self.watch_agent(audible)
+            now_ms = round((now - t0) * 1000)  # self.elapsed_ms(), read once per tick
+            action = caller.step(now_ms, audible=audible)
+            if action is not None:
+                if action == "hangup":
+                    self.note("caller hangs up")
+                    result.ended_by = "caller"
+                    await ws.close()
+                    return True
+                if action == "timeout":
+                    self.note("caller gives up: call too long or agent idle")
+                    result.ended_by = "timeout"
+                    await ws.close()
+                    return True
+                if action.startswith(("say:", "noise:")):
+                    result.caller_audio_started_at.append(loop.time())
             if action == "beeped":
                 self.note("voicemail greeting over (beep): recording")
-            elif isinstance(action, str) and action.startswith("say:"):
+            elif action is not None and action.startswith("say:"):
                 self.note(f'caller says "{action[4:]}"')
-            elif isinstance(action, str) and action.startswith("webhook-keys:"):
+            elif action is not None and action.startswith("webhook-keys:"):
                 self.note(f"caller presses {action[13:]} (Digits on the voice webhook)")
                 await self.post_webhook("active", digits=action[13:])
-            elif (key := caller.due_key(self.elapsed_ms())) is not None:
+            elif caller.keys and (key := caller.due_key(now_ms)) is not None:
                 if caller.keys_sent == 1:
                     self.note(f"caller presses {caller.pressing}")
                 with contextlib.suppress(ConnectionError):
                     # The shape mod_audio_fork-based platforms send (docs/keypad.md).
                     await ws.send_str(json.dumps({"event": "dtmf", "dtmf": {"digit": key}}))
-            elif isinstance(action, str) and action.startswith("noise:"):
+            elif action is not None and action.startswith("noise:"):
                 self.note(f"noise on the line: {action[6:]}")
-            frame = caller.next_frame(self.frame_bytes) or silence
-            self.result.caller_track += frame
-            echo_line.append(played)
-            burst.append(self.mix(frame, echo_line.pop(0), played))
+            frame = (caller.next_frame(frame_bytes) if caller.speech else None) or silence
+            result.caller_track += frame
+            result.caller_frame_sent_at.append(loop.time())
             try:
-                if len(burst) >= self.options.inbound_burst_frames:
-                    for wire in burst:
-                        await ws.send_bytes(wire)
-                    burst.clear()
+                if plain:
+                    await ws.send_bytes(frame)
+                else:
+                    echo_line.append(played)
+                    burst.append(self.mix(frame, echo_line.pop(0), played))
+                    if len(burst) >= options.inbound_burst_frames:
+                        for wire in burst:
+                            await ws.send_bytes(wire)
+                        burst.clear()
             except ConnectionError:
-                self.result.ended_by = "agent"
+                result.ended_by = "agent"
                 return False
             tick += 1
             next_tick = tick * frame_s if shared else next_tick + frame_s
-            await asyncio.sleep(max(0.0, next_tick - self.loop.time()))
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
 
     def resolve(self, url: str) -> str:
         """Map a public URL (https/wss) to where that host really listens, as a hosts file would."""
@@ -554,9 +587,18 @@ class _CallRun:
     def play_agent_frame(self) -> bytes:
         if not self.agent_buffer:
             self.result.agent_track += self.silence
+            self.result.agent_frame_arrived_at.append(math.nan)
             return self.silence
         frame = bytes(self.agent_buffer[: self.frame_bytes])
         del self.agent_buffer[: self.frame_bytes]
+        # The frame was whole when its last byte arrived; messages wholly played are forgotten.
+        self.buffer_start += len(frame)
+        arrivals = self.buffer_arrivals
+        while arrivals[0][0] < self.buffer_start:
+            arrivals.popleft()
+        self.result.agent_frame_arrived_at.append(arrivals[0][1])
+        if arrivals[0][0] == self.buffer_start:
+            arrivals.popleft()
         if len(frame) < self.frame_bytes:
             frame += bytes(self.frame_bytes - len(frame))
         self.result.agent_track += frame
