@@ -13,9 +13,10 @@ Figures, per level:
   calls_ok               calls whose script ran to the caller's hang-up, every line answered
   turn_latency_ms        platform clock: caller's last speech frame -> agent's first audible frame, counted
                          in the platform's 20 ms play-out ticks (so a multiple of 20 ms)
-  turn_latency_exact_ms  the same turns on the wall clock, not rounded to a tick: the caller's last speech
-                         frame leaves the platform -> the reply's first audible frame reaches it (before it
-                         waits for its play-out tick; docs/scaling.md says how the two relate)
+  turn_latency_exact_ms  the same turns, not rounded to a tick: the brain's 200 ms of caller silence (audio
+                         time) plus the wall time from the frame that completed it leaving the platform to
+                         the reply's first audible frame reaching it, before it waits for its play-out tick
+                         (so a platform late in sending the silence does not count; docs/scaling.md)
   reply_lag_ms           turn latency minus the bench brain's own 200 ms: what service, sockets add
   replies_late           replies whose lag exceeds 100 ms
   bargein_to_kill_ms     the barge-in line's first audio leaves the platform -> killAudio arrives
@@ -131,7 +132,7 @@ def _runs(mask: np.ndarray, bridge: int) -> list[tuple[int, int]]:
 
 def _turns_heard(call: SimulatedCall) -> tuple[list[float], int, int, int, list[float]]:
     """(turn latencies ms, replies, underrun frames, reply frames) on the platform's 20 ms clock, and the
-    exact turn latencies (ms, wall clock: last speech frame sent -> first audible reply frame arrived)."""
+    exact turn latencies (ms: the brain's silence, then the frame completing it sent -> the reply arrived)."""
     caller = _frame_power(call.caller_track) > 0
     agent = _frame_power(call.agent_track) >= AUDIBLE_RMS
     caller_turns = _runs(caller, bridge=15)  # pauses inside a sentence stay one turn
@@ -146,9 +147,11 @@ def _turns_heard(call: SimulatedCall) -> tuple[list[float], int, int, int, list[
             continue
         latencies.append(float(heard[0]) * 20)
         first = end + int(heard[0])
-        if end - 1 < len(sent_at) and first < len(arrived_at):
+        completed = end - 1 + BRAIN_SILENCE_MS // 20  # the frame after which the brain had its silence
+        if completed < len(sent_at) and first < len(arrived_at):
             # A reply already waiting when the caller stopped (it arrived earlier) was heard at once: 0.
-            exact.append(max(0.0, (arrived_at[first] - sent_at[end - 1]) * 1000))
+            waited = BRAIN_SILENCE_MS + (arrived_at[first] - sent_at[completed]) * 1000
+            exact.append(max(0.0, waited))
         reply = agent[end + heard[0] : end + heard[-1] + 1]
         underruns += int(reply.size - np.count_nonzero(reply))
         reply_frames += int(reply.size)

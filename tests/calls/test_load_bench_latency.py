@@ -32,9 +32,10 @@ def _frames(level: int, count: int) -> bytes:
     return np.full(count * (FRAME // 2), level, dtype="<i2").tobytes()
 
 
-def test_exact_turn_latency_runs_from_the_last_speech_frame_sent_to_the_reply_arriving():
-    """Ten frames of speech, then silence; the reply's first frame arrived 215 ms after the last speech
-    frame left and played on the next tick: 220 ms on the platform's ticks, 215 ms exactly."""
+def test_exact_turn_latency_is_the_brains_silence_then_the_reply_on_the_wall_clock():
+    """Ten frames of speech, then silence; the reply's first frame arrived 15 ms after the frame completing
+    the brain's 200 ms of silence left, and played on the next tick: 220 ms on the platform's ticks (rounded
+    to them), 215 ms exactly."""
     call = SimulatedCall(call_sid="HD_exact")
     call.caller_track += _frames(1000, 10) + _frames(0, 30)
     call.agent_track += _frames(0, 21) + _frames(3000, 10) + _frames(0, 9)
@@ -74,3 +75,20 @@ async def test_the_platform_stamps_each_frame_it_sends_and_each_reply_frame_it_p
     assert replies == 2
     assert latencies == [200.0, 200.0]
     assert exact == [pytest.approx(200.0, abs=1.0)] * 2
+
+
+def test_a_platform_late_in_sending_the_silence_does_not_count_in_the_exact_latency():
+    """The platform sent the ten silent frames 30 ms late each (an overloaded load generator): the reply
+    came 15 ms after the tenth, so the service's turn took 200 + 15 ms, not the 515 ms of wall time since
+    the caller's last word."""
+    call = SimulatedCall(call_sid="HD_late")
+    call.caller_track += _frames(1000, 10) + _frames(0, 30)
+    call.agent_track += _frames(0, 21) + _frames(3000, 10) + _frames(0, 9)
+    sent = [0.020 * i for i in range(10)] + [0.180 + 0.050 * i for i in range(1, 31)]
+    call.caller_frame_sent_at = array("d", sent)
+    arrived = [math.nan] * 21 + [sent[19] + 0.015] * 10 + [math.nan] * 9
+    call.agent_frame_arrived_at = array("d", arrived)
+
+    _, _, _, _, exact = _load_bench()._turns_heard(call)
+
+    assert exact == [pytest.approx(215.0)]
