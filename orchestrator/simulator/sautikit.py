@@ -594,10 +594,10 @@ class _CallRun:
         # The frame was whole when its last byte arrived; messages wholly played are forgotten.
         self.buffer_start += len(frame)
         arrivals = self.buffer_arrivals
-        while arrivals[0][0] < self.buffer_start:
+        while arrivals and arrivals[0][0] < self.buffer_start:
             arrivals.popleft()
-        self.result.agent_frame_arrived_at.append(arrivals[0][1])
-        if arrivals[0][0] == self.buffer_start:
+        self.result.agent_frame_arrived_at.append(arrivals[0][1] if arrivals else math.nan)
+        if arrivals and arrivals[0][0] == self.buffer_start:
             arrivals.popleft()
         if len(frame) < self.frame_bytes:
             frame += bytes(self.frame_bytes - len(frame))
