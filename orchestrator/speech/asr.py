@@ -85,19 +85,29 @@ _SWALLOWED_MS = 800
 # carry the meaning) that maps to MIN_CONFIDENCE, and how many log units move the confidence 0.5 -> ~0.73.
 _MARGIN_AT_THRESHOLD = -3.6
 _MARGIN_SCALE = 0.5
-_NON_WORDS = frozenset({"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]", "NULL"})
+# "(NULL)": the forward pass's null transitions between grammar states (no frames, no sound).
+_NON_WORDS = frozenset({"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]", "NULL", "(NULL)"})
 # The second look's searches: open vocabulary, then one order number among the words it heard.
 _SECOND_OPEN: Final = "second_open"
 _SECOND_LEAD_IN: Final = "second_lead_in"
+_LANGUAGE_MODEL_SEARCHES = frozenset({SEARCH_OPEN, _SECOND_OPEN})
 # Shorter audio is a click or a breath: nothing a second look could make words of.
 _SECOND_LOOK_MIN_MS = 300
 # The grammar searches' settings (read by pocketsphinx when a search is added; the language model keeps
 # the defaults, which it needs). Narrower beams than the defaults (1e-48) halved decoding time on the
 # flow's grammars with the same results for everything they hold (flite voices, 16 lines in and out of
-# them): what they prune is forced, off-grammar explanations the confidence rejects anyway. (The lattice
-# best path stays: `hyp()` spends 100-300 ms in it, holding the GIL, but without it the segments' acoustic
-# scores, which the confidence is made of, are all near zero.)
+# them): what they prune is forced, off-grammar explanations the confidence rejects anyway.
 _GRAMMAR_SEARCH = {"beam": 1e-35, "wbeam": 1e-25}
+# No lattice for grammar searches: the words and their scores come from the forward pass's own best path.
+# Building the lattice and its best path in `hyp()` took 150-900 ms after every utterance on an idle core
+# (a one-word "yes" 900 ms: every frame of the grammar's filler loops leaves word exits) and seconds with
+# five calls on two cores, while the forward pass itself keeps up with the caller. On the flow's grammars
+# the words were the same; the acoustic scores differ only where the lattice moves a word's edge.
+_GRAMMAR_BESTPATH = False
+# pocketsphinx keeps the forward pass's scores shifted right by 10 bits (SENSCR_SHIFT) from the log scale
+# the lattice uses, and reports a segment's score from them unshifted: multiplied back, a word's log
+# acoustic score is the lattice's (the same to the unit where both put the word's edges in one place).
+_FORWARD_SCORE_SCALE = 1024.0
 
 _RATE = 16000
 _BYTES_PER_MS = _RATE * 2 // 1000
@@ -158,6 +168,11 @@ class Recognition:
     endpoint_ms: int = 0
     first_pass_ms: float = 0.0
     second_look_ms: float | None = None
+    # True: `text` is the second look's open decode of audio the grammar could not explain, a language
+    # model's best guess that runs sounds into likely phrases ("hello it is speak to a human can i" for
+    # "Hello? It's P K two zero nine three one"). Read it for intents, but never end or hand over a call
+    # on it alone: ask first.
+    rescued: bool = False
 
     @property
     def understood(self) -> bool:
@@ -179,13 +194,16 @@ class Decoded:
     # utterance, the lattice's best path, the scores), and the second look (None: not taken).
     first_pass_ms: float = 0.0
     second_look_ms: float | None = None
+    rescued: bool = False  # the second look's open words (see `Recognition.rescued`)
 
 
 def confidence_from_margin(margin: float | None) -> float:
     """The confidence scale: a logistic of the per-frame acoustic margin, 0.5 at the calibrated cut."""
     if margin is None:
         return 0.0
-    return round(1.0 / (1.0 + math.exp(-(margin - _MARGIN_AT_THRESHOLD) / _MARGIN_SCALE)), 4)
+    # Clamped: a forced path over long silence can sit thousands of log units below the cut.
+    exponent = min(-(margin - _MARGIN_AT_THRESHOLD) / _MARGIN_SCALE, 700.0)
+    return round(1.0 / (1.0 + math.exp(exponent)), 4)
 
 
 class GrammarDecoder:
@@ -224,6 +242,7 @@ class GrammarDecoder:
         if missing:
             raise ConfigError(f"words not in the recogniser's dictionary: {', '.join(missing)}")
         defaults = {key: decoder.config[key] for key in _GRAMMAR_SEARCH}
+        decoder.config["bestpath"] = _GRAMMAR_BESTPATH  # every search added from here on is a grammar
         for name, (each, numbers) in specs.items():
             # Read when the search is added: narrow for English grammars; another language's words are
             # spelt in English phones, a loose fit the narrow beams would prune (a Swahili line misheard).
@@ -286,7 +305,7 @@ class GrammarDecoder:
         started = time.perf_counter()
         decoder = self._decoder
         decoder.end_utt()
-        first = self._result(self._specs.get(self._search))
+        first = self._result(self._search, self._specs.get(self._search))
         first = replace(first, first_pass_ms=round((time.perf_counter() - started) * 1000, 1))
         # Explained: the key words *and* the utterance as a whole (carrier phrases soaking up words the
         # grammar lacks, around a key word that happens to fit, are not an explanation).
@@ -304,7 +323,7 @@ class GrammarDecoder:
             second_look_ms=round((time.perf_counter() - looked) * 1000, 1),
         )
 
-    def _result(self, spec: GrammarSpec | None, *, open_vocabulary: bool = False) -> Decoded:
+    def _result(self, search: str, spec: GrammarSpec | None, *, open_vocabulary: bool = False) -> Decoded:
         """The decoder's words for the utterance just ended, scored over the words that carry the meaning."""
         hyp = self._decoder.hyp()
         text = hyp.hypstr if hyp is not None else ""
@@ -312,9 +331,11 @@ class GrammarDecoder:
         if not text:
             return Decoded(text="", speech_ms=speech_ms, confidence=0.0, open_vocabulary=open_vocabulary)
         segments = list(self._decoder.seg() or ())
-        words = self._content_frames(segments, spec)
+        # The language model's searches keep their lattice; the grammars' scores come from the forward pass.
+        scale = 1.0 if search in _LANGUAGE_MODEL_SEARCHES or _GRAMMAR_BESTPATH else _FORWARD_SCORE_SCALE
+        words = self._content_frames(segments, spec, scale=scale)
         margin = sum(words.values()) / len(words) if words else None
-        every = _frame_scores(segments, words_only=True)
+        every = _frame_scores(segments, words_only=True, scale=scale)
         swallowed = any(
             seg.word in _NON_WORDS and (seg.end_frame - seg.start_frame + 1) * _FRAME_MS > _SWALLOWED_MS
             for seg in segments
@@ -332,7 +353,7 @@ class GrammarDecoder:
 
     def _look_again(self, first: Decoded) -> Decoded:
         """Audio the grammar could not explain: any English words, then an order number among them."""
-        heard = self._decode_again(_SECOND_OPEN, None, open_vocabulary=True)
+        heard = replace(self._decode_again(_SECOND_OPEN, None, open_vocabulary=True), rescued=True)
         spec = self._specs.get(self._search)
         # Open words understood, else the grammar's own result if that was (its key words were clear).
         fallback = heard if heard.confidence >= MIN_CONFIDENCE or first.confidence < MIN_CONFIDENCE else first
@@ -355,17 +376,19 @@ class GrammarDecoder:
         decoder.start_utt()
         self._process(bytes(self._audio))
         decoder.end_utt()
-        return self._result(spec, open_vocabulary=open_vocabulary)
+        return self._result(search, spec, open_vocabulary=open_vocabulary)
 
 
-    def _content_frames(self, segments: list[Any], spec: GrammarSpec | None) -> dict[int, float]:
+    def _content_frames(
+        self, segments: list[Any], spec: GrammarSpec | None, *, scale: float
+    ) -> dict[int, float]:
         """Per-frame scores of the words that carry the meaning (the number or intent), else all words."""
         spoken = [seg for seg in segments if seg.word not in _NON_WORDS]
         if spec is None:
-            return _frame_scores(spoken, words_only=True)
+            return _frame_scores(spoken, words_only=True, scale=scale)
         span = content_span([_base_word(seg.word) for seg in spoken], spec)
         chosen = spoken if span is None else spoken[span[0] : span[1]]
-        return _frame_scores(chosen, words_only=True)
+        return _frame_scores(chosen, words_only=True, scale=scale)
 
 
 def _grammars(
@@ -419,14 +442,17 @@ def _model_file(name: str) -> str:
     return os.path.join(get_model_path(), "en-us", name)
 
 
-def _frame_scores(segments: Any, *, words_only: bool) -> dict[int, float]:
-    """Each frame's share of its segment's log acoustic score (segments spread evenly over their frames)."""
+def _frame_scores(segments: Any, *, words_only: bool, scale: float = 1.0) -> dict[int, float]:
+    """Each frame's share of its segment's log acoustic score (segments spread evenly over their frames).
+
+    `scale` brings the forward pass's scores to the lattice's log scale (`_FORWARD_SCORE_SCALE`).
+    """
     scores: dict[int, float] = {}
     for seg in segments or ():  # pocketsphinx's segments: word, start_frame, end_frame, ascore
         if words_only and seg.word in _NON_WORDS:
             continue
         frames = max(1, seg.end_frame - seg.start_frame + 1)
-        per_frame = math.log(max(seg.ascore, 1e-300)) / frames
+        per_frame = math.log(max(seg.ascore, 1e-300)) * scale / frames
         for frame in range(seg.start_frame, seg.start_frame + frames):
             scores[frame] = per_frame
     return scores
@@ -674,6 +700,7 @@ class StreamingRecognizer:
                         endpoint_ms=op.endpoint_ms,
                         first_pass_ms=decoded.first_pass_ms,
                         second_look_ms=decoded.second_look_ms,
+                        rescued=decoded.rescued,
                     )
                 )
 
