@@ -14,7 +14,8 @@ What keeps a grammar-bound recogniser from acting on a mishearing:
   policy did not understand becomes a lookup by phone rather than a question they cannot answer;
 - open-vocabulary words (the recogniser's second look, or a Whisper transcript) are read for intents by the
   flow's phrases, then by the words only one intent's phrases use (`speech.keywords`); an intent found by
-  keywords alone is never decisive on one turn: ending or handing over is asked first.
+  keywords alone, or in the second look's open decode (`Recognition.rescued`, a language model's guess), is
+  never decisive on one turn: ending or handing over is asked first.
 
 Each state may declare what it listens for (`listen:`); what it does not list falls back to the flow-wide
 intents. The grammar of each turn follows: `grammars()` names one recogniser search per state.
@@ -424,7 +425,13 @@ class PolicyDialogue:
             return question.no()
         assert rule is not None
         whole = heard.confidence if heard.whole_confidence is None else heard.whole_confidence
-        sure = heard.confidence >= self._config.sure and whole >= MIN_WHOLE_CONFIDENCE and not by_keywords
+        # A language model's guess at what the grammar could not explain (`rescued`) is never decisive.
+        sure = (
+            heard.confidence >= self._config.sure
+            and whole >= MIN_WHOLE_CONFIDENCE
+            and not by_keywords
+            and not heard.rescued
+        )
         return self._act(rule, sure=sure)
 
     def _on_number(self, number: str) -> list[Step]:

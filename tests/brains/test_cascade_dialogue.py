@@ -180,6 +180,27 @@ async def test_a_request_for_a_person_in_the_callers_own_words_is_asked_about_fi
     ]
 
 
+async def test_a_flow_phrase_in_the_second_looks_guess_is_asked_about_before_a_transfer():
+    """The second look's language model ran a read-out number into "speak to a human": asked, never acted on.
+
+    A Whisper transcript holding the same phrase would transfer at once; a rescued guess does not.
+    """
+    dialogue, _ = await _identifying()
+    guess = Recognition(text="hello it is speak to a human can i", search="numbers", speech_ms=3200,
+                        decode_ms=40.0, confidence=0.95, open_vocabulary=True, rescued=True)
+    steps = await _steps(dialogue.on_caller(guess))
+    assert _tools(steps) == []
+    assert steps == ["Would you like me to connect you to a colleague?"]
+    assert await _say(dialogue, "no") == ["Alright. What else can I help you with?"]
+
+
+async def test_the_same_phrase_in_a_transcript_transfers_at_once():
+    """Open words from a transcriber (not a rescue) holding a whole flow phrase are as sure as a grammar's."""
+    dialogue, _ = await _identifying()
+    steps = await _steps(dialogue.on_caller(_own_words("hello can i speak to a human", 0.95)))
+    assert _tools(steps) == [("transfer_to_human", {"reason": "caller asked for a person"})]
+
+
 async def test_a_goodbye_found_by_keywords_is_asked_about_first():
     """"thanks that's everything bye now" holds no goodbye phrase whole: the call is not ended on it."""
     dialogue, _ = await _identifying()
