@@ -457,6 +457,7 @@ def policy_config(flow: Flow, language: str | None = None) -> PolicyConfig:
         listen=listen,
         understood=policy.confidence.understood,
         sure=policy.confidence.sure,
+        sure_whole=policy.confidence.sure_whole,
         decisive=_decisive_tools(flow),
         multiple_orders=policy.multiple_orders,
         search_suffix="" if language == default else f"@{language}",

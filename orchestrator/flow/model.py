@@ -301,11 +301,13 @@ class PolicyConfidence(_Model):
 
     Below `understood` a result is "not understood" (a reprompt, then the offer of a person), never an
     action. Ending the call or transferring it on one turn needs `sure`; between the two the policy asks
-    first ("Would you like to end the call?").
+    first ("Would you like to end the call?"). Acting on one turn also needs `sure_whole` over every word
+    heard: a key word that fits inside speech the grammar forced onto carrier phrases is not sure.
     """
 
     understood: Annotated[float, Field(ge=0, le=1)] = 0.5
     sure: Annotated[float, Field(ge=0, le=1)] = 0.7
+    sure_whole: Annotated[float, Field(ge=0, le=1)] = 0.6
 
 
 # What the policy does when a lookup by phone finds several orders: ask which one, read them all briefly,

@@ -90,20 +90,21 @@ _NON_WORDS = frozenset({"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]", "NULL", "
 # The second look's searches: open vocabulary, then one order number among the words it heard.
 _SECOND_OPEN: Final = "second_open"
 _SECOND_LEAD_IN: Final = "second_lead_in"
-_LANGUAGE_MODEL_SEARCHES = frozenset({SEARCH_OPEN, _SECOND_OPEN})
 # Shorter audio is a click or a breath: nothing a second look could make words of.
 _SECOND_LOOK_MIN_MS = 300
 # The grammar searches' settings (read by pocketsphinx when a search is added; the language model keeps
 # the defaults, which it needs). Narrower beams than the defaults (1e-48) halved decoding time on the
 # flow's grammars with the same results for everything they hold (flite voices, 16 lines in and out of
 # them): what they prune is forced, off-grammar explanations the confidence rejects anyway.
-_GRAMMAR_SEARCH = {"beam": 1e-35, "wbeam": 1e-25}
-# No lattice for grammar searches: the words and their scores come from the forward pass's own best path.
-# Building the lattice and its best path in `hyp()` took 150-900 ms after every utterance on an idle core
-# (a one-word "yes" 900 ms: every frame of the grammar's filler loops leaves word exits) and seconds with
-# five calls on two cores, while the forward pass itself keeps up with the caller. On the flow's grammars
-# the words were the same; the acoustic scores differ only where the lattice moves a word's edge.
-_GRAMMAR_BESTPATH = False
+#
+# And no lattice: the words and their scores come from the forward pass's own best path. Building the
+# lattice and its best path in `hyp()` took 150-900 ms after every utterance on an idle core (a one-word
+# "yes" 900 ms: every frame of the grammar's filler loops leaves word exits) and seconds with five calls
+# on two cores, while the forward pass itself keeps up with the caller. On the flow's English grammars the
+# words were the same and the confidences within a few hundredths (bench/asr_accuracy.py: same accuracy,
+# same calibration margins). Another language's grammar keeps the defaults, lattice included: with its
+# loose fit the forward pass alone heard Swahili "ndiyo" as "ndiyo eight one oh oh oh".
+_GRAMMAR_SEARCH: dict[str, float | bool] = {"beam": 1e-35, "wbeam": 1e-25, "bestpath": False}
 # pocketsphinx keeps the forward pass's scores shifted right by 10 bits (SENSCR_SHIFT) from the log scale
 # the lattice uses, and reports a segment's score from them unshifted: multiplied back, a word's log
 # acoustic score is the lattice's (the same to the unit where both put the word's edges in one place).
@@ -242,7 +243,7 @@ class GrammarDecoder:
         if missing:
             raise ConfigError(f"words not in the recogniser's dictionary: {', '.join(missing)}")
         defaults = {key: decoder.config[key] for key in _GRAMMAR_SEARCH}
-        decoder.config["bestpath"] = _GRAMMAR_BESTPATH  # every search added from here on is a grammar
+        lattice = {SEARCH_OPEN, _SECOND_OPEN}  # searches whose scores are on the lattice's scale
         for name, (each, numbers) in specs.items():
             # Read when the search is added: narrow for English grammars; another language's words are
             # spelt in English phones, a loose fit the narrow beams would prune (a Swahili line misheard).
@@ -250,12 +251,15 @@ class GrammarDecoder:
                 decoder.config[key] = value
             decoder.add_jsgf_string(name, build_jsgf(each, numbers=numbers))
             present.append(name)
+            if not _is_english(each):
+                lattice.add(name)
         for key, value in _GRAMMAR_SEARCH.items():  # the second look's number pass, added per utterance
             decoder.config[key] = value
         decoder.set_cmn(_SPEECH_CMN)
         self._decoder = decoder
         self._specs = {name: each for name, (each, _) in specs.items()}  # by search; none when open
         self._searches: frozenset[str] = frozenset(present)
+        self._lattice_searches = frozenset(lattice)
         self._second_look = second_look and spec is not None
         self._audio = bytearray()  # this utterance's audio, for the second look
         self._search = SEARCH_NUMBERS if SEARCH_NUMBERS in present else present[0]
@@ -331,8 +335,7 @@ class GrammarDecoder:
         if not text:
             return Decoded(text="", speech_ms=speech_ms, confidence=0.0, open_vocabulary=open_vocabulary)
         segments = list(self._decoder.seg() or ())
-        # The language model's searches keep their lattice; the grammars' scores come from the forward pass.
-        scale = 1.0 if search in _LANGUAGE_MODEL_SEARCHES or _GRAMMAR_BESTPATH else _FORWARD_SCORE_SCALE
+        scale = 1.0 if search in self._lattice_searches else _FORWARD_SCORE_SCALE
         words = self._content_frames(segments, spec, scale=scale)
         margin = sum(words.values()) / len(words) if words else None
         every = _frame_scores(segments, words_only=True, scale=scale)

@@ -194,6 +194,25 @@ async def test_a_flow_phrase_in_the_second_looks_guess_is_asked_about_before_a_t
     assert await _say(dialogue, "no") == ["Alright. What else can I help you with?"]
 
 
+async def test_a_key_word_amid_forced_fillers_is_asked_about_before_a_transfer():
+    """"Hi, any update on my delivery?" forced onto "hi an agent the number is": the key words fit (0.94),
+    the utterance as a whole does not (0.35, below `sure_whole`), so the caller is asked first."""
+    dialogue, _ = await _identifying()
+    forced = Recognition(text="hi an agent the number is", search="numbers", speech_ms=1900, decode_ms=1.0,
+                         confidence=0.94, whole_confidence=0.35)
+    assert await _steps(dialogue.on_caller(forced)) == ["Would you like me to connect you to a colleague?"]
+
+
+async def test_a_request_for_a_person_heard_whole_transfers_at_once():
+    """The same key words with the whole utterance explained are sure: no question in the way."""
+    dialogue, _ = await _identifying()
+    clear = Recognition(text="can i talk to an agent please", search="numbers", speech_ms=1900, decode_ms=1.0,
+                        confidence=0.94, whole_confidence=0.87)
+    assert _tools(await _steps(dialogue.on_caller(clear))) == [
+        ("transfer_to_human", {"reason": "caller asked for a person"})
+    ]
+
+
 async def test_the_same_phrase_in_a_transcript_transfers_at_once():
     """Open words from a transcriber (not a rescue) holding a whole flow phrase are as sure as a grammar's."""
     dialogue, _ = await _identifying()
