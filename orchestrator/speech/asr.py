@@ -15,13 +15,15 @@ so the grammar path's own normalised score *is* that comparison: a separate phon
 audio changed the margin by at most 0.02 on 13 test lines while costing 50-160 ms after every utterance,
 so it is not run. Audio the grammar explains as well as free sounds do scores near 1; forced speech near 0.
 
-What the grammar cannot explain gets a second look (`GrammarDecoder(second_look=True)`, the default): the
-same audio is decoded with the general English language model the wheel ships, and when the turn takes
-order numbers, once more with a grammar of one number among the words that decode heard
+What the grammar cannot explain gets a second look (`GrammarDecoder(second_look=True)`, the default): a
+second decoder with the general English language model the wheel ships listens alongside the grammar, fed
+the same audio as it comes, and its words are read when the grammar's result is not explained; when the
+turn takes order numbers, the audio is decoded once more with a grammar of one number among those words
 (`build_lead_in_jsgf`). "The code they texted me is D X one zero four two" is then heard as DX1042, and "I
 bought a fridge and want to know when it's coming" as those words (`Decoded.open_vocabulary`), which the
-policy reads for intents instead of a number the grammar invented. Only results below `MIN_CONFIDENCE` pay
-for it, so a clear "yes" or a plainly read number costs nothing more.
+policy reads for intents instead of a number the grammar invented. Only results below `MIN_CONFIDENCE` wait
+for it (10-30 ms for the open words, 80-200 ms for the number pass); the open decoder's CPU is spent on
+every utterance, while the caller talks.
 """
 
 from __future__ import annotations
@@ -231,11 +233,21 @@ class GrammarDecoder:
         # loaded; a grammar decoder then weighs ~30 MB.
         decoder = Decoder(samprate=sample_rate, loglevel="FATAL", allphone=_model_file("en-us-phone.lm.bin"))
         present: list[str] = []
+        # The second look's open decoder listens alongside the grammar, fed the same audio as it comes, so
+        # that a second look costs only its last pass instead of decoding the whole utterance again
+        # (300-500 ms for a three-second line on an idle core).
+        self._open: Any = None
+        self._open_live = False  # an utterance is under way in `_open`
         if spec is None:  # open vocabulary: the general English language model
             decoder.add_lm_file(SEARCH_OPEN, _model_file("en-us.lm.bin"))
             present.append(SEARCH_OPEN)
         elif second_look:  # the same model, for a second look at what the grammar could not explain
-            decoder.add_lm_file(_SECOND_OPEN, _model_file("en-us.lm.bin"))
+            self._open = Decoder(samprate=sample_rate, loglevel="FATAL", allphone=_model_file("en-us-phone.lm.bin"))
+            # Without the flat-lexicon pass its end takes 5-30 ms instead of 100-450 (busy box); on 30
+            # lines of ours across three voices the words were as good (a few better, a few worse).
+            self._open.config["fwdflat"] = False
+            self._open.add_lm_file(_SECOND_OPEN, _model_file("en-us.lm.bin"))
+            self._open.activate_search(_SECOND_OPEN)
         specs = {} if spec is None else _grammars(spec)
         words = frozenset[str]().union(*(grammar_words(each) for each, _ in specs.values()))
         _add_pronunciations(decoder, [each for each, _ in specs.values()])
@@ -278,6 +290,12 @@ class GrammarDecoder:
         self._decoder.set_cmn(_SPEECH_CMN)
         self._decoder.start_utt()
         self._audio.clear()
+        if self._open is not None:
+            if self._open_live:  # the last utterance needed no second look: its open decode is dropped
+                self._open.end_utt()
+            self._open.set_cmn(_SPEECH_CMN)
+            self._open.start_utt()
+            self._open_live = True
 
     def feed(self, pcm: bytes) -> None:
         self._process(pcm)
@@ -291,6 +309,8 @@ class GrammarDecoder:
         """A whole utterance at once (benchmarks and tests): normalised over the whole utterance."""
         self.begin(search)
         self._decoder.process_raw(pcm, False, True)
+        if self._open is not None:
+            self._open.process_raw(pcm, False, True)
         self._keep(pcm)
         return self._finish()
 
@@ -301,9 +321,12 @@ class GrammarDecoder:
     def _keep(self, pcm: bytes) -> None:
         self._audio += pcm
 
-    def _process(self, pcm: bytes) -> None:
+    def _process(self, pcm: bytes, *, grammar_only: bool = False) -> None:
+        both = self._open is not None and self._open_live and not grammar_only
         for at in range(0, len(pcm), _PIECE_BYTES):
             self._decoder.process_raw(pcm[at : at + _PIECE_BYTES], False, False)
+            if both:
+                self._open.process_raw(pcm[at : at + _PIECE_BYTES], False, False)
 
     def _finish(self) -> Decoded:
         started = time.perf_counter()
@@ -327,14 +350,17 @@ class GrammarDecoder:
             second_look_ms=round((time.perf_counter() - looked) * 1000, 1),
         )
 
-    def _result(self, search: str, spec: GrammarSpec | None, *, open_vocabulary: bool = False) -> Decoded:
+    def _result(
+        self, search: str, spec: GrammarSpec | None, *, open_vocabulary: bool = False, decoder: Any = None
+    ) -> Decoded:
         """The decoder's words for the utterance just ended, scored over the words that carry the meaning."""
-        hyp = self._decoder.hyp()
+        decoder = self._decoder if decoder is None else decoder
+        hyp = decoder.hyp()
         text = hyp.hypstr if hyp is not None else ""
         speech_ms = len(self._audio) // _BYTES_PER_MS
         if not text:
             return Decoded(text="", speech_ms=speech_ms, confidence=0.0, open_vocabulary=open_vocabulary)
-        segments = list(self._decoder.seg() or ())
+        segments = list(decoder.seg() or ())
         scale = 1.0 if search in self._lattice_searches else _FORWARD_SCORE_SCALE
         words = self._content_frames(segments, spec, scale=scale)
         margin = sum(words.values()) / len(words) if words else None
@@ -356,7 +382,7 @@ class GrammarDecoder:
 
     def _look_again(self, first: Decoded) -> Decoded:
         """Audio the grammar could not explain: any English words, then an order number among them."""
-        heard = replace(self._decode_again(_SECOND_OPEN, None, open_vocabulary=True), rescued=True)
+        heard = replace(self._open_words(), rescued=True)
         spec = self._specs.get(self._search)
         # Open words understood, else the grammar's own result if that was (its key words were clear).
         fallback = heard if heard.confidence >= MIN_CONFIDENCE or first.confidence < MIN_CONFIDENCE else first
@@ -370,16 +396,24 @@ class GrammarDecoder:
             return number
         return fallback
 
-    def _decode_again(
-        self, search: str, spec: GrammarSpec | None, *, open_vocabulary: bool = False
-    ) -> Decoded:
+    def _open_words(self) -> Decoded:
+        """The open decoder's words for this utterance (it heard the audio as it came)."""
+        if not self._open_live:  # started after the audio (not the case in `begin`/`feed`): decode it all
+            self._open.set_cmn(_SPEECH_CMN)
+            self._open.start_utt()
+            self._open.process_raw(bytes(self._audio), False, False)
+        self._open.end_utt()
+        self._open_live = False
+        return self._result(_SECOND_OPEN, None, open_vocabulary=True, decoder=self._open)
+
+    def _decode_again(self, search: str, spec: GrammarSpec | None) -> Decoded:
         decoder = self._decoder
         decoder.activate_search(search)
         decoder.set_cmn(_SPEECH_CMN)
         decoder.start_utt()
-        self._process(bytes(self._audio))
+        self._process(bytes(self._audio), grammar_only=True)
         decoder.end_utt()
-        return self._result(search, spec, open_vocabulary=open_vocabulary)
+        return self._result(search, spec)
 
 
     def _content_frames(
