@@ -223,6 +223,7 @@ class GrammarDecoder:
         *,
         sample_rate: int = _RATE,
         second_look: bool = True,
+        open_when_idle: bool = False,
     ) -> None:
         # Imported here: pocketsphinx is heavy and only the offline brain and the benchmark need it.
         from pocketsphinx import Decoder  # type: ignore[import-untyped]  # no type hints shipped
@@ -238,6 +239,11 @@ class GrammarDecoder:
         # (300-500 ms for a three-second line on an idle core).
         self._open: Any = None
         self._open_live = False  # an utterance is under way in `_open`
+        self._open_heard = 0  # bytes of this utterance's audio fed to `_open`
+        self._open_unwanted = False  # this utterance finished without a second look: stop feeding `_open`
+        # True: `feed` leaves the open decoder behind and the owner calls `catch_up` when it has nothing
+        # else to do (a decoder process between messages), so a busy machine keeps the grammar current.
+        self._open_when_idle = open_when_idle
         if spec is None:  # open vocabulary: the general English language model
             decoder.add_lm_file(SEARCH_OPEN, _model_file("en-us.lm.bin"))
             present.append(SEARCH_OPEN)
@@ -296,10 +302,28 @@ class GrammarDecoder:
             self._open.set_cmn(_SPEECH_CMN)
             self._open.start_utt()
             self._open_live = True
+            self._open_heard = 0
+            self._open_unwanted = False
 
     def feed(self, pcm: bytes) -> None:
         self._process(pcm)
         self._keep(pcm)
+        if not self._open_when_idle:
+            self.catch_up()
+
+    def catch_up(self, limit: int | None = None) -> bool:
+        """Feed the open decoder audio it has not heard yet (at most `limit` bytes); True while some is left.
+
+        Its words are wanted only when the grammar's are not explained, so it may fall behind while the
+        machine is busy: a finish that needs it catches up then, one that does not never waits for it.
+        """
+        if self._open is None or not self._open_live or self._open_unwanted:
+            return False
+        end = len(self._audio) if limit is None else min(len(self._audio), self._open_heard + limit)
+        for at in range(self._open_heard, end, _PIECE_BYTES):
+            self._open.process_raw(bytes(self._audio[at : min(at + _PIECE_BYTES, end)]), False, False)
+        self._open_heard = max(self._open_heard, end)
+        return self._open_heard < len(self._audio)
 
     def finish(self) -> Decoded:
         """End the utterance: the recognised words ("" for none), their confidence, the audio's length."""
@@ -309,10 +333,8 @@ class GrammarDecoder:
         """A whole utterance at once (benchmarks and tests): normalised over the whole utterance."""
         self.begin(search)
         self._decoder.process_raw(pcm, False, True)
-        if self._open is not None:
-            self._open.process_raw(pcm, False, True)
         self._keep(pcm)
-        return self._finish()
+        return self._finish()  # the open decoder hears the audio only if a second look needs it
 
     def decode(self, pcm: bytes, search: str) -> str:
         """The words of a whole utterance (see `recognize`)."""
@@ -321,12 +343,9 @@ class GrammarDecoder:
     def _keep(self, pcm: bytes) -> None:
         self._audio += pcm
 
-    def _process(self, pcm: bytes, *, grammar_only: bool = False) -> None:
-        both = self._open is not None and self._open_live and not grammar_only
+    def _process(self, pcm: bytes) -> None:
         for at in range(0, len(pcm), _PIECE_BYTES):
             self._decoder.process_raw(pcm[at : at + _PIECE_BYTES], False, False)
-            if both:
-                self._open.process_raw(pcm[at : at + _PIECE_BYTES], False, False)
 
     def _finish(self) -> Decoded:
         started = time.perf_counter()
@@ -337,11 +356,15 @@ class GrammarDecoder:
         # Explained: the key words *and* the utterance as a whole (carrier phrases soaking up words the
         # grammar lacks, around a key word that happens to fit, are not an explanation).
         explained = first.confidence >= MIN_CONFIDENCE and (first.whole_confidence or 0.0) >= MIN_WHOLE_CONFIDENCE
-        if explained or not self._second_look or first.speech_ms < _SECOND_LOOK_MIN_MS:
-            return first
         spec = self._specs.get(self._search)
-        if spec is not None and not _is_english(spec):
-            return first  # another language's grammar (Swahili digits): the language model is English
+        if (
+            explained
+            or not self._second_look
+            or first.speech_ms < _SECOND_LOOK_MIN_MS
+            or (spec is not None and not _is_english(spec))  # Swahili digits: the language model is English
+        ):
+            self._open_unwanted = True
+            return first
         looked = time.perf_counter()
         second = self._look_again(first)
         return replace(
@@ -398,10 +421,11 @@ class GrammarDecoder:
 
     def _open_words(self) -> Decoded:
         """The open decoder's words for this utterance (it heard the audio as it came)."""
-        if not self._open_live:  # started after the audio (not the case in `begin`/`feed`): decode it all
+        if not self._open_live:  # not started by `begin` (never the case): hear the utterance from its start
             self._open.set_cmn(_SPEECH_CMN)
             self._open.start_utt()
-            self._open.process_raw(bytes(self._audio), False, False)
+            self._open_live, self._open_heard = True, 0
+        self.catch_up()
         self._open.end_utt()
         self._open_live = False
         return self._result(_SECOND_OPEN, None, open_vocabulary=True, decoder=self._open)
@@ -411,7 +435,7 @@ class GrammarDecoder:
         decoder.activate_search(search)
         decoder.set_cmn(_SPEECH_CMN)
         decoder.start_utt()
-        self._process(bytes(self._audio), grammar_only=True)
+        self._process(bytes(self._audio))
         decoder.end_utt()
         return self._result(search, spec)
 

@@ -38,6 +38,7 @@ __all__ = ["DecoderProcessError", "DecoderTemplate", "ProcessDecoder", "start_de
 _ANSWER_TIMEOUT_S: Final = 30.0
 _START_TIMEOUT_S: Final = 60.0  # the template also waits for the fork server to import pocketsphinx
 _FORK_TIMEOUT_S: Final = 10.0
+_CATCH_UP_BYTES: Final = 50 * 32  # 50 ms of 16 kHz audio: a new message waits at most one such piece
 
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["orchestrator.speech.asr"])
@@ -201,7 +202,8 @@ def _template_main(
 ) -> None:
     """The template: build the decoder once, then fork a copy onto each pipe end the parent sends."""
     try:
-        decoder = GrammarDecoder(spec, second_look=second_look)
+        # The open decoder listens between messages (`_serve`): the grammar never waits behind it.
+        decoder = GrammarDecoder(spec, second_look=second_look, open_when_idle=True)
     except Exception as exc:  # reported to the parent, which raises it where the decoder was wanted
         conn.send(("error", exc))
         return
@@ -234,6 +236,9 @@ def _serve(conn: Connection, decoder: GrammarDecoder) -> None:
     failed: Exception | None = None
     while True:
         try:
+            # Nothing waiting: the second look's open decoder catches up, 50 ms of audio at a time.
+            while failed is None and not conn.poll(0) and decoder.catch_up(_CATCH_UP_BYTES):
+                pass
             kind, value = conn.recv()
         except (EOFError, OSError):
             return

@@ -113,3 +113,33 @@ def test_speech_the_grammar_swallowed_as_silence_leaves_the_utterance_unexplaine
     assert forced.whole_confidence == 0.0
     decoded = GrammarDecoder(CONFIG.grammars()).recognize(line, SEARCH_NUMBERS)
     assert parse_order_number(decoded.text, CONFIG.shapes) == "PK20944"
+
+
+# --- the open decoder listens when the decoder has time --------------------------------------------
+
+
+def _streamed(decoder: GrammarDecoder, pcm: bytes) -> None:
+    decoder.begin(SEARCH_NUMBERS)
+    for at in range(0, len(pcm), 6400):  # 200 ms chunks, as the brain sends them
+        decoder.feed(pcm[at : at + 6400])
+
+
+def test_an_open_decoder_left_behind_catches_up_when_a_second_look_needs_it():
+    """`open_when_idle`: feeding leaves the open decoder behind; a finish that needs its words hears the
+    whole utterance then, so the words are the same as if it had kept up."""
+    idle = GrammarDecoder(CONFIG.grammars(), open_when_idle=True)
+    _streamed(idle, _said("I've been waiting all week and honestly I just want to speak to a person.", "kal16"))
+    decoded = idle.finish()
+    assert decoded.rescued and decoded.second_look_ms is not None
+    assert "speak to a person" in decoded.text
+
+
+def test_an_utterance_the_grammar_explains_never_feeds_the_open_decoder_after_its_finish():
+    """Explained at once: the finish does not wait for the open decoder, and its backlog is dropped."""
+    idle = GrammarDecoder(CONFIG.grammars(), open_when_idle=True)
+    _streamed(idle, _said("My order number is P K two zero nine three one.", "kal16"))
+    assert idle.catch_up(3200) is True  # 100 ms heard, the rest of the utterance still waiting
+    decoded = idle.finish()
+    assert parse_order_number(decoded.text, CONFIG.shapes) == "PK20931"
+    assert decoded.second_look_ms is None
+    assert idle.catch_up() is False  # nothing more to hear for this utterance
