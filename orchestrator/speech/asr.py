@@ -37,6 +37,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
+import numpy as np
+
 from orchestrator.audio.vad import Endpointer, make_voicing
 from orchestrator.errors import ConfigError
 from orchestrator.speech.grammar import (
@@ -124,6 +126,25 @@ _PREROLL_MS = 300
 # far from real speech: the first utterance of a call was misrecognised until the estimate settled.
 # Start from the mean the live estimate converges to on speech (measured on flite voices).
 _SPEECH_CMN = "47.0,5.3,5.2,9.7,-1.2,1.3,-0.9,-0.2,-1.0,1.6,0.5,2.7,2.2"
+# ... but noise moves the mean a long way (white noise at 30 dB fills the bands flite's speech leaves
+# empty), and pocketsphinx weighs the starting mean as 500 frames (CMN_WIN) and re-reads it only past
+# 800: through a whole turn the hiss was normalised as if it were speech energy and decoded as fricatives
+# ("five eight ..." before the number; 40% of numbers right at 30 dB streaming, 98% with the utterance's
+# own mean). So each utterance's own mean is measured from its first `_CMN_MEASURE_MS` (pre-roll
+# included) and the decoder starts again from it (`GrammarDecoder._settle_cmn`). Shorter windows follow
+# the words more than the line: measured over 800 ms a clean "okay thank you goodbye" was explained
+# as a whole at 0.47 instead of 0.71 (the policy ends a call on one turn from 0.6); 1200 ms gave 0.57-0.63
+# and the same numbers in noise.
+_CMN_MEASURE_MS = 1200
+# ... but only on a line with a noise floor: measured over 1.2 s the mean follows the words as well as
+# the line, and on clean audio the starting mean (converged over whole utterances) is the better one
+# (slt's clean "P K two zero nine three one" was heard "p k zero zero ..." from its own). The loudest
+# 50 ms of the measure against the quietest: white noise at SNR x dB gives x + 5-8 dB; digital silence
+# or a quiet line far more.
+_QUIET_LINE_DB = 45.0
+_CMN_PRIOR_FRAMES = 500  # pocketsphinx's CMN_WIN: the weight set_cmn() gives the starting mean
+_FE_WINDOW = 410  # samples in pocketsphinx's analysis window (25.625 ms at 16 kHz), one frame per 160
+_FE_SHIFT = 160
 # Hand audio to the decoder in chunks this big: fewer thread hops, and still streaming.
 _CHUNK_MS = 200
 # Audio kept after the speech's end (the VAD's estimate, its own hangover already taken off). The VAD
@@ -280,6 +301,8 @@ class GrammarDecoder:
         self._lattice_searches = frozenset(lattice)
         self._second_look = second_look and spec is not None
         self._audio = bytearray()  # this utterance's audio, for the second look
+        self._cmn = _SPEECH_CMN  # this utterance's cepstral mean, once measured (`_settle_cmn`)
+        self._cmn_settled = False
         self._search = SEARCH_NUMBERS if SEARCH_NUMBERS in present else present[0]
 
     @property
@@ -292,24 +315,80 @@ class GrammarDecoder:
         self._search = search if search in self._searches else fallback
         self._decoder.activate_search(self._search)
         # Decoders are shared between calls: each utterance starts from the speech-like mean, not
-        # from whatever line the previous caller was on.
+        # from whatever line the previous caller was on (and then measures its own, `_settle_cmn`).
         self._decoder.set_cmn(_SPEECH_CMN)
         self._decoder.start_utt()
         self._audio.clear()
+        self._cmn = _SPEECH_CMN
+        # Only English grammars measure their own. The open-vocabulary decoder (spec None: the chat
+        # brain's, a transcriber's) keeps the starting mean: measured per utterance, its language model
+        # ran a clean "my order number is d x one oh four two" into "my order numbers t ex model for two".
+        # So does another language's grammar (Swahili words in English phones, a loose fit): espeak-ng's
+        # Swahili caller was no longer heard (tests/brains/test_cascade_swahili.py).
+        spec = self._specs.get(self._search)
+        self._cmn_settled = spec is None or not _is_english(spec)
         if self._open is not None:
             if self._open_live:  # the last utterance needed no second look: its open decode is dropped
                 self._open.end_utt()
-            self._open.set_cmn(_SPEECH_CMN)
-            self._open.start_utt()
-            self._open_live = True
+            # The open decoder starts once the utterance's mean is known (`_settle_cmn`), or when a
+            # second look needs it (`_open_words`).
+            self._open_live = False
             self._open_heard = 0
             self._open_unwanted = False
 
     def feed(self, pcm: bytes) -> None:
-        self._process(pcm)
-        self._keep(pcm)
+        if not self._cmn_settled:  # measuring the mean: the grammar alone, up to `_CMN_MEASURE_MS`
+            head = pcm[: _CMN_MEASURE_MS * _BYTES_PER_MS - len(self._audio)]
+            pcm = pcm[len(head) :]
+            self._keep(head)
+            self._process(head)
+            if len(self._audio) < _CMN_MEASURE_MS * _BYTES_PER_MS:
+                return
+            self._settle_cmn()
+        if pcm:
+            self._keep(pcm)
+            self._process(pcm)
         if not self._open_when_idle:
             self.catch_up()
+
+    def _settle_cmn(self) -> None:
+        """Start the utterance again from the cepstral mean of its own audio so far.
+
+        The decoder has normalised what it heard with the speech-like starting mean; the running sum
+        it keeps gives the mean of those frames back (`get_cmn(True)` is their sum and the starting
+        mean's 500 frames' worth, divided by both counts). The grammar search starts again from that
+        mean over the audio kept, and the open decoder, the second look's, starts with it (and catches
+        up on the audio kept, `catch_up`). On a quiet line the starting mean stands, and the open
+        decoder starts with that. An utterance shorter than the measure keeps the starting mean; its
+        open decoder starts only if a second look needs it (`_open_words`).
+        """
+        self._cmn_settled = True
+        audio = bytes(self._audio)
+        if _dynamic_range_db(audio) <= _QUIET_LINE_DB:  # a noise floor: the utterance's own mean
+            frames = _energy_frames(audio)
+            if frames > 0:
+                decoder = self._decoder
+                blended = [float(x) for x in decoder.get_cmn(True).split(",")]
+                prior = [float(x) for x in _SPEECH_CMN.split(",")]
+                total = _CMN_PRIOR_FRAMES + frames
+                self._cmn = ",".join(
+                    f"{(total * b - _CMN_PRIOR_FRAMES * p) / frames:.2f}"
+                    for b, p in zip(blended, prior, strict=True)
+                )
+                decoder.end_utt()
+                decoder.set_cmn(self._cmn)
+                decoder.start_utt()
+                self._process(audio)
+        self._start_open()
+
+    def _start_open(self) -> None:
+        """The open decoder starts this utterance from its mean; `catch_up` feeds it the audio kept."""
+        if self._open is None or self._open_live:
+            return
+        self._open.set_cmn(self._cmn)
+        self._open.start_utt()
+        self._open_live = True
+        self._open_heard = 0
 
     def catch_up(self, limit: int | None = None) -> bool:
         """Feed the open decoder audio it has not heard yet (at most `limit` bytes); True while some is left.
@@ -330,11 +409,11 @@ class GrammarDecoder:
         return self._finish()
 
     def recognize(self, pcm: bytes, search: str) -> Decoded:
-        """A whole utterance at once (benchmarks and tests): normalised over the whole utterance."""
+        """A whole utterance at once (benchmarks and tests), decoded as the brain streams it: the
+        running cepstral mean, measured from the utterance's start (`_settle_cmn`)."""
         self.begin(search)
-        self._decoder.process_raw(pcm, False, True)
-        self._keep(pcm)
-        return self._finish()  # the open decoder hears the audio only if a second look needs it
+        self.feed(pcm)
+        return self._finish()
 
     def decode(self, pcm: bytes, search: str) -> str:
         """The words of a whole utterance (see `recognize`)."""
@@ -349,6 +428,10 @@ class GrammarDecoder:
 
     def _finish(self) -> Decoded:
         started = time.perf_counter()
+        # Shorter than the measure ("yes", "no"): decoded from the starting mean, as it was. Measured over
+        # so little, the mean is mostly the pre-roll's noise (a "no" at 30 dB fell from 0.64 to 0.07), and
+        # decoding it again would be the end of the turn's time (~100 ms on a busy core), not the caller's.
+        self._cmn_settled = True
         decoder = self._decoder
         decoder.end_utt()
         first = self._result(self._search, self._specs.get(self._search))
@@ -421,10 +504,7 @@ class GrammarDecoder:
 
     def _open_words(self) -> Decoded:
         """The open decoder's words for this utterance (it heard the audio as it came)."""
-        if not self._open_live:  # not started by `begin` (never the case): hear the utterance from its start
-            self._open.set_cmn(_SPEECH_CMN)
-            self._open.start_utt()
-            self._open_live, self._open_heard = True, 0
+        self._start_open()  # an utterance shorter than the measure: from its start now
         self.catch_up()
         self._open.end_utt()
         self._open_live = False
@@ -433,7 +513,7 @@ class GrammarDecoder:
     def _decode_again(self, search: str, spec: GrammarSpec | None) -> Decoded:
         decoder = self._decoder
         decoder.activate_search(search)
-        decoder.set_cmn(_SPEECH_CMN)
+        decoder.set_cmn(self._cmn)
         decoder.start_utt()
         self._process(bytes(self._audio))
         decoder.end_utt()
@@ -501,6 +581,30 @@ def _model_file(name: str) -> str:
     from pocketsphinx import get_model_path
 
     return os.path.join(get_model_path(), "en-us", name)
+
+
+def _dynamic_range_db(pcm: bytes) -> float:
+    """Loudest against quietest 50 ms of `pcm` (every 10 ms), in dB: how far the line's floor lies below
+    the speech (infinite over digital silence)."""
+    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2").astype(np.float64)
+    window = 50 * _RATE // 1000
+    if samples.size < window:
+        return math.inf
+    power = np.concatenate(([0.0], np.cumsum(samples**2)))
+    starts = np.arange(0, samples.size - window + 1, _RATE // 100)
+    energy = (power[starts + window] - power[starts]) / window
+    quietest = float(energy.min())
+    return math.inf if quietest <= 1e-6 else 10 * math.log10(max(float(energy.max()), 1e-6) / quietest)
+
+
+def _energy_frames(pcm: bytes) -> int:
+    """Frames pocketsphinx's running mean counts in `pcm`: all but those of pure digital silence."""
+    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2")
+    if samples.size < _FE_WINDOW:
+        return 0
+    nonzero = np.concatenate(([0], np.cumsum(samples != 0)))
+    starts = np.arange(0, samples.size - _FE_WINDOW + 1, _FE_SHIFT)
+    return int(np.count_nonzero(nonzero[starts + _FE_WINDOW] - nonzero[starts]))
 
 
 def _frame_scores(segments: Any, *, words_only: bool, scale: float = 1.0) -> dict[int, float]:
