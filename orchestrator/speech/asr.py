@@ -95,6 +95,8 @@ _NON_WORDS = frozenset({"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]", "NULL", "
 _SECOND_OPEN: Final = "second_open"
 _SECOND_LEAD_IN: Final = "second_lead_in"
 # Shorter audio is a click or a breath: nothing a second look could make words of.
+# An intent heard in less than this is a "yes", "bye", "a person": too short to hide an order number.
+_NUMBER_CHECK_MIN_MS = 1500
 _SECOND_LOOK_MIN_MS = 300
 # The grammar searches' settings (read by pocketsphinx when a search is added; the language model keeps
 # the defaults, which it needs). Narrower beams than the defaults (1e-48) halved decoding time on the
@@ -283,6 +285,7 @@ class GrammarDecoder:
             raise ConfigError(f"words not in the recogniser's dictionary: {', '.join(missing)}")
         defaults = {key: decoder.config[key] for key in _GRAMMAR_SEARCH}
         lattice = {SEARCH_OPEN, _SECOND_OPEN}  # searches whose scores are on the lattice's scale
+        number_checks: set[str] = set()
         for name, (each, numbers) in specs.items():
             # Read when the search is added: narrow for English grammars; another language's words are
             # spelt in English phones, a loose fit the narrow beams would prune (a Swahili line misheard).
@@ -292,6 +295,9 @@ class GrammarDecoder:
             present.append(name)
             if not _is_english(each):
                 lattice.add(name)
+            elif numbers and each.shapes and each.intents:  # the number reading of an intent (`_number_instead`)
+                decoder.add_jsgf_string(_number_search(name), build_jsgf(replace(each, intents={})))
+                number_checks.add(_number_search(name))
         for key, value in _GRAMMAR_SEARCH.items():  # the second look's number pass, added per utterance
             decoder.config[key] = value
         decoder.set_cmn(_SPEECH_CMN)
@@ -299,6 +305,7 @@ class GrammarDecoder:
         self._specs = {name: each for name, (each, _) in specs.items()}  # by search; none when open
         self._searches: frozenset[str] = frozenset(present)
         self._lattice_searches = frozenset(lattice)
+        self._number_checks = frozenset(number_checks)
         self._second_look = second_look and spec is not None
         self._audio = bytearray()  # this utterance's audio, for the second look
         self._cmn = _SPEECH_CMN  # this utterance's cepstral mean, once measured (`_settle_cmn`)
@@ -447,13 +454,41 @@ class GrammarDecoder:
             or (spec is not None and not _is_english(spec))  # Swahili digits: the language model is English
         ):
             self._open_unwanted = True
-            return first
+            return self._number_instead(first, spec) if explained else first
         looked = time.perf_counter()
         second = self._look_again(first)
         return replace(
             second,
             first_pass_ms=first.first_pass_ms,
             second_look_ms=round((time.perf_counter() - looked) * 1000, 1),
+        )
+
+    def _number_instead(self, heard: Decoded, spec: GrammarSpec | None) -> Decoded:
+        """An intent heard where an order number was asked for, and a number read from the same audio that
+        fits at least as well: the number (read back, so a caller who meant the intent says no).
+
+        The grammar's best path can take an intent phrase by a hair over a number: slt's "Hello? It's P K two
+        zero nine three one" came back "hello it is speak to a human can i" (key words 0.90, whole 0.65) and
+        transferred the caller. A read-back costs a turn; a wrong transfer or goodbye costs the call.
+        """
+        search = _number_search(self._search)
+        if (
+            spec is None
+            or search not in self._number_checks  # no numbers here, or no intents to confuse them with
+            or heard.speech_ms < _NUMBER_CHECK_MIN_MS
+            or parse_order_number(heard.text, spec.shapes) is not None
+        ):
+            return heard
+        checked = time.perf_counter()
+        number = self._decode_again(search, replace(spec, intents={}))
+        if (
+            parse_order_number(number.text, spec.shapes) is None
+            or number.confidence < max(MIN_CONFIDENCE, heard.confidence)
+            or (number.whole_confidence or 0.0) < (heard.whole_confidence or 0.0)
+        ):
+            return heard
+        return replace(
+            number, first_pass_ms=round(heard.first_pass_ms + (time.perf_counter() - checked) * 1000, 1)
         )
 
     def _result(
@@ -530,6 +565,11 @@ class GrammarDecoder:
         span = content_span([_base_word(seg.word) for seg in spoken], spec)
         chosen = spoken if span is None else spoken[span[0] : span[1]]
         return _frame_scores(chosen, words_only=True, scale=scale)
+
+
+def _number_search(name: str) -> str:
+    """The search that reads the same audio as an order number only (see `_number_instead`)."""
+    return f"{name}#number"
 
 
 def _grammars(

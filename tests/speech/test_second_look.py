@@ -143,3 +143,20 @@ def test_an_utterance_the_grammar_explains_never_feeds_the_open_decoder_after_it
     assert parse_order_number(decoded.text, CONFIG.shapes) == "PK20931"
     assert decoded.second_look_ms is None
     assert idle.catch_up() is False  # nothing more to hear for this utterance
+
+
+def test_a_number_read_out_is_not_taken_for_an_intent_the_grammar_preferred_by_a_hair(decoder):
+    """slt's "Hello? It's P K two zero nine three one" is "hello it is speak to a human can i" on the grammar's
+    best path (key words 0.90, whole 0.65): the number read from the same audio fits better, and is taken
+    (it is read back; a request for a person would have transferred the caller)."""
+    decoded = decoder.recognize(_said("Hello? It's P K two zero nine three one.", "slt"), SEARCH_NUMBERS)
+    assert parse_order_number(decoded.text, CONFIG.shapes) == "PK20931", decoded
+
+
+@pytest.mark.parametrize(
+    "line", ["I want to speak to a person.", "Is my order out for delivery?", "No, that's all, thank you."]
+)
+def test_an_intent_said_plainly_stays_an_intent(decoder, line):
+    """The number reading of a plain intent fits worse than the intent: nothing changes."""
+    decoded = decoder.recognize(_said(line, "kal16"), SEARCH_NUMBERS)
+    assert parse_order_number(decoded.text, CONFIG.shapes) is None, decoded
