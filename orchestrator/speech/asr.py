@@ -43,11 +43,11 @@ from orchestrator.audio.vad import Endpointer, make_voicing
 from orchestrator.errors import ConfigError
 from orchestrator.speech.grammar import (
     DIGIT_WORDS,
+    RUN_IN_PHONES,
     GrammarSpec,
     build_jsgf,
     build_lead_in_jsgf,
     content_span,
-    RUN_IN_PHONES,
     grammar_words,
     parse_order_number,
     spoken_base_word,
@@ -95,9 +95,9 @@ _NON_WORDS = frozenset({"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]", "NULL", "
 _SECOND_OPEN: Final = "second_open"
 _SECOND_LEAD_IN: Final = "second_lead_in"
 # Shorter audio is a click or a breath: nothing a second look could make words of.
+_SECOND_LOOK_MIN_MS = 300
 # An intent heard in less than this is a "yes", "bye", "a person": too short to hide an order number.
 _NUMBER_CHECK_MIN_MS = 1500
-_SECOND_LOOK_MIN_MS = 300
 # The grammar searches' settings (read by pocketsphinx when a search is added; the language model keeps
 # the defaults, which it needs). Narrower beams than the defaults (1e-48) halved decoding time on the
 # flow's grammars with the same results for everything they hold (flite voices, 16 lines in and out of
@@ -441,12 +441,12 @@ class GrammarDecoder:
         self._cmn_settled = True
         decoder = self._decoder
         decoder.end_utt()
-        first = self._result(self._search, self._specs.get(self._search))
+        spec = self._specs.get(self._search)
+        first = self._result(self._search, spec)
         first = replace(first, first_pass_ms=round((time.perf_counter() - started) * 1000, 1))
         # Explained: the key words *and* the utterance as a whole (carrier phrases soaking up words the
         # grammar lacks, around a key word that happens to fit, are not an explanation).
         explained = first.confidence >= MIN_CONFIDENCE and (first.whole_confidence or 0.0) >= MIN_WHOLE_CONFIDENCE
-        spec = self._specs.get(self._search)
         if (
             explained
             or not self._second_look
@@ -511,7 +511,7 @@ class GrammarDecoder:
             for seg in segments
         )
         return Decoded(
-            text=" ".join(_base_word(w) for w in text.split()),
+            text=" ".join(spoken_base_word(w) for w in text.split()),
             speech_ms=speech_ms,
             confidence=confidence_from_margin(margin),
             margin=margin,
@@ -562,7 +562,7 @@ class GrammarDecoder:
         spoken = [seg for seg in segments if seg.word not in _NON_WORDS]
         if spec is None:
             return _frame_scores(spoken, words_only=True, scale=scale)
-        span = content_span([_base_word(seg.word) for seg in spoken], spec)
+        span = content_span([spoken_base_word(seg.word) for seg in spoken], spec)
         chosen = spoken if span is None else spoken[span[0] : span[1]]
         return _frame_scores(chosen, words_only=True, scale=scale)
 
@@ -610,11 +610,6 @@ def _add_pronunciations(decoder: Any, specs: list[GrammarSpec]) -> None:
 def _is_english(spec: GrammarSpec) -> bool:
     """Digits said as English words: the grammar of an English line (a Swahili one adds "moja", "mbili")."""
     return dict(spec.digits) == dict(DIGIT_WORDS)
-
-
-def _base_word(word: str) -> str:
-    """A dictionary variant's base word: "the(2)" -> "the", "two_run_in" -> "two"."""
-    return spoken_base_word(word)
 
 
 def _model_file(name: str) -> str:
