@@ -10,8 +10,9 @@ This module is pure text: no decoder, no audio, no flow import — `GrammarSpec`
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from orchestrator.speech.swahili import SWAHILI_DIGIT_WORDS
 
@@ -19,11 +20,12 @@ __all__ = [
     "DIGIT_WORDS",
     "RUN_IN_PHONES",
     "GrammarSpec",
+    "LeadIn",
     "build_jsgf",
     "build_lead_in_jsgf",
     "content_span",
     "grammar_words",
-    "lead_in_words",
+    "lead_in_runs",
     "match_intent",
     "parse_order_number",
     "spoken_base_word",
@@ -113,18 +115,28 @@ def build_jsgf(spec: GrammarSpec, *, numbers: bool = True, name: str = "caller")
     return "\n".join(rules) + "\n"
 
 
-def build_lead_in_jsgf(words: Iterable[str], shapes: Iterable[str], *, name: str = "lead_in") -> str:
-    """A grammar for one utterance: an order number anywhere among `words` (what an open decode heard).
+class LeadIn(NamedTuple):
+    """The caller's own words around an order number, as an open decode heard them (`lead_in_runs`)."""
+
+    before: list[str]
+    after: list[str]
+    placed: bool  # the open words held a digit: where the number lies is known
+
+
+def build_lead_in_jsgf(lead: LeadIn, shapes: Iterable[str], *, name: str = "lead_in") -> str:
+    """A grammar for one utterance: exactly one order number among the caller's own words (`lead`).
 
     Callers introduce numbers with words no flow can list ("the code they texted me is D X ..."), and a
-    closed grammar then mishears the number too. Given the words an open-vocabulary decode heard in the
-    same audio, this grammar lets the lead-in words among them (`lead_in_words`) come before and after
-    exactly one order number, so the lead-in is explained by words that fit it and the number region by the
-    shapes. The loop is over a handful of words, so it stays fast (an open loop over the whole filler list
-    was ten times slower).
+    closed grammar then mishears the number too. Offered the words an open-vocabulary decode heard in the
+    same audio, the lead-in is explained by words that fit it and the number region by the shapes:
+    - placed (the open words held a digit, so the number's own words are already left out): any of the
+      words, any number of times, before and after the number;
+    - not placed: `before` each at most once, in the order heard, any of them left out. The open decode
+      heard the number as words too (slt's "it says D X one zero four two" as "it says the excellence era
+      far to you"), and a loop let them soak up its audio again. In order they can only come before the
+      number, where the audio is the caller's own words; offered, they leave no path to the grammar's end
+      (an empty decode), and `GrammarDecoder._number_among` offers fewer.
     """
-    shapes = tuple(shapes)
-    lead = sorted(set(lead_in_words(list(words), shapes)))
     number = " | ".join(f"( {_shape_rule(shape, run_in=True)} )" for shape in shapes)
     if not number:
         raise ValueError("a lead-in grammar needs order-number shapes")
@@ -134,16 +146,20 @@ def build_lead_in_jsgf(words: Iterable[str], shapes: Iterable[str], *, name: str
         "<digit> = " + " | ".join(DIGIT_WORDS) + ";",
         f"<order_number> = {number};",
     ]
-    if lead:
-        rules.append("<lead> = " + " | ".join(lead) + ";")
+    words = sorted({*lead.before, *lead.after})
+    if not words:
+        rules.append(f"public <{name}> = <order_number>;")
+    elif lead.placed:
+        rules.append("<lead> = " + " | ".join(words) + ";")
         rules.append(f"public <{name}> = <lead>* <order_number> <lead>*;")
     else:
-        rules.append(f"public <{name}> = <order_number>;")
+        sentence = [*(f"[ {w} ]" for w in lead.before), "<order_number>", *(f"[ {w} ]" for w in lead.after)]
+        rules.append(f"public <{name}> = {' '.join(sentence)};")
     return "\n".join(rules) + "\n"
 
 
-def lead_in_words(heard: list[str], shapes: tuple[str, ...]) -> list[str]:
-    """The words an open decode heard that may be the caller's own words around the order number.
+def lead_in_runs(heard: list[str], shapes: tuple[str, ...]) -> LeadIn:
+    """The words an open decode heard that may be the caller's own words before and after the order number.
 
     The open model hears letters and the digits next to them as words ("P K two zero" as "p kane is
     aaron", "D X one zero" as "t excellent era"); offered as lead-in, those words explain the number's
@@ -151,19 +167,30 @@ def lead_in_words(heard: list[str], shapes: tuple[str, ...]) -> list[str]:
     - when the open words already hold a number of a shape, the words around it are the lead-in, digit
       words included ("the one I'm after is P K ..." has a "one" of its own);
     - otherwise the number's start was misheard: the words just before the first digit word heard are
-      left out (no lead-in digit words either: the loop would swallow the number's digits);
+      left out, and no digit word is lead-in (it would swallow the number's digits);
+    - with no digit word at all, every word may come before the number: some of them were the number
+      (not `placed`: the grammar keeps them in order, `build_lead_in_jsgf`);
     - letters of the shapes are never lead-in: they belong to the number.
     """
     tokens = [_token(word) for word in heard]
     span = _number_span(tokens, shapes)
+    digits = [i for i, token in enumerate(tokens) if token is not None and token.isdigit()]
     if span is not None:
-        lead = heard[: span[0]] + heard[span[1] :]
+        before, after = heard[: span[0]], heard[span[1] :]
     else:
-        first = next((i for i, token in enumerate(tokens) if token is not None and token.isdigit()), None)
-        kept = heard if first is None else heard[: max(0, first - _MISHEARD_BEFORE_DIGITS)] + heard[first:]
-        lead = [word for word in kept if word not in DIGIT_WORDS]
+        if digits:
+            before = heard[: max(0, digits[0] - _MISHEARD_BEFORE_DIGITS)]
+            after = heard[digits[-1] + 1 :]
+        else:
+            before, after = heard, []
+        before = [word for word in before if word not in DIGIT_WORDS]
+        after = [word for word in after if word not in DIGIT_WORDS]
     letters = {ch.lower() for shape in shapes for ch in shape if ch != "#"}
-    return [word for word in lead if _WORD.fullmatch(word) and word not in letters]
+
+    def kept(words: list[str]) -> list[str]:
+        return [word for word in words if _WORD.fullmatch(word) and word not in letters]
+
+    return LeadIn(kept(before), kept(after), placed=bool(digits))
 
 
 def grammar_words(spec: GrammarSpec) -> frozenset[str]:

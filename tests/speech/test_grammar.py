@@ -2,11 +2,12 @@
 
 from orchestrator.speech.grammar import (
     GrammarSpec,
+    LeadIn,
     build_jsgf,
     build_lead_in_jsgf,
     content_span,
     grammar_words,
-    lead_in_words,
+    lead_in_runs,
     match_intent,
     parse_order_number,
     spoken_base_word,
@@ -102,36 +103,52 @@ def test_content_span_finds_the_number_before_the_intent_and_ignores_fillers():
 
 
 def test_build_lead_in_jsgf_puts_one_order_number_among_the_words_heard():
-    """The second look's grammar: the open decode's lead-in words (not its digits) around exactly one number."""
-    jsgf = build_lead_in_jsgf(["they", "sent", "me", "a", "text", "one", "zero", "the"], ["DX####"])
+    """The second look's grammar where the open decode heard digits: the caller's words, any of them any
+    number of times, around exactly one number."""
+    jsgf = build_lead_in_jsgf(LeadIn(["they", "sent", "me"], ["please"], placed=True), ["DX####"])
     assert "<order_number> = ( d x ( <digit> | two_run_in ) <digit> <digit> <digit> );" in jsgf
-    assert "<lead> = me | sent | the | they;" in jsgf
+    assert "<lead> = me | please | sent | they;" in jsgf
     assert "public <lead_in> = <lead>* <order_number> <lead>*;" in jsgf
 
 
-def test_lead_in_words_leave_out_the_words_the_numbers_start_was_heard_as():
+def test_build_lead_in_jsgf_keeps_the_words_in_order_when_no_digit_placed_the_number():
+    """No digit heard: each word at most once, in the order heard, any left out."""
+    jsgf = build_lead_in_jsgf(LeadIn(["it", "says", "the"], [], placed=False), ["DX####"])
+    assert "public <lead_in> = [ it ] [ says ] [ the ] <order_number>;" in jsgf
+
+
+def test_lead_in_runs_leave_out_the_words_the_numbers_start_was_heard_as():
     """"Could you check on D X one zero seven one" heard openly as "t excellent era seven one": the two
     words before the first digit heard are the number's letters and first digits, not the caller's
     lead-in; offered as lead-in they would explain that audio better than "d x one zero" does."""
     heard = "could you check on t excellent era seven one for me".split()
-    assert lead_in_words(heard, ("DX####",)) == ["could", "you", "check", "on", "t", "for", "me"]
+    assert lead_in_runs(heard, ("DX####",)) == LeadIn(["could", "you", "check", "on", "t"], ["for", "me"], placed=True)
 
 
-def test_lead_in_words_around_a_number_the_open_decode_heard_keep_their_own_digits():
+def test_lead_in_runs_around_a_number_the_open_decode_heard_keep_their_own_digits():
     """"The one I'm after is P K ...": the open words held a whole number, so everything around it is
     lead-in, the caller's own "one" included, and the number's letters never are."""
-    heard = "right so the one i'm after is p k two zero nine four four".split()
-    assert lead_in_words(heard, ("DX####", "PK#####")) == ["right", "so", "the", "one", "i'm", "after", "is"]
+    heard = "right so the one i'm after is p k two zero nine four four thanks".split()
+    assert lead_in_runs(heard, ("DX####", "PK#####")) == LeadIn(
+        ["right", "so", "the", "one", "i'm", "after", "is"], ["thanks"], placed=True
+    )
 
 
-def test_lead_in_words_never_offer_the_shapes_letters():
+def test_lead_in_runs_never_offer_the_shapes_letters():
     """A stray "p" heard before a misheard number belongs to the number, not to the lead-in."""
     heard = "please look at order p kane is aaron nine five seven".split()
-    assert lead_in_words(heard, ("PK#####",)) == ["please", "look", "at", "order", "kane"]
+    assert lead_in_runs(heard, ("PK#####",)) == LeadIn(["please", "look", "at", "order", "kane"], [], placed=True)
+
+
+def test_lead_in_runs_without_a_digit_heard_offer_every_word_before_the_number():
+    """"It says D X one zero four two" heard openly as "it says the excellence era far to you": no digit
+    says where the number began, so every word may come before it; the grammar keeps them in order, and the
+    decoder offers fewer when the number's own words among them leave it no path (`_number_among`)."""
+    heard = "it says the excellence era far to you".split()
+    assert lead_in_runs(heard, ("DX####",)) == LeadIn(heard, [], placed=False)
 
 
 def test_build_lead_in_jsgf_without_words_is_the_number_alone():
     """Nothing heard but digits: the grammar is one order number."""
-    jsgf = build_lead_in_jsgf(["five", "five"], ["#####"])
+    jsgf = build_lead_in_jsgf(LeadIn([], [], placed=True), ["#####"])
     assert "public <lead_in> = <order_number>;" in jsgf
-    assert "<lead>" not in jsgf.replace("<lead_in>", "")

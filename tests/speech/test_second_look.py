@@ -43,6 +43,24 @@ def test_a_number_after_words_no_grammar_holds_is_heard_on_the_second_look(decod
 @pytest.mark.parametrize(
     ("line", "number"),
     [
+        ("Hi, I have a reference here, it says D X one zero four two.", "DX1042"),  # "...the excellence era far to you"
+        ("Okay, the order is D X one zero four two.", "DX1042"),  # "okay the yard areas the excellent air authority of"
+    ],
+)
+def test_a_number_the_open_decode_heard_only_as_words_is_found_after_the_callers_own(decoder, line, number):
+    """slt's "D X one zero four two" after a lead-in comes back from the open decode with no digit at all.
+    Offered before the number in the order heard, the words that were the number leave the grammar no path
+    to its end; with fewer of them offered, the caller's own words explain the lead-in and the shape the
+    number."""
+    decoded = decoder.recognize(_said(line, "slt"), SEARCH_NUMBERS)
+    assert parse_order_number(decoded.text, CONFIG.shapes) == number, decoded
+    assert decoded.confidence >= MIN_CONFIDENCE
+    assert not decoded.open_vocabulary
+
+
+@pytest.mark.parametrize(
+    ("line", "number"),
+    [
         ("Could you check on D X one zero seven one for me?", "DX1071"),  # open: "t excellent era seven one"
         ("Please look at order P K two zero nine five seven.", "PK20957"),  # open: "p kane is aaron nine ..."
     ],
@@ -160,3 +178,12 @@ def test_an_intent_said_plainly_stays_an_intent(decoder, line):
     """The number reading of a plain intent fits worse than the intent: nothing changes."""
     decoded = decoder.recognize(_said(line, "kal16"), SEARCH_NUMBERS)
     assert parse_order_number(decoded.text, CONFIG.shapes) is None, decoded
+
+
+def test_a_short_answer_both_recognisers_heard_alike_is_understood(decoder):
+    """awb's "Yes." scores 0.22 in the grammar and comes back from the open decode as "us": the same sounds,
+    so the grammar's "yes" stands, as sure as the open decode and, like it, never decisive alone."""
+    decoded = decoder.recognize(_said("Yes.", "awb"), SEARCH_NUMBERS)
+    assert decoded.text == "yes", decoded
+    assert decoded.confidence >= MIN_CONFIDENCE
+    assert decoded.rescued
