@@ -536,6 +536,9 @@ class GrammarDecoder:
             # "us" 0.59): the grammar's words, as sure as the open decode, and as it never decisive alone.
             return replace(first, confidence=heard.confidence, whole_confidence=heard.whole_confidence, rescued=True)
         spec = self._specs.get(self._search)
+        phrase = self._phrase_alike(heard, spec)
+        if phrase is not None:  # awb's "yes" at 30 dB: "no it's" to the grammar, "us" to the open decode
+            return replace(heard, text=phrase, open_vocabulary=False)
         # Open words understood, else the grammar's own result if that was (its key words were clear).
         fallback = heard if heard.confidence >= MIN_CONFIDENCE or first.confidence < MIN_CONFIDENCE else first
         if spec is None or not spec.shapes or not heard.text:
@@ -545,6 +548,19 @@ class GrammarDecoder:
         if number.confidence >= MIN_CONFIDENCE and parse_order_number(number.text, spec.shapes):
             return number
         return fallback
+
+    def _phrase_alike(self, heard: Decoded, spec: GrammarSpec | None) -> str | None:
+        """The one intent phrase of the grammar that the open decode's words, all of them, sound like."""
+        if spec is None or heard.confidence < MIN_CONFIDENCE or not heard.text:
+            return None
+        words = heard.text.split()
+        alike = {
+            phrase
+            for phrases in spec.intents.values()
+            for phrase in phrases
+            if sound_alike(phrase.split(), words, self._decoder.lookup_word)
+        }
+        return alike.pop() if len(alike) == 1 else None
 
     def _number_among(self, lead: LeadIn, spec: GrammarSpec) -> Decoded:
         """An order number among the caller's own words (`build_lead_in_jsgf`); where the open decode heard

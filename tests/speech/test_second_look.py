@@ -9,7 +9,7 @@ from orchestrator.brains.cascade import policy_config
 from orchestrator.flow import load_flow
 from orchestrator.speech.asr import MIN_CONFIDENCE, SEARCH_NUMBERS, GrammarDecoder
 from orchestrator.speech.grammar import parse_order_number
-from orchestrator.speech.voices import synthesize_caller
+from orchestrator.speech.voices import add_noise, synthesize_caller
 from tests.flows import ORDER_STATUS
 
 CONFIG = policy_config(load_flow(ORDER_STATUS))
@@ -187,3 +187,19 @@ def test_a_short_answer_both_recognisers_heard_alike_is_understood(decoder):
     assert decoded.text == "yes", decoded
     assert decoded.confidence >= MIN_CONFIDENCE
     assert decoded.rescued
+
+
+def test_open_words_that_sound_like_one_of_the_grammars_phrases_are_that_phrase(decoder):
+    """At 30 dB the grammar hears awb's "Yes." as "no it's" (0.01) and the open decode as "us" (0.67): every
+    word of it sounds like the phrase "yes" and no other, so it is "yes", never decisive alone."""
+    decoded = decoder.recognize(_PAD + add_noise(synthesize_caller("Yes.", "awb"), 30, seed=3) + _PAD, SEARCH_NUMBERS)
+    assert decoded.text == "yes", decoded
+    assert decoded.confidence >= MIN_CONFIDENCE
+    assert decoded.rescued and not decoded.open_vocabulary
+
+
+def test_open_words_that_sound_like_no_phrase_stay_the_callers_words(decoder):
+    """"This." is one consonant away from "yes": it stays what the caller said, not an answer."""
+    decoded = decoder.recognize(_said("This.", "kal16"), SEARCH_NUMBERS)
+    assert decoded.text == "this", decoded
+    assert decoded.open_vocabulary
