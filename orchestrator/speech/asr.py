@@ -99,6 +99,14 @@ _SECOND_OPEN: Final = "second_open"
 _SECOND_LEAD_IN: Final = "second_lead_in"
 # Shorter audio is a click or a breath: nothing a second look could make words of.
 _SECOND_LOOK_MIN_MS = 300
+# A number the second look finds where its open decode heard no digit at all is a shape fitted to words:
+# right at 0.86-0.96 (slt's "it says D X one zero four two"), invented at 0.64-0.66 from "the thing I
+# ordered last week" and "I don't have the number with me" (awb, known callers who then heard a number read
+# back instead of their order).
+_UNPLACED_NUMBER_CONFIDENCE = 0.75
+# ...and finding it may take a few decodes of the whole utterance (`_number_among`); past this, the caller
+# is waiting: a long utterance with many words took 1.2 s on an idle core.
+_NUMBER_AMONG_BUDGET_S = 0.5
 # An intent heard in less than this is a "yes", "bye", "a person": too short to hide an order number.
 _NUMBER_CHECK_MIN_MS = 1500
 # The grammar searches' settings (read by pocketsphinx when a search is added; the language model keeps
@@ -544,8 +552,10 @@ class GrammarDecoder:
         if spec is None or not spec.shapes or not heard.text:
             return fallback if heard.text else first
         words = [w for w in heard.text.split() if self._decoder.lookup_word(w) is not None]
-        number = self._number_among(lead_in_runs(words, spec.shapes), spec)
-        if number.confidence >= MIN_CONFIDENCE and parse_order_number(number.text, spec.shapes):
+        lead = lead_in_runs(words, spec.shapes)
+        number = self._number_among(lead, spec)
+        trusted = MIN_CONFIDENCE if lead.placed else _UNPLACED_NUMBER_CONFIDENCE
+        if number.confidence >= trusted and parse_order_number(number.text, spec.shapes):
             return number
         return fallback
 
@@ -578,19 +588,22 @@ class GrammarDecoder:
             self._decoder.add_jsgf_string(_SECOND_LEAD_IN, build_lead_in_jsgf(offered, spec.shapes))
             return self._decode_again(_SECOND_LEAD_IN, numbers_only)
 
+        started = time.perf_counter()
         whole = decode(lead)
         if whole.text or lead.placed or not lead.before:
             return whole
         low, high = 0, len(lead.before) - 1  # the most words in [low, high] that still decode
         decoded: dict[int, Decoded] = {}
-        while low < high:
+        while low < high and time.perf_counter() - started < _NUMBER_AMONG_BUDGET_S:
             middle = (low + high + 1) // 2
             decoded[middle] = decode(LeadIn(lead.before[:middle], [], placed=False))
             if decoded[middle].text:
                 low = middle
             else:
                 high = middle - 1
-        return decoded[low] if low in decoded else decode(LeadIn(lead.before[:low], [], placed=False))
+        if low == high:
+            return decoded[low] if low in decoded else decode(LeadIn(lead.before[:low], [], placed=False))
+        return decoded.get(low, whole)  # out of time: the most words that decoded, else nothing
 
     def _open_words(self) -> Decoded:
         """The open decoder's words for this utterance (it heard the audio as it came)."""
