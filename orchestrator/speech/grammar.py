@@ -10,7 +10,7 @@ This module is pure text: no decoder, no audio, no flow import — `GrammarSpec`
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 

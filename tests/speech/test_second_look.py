@@ -195,7 +195,8 @@ def test_open_words_that_sound_like_one_of_the_grammars_phrases_are_that_phrase(
     decoded = decoder.recognize(_PAD + add_noise(synthesize_caller("Yes.", "awb"), 30, seed=3) + _PAD, SEARCH_NUMBERS)
     assert decoded.text == "yes", decoded
     assert decoded.confidence >= MIN_CONFIDENCE
-    assert decoded.rescued and not decoded.open_vocabulary
+    assert decoded.rescued
+    assert not decoded.open_vocabulary
 
 
 def test_open_words_that_sound_like_no_phrase_stay_the_callers_words(decoder):
