@@ -22,11 +22,11 @@ _WEAK_ONSETS = frozenset({"Y", "W", "HH"})
 
 
 def sound_skeleton(phones: Iterable[str]) -> tuple[str, ...]:
-    """A word's (or words') phones as consonants and vowel places: "Y EH S" -> ("V", "S")."""
+    """One word's phones as consonants and vowel places: "Y EH S" -> ("V", "S")."""
     skeleton: list[str] = []
     for phone in phones:
         phone = phone.rstrip("012")  # stress marks, where a dictionary keeps them
-        if phone in _WEAK_ONSETS and (not skeleton or skeleton[-1] == "|"):
+        if phone in _WEAK_ONSETS and not skeleton:
             continue
         if phone in _VOWELS:
             phone = "V"
@@ -48,11 +48,11 @@ def sound_alike(
     for words in (list(first), list(second)):
         if not words:
             return False
-        phones: list[str] = []
+        skeleton: list[str] = []
         for word in words:
             spoken = pronounce(word)
             if not spoken:
                 return False
-            phones += ["|", *spoken.split()]
-        skeletons.append(tuple(p for p in sound_skeleton(phones) if p != "|"))
+            skeleton += sound_skeleton(spoken.split())
+        skeletons.append(skeleton)
     return skeletons[0] == skeletons[1] and any(p != "V" for p in skeletons[0])
