@@ -286,7 +286,6 @@ class PolicyDialogue:
         self._choices: tuple[Mapping[str, JSONValue], ...] = ()  # orders to pick from ("which one?")
         self._misses = 0  # turns in a row not understood
         self._lookups = 0
-        self._turns = 0  # caller turns heard
         self._by_phone: set[str] = set()  # pending lookups by the caller's number
         self._caller_orders: int | None = None
         self._keypad_offered = False
@@ -393,7 +392,6 @@ class PolicyDialogue:
             # A cough, a click, a breath: no words at all. Not a turn the caller took, and not a miss that
             # should bring the offer of a person closer; the question, or the reprompt, is said again.
             return self._not_understood(counts=False)
-        self._turns += 1
         if heard.confidence < self._config.understood:
             return self._not_understood()
         number = parse_order_number(text, self._config.shapes) if self._takes_numbers() else None
@@ -493,18 +491,24 @@ class PolicyDialogue:
         return self._perform(rule)
 
     def _not_understood(self, *, counts: bool = True) -> list[Step]:
-        """A reprompt, then the offer of a person; a known caller's first turn is a lookup by phone.
+        """A reprompt, then the offer of a person; a known caller not understood before any lookup hears
+        the orders placed from their number.
 
         `counts=False` (no words at all: noise) repeats the prompt without counting towards the offer.
         """
         if not counts:
             return [self._question.text] if self._question is not None else [self._moment("not_understood")]
         by_phone = self._by_phone_rule()
+        # Not only the first turn: "Am I talking to a machine?" heard as a wish for a person, then "Okay.
+        # Where's my fridge?" not understood, was asked about a colleague again and again. Before anything
+        # was looked up, what a known caller wants is most likely the order on record, and a lookup by
+        # phone costs them nothing (a caller who wanted a person can still ask). A caller who has said an
+        # order number is working by number: their turns are read back and asked again instead.
         if (
             by_phone is not None
             and self._caller_orders
-            and self._turns == 1  # the first thing the caller said, not an answer to a later question
             and self._lookups == 0
+            and "request" not in self._context
             and by_phone.tool in self._state.tools
         ):
             self._question = None
@@ -537,7 +541,6 @@ class PolicyDialogue:
 
     def _typed(self, keys: Keypad) -> list[Step]:
         """A keypad entry: exact, so a typed order number is looked up without a read-back."""
-        self._turns += 1
         if keys.intent is not None and keys.intent != "order_number":
             rule = self._rule(keys.intent)
             if rule is None or (rule.say is None and rule.tool is None):

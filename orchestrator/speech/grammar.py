@@ -30,6 +30,7 @@ __all__ = [
     "parse_order_number",
     "spoken_base_word",
     "spoken_order_number",
+    "words_under_number",
 ]
 
 DIGIT_WORDS: Mapping[str, str] = {
@@ -191,6 +192,29 @@ def lead_in_runs(heard: list[str], shapes: tuple[str, ...]) -> LeadIn:
         return [word for word in words if _WORD.fullmatch(word) and word not in letters]
 
     return LeadIn(kept(before), kept(after), placed=bool(digits))
+
+
+def words_under_number(heard: list[str], decoded: list[str], shapes: tuple[str, ...]) -> list[str]:
+    """The open decode's words that a number decoded among them (`build_lead_in_jsgf`) did not keep.
+
+    The lead-in grammar offers the heard words, in order, before the number; those it kept are the
+    decoded words before the number, and the rest were explained by the number's own sounds. When those
+    are an intent's words ("where's my delivery" decoded as "where's nine oh one three eight"), the number
+    was fitted over what the caller asked.
+
+    >>> words_under_number(["where's", "my", "delivery"], ["where's", "nine", "oh", "one", "three", "eight"], ("#####",))
+    ['my', 'delivery']
+    """
+    span = _number_span([_token(word) for word in decoded], shapes)
+    kept = decoded[: span[0]] if span is not None else decoded
+    left: list[str] = []
+    at = 0
+    for word in heard:
+        if at < len(kept) and word == kept[at]:
+            at += 1
+        else:
+            left.append(word)
+    return left
 
 
 def grammar_words(spec: GrammarSpec) -> frozenset[str]:

@@ -268,8 +268,23 @@ async def test_a_known_caller_can_still_give_an_order_number():
     ]
 
 
-async def test_only_the_first_turn_not_understood_becomes_a_lookup_by_phone():
-    """An unclear answer to a later question (a read-back) repeats that question instead."""
+async def test_a_known_caller_not_understood_later_before_any_lookup_hears_their_orders():
+    """Misheard as wanting a person, then not understood: still nothing looked up, so the orders by phone.
+
+    "Am I talking to a machine?" was asked about a colleague; "Okay. Where's my fridge?" (heard at 0.41)
+    used to bring that question back until the caller gave up.
+    """
+    dialogue, _ = await _identifying(caller_orders=1)
+    assert await _say(dialogue, "am i talking to an agent", confidence=0.6) == [
+        "Would you like me to connect you to a colleague?"
+    ]
+    steps = await _say(dialogue, "okay where's my fridge", confidence=0.41)
+    assert steps[0] == "Let me check the orders placed from this number."
+    assert _tools(steps) == [("lookup_order", {})]
+
+
+async def test_a_known_caller_who_said_an_order_number_is_asked_again_not_looked_up_by_phone():
+    """An unclear answer to a read-back repeats it: the caller is working by number."""
     dialogue, _ = await _identifying(caller_orders=1)
     await _say(dialogue, "d x one oh four three")
     assert await _say(dialogue, "no that's wrong", confidence=0.2) == [
@@ -278,7 +293,7 @@ async def test_only_the_first_turn_not_understood_becomes_a_lookup_by_phone():
 
 
 async def test_after_a_lookup_not_understood_is_a_reprompt_again():
-    """Only the first turn falls back to the orders by phone; later ones are reprompted."""
+    """Only turns before the first lookup fall back to the orders by phone; later ones are reprompted."""
     dialogue, _ = await _identifying(caller_orders=1)
     call = (await _say(dialogue, "mumble", confidence=0.1))[-1]
     await _steps(dialogue.on_state(NARRATING))

@@ -12,6 +12,7 @@ from orchestrator.speech.grammar import (
     parse_order_number,
     spoken_base_word,
     spoken_order_number,
+    words_under_number,
 )
 from orchestrator.speech.swahili import SWAHILI_DIGIT_WORDS
 
@@ -152,3 +153,11 @@ def test_build_lead_in_jsgf_without_words_is_the_number_alone():
     """Nothing heard but digits: the grammar is one order number."""
     jsgf = build_lead_in_jsgf(LeadIn([], [], placed=True), ["#####"])
     assert "public <lead_in> = <order_number>;" in jsgf
+
+
+def test_the_words_a_number_took_the_place_of_are_those_it_did_not_keep():
+    """The lead-in grammar keeps some heard words before the number; the rest were explained by the number."""
+    heard = ["any", "updates", "on", "my", "delivery"]
+    decoded = ["any", "updates", "on", "nine", "oh", "oh", "one", "three"]
+    assert words_under_number(heard, decoded, ("#####",)) == ["my", "delivery"]
+    assert words_under_number(["it", "says", "the", "excellence"], ["it", "says", "d", "x", "one", "zero", "four", "two"], ("DX####",)) == ["the", "excellence"]
