@@ -419,6 +419,12 @@ class PolicyDialogue:
         if not answers_question and (rule is None or (rule.say is None and rule.tool is None)):
             # A yes or no that answers nothing, or an intent with nothing to do in this state.
             return self._not_understood()
+        if by_keywords and heard.confidence < self._config.sure and self._is_decisive(rule):
+            # One key word in loosely heard open words is not enough to raise ending or handing over: slt's
+            # "the number on my receipt is P K ..." at 30 dB came back "yeah someone her and my receive if
+            # he gave..." (0.69), "someone" asked about a colleague, and the caller's "Yes." (meant for a
+            # read-back) transferred the call.
+            return self._not_understood()
         self._misses = 0
         self._question = None
         if question is not None and intent == self._config.yes_intent:
@@ -665,6 +671,10 @@ class PolicyDialogue:
         if own.say is None and own.tool is None and overall is not None:
             return overall
         return own
+
+    def _is_decisive(self, rule: IntentRule | None) -> bool:
+        """Whether acting on `rule` ends the call or hands it over."""
+        return rule is not None and rule.tool is not None and rule.tool in self._config.decisive
 
     def _by_phone_rule(self) -> IntentRule | None:
         """The intent that looks the caller's orders up by their number (the number tool, no number)."""

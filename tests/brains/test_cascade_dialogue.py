@@ -180,6 +180,15 @@ async def test_a_request_for_a_person_in_the_callers_own_words_is_asked_about_fi
     ]
 
 
+async def test_one_key_word_in_loosely_heard_words_raises_no_question_about_a_person():
+    """slt's "the number on my receipt is P K ..." at 30 dB, heard as garbled words holding "someone" (0.69):
+    below `sure`, a key word alone is not understood, so a "Yes." meant for a read-back cannot transfer."""
+    dialogue, _ = await _identifying()
+    garbled = _own_words("yeah someone her and my receive if he gave vieira mind free one", 0.69)
+    assert await _steps(dialogue.on_caller(garbled)) == [NOT_UNDERSTOOD]
+    assert _tools(await _say(dialogue, "yes")) == []
+
+
 async def test_a_flow_phrase_in_the_second_looks_guess_is_asked_about_before_a_transfer():
     """The second look's language model ran a read-out number into "speak to a human": asked, never acted on.
 
