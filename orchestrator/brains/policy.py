@@ -454,17 +454,27 @@ class PolicyDialogue:
         if not self._config.confirm_say:
             return self._look_up(number)
         read_back = self._render(self._config.confirm_say)
-        no_rule = self._rules.get(self._config.no_intent)
-        self._ask(
-            read_back,
-            yes=lambda: self._look_up(number),
-            no=lambda: (
-                [self._render(no_rule.say)]
-                if no_rule is not None and no_rule.say
-                else self._say_reply(self._state.name)
-            ),
-        )
+        self._ask(read_back, yes=lambda: self._look_up(number), no=self._wrong_number)
         return [read_back]
+
+    def _wrong_number(self) -> list[Step]:
+        """The caller said no to the number read back: ask again, or offer a known caller their orders.
+
+        A known caller's words fitted to a number by the grammar ("thanks yes seven nine oh three nine" for
+        "I'm just checking on the thing I ordered last week", at 30 dB) were read back; asked for the number
+        again, they could not give one, and the offer of their orders had been made only once, at the start.
+        """
+        self._context.pop("request", None)  # not the number they meant: no longer working by number
+        if self._offers_known_orders():
+            by_phone = self._by_phone_rule()
+            assert by_phone is not None
+            offer = self._moment("known_caller")
+            self._ask(offer, yes=lambda: self._perform(by_phone), no=lambda: self._say_reply(self._state.name))
+            return [offer]
+        no_rule = self._rules.get(self._config.no_intent)
+        if no_rule is not None and no_rule.say:
+            return [self._render(no_rule.say)]
+        return self._say_reply(self._state.name)
 
     def _act(self, rule: IntentRule, *, sure: bool) -> list[Step]:
         """Do what an understood intent asks: a decisive tool heard without certainty is asked first."""

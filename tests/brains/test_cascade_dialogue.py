@@ -277,6 +277,22 @@ async def test_a_known_caller_can_still_give_an_order_number():
     ]
 
 
+async def test_a_known_caller_saying_no_to_a_number_read_back_is_offered_their_orders_again():
+    """Words fitted to a number and read back: after the caller's no, their orders by phone, or a number."""
+    dialogue, _ = await _identifying(caller_orders=1)
+    await _say(dialogue, "thanks yes seven nine oh three nine order number")
+    assert await _say(dialogue, "no") == [KNOWN_CALLER]
+    steps = await _say(dialogue, "yes please")
+    assert _tools(steps) == [("lookup_order", {})]
+
+
+async def test_an_unknown_caller_saying_no_to_a_number_read_back_is_asked_for_it_again():
+    dialogue, _ = await _identifying()
+    await _say(dialogue, "d x one oh four three")
+    assert await _say(dialogue, "no") == ["Sorry about that. Please say the order number again."]
+    assert await _say(dialogue, "d x one oh four two") == ["Order D X one zero four two, is that right?"]
+
+
 async def test_a_known_caller_not_understood_later_before_any_lookup_hears_their_orders():
     """Misheard as wanting a person, then not understood: still nothing looked up, so the orders by phone.
 
