@@ -51,10 +51,9 @@ from orchestrator.speech.grammar import (
     content_span,
     grammar_words,
     lead_in_runs,
-    match_intent,
+    number_took_intent,
     parse_order_number,
     spoken_base_word,
-    words_under_number,
 )
 from orchestrator.speech.sounds import sound_alike
 
@@ -573,9 +572,7 @@ class GrammarDecoder:
         trusted = MIN_CONFIDENCE if lead.placed else _UNPLACED_NUMBER_CONFIDENCE
         if number.confidence < trusted or parse_order_number(number.text, spec.shapes) is None:
             return fallback
-        if not lead.placed and match_intent(
-            " ".join(words_under_number(words, number.text.split(), spec.shapes)), spec.intents
-        ):
+        if not lead.placed and number_took_intent(words, number.text.split(), spec):
             # No digit heard, and the number took the place of an intent's own words: "where's my delivery"
             # (open decode, 0.70) fitted to "where's nine oh one three eight" (0.76). What was asked stands.
             return fallback

@@ -27,10 +27,10 @@ __all__ = [
     "grammar_words",
     "lead_in_runs",
     "match_intent",
+    "number_took_intent",
     "parse_order_number",
     "spoken_base_word",
     "spoken_order_number",
-    "words_under_number",
 ]
 
 DIGIT_WORDS: Mapping[str, str] = {
@@ -194,27 +194,41 @@ def lead_in_runs(heard: list[str], shapes: tuple[str, ...]) -> LeadIn:
     return LeadIn(kept(before), kept(after), placed=bool(digits))
 
 
-def words_under_number(heard: list[str], decoded: list[str], shapes: tuple[str, ...]) -> list[str]:
-    """The open decode's words that a number decoded among them (`build_lead_in_jsgf`) did not keep.
+def number_took_intent(
+    heard: list[str], decoded: list[str], spec: GrammarSpec
+) -> bool:
+    """Whether a number decoded among the open decode's words (`build_lead_in_jsgf`) took the place of
+    any word of an intent's phrase among them.
 
-    The lead-in grammar offers the heard words, in order, before the number; those it kept are the
-    decoded words before the number, and the rest were explained by the number's own sounds. When those
-    are an intent's words ("where's my delivery" decoded as "where's nine oh one three eight"), the number
-    was fitted over what the caller asked.
+    The lead-in grammar offers the heard words, in order, before the number; those it kept are the decoded
+    words before the number, and the rest were explained by the number's own sounds. When one of those is
+    part of an intent's phrase as heard ("where's my delivery" decoded as "where's nine oh one three eight",
+    "by any updates on my delivery" as "by any updates on my eight oh oh one three"), the number was fitted
+    over what the caller asked.
 
-    >>> words_under_number(["where's", "my", "delivery"], ["where's", "nine", "oh", "one", "three", "eight"], ("#####",))
-    ['my', 'delivery']
+    >>> spec = GrammarSpec(shapes=("#####",), intents={"status": ("my delivery",)})
+    >>> number_took_intent(["where's", "my", "delivery"], ["where's", "my", "nine", "oh", "one", "three", "eight"], spec)
+    True
+    >>> number_took_intent(["my", "delivery", "is", "the", "excellence"], ["my", "delivery", "is", "one", "two", "three", "four", "five"], spec)
+    False
     """
-    span = _number_span([_token(word) for word in decoded], shapes)
+    span = _number_span([_token(word) for word in decoded], spec.shapes)
     kept = decoded[: span[0]] if span is not None else decoded
-    left: list[str] = []
+    taken: set[int] = set()
     at = 0
-    for word in heard:
+    for index, word in enumerate(heard):
         if at < len(kept) and word == kept[at]:
             at += 1
         else:
-            left.append(word)
-    return left
+            taken.add(index)
+    padded = [word.lower() for word in heard]
+    for phrases in spec.intents.values():
+        for phrase in phrases:
+            words = phrase.split()
+            for start in range(len(padded) - len(words) + 1):
+                if padded[start : start + len(words)] == words and taken & set(range(start, start + len(words))):
+                    return True
+    return False
 
 
 def grammar_words(spec: GrammarSpec) -> frozenset[str]:

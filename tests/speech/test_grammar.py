@@ -9,10 +9,10 @@ from orchestrator.speech.grammar import (
     grammar_words,
     lead_in_runs,
     match_intent,
+    number_took_intent,
     parse_order_number,
     spoken_base_word,
     spoken_order_number,
-    words_under_number,
 )
 from orchestrator.speech.swahili import SWAHILI_DIGIT_WORDS
 
@@ -155,9 +155,12 @@ def test_build_lead_in_jsgf_without_words_is_the_number_alone():
     assert "public <lead_in> = <order_number>;" in jsgf
 
 
-def test_the_words_a_number_took_the_place_of_are_those_it_did_not_keep():
-    """The lead-in grammar keeps some heard words before the number; the rest were explained by the number."""
-    heard = ["any", "updates", "on", "my", "delivery"]
-    decoded = ["any", "updates", "on", "nine", "oh", "oh", "one", "three"]
-    assert words_under_number(heard, decoded, ("#####",)) == ["my", "delivery"]
-    assert words_under_number(["it", "says", "the", "excellence"], ["it", "says", "d", "x", "one", "zero", "four", "two"], ("DX####",)) == ["the", "excellence"]
+def test_a_number_that_took_the_place_of_an_intents_words_is_noticed():
+    """The lead-in grammar keeps some heard words before the number; the rest were the number's sounds."""
+    spec = GrammarSpec(shapes=("DX####", "#####"), intents={"status": ("my delivery",), "human": ("a person",)})
+    heard = ["by", "any", "updates", "on", "my", "delivery"]
+    assert number_took_intent(heard, ["by", "any", "updates", "on", "my", "eight", "oh", "oh", "one", "three"], spec)
+    assert number_took_intent(heard, ["by", "any", "updates", "on", "nine", "oh", "oh", "one", "three"], spec)
+    # "my order is" kept before the number, only the words that were the number taken: the number stands
+    lead_in = ["my", "delivery", "is", "the", "excellence", "era"]
+    assert not number_took_intent(lead_in, ["my", "delivery", "is", "d", "x", "one", "zero", "four", "two"], spec)
