@@ -38,7 +38,7 @@ from orchestrator.speech.grammar import (
     parse_order_number,
     spoken_order_number,
 )
-from orchestrator.speech.keywords import intent_keywords, match_keywords
+from orchestrator.speech.keywords import intent_keywords, keywords_heard, match_keywords
 
 __all__ = [
     "BUILTIN_PHRASES",
@@ -419,11 +419,16 @@ class PolicyDialogue:
         if not answers_question and (rule is None or (rule.say is None and rule.tool is None)):
             # A yes or no that answers nothing, or an intent with nothing to do in this state.
             return self._not_understood()
-        if by_keywords and heard.confidence < self._config.sure and self._is_decisive(rule):
+        if (
+            by_keywords
+            and heard.confidence < self._config.sure
+            and self._is_decisive(rule)
+            and keywords_heard(text, self._keywords(phrases).get(intent, frozenset())) < 2
+        ):
             # One key word in loosely heard open words is not enough to raise ending or handing over: slt's
             # "the number on my receipt is P K ..." at 30 dB came back "yeah someone her and my receive if
             # he gave..." (0.69), "someone" asked about a colleague, and the caller's "Yes." (meant for a
-            # read-back) transferred the call.
+            # read-back) transferred the call. "can i talk to real person about it" (two) is still asked.
             return self._not_understood()
         self._misses = 0
         self._question = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-__all__ = ["intent_keywords", "match_keywords", "stem"]
+__all__ = ["intent_keywords", "keywords_heard", "match_keywords", "stem"]
 
 _WORD = re.compile(r"[a-z']+")
 # Words that say nothing about what the caller wants, whichever phrase they appear in.
@@ -63,3 +63,8 @@ def match_keywords(text: str, keywords: Mapping[str, frozenset[str]]) -> str | N
     if not scores or (len(scores) > 1 and scores[0][0] == scores[1][0]):
         return None
     return scores[0][1]
+
+
+def keywords_heard(text: str, keywords: frozenset[str]) -> int:
+    """How many of one intent's `keywords` (stems) occur in `text`."""
+    return len({stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP} & keywords)

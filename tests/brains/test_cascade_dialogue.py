@@ -189,6 +189,13 @@ async def test_one_key_word_in_loosely_heard_words_raises_no_question_about_a_pe
     assert _tools(await _say(dialogue, "yes")) == []
 
 
+async def test_two_key_words_in_loosely_heard_words_are_still_asked_about():
+    """awb's "Can I talk to a real person about it?" heard without the "a" of the phrase, at 0.6."""
+    dialogue, _ = await _identifying()
+    steps = await _steps(dialogue.on_caller(_own_words("can i talk to real person about it", 0.6)))
+    assert steps == ["Would you like me to connect you to a colleague?"]
+
+
 async def test_a_flow_phrase_in_the_second_looks_guess_is_asked_about_before_a_transfer():
     """The second look's language model ran a read-out number into "speak to a human": asked, never acted on.
 
