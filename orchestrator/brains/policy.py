@@ -395,6 +395,11 @@ class PolicyDialogue:
         if heard.confidence < self._config.understood:
             return self._not_understood()
         number = parse_order_number(text, self._config.shapes) if self._takes_numbers() else None
+        asked = self._known_callers_question(heard) if number is not None else None
+        if asked is not None:
+            self._misses = 0
+            self._question = None
+            return self._perform(asked)
         if number is not None:
             self._misses = 0
             self._question = None
@@ -446,6 +451,22 @@ class PolicyDialogue:
             and not heard.rescued
         )
         return self._act(rule, sure=sure)
+
+    def _known_callers_question(self, heard: Recognition) -> IntentRule | None:
+        """A lookup by phone a known caller asked for, in words the recogniser fitted a number to.
+
+        The second look found the number among open words with no digit heard (`heard_as_words`): rms's
+        "Sorry about that. Is my parcel on the way?" came back "...is my parcel oh one two one eight". When
+        those words hold a phrase of an intent that looks orders up by phone, and the caller has orders on
+        record, nothing looked up and no number said yet, that is what they asked; a number is read back
+        to anyone else.
+        """
+        words = heard.heard_as_words
+        if not words or not self._offers_known_orders() or "request" in self._context:
+            return None
+        intent = match_intent(words, self._phrases())
+        rule = self._rule(intent) if intent is not None else None
+        return rule if rule is not None and self._is_by_phone(rule) else None
 
     def _on_number(self, number: str) -> list[Step]:
         for order in self._choices:

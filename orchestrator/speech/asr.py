@@ -216,6 +216,11 @@ class Recognition:
     # "Hello? It's P K two zero nine three one"). Read it for intents, but never end or hand over a call
     # on it alone: ask first.
     rescued: bool = False
+    # When `text` is an order number the second look fitted among open words with no digit heard: those
+    # words ("sorry about that is my parcel on the way" for "...is my parcel oh one two one eight"), what
+    # the caller may have asked instead. A caller with orders on record who asked about them is answered
+    # from those (the policy); anyone else hears the number read back.
+    heard_as_words: str | None = None
 
     @property
     def understood(self) -> bool:
@@ -238,6 +243,7 @@ class Decoded:
     first_pass_ms: float = 0.0
     second_look_ms: float | None = None
     rescued: bool = False  # the second look's open words (see `Recognition.rescued`)
+    heard_as_words: str | None = None  # see `Recognition.heard_as_words`
 
 
 def confidence_from_margin(margin: float | None) -> float:
@@ -576,7 +582,7 @@ class GrammarDecoder:
             # No digit heard, and the number took the place of an intent's own words: "where's my delivery"
             # (open decode, 0.70) fitted to "where's nine oh one three eight" (0.76). What was asked stands.
             return fallback
-        return number
+        return number if lead.placed else replace(number, heard_as_words=heard.text)
 
     def _phrase_alike(self, heard: Decoded, spec: GrammarSpec | None) -> str | None:
         """The one intent phrase of the grammar that the open decode's words, all of them, sound like."""
@@ -996,6 +1002,7 @@ class StreamingRecognizer:
                         first_pass_ms=decoded.first_pass_ms,
                         second_look_ms=decoded.second_look_ms,
                         rescued=decoded.rescued,
+                        heard_as_words=decoded.heard_as_words,
                     )
                 )
 

@@ -284,6 +284,35 @@ async def test_a_known_caller_can_still_give_an_order_number():
     ]
 
 
+def _fitted(number_text: str, words: str) -> Recognition:
+    """A number the second look fitted among open words with no digit heard."""
+    return Recognition(text=number_text, search="numbers", speech_ms=3200, decode_ms=40.0, confidence=0.8,
+                       heard_as_words=words)
+
+
+async def test_a_known_callers_status_question_fitted_to_a_number_is_a_lookup_by_phone():
+    """"Is my parcel on the way?" came back "...is my parcel oh one two one eight": the question stands."""
+    dialogue, _ = await _identifying(caller_orders=1)
+    fitted = _fitted("sorry about that is my parcel oh one two one eight", "sorry about that is my parcel on the way")
+    steps = await _steps(dialogue.on_caller(fitted))
+    assert steps[0] == "Let me check the orders placed from this number."
+    assert _tools(steps) == [("lookup_order", {})]
+
+
+async def test_a_number_fitted_to_an_unknown_callers_question_is_read_back():
+    """With no orders on record there is nothing to look up by phone: the number is read back."""
+    dialogue, _ = await _identifying(caller_orders=0)
+    fitted = _fitted("sorry about that is my parcel oh one two one eight", "sorry about that is my parcel on the way")
+    assert await _steps(dialogue.on_caller(fitted)) == ["Order zero one two one eight, is that right?"]
+
+
+async def test_a_known_callers_number_after_their_own_words_is_read_back():
+    """Open words with no status phrase ("it says the excellence era"): the number found among them."""
+    dialogue, _ = await _identifying(caller_orders=1)
+    fitted = _fitted("it says d x one zero four two", "it says the excellence era far to you")
+    assert await _steps(dialogue.on_caller(fitted)) == ["Order D X one zero four two, is that right?"]
+
+
 async def test_a_known_caller_saying_no_to_a_number_read_back_is_offered_their_orders_again():
     """Words fitted to a number and read back: after the caller's no, their orders by phone, or a number."""
     dialogue, _ = await _identifying(caller_orders=1)

@@ -56,6 +56,7 @@ def test_a_number_the_open_decode_heard_only_as_words_is_found_after_the_callers
     assert parse_order_number(decoded.text, CONFIG.shapes) == number, decoded
     assert decoded.confidence >= MIN_CONFIDENCE
     assert not decoded.open_vocabulary
+    assert decoded.heard_as_words  # the words it was found among, for a known caller's question
 
 
 @pytest.mark.parametrize(
