@@ -108,11 +108,12 @@ _UNPLACED_NUMBER_CONFIDENCE = 0.75
 # ...and finding it may take a few decodes of the whole utterance (`_number_among`); past this, the caller
 # is waiting: a long utterance with many words took 1.2 s on an idle core.
 _NUMBER_AMONG_BUDGET_S = 0.5
-# An intent explained over the whole utterance less well than this is one the policy asks about before
-# acting on it (its default `sure_whole`); such a result gets the second look too. slt's "Hi, any update on
-# my delivery?" was forced onto "hi an agent the number is" (key words 0.94, whole 0.35): the caller was
-# asked whether they wanted a colleague, where the open decode heard "by any update on my delivery".
-_UNSURE_INTENT_WHOLE = 0.6
+# A result explained over the whole utterance less well than this gets the second look too: an intent the
+# policy would ask about before acting on it (its default `sure_whole`), or a number whose carrier words
+# were forced. slt's "Hi, any update on my delivery?" was forced onto "hi an agent the number is" (key
+# words 0.94, whole 0.35), where the open decode heard "by any update on my delivery"; slt's "Sorry, it's
+# D X one zero four two" onto "it's i would like to one zero four two eight".
+_LOOSE_WHOLE = 0.6
 # An intent heard in less than this is a "yes", "bye", "a person": too short to hide an order number.
 _NUMBER_CHECK_MIN_MS = 1500
 # The grammar searches' settings (read by pocketsphinx when a search is added; the language model keeps
@@ -470,14 +471,9 @@ class GrammarDecoder:
         # Explained: the key words *and* the utterance as a whole (carrier phrases soaking up words the
         # grammar lacks, around a key word that happens to fit, are not an explanation).
         explained = first.confidence >= MIN_CONFIDENCE and (first.whole_confidence or 0.0) >= MIN_WHOLE_CONFIDENCE
-        unsure_intent = (
-            explained
-            and (first.whole_confidence or 0.0) < _UNSURE_INTENT_WHOLE
-            and spec is not None
-            and parse_order_number(first.text, spec.shapes) is None
-        )
+        loose = explained and spec is not None and (first.whole_confidence or 0.0) < _LOOSE_WHOLE
         if (
-            (explained and not unsure_intent)
+            (explained and not loose)
             or not self._second_look
             or first.speech_ms < _SECOND_LOOK_MIN_MS
             or (spec is not None and not _is_english(spec))  # Swahili digits: the language model is English
@@ -565,11 +561,17 @@ class GrammarDecoder:
                     first, confidence=heard.confidence, whole_confidence=heard.whole_confidence, rescued=True
                 )
         spec = self._specs.get(self._search)
-        phrase = self._phrase_alike(heard, spec)
+        # A number the grammar explained (loosely) stands unless the second look finds one more surely.
+        first_number = explained and spec is not None and parse_order_number(first.text, spec.shapes) is not None
+        phrase = None if first_number else self._phrase_alike(heard, spec)
         if phrase is not None:  # awb's "yes" at 30 dB: "no it's" to the grammar, "us" to the open decode
             return replace(heard, text=phrase, open_vocabulary=False)
         # Open words understood, else the grammar's own result if that was (its key words were clear).
-        fallback = heard if heard.confidence >= MIN_CONFIDENCE or first.confidence < MIN_CONFIDENCE else first
+        fallback = (
+            heard
+            if not first_number and (heard.confidence >= MIN_CONFIDENCE or first.confidence < MIN_CONFIDENCE)
+            else first
+        )
         if spec is None or not spec.shapes or not heard.text:
             return fallback if heard.text else first
         words = [w for w in heard.text.split() if self._decoder.lookup_word(w) is not None]
@@ -582,6 +584,8 @@ class GrammarDecoder:
             # No digit heard, and the number took the place of an intent's own words: "where's my delivery"
             # (open decode, 0.70) fitted to "where's nine oh one three eight" (0.76). What was asked stands.
             return fallback
+        if first_number and number.confidence < first.confidence:
+            return first
         return number if lead.placed else replace(number, heard_as_words=heard.text)
 
     def _phrase_alike(self, heard: Decoded, spec: GrammarSpec | None) -> str | None:

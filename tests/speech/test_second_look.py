@@ -224,3 +224,11 @@ def test_a_number_is_not_fitted_over_an_intents_own_words(decoder):
     assert parse_order_number(decoded.text, CONFIG.shapes) is None, decoded
     assert "delivery" in decoded.text.split(), decoded
 
+
+
+def test_a_number_whose_carrier_words_were_forced_gets_the_second_look(decoder):
+    """slt's "Sorry, it's D X one zero five one." is "it's i would like to one zero five oh one" to the
+    grammar (0.96, whole 0.59): "sorry" and the letters forced onto a filler and a digit. The open decode
+    placed the digits after "sorry it's", and the number found there is surer."""
+    decoded = decoder.recognize(_said("Sorry, it's D X one zero five one.", "slt"), SEARCH_NUMBERS)
+    assert parse_order_number(decoded.text, CONFIG.shapes) == "DX1051", decoded
