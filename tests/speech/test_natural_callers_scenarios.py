@@ -92,3 +92,27 @@ def test_more_scenarios_parse_and_share_no_line_or_name_with_the_other_sets():
 
     assert not lines(more) & lines(others)
     assert not {s.name for s in more} & {s.name for s in others}
+
+
+FRESH = ROOT / "bench" / "natural_callers_fresh.yaml"
+
+
+def test_fresh_scenarios_cover_every_class_and_share_no_line_or_name_with_the_other_sets():
+    """The set written after decision 0031 by another hand: every class, none of the earlier sets' lines,
+    and its known callers say no digit."""
+    bench = _bench()
+    fresh = bench.load_scenarios(FRESH)
+    assert len(fresh) >= 30
+    assert {s.kind for s in fresh} == {s.kind for s in bench.load_scenarios()}
+    others = [*bench.load_scenarios(), *bench.load_scenarios(HOLDOUT), *bench.load_scenarios(MORE)]
+
+    def lines(scenarios):
+        return {t.lower() for s in scenarios for t in s.turns if isinstance(t, str) and len(t.split()) > 3}
+
+    assert not lines(fresh) & lines(others)
+    assert not {s.name for s in fresh} & {s.name for s in others}
+    digits = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
+    for scenario in fresh:
+        if scenario.kind == "known_no_number":
+            words = {w.strip(",.?!").lower() for t in scenario.turns if isinstance(t, str) for w in t.split()}
+            assert not words & digits, scenario.name
