@@ -458,13 +458,18 @@ class PolicyDialogue:
         The second look found the number among open words with no digit heard (`heard_as_words`): rms's
         "Sorry about that. Is my parcel on the way?" came back "...is my parcel oh one two one eight". When
         those words hold a phrase of an intent that looks orders up by phone, and the caller has orders on
-        record, nothing looked up and no number said yet, that is what they asked; a number is read back
-        to anyone else.
+        record, nothing looked up and no number said yet, that is what they asked (by a phrase, or by the
+        words only that intent uses: "where" in kal16's "...find out where my stuff is", heard at 30 dB as
+        "hello five oh one two five the number is"); a number is read back to anyone else, and to a
+        caller whose words name a number ("my order number is the excellence era...").
         """
         words = heard.heard_as_words
         if not words or not self._offers_known_orders() or "request" in self._context:
             return None
-        intent = match_intent(words, self._phrases())
+        if "number" in words.split():  # "my order number is the excellence era...": giving one
+            return None
+        phrases = self._phrases()
+        intent = match_intent(words, phrases) or match_keywords(words, self._keywords(phrases))
         rule = self._rule(intent) if intent is not None else None
         return rule if rule is not None and self._is_by_phone(rule) else None
 

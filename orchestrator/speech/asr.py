@@ -576,6 +576,11 @@ class GrammarDecoder:
             return fallback if heard.text else first
         words = [w for w in heard.text.split() if self._decoder.lookup_word(w) is not None]
         lead = lead_in_runs(words, spec.shapes)
+        if first_number and not lead.placed:
+            # The grammar's number where the open decode heard no digit ("hello five oh one two five the
+            # number is" for kal16's "Hello, I'm calling to find out where my stuff is" at 30 dB): it
+            # stands unless a surer one is found, and carries the open words for a known caller's question.
+            fallback = replace(first, heard_as_words=heard.text)
         number = self._number_among(lead, spec)
         trusted = MIN_CONFIDENCE if lead.placed else _UNPLACED_NUMBER_CONFIDENCE
         if number.confidence < trusted or parse_order_number(number.text, spec.shapes) is None:
@@ -585,7 +590,7 @@ class GrammarDecoder:
             # (open decode, 0.70) fitted to "where's nine oh one three eight" (0.76). What was asked stands.
             return fallback
         if first_number and number.confidence < first.confidence:
-            return first
+            return fallback
         return number if lead.placed else replace(number, heard_as_words=heard.text)
 
     def _phrase_alike(self, heard: Decoded, spec: GrammarSpec | None) -> str | None:

@@ -313,6 +313,20 @@ async def test_a_known_callers_number_after_their_own_words_is_read_back():
     assert await _steps(dialogue.on_caller(fitted)) == ["Order D X one zero four two, is that right?"]
 
 
+async def test_a_known_callers_question_by_its_key_words_fitted_to_a_number_is_a_lookup_by_phone():
+    """kal16's "Hello, I'm calling to find out where my stuff is" at 30 dB: "where" is the status intent's."""
+    dialogue, _ = await _identifying(caller_orders=1)
+    fitted = _fitted("hello five oh one two five the number is", "hello i'm calling to find out where my stuff is")
+    assert _tools(await _steps(dialogue.on_caller(fitted))) == [("lookup_order", {})]
+
+
+async def test_a_known_caller_naming_their_order_number_hears_it_read_back():
+    """"My order number is..." holds the status phrase "my order", but the caller is giving a number."""
+    dialogue, _ = await _identifying(caller_orders=1)
+    fitted = _fitted("my order number is d x one zero four two", "my order number is the excellence era far to you")
+    assert await _steps(dialogue.on_caller(fitted)) == ["Order D X one zero four two, is that right?"]
+
+
 async def test_a_known_caller_saying_no_to_a_number_read_back_is_offered_their_orders_again():
     """Words fitted to a number and read back: after the caller's no, their orders by phone, or a number."""
     dialogue, _ = await _identifying(caller_orders=1)
