@@ -217,10 +217,10 @@ class Recognition:
     # "Hello? It's P K two zero nine three one"). Read it for intents, but never end or hand over a call
     # on it alone: ask first.
     rescued: bool = False
-    # When `text` is an order number the second look fitted among open words with no digit heard: those
-    # words ("sorry about that is my parcel on the way" for "...is my parcel oh one two one eight"), what
-    # the caller may have asked instead. A caller with orders on record who asked about them is answered
-    # from those (the policy); anyone else hears the number read back.
+    # When `text` is an order number (the second look's, or the grammar's loose one it kept) where the open
+    # decode heard no digit: those words ("sorry about that is my parcel on the way" for "...is my parcel
+    # oh one two one eight"), what the caller may have asked instead. A caller with orders on record who
+    # asked about them is answered from those (the policy); anyone else hears the number read back.
     heard_as_words: str | None = None
 
     @property
@@ -547,8 +547,8 @@ class GrammarDecoder:
         )
 
     def _look_again(self, first: Decoded, *, explained: bool = False) -> Decoded:
-        """Audio the grammar could not explain (or an intent it explained only loosely, `explained`): any
-        English words, then an order number among them."""
+        """Audio the grammar could not explain (or explained only loosely, `explained`): any English words,
+        then an order number among them."""
         heard = replace(self._open_words(), rescued=True)
         if first.text and sound_alike(first.text.split(), heard.text.split(), self._decoder.lookup_word):
             if explained:

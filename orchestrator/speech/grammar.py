@@ -194,9 +194,7 @@ def lead_in_runs(heard: list[str], shapes: tuple[str, ...]) -> LeadIn:
     return LeadIn(kept(before), kept(after), placed=bool(digits))
 
 
-def number_took_intent(
-    heard: list[str], decoded: list[str], spec: GrammarSpec
-) -> bool:
+def number_took_intent(heard: list[str], decoded: list[str], spec: GrammarSpec) -> bool:
     """Whether a number decoded among the open decode's words (`build_lead_in_jsgf`) took the place of
     any word of an intent's phrase among them.
 
@@ -207,9 +205,9 @@ def number_took_intent(
     over what the caller asked.
 
     >>> spec = GrammarSpec(shapes=("#####",), intents={"status": ("my delivery",)})
-    >>> number_took_intent(["where's", "my", "delivery"], ["where's", "my", "nine", "oh", "one", "three", "eight"], spec)
+    >>> number_took_intent("where's my delivery".split(), "where's my nine oh one three eight".split(), spec)
     True
-    >>> number_took_intent(["my", "delivery", "is", "the", "excellence"], ["my", "delivery", "is", "one", "two", "three", "four", "five"], spec)
+    >>> number_took_intent("my delivery is the excellence".split(), "my delivery is one two three four five".split(), spec)
     False
     """
     span = _number_span([_token(word) for word in decoded], spec.shapes)
@@ -221,12 +219,13 @@ def number_took_intent(
             at += 1
         else:
             taken.add(index)
-    padded = [word.lower() for word in heard]
+    lowered = [word.lower() for word in heard]
     for phrases in spec.intents.values():
         for phrase in phrases:
             words = phrase.split()
-            for start in range(len(padded) - len(words) + 1):
-                if padded[start : start + len(words)] == words and taken & set(range(start, start + len(words))):
+            for start in range(len(lowered) - len(words) + 1):
+                span = set(range(start, start + len(words)))
+                if lowered[start : start + len(words)] == words and taken & span:
                     return True
     return False
 
