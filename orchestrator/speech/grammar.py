@@ -10,7 +10,7 @@ This module is pure text: no decoder, no audio, no flow import — `GrammarSpec`
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -220,14 +220,7 @@ def number_took_intent(heard: list[str], decoded: list[str], spec: GrammarSpec) 
         else:
             taken.add(index)
     lowered = [word.lower() for word in heard]
-    for phrases in spec.intents.values():
-        for phrase in phrases:
-            words = phrase.split()
-            for start in range(len(lowered) - len(words) + 1):
-                span = set(range(start, start + len(words)))
-                if lowered[start : start + len(words)] == words and taken & span:
-                    return True
-    return False
+    return any(taken.intersection(range(start, end)) for start, end in _phrase_spans(lowered, spec.intents))
 
 
 def grammar_words(spec: GrammarSpec) -> frozenset[str]:
@@ -261,16 +254,18 @@ def content_span(words: list[str], spec: GrammarSpec) -> tuple[int, int] | None:
     number = _number_span([_token(word) for word in words], spec.shapes)
     if number is not None:
         return number
-    best: tuple[int, int] | None = None
-    for phrases in spec.intents.values():
+    spans = list(_phrase_spans(words, spec.intents))
+    return max(spans, key=lambda span: span[1] - span[0]) if spans else None  # the longest, first on ties
+
+
+def _phrase_spans(words: list[str], intents: Mapping[str, tuple[str, ...]]) -> Iterator[tuple[int, int]]:
+    """Every `(start, end)` of `words` (end exclusive) where one of the intents' phrases occurs whole."""
+    for phrases in intents.values():
         for phrase in phrases:
             target = phrase.split()
             for start in range(len(words) - len(target) + 1):
-                if words[start : start + len(target)] == target and (
-                    best is None or len(target) > best[1] - best[0]
-                ):
-                    best = (start, start + len(target))
-    return best
+                if words[start : start + len(target)] == target:
+                    yield start, start + len(target)
 
 
 def spoken_order_number(number: str) -> str:
