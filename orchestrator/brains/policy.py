@@ -458,13 +458,13 @@ class PolicyDialogue:
         The second look found the number among open words with no digit heard (`heard_as_words`): rms's
         "Sorry about that. Is my parcel on the way?" came back "...is my parcel oh one two one eight". When
         those words hold a phrase of an intent that looks orders up by phone, and the caller has orders on
-        record, nothing looked up and no number said yet, that is what they asked (by a phrase, or by the
+        record (or may have: `_may_know_caller`), nothing looked up and no number said yet, that is what they asked (by a phrase, or by the
         words only that intent uses: "where" in kal16's "...find out where my stuff is", heard at 30 dB as
         "hello five oh one two five the number is"); a number is read back to anyone else, and to a
         caller whose words name a number ("my order number is the excellence era...").
         """
         words = heard.heard_as_words
-        if not words or not self._offers_known_orders() or "request" in self._context:
+        if not words or not self._may_know_caller() or "request" in self._context:
             return None
         if "number" in words.split():  # "my order number is the excellence era...": giving one
             return None
@@ -538,8 +538,8 @@ class PolicyDialogue:
         return self._perform(rule)
 
     def _not_understood(self, *, counts: bool = True) -> list[Step]:
-        """A reprompt, then the offer of a person; a known caller not understood before any lookup hears
-        the orders placed from their number.
+        """A reprompt, then the offer of a person; a known caller (or one not known yet) not understood
+        before any lookup hears the orders placed from their number.
 
         `counts=False` (no words at all: noise) repeats the prompt without counting towards the offer.
         """
@@ -551,13 +551,7 @@ class PolicyDialogue:
         # was looked up, what a known caller wants is most likely the order on record, and a lookup by
         # phone costs them nothing (a caller who wanted a person can still ask). A caller who has said an
         # order number is working by number: their turns are read back and asked again instead.
-        if (
-            by_phone is not None
-            and self._caller_orders
-            and self._lookups == 0
-            and "request" not in self._context
-            and by_phone.tool in self._state.tools
-        ):
+        if by_phone is not None and self._may_know_caller() and "request" not in self._context:
             self._question = None
             return self._perform(by_phone)
         self._misses += 1
@@ -725,9 +719,24 @@ class PolicyDialogue:
         return rule.tool == self._config.number_tool and self._config.number_argument not in rule.arguments
 
     def _offers_known_orders(self) -> bool:
+        """The caller's number has orders on record and nothing has been looked up yet: offer them."""
+        return bool(self._caller_orders) and self._may_know_caller()
+
+    def _may_know_caller(self) -> bool:
+        """A lookup by the caller's number may find their orders: they have some on record, or it is not
+        known yet (the webhook's prefetch had not answered when the call began, or failed with the orders
+        API down or slow), and nothing has been looked up yet.
+
+        Only a caller known to have orders is *offered* them; one not known yet is looked up by phone when
+        their question is heard that way, and the lookup's own outcome speaks (their orders, no orders for
+        this number, or the apology and a person when the API is down).
+        """
         by_phone = self._by_phone_rule()
+        caller = self._context.get("caller")
+        has_number = isinstance(caller, Mapping) and bool(caller.get("number"))
         return (
-            bool(self._caller_orders)
+            self._caller_orders != 0
+            and (self._caller_orders is not None or has_number)
             and self._lookups == 0
             and by_phone is not None
             and by_phone.tool in self._state.tools

@@ -25,7 +25,7 @@ DX1043 = {"order_number": "DX1043", "order_number_spoken": "D X one zero four th
           "status_text": "delivered", "eta": ""}
 
 
-def _dialogue(caller_orders: int | None = None, flow=FLOW) -> PolicyDialogue:
+def _dialogue(caller_orders: int | None = 0, flow=FLOW) -> PolicyDialogue:
     dialogue = PolicyDialogue(policy_config(flow))
     dialogue.begin(
         CallInfo(call_sid="HD_1", caller="+254712345678", sample_rate=16000, system_prompt="",
@@ -54,7 +54,7 @@ def _words(steps: list) -> list[str]:
     return [step for step in steps if isinstance(step, str)]
 
 
-async def _identifying(caller_orders: int | None = None, flow=FLOW) -> tuple[PolicyDialogue, list]:
+async def _identifying(caller_orders: int | None = 0, flow=FLOW) -> tuple[PolicyDialogue, list]:
     dialogue = _dialogue(caller_orders, flow)
     return dialogue, await _steps(dialogue.on_state(IDENTIFYING))
 
@@ -299,6 +299,38 @@ async def test_a_known_callers_status_question_fitted_to_a_number_is_a_lookup_by
     assert _tools(steps) == [("lookup_order", {})]
 
 
+async def test_a_caller_not_known_yet_whose_question_was_fitted_to_a_number_is_looked_up_by_phone():
+    """The orders API was down or slow when the call began, so nobody knows yet whether this caller has
+    orders: "I'm asking about my coffee delivery" fitted to a number is still their question, and the
+    lookup's own outcome answers it (here the apology of a failed lookup, not a made-up number read back).
+    """
+    dialogue, greeting = await _identifying(caller_orders=None)
+    assert greeting == ["Please tell me your order number. It looks like D X 1 0 4 2."]  # nothing offered
+    fitted = _fitted("good afternoon i'm asking about my nine oh one three", "good afternoon i'm asking about my coffee delivery")
+    steps = await _steps(dialogue.on_caller(fitted))
+    assert _tools(steps) == [("lookup_order", {})]
+    await _steps(dialogue.on_state(IDENTIFYING))
+    result = {"found": False, "error": "the order system is not answering"}
+    assert await _steps(dialogue.on_tool_result(steps[-1], result)) == [
+        "I'm sorry, I cannot reach our order system right now."
+    ]
+
+
+async def test_a_caller_not_known_yet_and_not_understood_is_looked_up_by_phone():
+    """Before any lookup, a turn not understood from a caller who may have orders looks them up."""
+    dialogue, _ = await _identifying(caller_orders=None)
+    assert _tools(await _say(dialogue, "what's going on with my", confidence=0.2)) == [("lookup_order", {})]
+
+
+async def test_a_withheld_number_is_never_looked_up_by_phone():
+    """No caller number: nothing to look up by, so a turn not understood is a reprompt."""
+    dialogue = PolicyDialogue(policy_config(FLOW))
+    dialogue.begin(CallInfo(call_sid="HD_2", caller=None, sample_rate=16000, system_prompt="",
+                            voice="en-us", language="en-KE", tools=()))
+    await _steps(dialogue.on_state(IDENTIFYING))
+    assert await _say(dialogue, "mumble", confidence=0.1) == [NOT_UNDERSTOOD]
+
+
 async def test_a_number_fitted_to_an_unknown_callers_question_is_read_back():
     """With no orders on record there is nothing to look up by phone: the number is read back."""
     dialogue, _ = await _identifying(caller_orders=0)
@@ -459,7 +491,7 @@ async def test_newest_narrates_only_the_first_order():
 
 async def test_a_failed_lookup_gets_an_apology_where_the_caller_can_act():
     """In a state with tools, lookup_failed is apologised for."""
-    dialogue, _ = await _identifying()
+    dialogue, _ = await _identifying(caller_orders=None)
     call = (await _say(dialogue, "i don't have it"))[-1]
     await _steps(dialogue.on_state(IDENTIFYING))
     result = {"found": False, "error": "the order system is not answering"}

@@ -23,11 +23,12 @@ NARRATING = StateBrief(name="narrating", instructions=None, tools=IDENTIFYING.to
 LOOKING_UP = StateBrief(name="looking_up", instructions=None, tools=())
 
 
-def _dialogue() -> PolicyDialogue:
+def _dialogue(caller_orders: int | None = 0) -> PolicyDialogue:
+    """A call from a number with no orders on record, unless told otherwise."""
     dialogue = PolicyDialogue(policy_config(FLOW))
     dialogue.begin(
         CallInfo(call_sid="HD_1", caller="+254712345678", sample_rate=16000, system_prompt="",
-                 voice="en-us", language="en-KE", tools=())
+                 voice="en-us", language="en-KE", tools=(), caller_orders=caller_orders)
     )
     return dialogue
 
@@ -141,7 +142,7 @@ async def test_policy_dialogue_keeps_other_intents_working_during_the_read_back(
         "no thanks goodbye": ("end_call", {}),
     }
     for words, call in expected.items():
-        dialogue = _dialogue()
+        dialogue = _dialogue(caller_orders=None)  # not known yet: "I don't have it" looks up by phone
         await _steps(dialogue.on_state(IDENTIFYING))
         await _steps(dialogue.on_caller(_heard("d x one oh four two")))
         steps = await _steps(dialogue.on_caller(_heard(words)))
