@@ -44,12 +44,23 @@ from orchestrator.speech.asr import (  # noqa: E402
 )
 from orchestrator.speech.grammar import match_intent, parse_order_number  # noqa: E402
 from orchestrator.speech.tts import EspeakTts, split_sentences  # noqa: E402
-from orchestrator.speech.voices import CALLER_VOICES, add_noise, synthesize_caller  # noqa: E402
+from orchestrator.speech.voices import (  # noqa: E402
+    CALLER_VOICES,
+    add_noise,
+    synthesize_caller,
+    telephone_line,
+)
 
 _DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 _LEADS = ["", "", "my order number is", "the order number is", "hello, it is", "order number"]
 _TAILS = ["", "", "please", "thank you"]
-CONDITIONS: dict[str, float | None] = {"clean": None, "white_30db": 30.0, "white_20db": 20.0}
+# name -> (white-noise SNR in dB or None, carried over a narrowband phone line first)
+CONDITIONS: dict[str, tuple[float | None, bool]] = {
+    "clean": (None, False),
+    "white_30db": (30.0, False),
+    "white_20db": (20.0, False),
+    "phone_8k": (None, True),
+}
 # Things callers say that no grammar state holds: questions in their own words, small talk, asides.
 OFF_TOPIC = (
     "is my order out for delivery",
@@ -129,11 +140,12 @@ def build_dataset(config: PolicyConfig, *, numbers: int, intents: int, seed: int
     return out
 
 
-def audio_for(utterance: Utterance, snr_db: float | None, seed: int) -> bytes:
+def audio_for(utterance: Utterance, snr_db: float | None, seed: int, *, phone: bool = False) -> bytes:
     pcm = synthesize_caller(utterance.text, utterance.voice, utterance.speed)  # type: ignore[arg-type]
     # Real callers leave a little silence around their words; the VAD and decoder expect it.
     pad = b"\x00\x00" * 3200
     pcm = pad + pcm + pad
+    pcm = telephone_line(pcm) if phone else pcm
     return pcm if snr_db is None else add_noise(pcm, snr_db, seed=seed)
 
 
@@ -186,7 +198,7 @@ def off_topic_set(count: int) -> list[Utterance]:
 
 def evaluate(
     decoder: GrammarDecoder, config: PolicyConfig, dataset: list[Utterance], snr_db: float | None,
-    *, per_turn: bool = True, margins: Margins | None = None,
+    *, per_turn: bool = True, margins: Margins | None = None, phone: bool = False,
 ) -> tuple[Score, list[float], list[str]]:
     """Decode every utterance; the per-turn grammar uses intents only where no number is expected.
 
@@ -198,7 +210,7 @@ def evaluate(
     misses: list[str] = []
     intents = {rule.name: rule.phrases for rule in config.intents}
     for index, utterance in enumerate(dataset):
-        pcm = audio_for(utterance, snr_db, seed=index)
+        pcm = audio_for(utterance, snr_db, seed=index, phone=phone)
         # Numbers are asked for in `identifying`, whose grammar takes numbers and intents alike.
         wide = utterance.order_number or utterance.intent is None or not per_turn
         search = SEARCH_NUMBERS if wide else SEARCH_INTENTS
@@ -298,11 +310,11 @@ def main() -> None:
     asr_all: list[float] = []
     margins = Margins(right=[], off_topic=[])
     for name in args.conditions.split(","):
-        snr = CONDITIONS[name]
+        snr, phone = CONDITIONS[name]
         condition = Score()
         for voice in CALLER_VOICES:
             subset = [u for u in dataset if u.voice == voice]
-            score, asr_ms, misses = evaluate(decoder, config, subset, snr, margins=margins)
+            score, asr_ms, misses = evaluate(decoder, config, subset, snr, margins=margins, phone=phone)
             by_voice.setdefault(name, {})[voice] = score.as_json()
             condition.add(score)
             asr_all += asr_ms

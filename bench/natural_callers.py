@@ -1,6 +1,6 @@
 """Natural callers, whole calls, the real service and the offline brain. Prints one JSON object.
 
-    python bench/natural_callers.py [--voices kal16,slt,awb,rms] [--noise clean,30] [--parallel 5]
+    python bench/natural_callers.py [--voices kal16,slt,awb,rms] [--noise clean,30,phone] [--parallel 5]
                                     [--decoders-at-start 2]
                                     [--only CLASS,...] [--limit N] [--clock real|fast] [--details]
                                     [--scenarios bench/natural_callers_holdout.yaml]
@@ -8,7 +8,8 @@
 Every scenario in bench/natural_callers.yaml (written in callers' own words, 40+) is placed as a whole call:
 `orchestrator.harness.place_call` serves the flow on loopback with the real offline brain and the embedded
 orders API (healthy, down or slow per scenario), and the fake Sautikit plays the caller with a flite voice,
-clean or with white noise at 30 dB SNR. `--scenarios` runs another file of the same format instead: the
+clean, with white noise at 30 dB SNR, or over a narrowband phone line (`phone`: 8 kHz G.711 mu-law, as most
+mobile and fixed-line calls reach a media server, carried back up to the stream's 16 kHz). `--scenarios` runs another file of the same format instead: the
 held-out set (bench/natural_callers_holdout.yaml, other callers in other words) is never used for tuning,
 only reported beside the main set, so that a product fitted to the main set's phrasing shows. Calls run `--parallel` at a time in one process, sharing one brain
 factory (and so one decoder pool) as a server does. Reported:
@@ -59,7 +60,12 @@ from orchestrator.script import CallScript  # noqa: E402
 from orchestrator.settings import Settings  # noqa: E402
 from orchestrator.simulator import SimulatorOptions  # noqa: E402
 from orchestrator.speech.choice import SpeechChoice  # noqa: E402
-from orchestrator.speech.voices import CALLER_VOICES, add_noise, synthesize_caller  # noqa: E402
+from orchestrator.speech.voices import (  # noqa: E402
+    CALLER_VOICES,
+    add_noise,
+    synthesize_caller,
+    telephone_line,
+)
 
 SCENARIOS = ROOT / "bench" / "natural_callers.yaml"
 _LATENCY = re.compile(r"reply audio (\d+) ms after the caller stopped")
@@ -124,11 +130,16 @@ def load_scenarios(path: Path = SCENARIOS) -> list[Scenario]:
     return scenarios
 
 
-def caller_voice_with_noise(voice: str, snr_db: float | None) -> Callable[[str, int], bytes]:
-    """A simulator voice hook: flite `voice`, with white noise at `snr_db` (seeded by the line)."""
+def caller_voice_with_noise(
+    voice: str, snr_db: float | None, *, phone: bool = False
+) -> Callable[[str, int], bytes]:
+    """A simulator voice hook: flite `voice`, over a phone line if asked, with white noise at `snr_db`
+    (seeded by the line)."""
 
     def speak(text: str, rate: int) -> bytes:
         pcm = synthesize_caller(text, voice, 1.0, rate)  # type: ignore[arg-type]
+        if phone:
+            pcm = telephone_line(pcm, rate)
         if snr_db is None:
             return pcm
         return add_noise(pcm, snr_db, seed=zlib.crc32(text.encode()))
@@ -186,6 +197,7 @@ async def run_one(
     *,
     voice: str,
     snr_db: float | None,
+    phone: bool = False,
     flow: Flow,
     factory: BrainFactory,
     sid: str,
@@ -210,14 +222,14 @@ async def run_one(
             flow=flow,
             settings=Settings(fallback_voice="synthetic", transcripts_dir=None),
             brain_factory=tracked,  # type: ignore[arg-type]
-            simulator=SimulatorOptions(voice=caller_voice_with_noise(voice, snr_db)),
+            simulator=SimulatorOptions(voice=caller_voice_with_noise(voice, snr_db, phone=phone)),
             call_sid=sid,
             on_call_started=started,
             call_timeout_s=240.0,
         )
     except Exception as exc:  # a call that breaks is a failed task, reported, not a crashed benchmark
         return {"scenario": scenario.name, "kind": scenario.kind, "voice": voice, "snr_db": snr_db,
-                "success": False, "wrong_action": False, "error": repr(exc)}
+                "phone": phone, "success": False, "wrong_action": False, "error": repr(exc)}
     verdict = judge(scenario, record)
     # The session's own measure when it keeps one; else from the platform's first agent frame.
     first_prompt: int | None = getattr(record.transcript, "first_prompt_ms", None)
@@ -233,6 +245,7 @@ async def run_one(
         "kind": scenario.kind,
         "voice": voice,
         "snr_db": snr_db,
+        "phone": phone,
         **verdict,
         "turn_latency_ms": latencies(record),
         "turn_stages": [asdict(t) for b in brains for t in getattr(b, "timings", [])],
@@ -285,6 +298,7 @@ def summarise(results: list[dict[str, object]]) -> dict[str, object]:
     for row in results:
         by_kind[str(row["kind"])].append(row)
         noise = "clean" if row["snr_db"] is None else f"white_{row['snr_db']:g}db"
+        noise = f"phone_8k_{noise}" if row.get("phone") else noise
         by_condition[f"{row['voice']}/{noise}"].append(row)
     turn = [v for r in results for v in r.get("turn_latency_ms", [])]  # type: ignore[union-attr]
     first = [r["first_prompt_ms"] for r in results if isinstance(r.get("first_prompt_ms"), int)]
@@ -322,19 +336,21 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     if args.limit:
         scenarios = scenarios[: args.limit]
     conditions = [
-        (voice, None if noise == "clean" else float(noise))
+        (voice, None if noise in ("clean", "phone") else float(noise), noise == "phone")
         for voice in args.voices.split(",")
         for noise in args.noise.split(",")
     ]
-    jobs = [(s, v, n) for v, n in conditions for s in scenarios]
+    jobs = [(s, v, n, p) for v, n, p in conditions for s in scenarios]
     gate = asyncio.Semaphore(args.parallel)
     done = 0
 
-    async def one(index: int, scenario: Scenario, voice: str, snr: float | None) -> dict[str, object]:
+    async def one(
+        index: int, scenario: Scenario, voice: str, snr: float | None, phone: bool
+    ) -> dict[str, object]:
         nonlocal done
         async with gate:
-            row = await run_one(scenario, voice=voice, snr_db=snr, flow=flow, factory=factory,
-                                sid=f"HDnat{index:05d}")
+            row = await run_one(scenario, voice=voice, snr_db=snr, phone=phone, flow=flow,
+                                factory=factory, sid=f"HDnat{index:05d}")
         done += 1
         if args.progress:
             mark = "ok " if row.get("success") else ("WRONG" if row.get("wrong_action") else "fail")
@@ -343,7 +359,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         return row
 
     started = time.perf_counter()
-    results = await asyncio.gather(*(one(i, s, v, n) for i, (s, v, n) in enumerate(jobs)))
+    results = await asyncio.gather(*(one(i, s, v, n, p) for i, (s, v, n, p) in enumerate(jobs)))
     summary = summarise(list(results))
     summary.update(
         scenario_file=Path(args.scenarios).name,
@@ -359,7 +375,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         summary["calls_detail"] = results
     else:
         summary["failures"] = [
-            {k: r.get(k) for k in ("scenario", "voice", "snr_db", "outcome", "lookup_ok",
+            {k: r.get(k) for k in ("scenario", "voice", "snr_db", "phone", "outcome", "lookup_ok",
                                     "missing_words", "wrong_action", "heard", "error")}
             for r in results if not r.get("success")
         ]
@@ -371,7 +387,11 @@ def main() -> None:
     parser.add_argument("--flow", default=str(ROOT / "flows" / "order_status.yaml"))
     parser.add_argument("--scenarios", default=str(SCENARIOS), help="scenario file: the main set, or bench/natural_callers_holdout.yaml")
     parser.add_argument("--voices", default=",".join(CALLER_VOICES))
-    parser.add_argument("--noise", default="clean,30", help="clean and/or SNRs in dB, comma-separated")
+    parser.add_argument(
+        "--noise",
+        default="clean,30",
+        help="clean, SNRs in dB and/or phone (a narrowband 8 kHz line), comma-separated",
+    )
     parser.add_argument("--parallel", type=int, default=5)
     parser.add_argument("--decoders-at-start", type=int, default=2,
                         help="grammar decoders built before the first call, as serve does (default 2)")

@@ -162,6 +162,17 @@ _CMN_MEASURE_MS = 1200
 # 50 ms of the measure against the quietest: white noise at SNR x dB gives x + 5-8 dB; digital silence
 # or a quiet line far more.
 _QUIET_LINE_DB = 45.0
+# A narrowband phone line (8 kHz, G.711 or AMR-NB, however the platform resamples it) carries nothing above
+# 4 kHz, and its cepstral mean lies far from the wideband speech mean above: every number from such a line
+# was misheard with `_SPEECH_CMN` (bench/asr_accuracy.py --conditions phone_8k: 0 of 40, intents 45%). A
+# line whose energy above 4 kHz sits this far below the whole is one (measured on flite voices: phone-band
+# -74 to -90 dB, wideband -12 to -40 dB, clean or at 30 dB), checked once `_BAND_CHECK_MS` are kept; the
+# utterance then starts again from the mean measured on phone-band speech, and measures its own
+# (`_settle_cmn`) whatever the line's floor, since digital silence above 4 kHz is no sign of a quiet line.
+_NARROWBAND_DB = -55.0
+_BAND_CHECK_MS = 500
+_BAND_FRAME = 512  # samples per windowed frame of the check
+_PHONE_CMN = "42.8,27.2,-23.8,45.5,-17.5,2.7,14.7,-22.7,14.8,-11.7,4.5,10.7,-9.9"
 _CMN_PRIOR_FRAMES = 500  # pocketsphinx's CMN_WIN: the weight set_cmn() gives the starting mean
 _FE_WINDOW = 410  # samples in pocketsphinx's analysis window (25.625 ms at 16 kHz), one frame per 160
 _FE_SHIFT = 160
@@ -334,6 +345,8 @@ class GrammarDecoder:
         self._audio = bytearray()  # this utterance's audio, for the second look
         self._cmn = _SPEECH_CMN  # this utterance's cepstral mean, once measured (`_settle_cmn`)
         self._cmn_settled = False
+        self._band_checked = False  # whether this utterance's line has been checked for narrowband
+        self._narrowband = False
         self._search = SEARCH_NUMBERS if SEARCH_NUMBERS in present else present[0]
 
     @property
@@ -351,6 +364,8 @@ class GrammarDecoder:
         self._decoder.start_utt()
         self._audio.clear()
         self._cmn = _SPEECH_CMN
+        self._band_checked = False
+        self._narrowband = False
         # Only English grammars measure their own. The open-vocabulary decoder (spec None: the chat
         # brain's, a transcriber's) keeps the starting mean: measured per utterance, its language model
         # ran a clean "my order number is d x one oh four two" into "my order numbers t ex model for two".
@@ -373,14 +388,35 @@ class GrammarDecoder:
             pcm = pcm[len(head) :]
             self._keep(head)
             self._process(head)
+            self._check_band()
             if len(self._audio) < _CMN_MEASURE_MS * _BYTES_PER_MS:
                 return
             self._settle_cmn()
         if pcm:
             self._keep(pcm)
             self._process(pcm)
+            self._check_band()
         if not self._open_when_idle:
             self.catch_up()
+
+    def _check_band(self, *, at_end: bool = False) -> None:
+        """Once enough is kept (or at the end of a shorter utterance): a narrowband line starts the
+        utterance again from the phone-band mean (`_PHONE_CMN`)."""
+        if self._band_checked or (not at_end and len(self._audio) < _BAND_CHECK_MS * _BYTES_PER_MS):
+            return
+        narrowband = _is_narrowband(bytes(self._audio))
+        if narrowband is None:  # nothing but silence yet: look again with more
+            self._band_checked = at_end
+            return
+        self._band_checked = True
+        if not narrowband:
+            return
+        self._narrowband = True
+        self._cmn = _PHONE_CMN
+        self._decoder.end_utt()
+        self._decoder.set_cmn(_PHONE_CMN)
+        self._decoder.start_utt()
+        self._process(bytes(self._audio))
 
     def _settle_cmn(self) -> None:
         """Start the utterance again from the cepstral mean of its own audio so far.
@@ -395,12 +431,14 @@ class GrammarDecoder:
         """
         self._cmn_settled = True
         audio = bytes(self._audio)
-        if _dynamic_range_db(audio) <= _QUIET_LINE_DB:  # a noise floor: the utterance's own mean
+        # A noise floor, or a narrowband line (its digital silence above 4 kHz is no sign of a quiet
+        # line, and its mean varies more between callers): the utterance's own mean.
+        if self._narrowband or _dynamic_range_db(audio) <= _QUIET_LINE_DB:
             frames = _energy_frames(audio)
             if frames > 0:
                 decoder = self._decoder
                 blended = [float(x) for x in decoder.get_cmn(True).split(",")]
-                prior = [float(x) for x in _SPEECH_CMN.split(",")]
+                prior = [float(x) for x in self._cmn.split(",")]
                 total = _CMN_PRIOR_FRAMES + frames
                 self._cmn = ",".join(
                     f"{(total * b - _CMN_PRIOR_FRAMES * p) / frames:.2f}"
@@ -463,6 +501,9 @@ class GrammarDecoder:
         # so little, the mean is mostly the pre-roll's noise (a "no" at 30 dB fell from 0.64 to 0.07), and
         # decoding it again would be the end of the turn's time (~100 ms on a busy core), not the caller's.
         self._cmn_settled = True
+        # A short utterance on a narrowband line is decoded again from the phone-band mean: a "yes" heard
+        # through the wideband one is no word at all (~30 ms for a second of audio).
+        self._check_band(at_end=True)
         decoder = self._decoder
         decoder.end_utt()
         spec = self._specs.get(self._search)
@@ -740,6 +781,20 @@ def _dynamic_range_db(pcm: bytes) -> float:
     energy = (power[starts + window] - power[starts]) / window
     quietest = float(energy.min())
     return math.inf if quietest <= 1e-6 else 10 * math.log10(max(float(energy.max()), 1e-6) / quietest)
+
+
+def _is_narrowband(pcm: bytes) -> bool | None:
+    """Whether `pcm` (16 kHz) came over a narrowband line: nothing above 4 kHz (None: too little sound
+    to say)."""
+    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2").astype(np.float64)
+    if samples.size < _BAND_FRAME or float(np.dot(samples, samples)) / samples.size < 100.0:  # ~-50 dBFS
+        return None
+    # Windowed frames, not one transform of the whole: the edge where the audio kept so far cuts a word
+    # would leak across the band (-50 dB) and hide a phone line.
+    frames = samples[: samples.size - samples.size % _BAND_FRAME].reshape(-1, _BAND_FRAME)
+    power = (np.abs(np.fft.rfft(frames * np.hanning(_BAND_FRAME), axis=1)) ** 2).sum(axis=0)
+    high = float(power[power.size // 2 :].sum())  # above 4 kHz: the upper half of 0-8 kHz
+    return high <= float(power.sum()) * 10 ** (_NARROWBAND_DB / 10)
 
 
 def _energy_frames(pcm: bytes) -> int:

@@ -17,7 +17,14 @@ import numpy as np
 from orchestrator.audio.resample import resample
 from orchestrator.errors import ConfigError
 
-__all__ = ["CALLER_VOICES", "CallerVoice", "add_noise", "caller_voice", "synthesize_caller"]
+__all__ = [
+    "CALLER_VOICES",
+    "CallerVoice",
+    "add_noise",
+    "caller_voice",
+    "synthesize_caller",
+    "telephone_line",
+]
 
 CallerVoice = Literal["kal16", "slt", "awb", "rms"]
 CALLER_VOICES: tuple[CallerVoice, ...] = ("kal16", "slt", "awb", "rms")
@@ -64,6 +71,23 @@ def add_noise(pcm: bytes, snr_db: float, *, seed: int = 0) -> bytes:
         0.0, np.sqrt(power / 10 ** (snr_db / 10)), speech.size
     )
     return np.clip(np.rint(speech + noise), -32768, 32767).astype("<i2").tobytes()
+
+
+def telephone_line(pcm: bytes, rate: int = 16000) -> bytes:
+    """`pcm` as a narrowband phone call carries it: 8 kHz, G.711 mu-law, then back to `rate`.
+
+    Most mobile and PSTN calls still reach a media server as 8 kHz mu-law; a 16 kHz stream from such a
+    call holds nothing above 4 kHz, which a wideband acoustic model was trained to hear.
+    """
+    if not pcm:
+        return pcm
+    narrow = np.frombuffer(resample(pcm, rate, 8000), dtype="<i2").astype(np.float64) / 32768.0
+    mu = 255.0
+    # Continuous mu-law, quantised to G.711's 8 bits: the same steps a codec takes, close enough for speech.
+    code = np.rint(np.sign(narrow) * np.log1p(mu * np.abs(narrow)) / np.log1p(mu) * 127.0) / 127.0
+    decoded = np.sign(code) * np.expm1(np.abs(code) * np.log1p(mu)) / mu
+    line = np.clip(np.rint(decoded * 32768.0), -32768, 32767).astype("<i2").tobytes()
+    return resample(line, 8000, rate)
 
 
 @lru_cache(maxsize=512)

@@ -3,14 +3,21 @@ is normalised away instead of being heard as fricatives ("five eight ..." before
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from orchestrator.audio.resample import resample
 from orchestrator.brains.cascade import policy_config
 from orchestrator.flow import load_flow
-from orchestrator.speech.asr import MIN_CONFIDENCE, SEARCH_NUMBERS, GrammarDecoder
-from orchestrator.speech.grammar import parse_order_number
-from orchestrator.speech.voices import add_noise, synthesize_caller
+from orchestrator.speech.asr import (
+    MIN_CONFIDENCE,
+    SEARCH_INTENTS,
+    SEARCH_NUMBERS,
+    GrammarDecoder,
+    _is_narrowband,
+)
+from orchestrator.speech.grammar import match_intent, parse_order_number
+from orchestrator.speech.voices import add_noise, synthesize_caller, telephone_line
 
 ROOT = Path(__file__).parents[2]
 CONFIG = policy_config(load_flow(ROOT / "flows" / "order_status.yaml"))
@@ -59,3 +66,55 @@ def test_the_same_line_clean_and_noisy_gives_the_same_number(decoder):
     clean = _PAD + synthesize_caller("My order number is P K two one oh oh two.", "kal16") + _PAD
     heard = [_streamed(decoder, pcm) for pcm in (clean, add_noise(clean, 30.0), clean)]
     assert heard == ["PK21002"] * 3
+
+
+# --- a narrowband phone line, clean ---------------------------------------------------------------
+
+
+def test_a_telephone_line_carries_nothing_above_4_khz():
+    """The test callers' phone line: same length, same loudness, the band above 4 kHz emptied."""
+    wide = synthesize_caller("Where is my order?", "slt")
+    phone = telephone_line(wide)
+    assert len(phone) == len(wide)
+    power = np.abs(np.fft.rfft(np.frombuffer(phone, dtype="<i2").astype(float))) ** 2
+    assert power[power.size // 2 :].sum() < power.sum() * 1e-6
+    assert abs(_rms(phone) / _rms(wide) - 1) < 0.05
+
+
+def test_a_phone_line_is_told_from_a_wideband_one_clean_or_noisy():
+    line = _PAD + synthesize_caller("It's D X one oh four two.", "kal16") + _PAD
+    assert _is_narrowband(telephone_line(line)) is True
+    assert _is_narrowband(line) is False
+    assert _is_narrowband(add_noise(line, 30.0)) is False
+    assert _is_narrowband(_PAD) is None  # silence: nothing to tell by
+
+
+@pytest.mark.parametrize(
+    ("line", "voice", "number"),
+    [
+        ("Hello, it is D X one oh four three.", "kal16", "DX1043"),
+        ("P K two zero nine four four.", "awb", "PK20944"),
+        ("The order number is D X one oh five five, thank you.", "rms", "DX1055"),
+        ("Hello, it is P K two zero nine three one.", "slt", "PK20931"),
+    ],
+)
+def test_an_order_number_over_a_clean_phone_line_is_heard(decoder, line, voice, number):
+    """8 kHz mu-law, nothing above 4 kHz: from the wideband speech mean every number was misheard."""
+    assert _streamed(decoder, telephone_line(_PAD + synthesize_caller(line, voice) + _PAD)) == number
+
+
+@pytest.mark.parametrize(("line", "voice"), [("Yes.", "kal16"), ("Yes, correct.", "slt"), ("Yes please.", "rms")])
+def test_a_short_answer_over_a_phone_line_is_heard(decoder, line, voice):
+    """Shorter than the mean's measure: decoded again from the phone-band mean at its end."""
+    decoder.begin(SEARCH_INTENTS)
+    pcm = telephone_line(_PAD + synthesize_caller(line, voice) + _PAD)
+    for at in range(0, len(pcm), _CHUNK):
+        decoder.feed(pcm[at : at + _CHUNK])
+    decoded = decoder.finish()
+    assert decoded.confidence >= MIN_CONFIDENCE, decoded
+    assert match_intent(decoded.text, {rule.name: rule.phrases for rule in CONFIG.intents}) == "yes"
+
+
+def _rms(pcm: bytes) -> float:
+    samples = np.frombuffer(pcm, dtype="<i2").astype(float)
+    return float(np.sqrt(np.mean(samples**2)))
