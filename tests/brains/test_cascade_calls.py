@@ -221,3 +221,21 @@ async def test_cascade_call_answers_a_withheld_caller_and_never_looks_them_up_by
     assert asked == [{"order_number": "DX1042"}]  # never `phone=`
     assert "Westlands" not in transcript  # DX1042's delivery area: not this caller's to hear
     assert record.transcript.outcome == "resolved"
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("voice", ["kal16", "rms"])
+async def test_cascade_call_over_an_8_khz_stream_tracks_an_order(voice):
+    """A narrowband call (`outputSamplingRate` 8000, nothing above 4 kHz): the number is heard, read back,
+    looked up and narrated as on a wideband line (decision 0033)."""
+    record = await run_scripted_call(
+        OFFLINE / "track_by_number.yaml",
+        flow=FLOW,
+        settings=Settings(fallback_voice="synthetic", sample_rate=8000),
+        brain_factory=make_offline_brain_factory(FLOW),
+        simulator=SimulatorOptions(voice=caller_voice(voice), sample_rate=8000),  # type: ignore[arg-type]
+    )
+    transcript = record.render()
+    assert 'lookup_order {"order_number": "PK20931"}' in transcript
+    assert "Order P K two zero nine three one is dispatched" in transcript
+    assert record.transcript.outcome == "resolved"
