@@ -26,8 +26,8 @@ Figures, per level:
   server                 cores busy, RSS MB, per call, in the window; GC pauses of 20 ms or more
                          (wall, and the collector's own CPU); CPU ms per call over the whole run (a
                          call's work is fixed by its script: comparable even on a busy machine)
-  generator              this process's cores, loop lag and share of media ticks a frame or more
-                         late (is the platform itself keeping up?)
+  generator              the platform's cores (this process and its --platforms processes), loop lag and
+                         share of media ticks a frame or more late (is the platform itself keeping up?)
   workers                with --workers N: each worker's pid, cores, RSS and live calls (from /healthz)
   redis                  with --workers N: commands Redis processed, per live call per second in the
                          window and per call over the run (a throwaway redis-server of the bench's own)
@@ -42,6 +42,10 @@ it slightly worse, so per-call is the default).
 With --workers N the server is `serve --workers N` sharing calls through a redis-server the bench
 starts on a free port (nothing else uses it, so its command count is the service's alone).
 
+With --platforms P the calls are placed from P processes (call i from process i mod P), each with its own
+event loop, as a media server spreads its sessions over threads: one Python loop carrying 400 calls' 20 ms
+ticks is itself late on a third of them, and its lateness is counted as the service's (docs/scaling.md).
+
 Other work on the machine shares its cores: figures from a busy box are noisy; compare runs taken
 back to back.
 """
@@ -54,6 +58,7 @@ import contextlib
 import gc
 import json
 import logging
+import multiprocessing
 import os
 import socket
 import statistics
@@ -61,8 +66,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from functools import cache
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from functools import cache
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import aiohttp
@@ -156,6 +163,38 @@ def _turns_heard(call: SimulatedCall) -> tuple[list[float], int, int, int, list[
         underruns += int(reply.size - np.count_nonzero(reply))
         reply_frames += int(reply.size)
     return latencies, len(latencies), underruns, reply_frames, exact
+
+
+@dataclass(slots=True)
+class _Heard:
+    """One call as the platform heard it, reduced to figures (small, and sent across platform processes)."""
+
+    latencies: list[float] = field(default_factory=list)
+    exact: list[float] = field(default_factory=list)
+    replies: int = 0
+    underruns: int = 0
+    reply_frames: int = 0
+    ticks: int = 0
+    late_ticks: int = 0
+    kill_ms: float | None = None  # the barge-in line's first audio -> killAudio
+    false_kills: int = 0  # killAudio before the barge-in line
+    ended_by_caller: bool = False
+
+
+def _heard(call: SimulatedCall, turns: int) -> _Heard:
+    latencies, replies, underruns, frames, exact = _turns_heard(call)
+    heard = _Heard(
+        latencies=latencies, exact=exact, replies=replies, underruns=underruns, reply_frames=frames,
+        ticks=call.ticks, late_ticks=call.late_ticks, ended_by_caller=call.ended_by == "caller",
+    )
+    starts = call.caller_audio_started_at
+    if len(starts) > turns // 2:  # the middle line is the barge-in
+        onset = starts[turns // 2]
+        later = [at for at in call.kill_audio_at if at >= onset]
+        if later:
+            heard.kill_ms = (later[0] - onset) * 1000
+        heard.false_kills = len(call.kill_audio_at) - len(later)
+    return heard
 
 
 # --- the server ----------------------------------------------------------------------------------
@@ -294,6 +333,93 @@ async def _active_calls(base: str, pids: list[int]) -> int:
     return sum((await _live_by_worker(base, pids)).values())
 
 
+# --- the platform ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Placing:
+    """The calls one platform process places (their indices), on the run's one schedule."""
+
+    base: str
+    indices: tuple[int, ...]
+    calls: int
+    turns: int
+    ramp_s: float
+    soak_s: float
+    shared_tick: bool
+
+
+async def _place(placing: _Placing, start_at: float, lag: list[float]) -> list[_Heard | str]:
+    """Place these calls, call i at `start_at` (time.time()) + ramp * i / calls; soaking, each caller line
+    places its next call until the soak is over. A failed call is its error's repr, counted, not fatal."""
+    script = _script(placing.turns)
+    # One media clock for every call when asked (SimulatorOptions.shared_tick), else one per call.
+    options = SimulatorOptions(
+        voice=_voice, say_ms_per_char=10, max_wait_ms=10_000, shared_tick=placing.shared_tick
+    )
+    stop = asyncio.Event()
+    monitor = asyncio.get_running_loop().create_task(_lag_monitor(lag, stop))
+
+    async def slot(index: int) -> list[_Heard | str]:
+        await asyncio.sleep(max(0.0, start_at + placing.ramp_s * index / placing.calls - time.time()))
+        placed: list[_Heard | str] = []
+        while not placed or time.time() - start_at < placing.soak_s:
+            sid = f"HD_load{index:05d}_{len(placed):03d}"
+            platform = FakeSautikit(placing.base, options=options)
+            try:
+                placed.append(_heard(await platform.call(script, call_sid=sid), placing.turns))
+            except Exception as exc:  # counted: one failed call must not end the run
+                placed.append(repr(exc))
+        return placed
+
+    try:
+        slots = await asyncio.gather(*(slot(index) for index in placing.indices))
+    finally:
+        stop.set()
+        await monitor
+    return [each for placed in slots for each in placed]
+
+
+def _platform_process(placing: _Placing, conn: Connection) -> None:
+    """A platform process of its own (--platforms): ready, the start time, its calls, their figures back."""
+    configure_logging(json=True, level=logging.WARNING)
+    _voice(BARGE_IN, RATE)  # loaded before the run starts, not during it
+    gc.collect()
+    gc.freeze()  # as the main platform process does: a full collection walks only the calls
+    conn.send("ready")
+    start_at = conn.recv()
+    lag: list[float] = []
+    cpu0 = time.process_time()
+    heard = asyncio.run(_place(placing, start_at, lag))
+    conn.send((heard, lag, time.process_time() - cpu0))
+    conn.close()
+
+
+@contextlib.asynccontextmanager
+async def _platforms(placings: list[_Placing]) -> AsyncIterator[list[tuple[multiprocessing.Process, Connection]]]:
+    """Start a process for each placing, ready to be told when to start; stop them on the way out."""
+    context = multiprocessing.get_context("spawn")
+    loop = asyncio.get_running_loop()
+    children: list[tuple[multiprocessing.Process, Connection]] = []
+    try:
+        for placing in placings:
+            mine, theirs = context.Pipe()
+            process = context.Process(target=_platform_process, args=(placing, theirs), daemon=True)
+            process.start()
+            theirs.close()
+            children.append((process, mine))  # type: ignore[arg-type]
+        for _, conn in children:
+            ready = await loop.run_in_executor(None, conn.recv)
+            assert ready == "ready", ready
+        yield children
+    finally:
+        for process, conn in children:
+            conn.close()
+            if process.is_alive():
+                process.terminate()
+            process.join(timeout=5)
+
+
 # --- one level -----------------------------------------------------------------------------------
 
 
@@ -323,12 +449,8 @@ async def _level(
     env: dict[str, str],
     workers: int = 1,
     shared_tick: bool = False,
+    platforms: int = 1,
 ) -> dict[str, object]:
-    script = _script(turns)
-    # One media clock for every call when asked (SimulatorOptions.shared_tick), else one per call.
-    options = SimulatorOptions(
-        voice=_voice, say_ms_per_char=10, max_wait_ms=10_000, shared_tick=shared_tick
-    )
     with tempfile.TemporaryDirectory(prefix="orchestrator-load-") as tmp:
         workdir = Path(tmp)
         async with contextlib.AsyncExitStack() as stack:
@@ -337,8 +459,9 @@ async def _level(
                 redis_url = await stack.enter_async_context(_throwaway_redis())
                 env = {**env, "ORCHESTRATOR_REDIS_URL": redis_url}
             return await _measure(
-                calls, workdir, script, options, ramp_s=ramp_s, window_s=window_s, soak_s=soak_s,
-                env=env, workers=workers, redis_url=redis_url, turns=turns,
+                calls, workdir, ramp_s=ramp_s, window_s=window_s, soak_s=soak_s, env=env,
+                workers=workers, redis_url=redis_url, turns=turns, shared_tick=shared_tick,
+                platforms=platforms,
             )
     raise AssertionError("the exit stack returned without a result")
 
@@ -346,8 +469,6 @@ async def _level(
 async def _measure(
     calls: int,
     workdir: Path,
-    script: CallScript,
-    options: SimulatorOptions,
     *,
     ramp_s: float,
     window_s: float,
@@ -356,59 +477,64 @@ async def _measure(
     workers: int,
     redis_url: str | None,
     turns: int,
+    shared_tick: bool,
+    platforms: int,
 ) -> dict[str, object]:
+    placings = [
+        _Placing(base="", indices=tuple(range(k, calls, platforms)), calls=calls, turns=turns,
+                 ramp_s=ramp_s, soak_s=soak_s, shared_tick=shared_tick)
+        for k in range(platforms)
+    ]
     process, base = await _start_server(workdir, env, workers)
+    placings = [replace(placing, base=base) for placing in placings]
     pids = await _serving_workers(process.pid, base, workers)
+    loop = asyncio.get_running_loop()
     try:
         rss_idle = {pid: _proc_rss_mb(pid) for pid in pids}
-        lag: list[float] = []
-        stop = asyncio.Event()
-        monitor = asyncio.get_running_loop().create_task(_lag_monitor(lag, stop))
-        redis_before = await _redis_commands(redis_url)
-        # The platform's own start-up heap (modules, voices, the server's start) lives all run: out of its
-        # collector's sight, as `serve` does (gc_policy.py), so a full collection in the generator walks only
-        # the calls and stalls every call's 20 ms tick for less.
-        gc.collect()
-        gc.freeze()
-        started = time.perf_counter()
-        # CPU over the whole run as well as in the window: a call's work is fixed by its script, so CPU per
-        # call over the run stays comparable on a busy machine, where the window's cores do not.
-        run_cpu0 = {pid: _proc_cpu_s(pid) for pid in [process.pid, *pids]}
-        run_gen0 = time.process_time()
+        async with _platforms(placings[1:]) as children:
+            child_pids = [child.pid for child, _ in children if child.pid is not None]
 
-        async def slot(index: int) -> list[SimulatedCall | BaseException]:
-            """One caller line: a call, then (soaking) the next, until the soak is over."""
-            await asyncio.sleep(ramp_s * index / calls)
-            placed: list[SimulatedCall | BaseException] = []
-            while not placed or time.perf_counter() - started < soak_s:
-                sid = f"HD_load{index:05d}_{len(placed):03d}"
-                platform = FakeSautikit(base, options=options)
-                try:
-                    placed.append(await platform.call(script, call_sid=sid))
-                except Exception as exc:  # counted: one failed call must not end the run
-                    placed.append(exc)
-            return placed
+            def generator_cpu() -> float:
+                return time.process_time() + sum(_proc_cpu_s(pid) for pid in child_pids)
 
-        placing = asyncio.gather(*(slot(i) for i in range(calls)))
-        # Every call started, greeted and streaming; when soaking, near the soak's end.
-        await asyncio.sleep(max(ramp_s + 2.0, soak_s - window_s))
-        live_start = await _live_by_worker(base, pids)
-        cpu0 = {pid: _proc_cpu_s(pid) for pid in [process.pid, *pids]}
-        redis0 = await _redis_commands(redis_url)
-        gen0, wall0 = time.process_time(), time.perf_counter()
-        await asyncio.sleep(window_s)
-        cpu1 = {pid: _proc_cpu_s(pid) for pid in [process.pid, *pids]}
-        redis1 = await _redis_commands(redis_url)
-        gen1, wall1 = time.process_time(), time.perf_counter()
-        rss_live = {pid: _proc_rss_mb(pid) for pid in pids}
-        live_end = await _live_by_worker(base, pids)
-        results = [call for placed in await placing for call in placed]
-        run_cpu = sum(_proc_cpu_s(pid) - run_cpu0[pid] for pid in run_cpu0)
-        run_gen = time.process_time() - run_gen0
-        wall_s = time.perf_counter() - started
-        redis_after = await _redis_commands(redis_url)
-        stop.set()
-        await monitor
+            lag: list[float] = []
+            redis_before = await _redis_commands(redis_url)
+            # The platform's own start-up heap (modules, voices, the server's start) lives all run: out of
+            # its collector's sight, as `serve` does (gc_policy.py), so a full collection in the generator
+            # walks only the calls and stalls every call's 20 ms tick for less.
+            gc.collect()
+            gc.freeze()
+            started = time.perf_counter()
+            # CPU over the whole run as well as in the window: a call's work is fixed by its script, so CPU
+            # per call over the run stays comparable on a busy machine, where the window's cores do not.
+            run_cpu0 = {pid: _proc_cpu_s(pid) for pid in [process.pid, *pids]}
+            run_gen0 = time.process_time()
+            start_at = time.time() + 0.1
+            for _, conn in children:
+                conn.send(start_at)
+            placing = loop.create_task(_place(placings[0], start_at, lag))
+            # Every call started, greeted and streaming; when soaking, near the soak's end.
+            await asyncio.sleep(max(ramp_s + 2.0, soak_s - window_s))
+            live_start = await _live_by_worker(base, pids)
+            cpu0 = {pid: _proc_cpu_s(pid) for pid in [process.pid, *pids]}
+            redis0 = await _redis_commands(redis_url)
+            gen0, wall0 = generator_cpu(), time.perf_counter()
+            await asyncio.sleep(window_s)
+            cpu1 = {pid: _proc_cpu_s(pid) for pid in [process.pid, *pids]}
+            redis1 = await _redis_commands(redis_url)
+            gen1, wall1 = generator_cpu(), time.perf_counter()
+            rss_live = {pid: _proc_rss_mb(pid) for pid in pids}
+            live_end = await _live_by_worker(base, pids)
+            results = await placing
+            run_gen = time.process_time() - run_gen0
+            for _, conn in children:
+                heard, their_lag, their_cpu = await loop.run_in_executor(None, conn.recv)
+                results += heard
+                lag += their_lag
+                run_gen += their_cpu
+            run_cpu = sum(_proc_cpu_s(pid) - run_cpu0[pid] for pid in run_cpu0)
+            wall_s = time.perf_counter() - started
+            redis_after = await _redis_commands(redis_url)
         await asyncio.sleep(1.0)  # transcripts are written just after each call
         transcripts = [p.read_text() for p in (workdir / "transcripts").glob("*.txt")]
     finally:
@@ -432,6 +558,7 @@ async def _measure(
         wall_s=wall_s,
         gc_pauses=gc_pauses,
     )
+    figures["generator"]["processes"] = len(placings)  # type: ignore[index]
     figures["workers"] = [
         {
             "pid": pid,
@@ -468,7 +595,7 @@ def _gc_pauses(server_log: Path) -> list[tuple[float, float]]:
 def _figures(
     calls: int,
     turns: int,
-    results: list[SimulatedCall | BaseException],
+    results: list[_Heard | str],
     transcripts: list[str],
     *,
     window: float,
@@ -485,25 +612,20 @@ def _figures(
     exact_latencies: list[float] = []
     kills: list[float] = []
     underruns = reply_frames = ok = false_kills = ticks = late_ticks = 0
-    errors = [repr(r) for r in results if isinstance(r, BaseException)]
+    errors = [result for result in results if isinstance(result, str)]
     for result in results:
-        if isinstance(result, BaseException):
+        if isinstance(result, str):
             continue
-        call_latencies, replies, call_underruns, call_frames, call_exact = _turns_heard(result)
-        exact_latencies += call_exact
+        exact_latencies += result.exact
         ticks += result.ticks
         late_ticks += result.late_ticks
-        latencies += call_latencies
-        underruns += call_underruns
-        reply_frames += call_frames
-        starts = result.caller_audio_started_at
-        if len(starts) > turns // 2:  # the middle line is the barge-in
-            onset = starts[turns // 2]
-            later = [at for at in result.kill_audio_at if at >= onset]
-            if later:
-                kills.append((later[0] - onset) * 1000)
-            false_kills += len(result.kill_audio_at) - len(later)
-        if result.ended_by == "caller" and replies >= turns:
+        latencies += result.latencies
+        underruns += result.underruns
+        reply_frames += result.reply_frames
+        if result.kill_ms is not None:
+            kills.append(result.kill_ms)
+        false_kills += result.false_kills
+        if result.ended_by_caller and result.replies >= turns:
             ok += 1
     lags = [max(0.0, value - BRAIN_SILENCE_MS) for value in latencies]
     cores = server_cpu / window if window else 0.0
@@ -555,6 +677,7 @@ async def _run(
     env: dict[str, str],
     workers: int = 1,
     shared_tick: bool = False,
+    platforms: int = 1,
 ) -> dict[str, object]:
     return {
         "cpu_count": os.cpu_count(),
@@ -562,6 +685,7 @@ async def _run(
         "turns_per_call": turns,
         "server_workers": workers,
         "media_ticks": "shared" if shared_tick else "per call",
+        "platform_processes": platforms,
         "levels": [
             await _level(
                 n,
@@ -572,6 +696,7 @@ async def _run(
                 env=env,
                 workers=workers,
                 shared_tick=shared_tick,
+                platforms=platforms,
             )
             for n in levels
         ],
@@ -613,6 +738,12 @@ def main() -> None:
         help="the platform's 20 ms media ticks: one per call (default; measured fairer on 2 cores, docs/scaling.md), or one clock for all calls",
     )
     parser.add_argument(
+        "--platforms",
+        type=int,
+        default=1,
+        help="processes placing the calls (call i from process i mod P), each with its own event loop",
+    )
+    parser.add_argument(
         "--env",
         action="append",
         default=[],
@@ -632,6 +763,7 @@ def main() -> None:
             env=env,
             workers=args.workers,
             shared_tick=args.ticks == "shared",
+            platforms=max(1, args.platforms),
         )
     )
     print(json.dumps(figures))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from array import array
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +25,7 @@ def _load_bench() -> ModuleType:
     spec = importlib.util.spec_from_file_location("load_bench", ROOT / "bench" / "load.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up by name
     spec.loader.exec_module(module)
     return module
 
