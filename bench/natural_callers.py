@@ -147,6 +147,14 @@ def caller_voice_with_noise(
     return speak
 
 
+def _condition_name(snr_db: float | None, phone: bool) -> str:
+    """"clean", "white_30db", "phone_8k" or "phone_8k_white_30db"."""
+    noise = "clean" if snr_db is None else f"white_{snr_db:g}db"
+    if phone:
+        return "phone_8k" if snr_db is None else f"phone_8k_{noise}"
+    return noise
+
+
 def judge(scenario: Scenario, record: CallRecord) -> dict[str, object]:
     """Did the call do the caller's task, and did it act wrongly anywhere?"""
     transcript = record.transcript
@@ -297,8 +305,7 @@ def summarise(results: list[dict[str, object]]) -> dict[str, object]:
     by_condition: dict[str, list[dict[str, object]]] = defaultdict(list)
     for row in results:
         by_kind[str(row["kind"])].append(row)
-        noise = "clean" if row["snr_db"] is None else f"white_{row['snr_db']:g}db"
-        noise = f"phone_8k_{noise}" if row.get("phone") else noise
+        noise = _condition_name(row["snr_db"], bool(row.get("phone")))  # type: ignore[arg-type]
         by_condition[f"{row['voice']}/{noise}"].append(row)
     turn = [v for r in results for v in r.get("turn_latency_ms", [])]  # type: ignore[union-attr]
     first = [r["first_prompt_ms"] for r in results if isinstance(r.get("first_prompt_ms"), int)]
@@ -364,7 +371,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     summary.update(
         scenario_file=Path(args.scenarios).name,
         scenarios=len(scenarios),
-        conditions=[f"{v}/{'clean' if n is None else f'white_{n:g}db'}" for v, n in conditions],
+        conditions=[f"{v}/{_condition_name(n, p)}" for v, n, p in conditions],
         parallel=args.parallel,
         decoders_at_start=args.decoders_at_start,
         decoders_built_before_calls_s=prepared_s,
