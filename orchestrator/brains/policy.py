@@ -460,9 +460,9 @@ class PolicyDialogue:
         those words hold a phrase of an intent that looks orders up by phone, and the caller has orders on
         record (or may have: `_may_know_caller`), nothing looked up and no number said yet, that is what
         they asked (by a phrase, or by the words only that intent uses: "where" in kal16's "...find out
-        where my stuff is", heard at 30 dB as
-        "hello five oh one two five the number is"); a number is read back to anyone else, and to a
-        caller whose words name a number ("my order number is the excellence era...").
+        where my stuff is", heard at 30 dB as "hello five oh one two five the number is"); a number is
+        read back to anyone else, and to a caller whose words name a number ("my order number is the
+        excellence era...").
         """
         words = heard.heard_as_words
         if not words or not self._may_know_caller() or "request" in self._context:
