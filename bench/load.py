@@ -67,7 +67,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cache
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -480,13 +480,12 @@ async def _measure(
     shared_tick: bool,
     platforms: int,
 ) -> dict[str, object]:
+    process, base = await _start_server(workdir, env, workers)
     placings = [
-        _Placing(base="", indices=tuple(range(k, calls, platforms)), calls=calls, turns=turns,
+        _Placing(base=base, indices=tuple(range(k, calls, platforms)), calls=calls, turns=turns,
                  ramp_s=ramp_s, soak_s=soak_s, shared_tick=shared_tick)
         for k in range(platforms)
     ]
-    process, base = await _start_server(workdir, env, workers)
-    placings = [replace(placing, base=base) for placing in placings]
     pids = await _serving_workers(process.pid, base, workers)
     loop = asyncio.get_running_loop()
     try:

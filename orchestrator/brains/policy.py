@@ -288,6 +288,7 @@ class PolicyDialogue:
         self._lookups = 0
         self._by_phone: set[str] = set()  # pending lookups by the caller's number
         self._caller_orders: int | None = None
+        self._caller_number = ""  # the caller's number (`From`); "" when withheld
         self._keypad_offered = False
         # The pending tool's outcome led into a state whose route spoke its own `say`: that line answers it.
         self._outcome_spoken = False
@@ -302,6 +303,7 @@ class PolicyDialogue:
     def begin(self, call: CallInfo) -> None:
         number = call.caller or ""
         self._caller_orders = call.caller_orders
+        self._caller_number = number
         self._context["caller"] = {
             "number": number,
             "number_spoken": " ".join(ch for ch in number if ch.isdigit()),
@@ -733,11 +735,9 @@ class PolicyDialogue:
         this number, or the apology and a person when the API is down).
         """
         by_phone = self._by_phone_rule()
-        caller = self._context.get("caller")
-        has_number = isinstance(caller, Mapping) and bool(caller.get("number"))
         return (
             self._caller_orders != 0
-            and (self._caller_orders is not None or has_number)
+            and (self._caller_orders is not None or bool(self._caller_number))
             and self._lookups == 0
             and by_phone is not None
             and by_phone.tool in self._state.tools
