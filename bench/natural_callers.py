@@ -331,7 +331,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
     flow = load_flow(args.flow)
     factory = make_offline_brain_factory(
-        flow, SpeechChoice(asr_decoders_at_start=args.decoders_at_start)
+        flow, SpeechChoice(asr=args.asr, asr_decoders_at_start=args.decoders_at_start)
     )
     # As `serve` does while it starts: the calls below arrive at a service that has been up a moment.
     preparing = time.perf_counter()
@@ -373,6 +373,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         scenarios=len(scenarios),
         conditions=[f"{v}/{_condition_name(n, p)}" for v, n, p in conditions],
         parallel=args.parallel,
+        asr=args.asr,
         decoders_at_start=args.decoders_at_start,
         decoders_built_before_calls_s=prepared_s,
         clock=args.clock,
@@ -402,6 +403,9 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=5)
     parser.add_argument("--decoders-at-start", type=int, default=2,
                         help="grammar decoders built before the first call, as serve does (default 2)")
+    parser.add_argument("--asr", choices=("auto", "grammar", "whisper"), default="auto",
+                        help="the recogniser: auto (the service's default: Whisper tiny.en when the "
+                             "[whisper] extra is installed, else the grammar), grammar or whisper")
     parser.add_argument("--only", default="", help="scenario classes, comma-separated")
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--clock", choices=("real", "fast"), default="real")

@@ -10,13 +10,17 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import structlog
+
 from orchestrator.app import BrainFactory
 from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.errors import ConfigError
 from orchestrator.flow import Flow
 from orchestrator.script import load_script
 from orchestrator.settings import Settings
-from orchestrator.speech.choice import SpeechChoice
+from orchestrator.speech.choice import SpeechChoice, chosen_asr
+
+log = structlog.get_logger(__name__)
 
 __all__ = ["BRAINS", "DEFAULT_SCRIPT", "make_brain_factory", "speech_choice"]
 
@@ -32,6 +36,12 @@ def speech_choice(settings: Settings) -> SpeechChoice:
     return SpeechChoice(**{name: getattr(settings, name) for name in fields})
 
 
+def _announced(speech: SpeechChoice) -> SpeechChoice:
+    """`auto` depends on what is installed: say which recogniser it became, once, at start-up."""
+    log.info("speech_chosen", asr=chosen_asr(speech), asr_setting=speech.asr, tts=speech.tts)
+    return speech
+
+
 def make_brain_factory(
     settings: Settings, flow: Flow, *, environ: Mapping[str, str] = os.environ
 ) -> BrainFactory:
@@ -39,7 +49,7 @@ def make_brain_factory(
     if settings.brain == "offline":
         from orchestrator.brains.cascade import make_offline_brain_factory
 
-        return make_offline_brain_factory(flow, speech_choice(settings))
+        return make_offline_brain_factory(flow, _announced(speech_choice(settings)))
     if settings.brain == "bench":
         from orchestrator.brains.bench import BenchBrain
 
@@ -72,5 +82,5 @@ def make_brain_factory(
             model=settings.chat_model,
             api_key=settings.chat_api_key or environ.get("OPENAI_API_KEY"),
         )
-        return make_chat_brain_factory(flow, chat, speech_choice(settings))
+        return make_chat_brain_factory(flow, chat, _announced(speech_choice(settings)))
     raise ConfigError(f"unknown brain {settings.brain!r}; expected one of {', '.join(BRAINS)}")

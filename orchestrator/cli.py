@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from orchestrator.app import create_app, run_service
 from orchestrator.audio.wav import interleave, write_wav
 from orchestrator.brain_check import add_brain_commands
-from orchestrator.brain_choice import BRAINS, DEFAULT_SCRIPT, make_brain_factory
+from orchestrator.brain_choice import BRAINS, DEFAULT_SCRIPT, make_brain_factory, speech_choice
 from orchestrator.brains.base import Brain
 from orchestrator.brains.cascade import make_offline_brain_factory
 from orchestrator.brains.scripted import ScriptedBrain
@@ -52,6 +52,7 @@ from orchestrator.operator_cli import add_operator_commands
 from orchestrator.script import CallScript, load_script
 from orchestrator.settings import DEFAULT_FLOW, Settings
 from orchestrator.simulator import FakeSautikit, SimulatedCall, SimulatorOptions
+from orchestrator.speech.choice import chosen_asr
 from orchestrator.speech.voices import CALLER_VOICES, CallerVoice, caller_voice
 from orchestrator.supervisor import (
     WORKER_INDEX_VARIABLE,
@@ -304,8 +305,9 @@ def _parser() -> argparse.ArgumentParser:
         "--brain",
         choices=("offline", "scripted"),
         default="offline",
-        help="offline (default): the caller speaks with a flite voice, the agent recognises it with "
-        "pocketsphinx, follows the flow's policy and answers with espeak-ng; scripted: replays the model's "
+        help="offline (default): the caller speaks with a flite voice, the agent recognises it (Whisper "
+        "tiny.en when installed, else pocketsphinx with the flow's grammar; ORCHESTRATOR_ASR chooses), "
+        "follows the flow's policy and answers with espeak-ng; scripted: replays the model's "
         "side from fixtures/calls/ with deterministic speech-like audio",
     )
     demo.add_argument("--out", type=Path, help="output folder (default demo-output/<time>)")
@@ -554,6 +556,14 @@ def _free_port(host: str) -> int:
 # --- demo and call ------------------------------------------------------------------------------
 
 
+_RECOGNISERS = {
+    "whisper": "Whisper tiny.en hears the caller (ORCHESTRATOR_ASR=grammar for the lighter pocketsphinx)",
+    "grammar": "pocketsphinx hears the caller through the flow's grammar (pip install "
+    "'sautikit-orchestrator[whisper]' for Whisper tiny.en)",
+    "openai": "an OpenAI-compatible transcription endpoint hears the caller (ORCHESTRATOR_ASR_URL)",
+}
+
+
 def _demo(args: argparse.Namespace) -> int:
     return asyncio.run(_run_demo(args))
 
@@ -580,7 +590,11 @@ async def _run_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         offline = False
-    offline_brains = make_offline_brain_factory(flow) if offline else None
+    offline_brains = None
+    if offline:
+        speech = speech_choice(settings)
+        print(f"Offline brain: {_RECOGNISERS[chosen_asr(speech)]}; the agent speaks with espeak-ng.")
+        offline_brains = make_offline_brain_factory(flow, speech)
     scripts: dict[str, CallScript] = {}
 
     def brain_factory(start: CallStart) -> Brain:

@@ -625,7 +625,8 @@ def make_chat_brain_factory(
     """
     speech = speech or SpeechChoice()
     tts = _voice_for(flow, speech)
-    asr = build_recognizer(speech, None)
+    slot = flow.policy.order_number if flow.policy is not None else None
+    asr = build_recognizer(speech, None, shapes=slot.shapes if slot is not None else ())
 
     def build(start: CallStart) -> Brain:
         client = ChatCompletionsClient(settings)

@@ -38,7 +38,12 @@ from orchestrator.speech.grammar import (
     parse_order_number,
     spoken_order_number,
 )
-from orchestrator.speech.keywords import intent_keywords, keywords_heard, match_keywords
+from orchestrator.speech.keywords import (
+    intent_keywords,
+    keywords_heard,
+    match_keywords,
+    words_after_last,
+)
 
 __all__ = [
     "BUILTIN_PHRASES",
@@ -119,6 +124,8 @@ _ORDINALS: Mapping[str, tuple[str, ...]] = {
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
 # A sentence ends at . ! or ? followed by a space: the dot inside `{{ order.eta }}` is not an end.
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
+# A goodbye is the last thing said: "bye bye", "goodbye then", "bye, thank you" end a call; more words do not.
+_WORDS_AFTER_A_GOODBYE: Final = 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -407,6 +414,8 @@ class PolicyDialogue:
             self._question = None
             return self._on_number(number)
         phrases = self._phrases()
+        if heard.open_vocabulary:
+            phrases = self._open_words_phrases(text, phrases)
         intent = match_intent(text, phrases)
         by_keywords = False
         if intent is None and heard.open_vocabulary:
@@ -453,6 +462,33 @@ class PolicyDialogue:
             and not heard.rescued
         )
         return self._act(rule, sure=sure)
+
+    def _open_words_phrases(
+        self, text: str, phrases: dict[str, tuple[str, ...]]
+    ) -> dict[str, tuple[str, ...]]:
+        """The phrases a caller's own words (open vocabulary) are matched against.
+
+        Open words are whole sentences, where a short phrase is rarely the point: "Yes, I'm waiting on
+        some groceries, is your rider coming soon?" answers no question, so yes and no are left out unless
+        one is asked. A goodbye followed by more than a couple of words is not how calls end (a greeting
+        misheard as "bye": Whisper's "bye i am calling about my shoes can i pick them up" for slt's "Hi,
+        I'm calling about my shoes..."): it is left out, and words that ask nothing else are not understood
+        (a known caller's are a lookup by phone, anyone else is asked again).
+        """
+        kept = dict(phrases)
+        listen = self._config.listen.get(self._state.name)
+        own = {rule.name for rule in listen.rules} if listen is not None else set()
+        for answer in (self._config.yes_intent, self._config.no_intent):
+            if self._question is None and answer not in own:  # the state's own question gives them a meaning
+                kept.pop(answer, None)
+        for name, said in phrases.items():
+            rule = self._rule(name)
+            if rule is None or rule.tool is None or self._config.decisive.get(rule.tool) != "end":
+                continue
+            after = words_after_last(text, said)
+            if after is not None and after > _WORDS_AFTER_A_GOODBYE:
+                kept.pop(name, None)
+        return kept
 
     def _known_callers_question(self, heard: Recognition) -> IntentRule | None:
         """A lookup by phone a known caller asked for, in words the recogniser fitted a number to.

@@ -1,12 +1,14 @@
 """Which recogniser and which voice a cascade brain gets: settings in, shared backends out.
 
 Built once per service at start-up (models load once, decoders are pooled) and shared by every call.
-Decision record: docs/decisions/0014-speech-backends-and-shared-decoders.md (the grammar recogniser and espeak-ng by default).
+Decision records: docs/decisions/0014-speech-backends-and-shared-decoders.md (the backends, shared decoders)
+and docs/decisions/0034-whisper-hears-callers-when-installed.md (`auto`, the service's default: Whisper
+tiny.en when installed, else the grammar recogniser).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,17 +24,26 @@ from orchestrator.speech.transcribers import (
     TranscriberSource,
     WhisperTranscriber,
     bundled_whisper_model,
+    numbers_prompt,
+    whisper_installed,
 )
 from orchestrator.speech.tts import EspeakTts
 
-__all__ = ["SpeechChoice", "build_recognizer", "build_voice"]
+__all__ = ["SpeechChoice", "build_recognizer", "build_voice", "chosen_asr"]
+
+Recogniser = Literal["grammar", "whisper", "openai"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SpeechChoice:
-    """The speech settings (ORCHESTRATOR_ASR=..., ORCHESTRATOR_TTS=..., their URLs), as plain data."""
+    """The speech settings (ORCHESTRATOR_ASR=..., ORCHESTRATOR_TTS=..., their URLs), as plain data.
 
-    asr: Literal["grammar", "whisper", "openai"] = "grammar"
+    `asr="auto"` (the service's default) is Whisper when it is installed, else the grammar recogniser; as
+    plain data the default is the grammar recogniser, so a library user's calls do not change with what
+    happens to be installed.
+    """
+
+    asr: Literal["auto", "grammar", "whisper", "openai"] = "grammar"
     asr_url: str | None = None
     asr_model: str = "whisper-1"
     asr_api_key: str | None = None
@@ -49,11 +60,18 @@ class SpeechChoice:
 
 
 def build_recognizer(
-    choice: SpeechChoice, grammar: GrammarSpec | Mapping[str, GrammarSpec] | None
+    choice: SpeechChoice,
+    grammar: GrammarSpec | Mapping[str, GrammarSpec] | None,
+    *,
+    shapes: Sequence[str] | None = None,
 ) -> DecoderSource:
     """Where each call's utterances are decoded; `grammar=None` asks for open vocabulary (the chat brain),
-    a mapping gives the grammar recogniser one search per name (a dialogue's per-turn grammars)."""
-    if choice.asr == "grammar":
+    a mapping gives the grammar recogniser one search per name (a dialogue's per-turn grammars).
+
+    `shapes` (default: the grammar's) are the order-number shapes an open-vocabulary recogniser is told
+    to expect."""
+    asr = chosen_asr(choice)
+    if asr == "grammar":
         # Decoders are pooled: a handful serve every call, lent one utterance at a time; each decodes in
         # its own process, because pocketsphinx holds the GIL while it decodes.
         start_decoder_processes()  # the fork server imports the recogniser now, not at the first caller
@@ -65,9 +83,12 @@ def build_recognizer(
             max_size=choice.asr_decoders,
             keep_idle=choice.asr_decoders,
         )
-    if choice.asr == "whisper":
+    if asr == "whisper":
         return TranscriberSource(
-            WhisperTranscriber(choice.whisper_model_dir or bundled_whisper_model())
+            WhisperTranscriber(
+                choice.whisper_model_dir or bundled_whisper_model(),
+                prompt=numbers_prompt(shapes if shapes is not None else _shapes_of(grammar)),
+            )
         )
     if not choice.asr_url:
         raise ConfigError(
@@ -82,6 +103,19 @@ def build_recognizer(
             timeout_s=choice.asr_timeout_s,
         )
     )
+
+
+def _shapes_of(grammar: GrammarSpec | Mapping[str, GrammarSpec] | None) -> list[str]:
+    specs = [grammar] if isinstance(grammar, GrammarSpec) else list((grammar or {}).values())
+    return list(dict.fromkeys(shape for spec in specs for shape in spec.shapes))
+
+
+def chosen_asr(choice: SpeechChoice) -> Recogniser:
+    """The recogniser `choice` names; `auto` is Whisper tiny.en when faster-whisper and a local model are
+    installed (the `[whisper]` extra, or ORCHESTRATOR_WHISPER_MODEL_DIR), else the grammar recogniser."""
+    if choice.asr != "auto":
+        return choice.asr
+    return "whisper" if whisper_installed(choice.whisper_model_dir) else "grammar"
 
 
 def build_voice(choice: SpeechChoice, *, voice: str, speed: float) -> Synthesizer:

@@ -236,12 +236,71 @@ def grammar_words(spec: GrammarSpec) -> frozenset[str]:
 def parse_order_number(text: str, shapes: Iterable[str]) -> str | None:
     """The order number in recognised text ("my order is d x one oh four two" -> "DX1042"), if one fits.
 
-    The decoded words are read as letters and digits; the first run that fits a shape wins. Intent words
-    never look like a shape, so a sentence without a number gives None.
+    The decoded words are read as letters and digits; a run that fits a shape is a number, and of several
+    the last one wins: a caller who corrects themselves says the right number last ("P K two zero nine
+    four four, wait, no, sorry, P K two zero nine three one"). Intent words never look like a shape, so a
+    sentence without a number gives None.
     """
     tokens = [_token(word) for word in text.lower().split()]
-    span = _number_span(tokens, tuple(shapes))
-    return None if span is None else "".join(t for t in tokens[span[0] : span[1]] if t is not None)
+    shapes = tuple(shapes)
+    # A letter heard as one that sounds alike ("D K" for "P K", "B X" for "D X") still fits a shape when the
+    # rest fits exactly; the number is read back before any lookup, so the caller hears what was taken.
+    found = _last_run(tokens, shapes)
+    if found is None:
+        return None
+    start, shape = found
+    return "".join(
+        want if want != "#" else str(token) for token, want in zip(tokens[start:], shape, strict=False)
+    )
+
+
+def _last_run(tokens: list[str | None], shapes: tuple[str, ...]) -> tuple[int, str] | None:
+    """Where the last run of tokens that fits a shape starts, and the shape; runs are taken from the left
+    without overlap, so a digit after a number does not make a second number out of the first's tail.
+    At each place an exact fit comes first, then one with a letter heard alike."""
+    found: tuple[int, str] | None = None
+    at = 0
+    while at < len(tokens):
+        run = next(
+            (
+                (start, shape)
+                for start in range(at, len(tokens))
+                for alike in (False, True)
+                for shape in shapes
+                if _fits_run(tokens[start : start + len(shape)], shape, alike=alike)
+            ),
+            None,
+        )
+        if run is None:
+            break
+        found = run
+        at = run[0] + len(run[1])
+    return found
+
+
+def _fits_run(window: list[str | None], shape: str, *, alike: bool) -> bool:
+    if len(window) != len(shape):
+        return False
+    if all(_fits(token, want) for token, want in zip(window, shape, strict=True)):
+        return True
+    if not alike:
+        return False
+    letters = [(token, want) for token, want in zip(window, shape, strict=True) if want != "#"]
+    misses = [(token, want) for token, want in letters if token != want]
+    return (
+        len(letters) > 1
+        and len(misses) == 1
+        and _sounds_alike(*misses[0])
+        and all(_fits(token, want) for token, want in zip(window, shape, strict=True) if want == "#")
+    )
+
+
+# Letters a phone line or a recogniser confuses: the E-set ("bee", "dee", "pee"...), the A-set, m/n, s/f/x.
+_ALIKE_LETTERS = ("BCDEGPTVZ", "AJK", "MN", "FSX")
+
+
+def _sounds_alike(token: str | None, want: str) -> bool:
+    return token is not None and any(token in group and want in group for group in _ALIKE_LETTERS)
 
 
 def content_span(words: list[str], spec: GrammarSpec) -> tuple[int, int] | None:

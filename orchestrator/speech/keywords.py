@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-__all__ = ["intent_keywords", "keywords_heard", "match_keywords", "stem"]
+__all__ = ["intent_keywords", "keywords_heard", "match_keywords", "stem", "words_after_last"]
 
 _WORD = re.compile(r"[a-z']+")
 # Words that say nothing about what the caller wants, whichever phrase they appear in.
@@ -68,3 +68,29 @@ def match_keywords(text: str, keywords: Mapping[str, frozenset[str]]) -> str | N
 def keywords_heard(text: str, keywords: frozenset[str]) -> int:
     """How many of one intent's `keywords` (stems) occur in `text`."""
     return len({stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP} & keywords)
+
+
+# What callers add after a goodbye without saying anything more: "bye, thank you very much, have a nice day".
+_PLEASANTRIES = frozenset(
+    "thank thanks you very much so a have good nice great day evening morning afternoon night then okay ok "
+    "bye goodbye take care again asante sana kwaheri".split()
+)
+
+
+def words_after_last(text: str, phrases: Iterable[str]) -> int | None:
+    """How many words, pleasantries aside, follow the last whole-word occurrence of any of `phrases` in
+    `text`; None when none occurs.
+
+    A goodbye is the last thing a caller says: "bye" with a question after it is a greeting misheard
+    (Whisper heard slt's "Hello? Yes, hi. I'd like to check on my things..." as "hello yes bye i'd like...").
+    """
+    words = _WORD.findall(text.lower())
+    last_end: int | None = None
+    for phrase in phrases:
+        target = _WORD.findall(phrase.lower())
+        width = len(target)
+        for start in range(len(words) - width + 1):
+            if width and words[start : start + width] == target:
+                end = start + width
+                last_end = end if last_end is None else max(last_end, end)
+    return None if last_end is None else sum(w not in _PLEASANTRIES for w in words[last_end:])

@@ -170,6 +170,67 @@ async def test_a_known_callers_question_in_their_own_words_is_a_lookup_by_phone(
     assert _tools(steps) == [("lookup_order", {})]
 
 
+async def test_a_goodbye_with_a_question_after_it_is_not_how_a_call_ends():
+    """Whisper heard "Hello? Yes, hi. I'd like to check on my things..." as "hello yes bye i'd like...":
+    a goodbye followed by a question is set aside, and the question is what the caller asked."""
+    dialogue, _ = await _identifying(caller_orders=1)
+    heard = _own_words("hello yes bye i'd like to check on my things when are they coming to thika", 0.95)
+    assert _tools(await _steps(dialogue.on_caller(heard))) == [("lookup_order", {})]
+
+
+async def test_a_goodbye_followed_by_nothing_the_flow_knows_is_not_understood():
+    """"bye do you people also sell gas cylinders" (a greeting misheard, then off-topic): asked again."""
+    dialogue, _ = await _identifying()
+    steps = await _steps(dialogue.on_caller(_own_words("bye do you people also sell gas cylinders", 0.95)))
+    assert steps == [NOT_UNDERSTOOD]
+
+
+async def test_a_known_caller_whose_hello_was_heard_as_bye_hears_their_orders():
+    """"bye i am calling about my shoes can i pick them up": nothing the flow knows, so a lookup by phone."""
+    dialogue, _ = await _identifying(caller_orders=2)
+    heard = _own_words("bye i am calling about my shoes can i pick them up", 0.95)
+    assert _tools(await _steps(dialogue.on_caller(heard))) == [("lookup_order", {})]
+
+
+async def test_a_goodbye_at_the_end_with_pleasantries_after_it_ends_the_call():
+    """What callers add after a goodbye ("thank you very much, have a nice day") does not unmake it."""
+    dialogue = _dialogue()
+    await _steps(dialogue.on_state(NARRATING))
+    heard = _own_words("okay that is all bye thank you very much have a nice day", 0.95)
+    assert _tools(await _steps(dialogue.on_caller(heard))) == [("end_call", {})]
+
+
+async def test_a_yes_that_answers_nothing_does_not_hide_the_question_after_it():
+    """Nothing was asked, so "yes" is a filler: the rider question after it is what the caller wants (here a
+    caller with no orders on record, who is told so and asked for the number)."""
+    dialogue, _ = await _identifying(caller_orders=0)
+    heard = _own_words("yes i am waiting on some groceries is your rider coming soon", 0.95)
+    assert await _steps(dialogue.on_caller(heard)) == [
+        "I cannot see any recent order placed from this number. Please tell me your order number."
+    ]
+
+
+async def test_the_states_own_question_still_hears_a_plain_no_in_open_words():
+    """"Anything else?" gives no its meaning: "no that's all thanks" ends the call."""
+    dialogue = _dialogue()
+    await _steps(dialogue.on_state(NARRATING))
+    assert _tools(await _steps(dialogue.on_caller(_own_words("no thanks", 0.95)))) == [("end_call", {})]
+
+
+async def test_a_letter_heard_as_one_that_sounds_alike_still_makes_the_number_read_back():
+    """Whisper heard slt's "P K two zero nine four four" as "d k two zero nine four four": read back as P K."""
+    dialogue, _ = await _identifying()
+    heard = _own_words("d k two zero nine four four", 0.95)
+    assert await _steps(dialogue.on_caller(heard)) == ["Order P K two zero nine four four, is that right?"]
+
+
+async def test_a_caller_who_corrects_their_number_has_the_last_one_read_back():
+    """"P K two zero nine four four, wait, no, sorry, P K two zero nine three one": the last number said."""
+    dialogue, _ = await _identifying()
+    heard = _own_words("it's p k two zero nine four four wait no sorry p k two zero nine three one", 0.95)
+    assert await _steps(dialogue.on_caller(heard)) == ["Order P K two zero nine three one, is that right?"]
+
+
 async def test_a_request_for_a_person_in_the_callers_own_words_is_asked_about_first():
     """Keywords alone never transfer, however sure the recogniser: the caller is asked; yes transfers."""
     dialogue, _ = await _identifying()

@@ -1,4 +1,5 @@
-"""A served offline brain builds its grammar decoders while the service starts, not when callers speak."""
+"""A served offline brain on the grammar recogniser (ORCHESTRATOR_ASR=grammar) builds its decoders while the
+service starts, not when callers speak."""
 
 import asyncio
 
@@ -26,7 +27,7 @@ async def test_served_offline_brain_builds_its_decoders_before_the_first_call(
     aiohttp_client: AiohttpClient,
 ) -> None:
     """With ORCHESTRATOR_ASR_DECODERS_AT_START=2 the pool holds two decoders with no call placed."""
-    settings = Settings(orders="demo", asr_decoders_at_start=2)
+    settings = Settings(orders="demo", asr="grammar", asr_decoders_at_start=2)
     brains = make_brain_factory(settings, load_flow(ORDER_STATUS))
     assert isinstance(brains, OfflineBrains)
     app = web.Application()
@@ -38,7 +39,7 @@ async def test_served_offline_brain_builds_its_decoders_before_the_first_call(
 
 async def test_no_decoders_are_built_ahead_when_none_are_asked_for(aiohttp_client: AiohttpClient) -> None:
     """ORCHESTRATOR_ASR_DECODERS_AT_START=0 leaves the first caller's speech to build one."""
-    settings = Settings(orders="demo", asr_decoders_at_start=0)
+    settings = Settings(orders="demo", asr="grammar", asr_decoders_at_start=0)
     brains = make_brain_factory(settings, load_flow(ORDER_STATUS))
     assert isinstance(brains, OfflineBrains)
     app = web.Application()

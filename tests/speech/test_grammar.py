@@ -77,6 +77,22 @@ def test_parse_order_number_needs_a_whole_shape():
     assert parse_order_number("speak to a person", SPEC.shapes) is None
 
 
+def test_parse_order_number_takes_the_last_number_a_caller_said():
+    """A caller who corrects themselves says the right number last; a trailing digit is not a second one."""
+    said = "p k two zero nine four four wait no sorry p k two zero nine three one"
+    assert parse_order_number(said, ["PK#####"]) == "PK20931"
+    assert parse_order_number("d x one zero four two two", ["DX####", "#####"]) == "DX1042"
+
+
+def test_parse_order_number_takes_one_letter_heard_alike():
+    """"D K" for "P K" and "B X" for "D X" fit, read as the shape's letters; two letters off do not."""
+    shapes = ["DX####", "PK#####", "#####"]
+    assert parse_order_number("d k two zero nine four four", shapes) == "PK20944"
+    assert parse_order_number("b x one zero four two", shapes) == "DX1042"
+    assert parse_order_number("t g one zero four two", ["DX####"]) is None
+    assert parse_order_number("m k two zero nine four four", ["PK#####"]) is None  # m is nothing like p
+
+
 def test_match_intent_prefers_whole_words_and_longest_phrase():
     """"no thanks bye" is goodbye; "byelaw" would not match "bye"."""
     assert match_intent("hello i want to speak to a person", SPEC.intents) == "human"

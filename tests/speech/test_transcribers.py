@@ -7,7 +7,7 @@ import pytest
 
 from orchestrator.errors import ConfigError
 from orchestrator.speech.asr import MIN_CONFIDENCE, Recognition, StreamingRecognizer
-from orchestrator.speech.choice import SpeechChoice, build_recognizer
+from orchestrator.speech.choice import SpeechChoice, build_recognizer, chosen_asr
 from orchestrator.speech.transcribers import (
     HttpTranscriber,
     SphinxOpenTranscriber,
@@ -15,8 +15,10 @@ from orchestrator.speech.transcribers import (
     TranscriptionError,
     WhisperTranscriber,
     bundled_whisper_model,
+    numbers_prompt,
     spoken_words,
     whisper_confidence,
+    whisper_installed,
 )
 from orchestrator.speech.voices import synthesize_caller
 from tests.fakes.openai_audio import FakeAudioServer
@@ -154,10 +156,51 @@ def test_open_vocabulary_pocketsphinx_hears_words_outside_any_grammar():
 )
 def test_whisper_transcriber_hears_an_order_number_after_an_unknown_lead_in():
     """Whisper tiny.en from the bundled local model hears the number a grammar would scramble."""
-    transcriber = WhisperTranscriber(bundled_whisper_model())
+    transcriber = WhisperTranscriber(
+        bundled_whisper_model(), prompt=numbers_prompt(["DX####", "PK#####", "#####"])
+    )
     text, confidence = transcriber.transcribe(
         _PAD + synthesize_caller("Yeah so the number on my receipt is P K two zero nine three one.", "slt")
         + _PAD
     )
     assert "p k two zero nine three one" in spoken_words(text)
     assert confidence >= MIN_CONFIDENCE
+
+
+def test_auto_is_the_grammar_recogniser_when_no_whisper_model_is_found(tmp_path):
+    """ORCHESTRATOR_ASR=auto (the service's default) falls back to pocketsphinx: nothing is downloaded."""
+    assert chosen_asr(SpeechChoice(asr="auto", whisper_model_dir=tmp_path)) == "grammar"
+
+
+def test_a_named_recogniser_is_taken_as_named(tmp_path):
+    assert chosen_asr(SpeechChoice(asr="grammar")) == "grammar"
+    assert chosen_asr(SpeechChoice(asr="openai", asr_url="http://127.0.0.1:9/v1")) == "openai"
+    assert chosen_asr(SpeechChoice(asr="whisper", whisper_model_dir=tmp_path)) == "whisper"
+
+
+def test_the_library_default_is_the_grammar_and_the_services_is_auto():
+    """A library user's calls do not change with what is installed; the served default is the better ear."""
+    from orchestrator.brain_choice import speech_choice
+    from orchestrator.settings import Settings
+
+    assert SpeechChoice().asr == "grammar"
+    assert speech_choice(Settings()).asr == "auto"
+
+
+@pytest.mark.skipif(not whisper_installed(), reason="the optional whisper extra is not installed")
+def test_auto_is_whisper_when_the_extra_is_installed():
+    assert chosen_asr(SpeechChoice(asr="auto")) == "whisper"
+
+
+def test_whispers_prompt_shows_the_flows_shapes_read_one_character_at_a_time():
+    """Examples from the shapes, with digits that favour no real order; no shapes, no prompt."""
+    assert numbers_prompt(["DX####", "PK#####", "#####"]) == (
+        "Order numbers like D X 0 1 2 3, P K 4 5 6 7 8 or 9 0 1 2 3."
+    )
+    assert numbers_prompt(["AB###"]) == "Order numbers like A B 0 1 2."
+    assert numbers_prompt([]) is None
+
+
+def test_spoken_words_splits_a_code_written_in_lower_case():
+    """Whisper without a prompt writes "pk0931": still letters and digits one by one."""
+    assert spoken_words("the order is pk20931") == "the order is p k two zero nine three one"
