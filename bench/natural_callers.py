@@ -1,12 +1,13 @@
 """Natural callers, whole calls, the real service and the offline brain. Prints one JSON object.
 
     python bench/natural_callers.py [--voices kal16,slt,awb,rms] [--noise clean,30,phone] [--parallel 5]
-                                    [--decoders-at-start 2]
+                                    [--asr auto|grammar|whisper] [--decoders-at-start 2]
                                     [--only CLASS,...] [--limit N] [--clock real|fast] [--details]
                                     [--scenarios bench/natural_callers_holdout.yaml]
 
 Every scenario in bench/natural_callers.yaml (written in callers' own words, 40+) is placed as a whole call:
-`orchestrator.harness.place_call` serves the flow on loopback with the real offline brain and the embedded
+`orchestrator.harness.place_call` serves the flow on loopback with the real offline brain (its recogniser as
+the service chooses it, `--asr auto`: Whisper tiny.en when the [whisper] extra is installed) and the embedded
 orders API (healthy, down or slow per scenario), and the fake Sautikit plays the caller with a flite voice,
 clean, with white noise at 30 dB SNR, or over a narrowband phone line (`phone`: 8 kHz G.711 mu-law, as most
 mobile and fixed-line calls reach a media server, carried back up to the stream's 16 kHz). `--scenarios` runs another file of the same format instead: the
@@ -403,7 +404,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=5)
     parser.add_argument("--decoders-at-start", type=int, default=2,
                         help="grammar decoders built before the first call, as serve does (default 2)")
-    parser.add_argument("--asr", choices=("auto", "grammar", "whisper"), default="auto",
+    parser.add_argument("--asr", choices=("auto", "grammar", "whisper", "hybrid"), default="auto",
                         help="the recogniser: auto (the service's default: Whisper tiny.en when the "
                              "[whisper] extra is installed, else the grammar), grammar or whisper")
     parser.add_argument("--only", default="", help="scenario classes, comma-separated")

@@ -35,8 +35,8 @@ from orchestrator.brains.base import Brain
 from orchestrator.brains.cascade import make_offline_brain_factory
 from orchestrator.brains.scripted import ScriptedBrain
 from orchestrator.call.records import default_journal
-from orchestrator.call.store import CallStoreError
 from orchestrator.call.session import CallSession
+from orchestrator.call.store import CallStoreError
 from orchestrator.call.transcript import Entry
 from orchestrator.console import add_console
 from orchestrator.console.command import add_console_command, console_token

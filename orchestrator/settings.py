@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     # /v1/audio/transcriptions at asr_url). tts: espeak or openai (a
     # /v1/audio/speech at tts_url). asr_decoders bounds the pocketsphinx decoders all calls share;
     # asr_decoders_at_start of them are built while the service starts (about 150 MB each).
-    asr: Literal["auto", "grammar", "whisper", "openai"] = "auto"
+    asr: Literal["auto", "grammar", "whisper", "hybrid", "openai"] = "auto"
     asr_url: str | None = None
     asr_model: str = "whisper-1"
     asr_api_key: str | None = None

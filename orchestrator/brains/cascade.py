@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -57,6 +57,7 @@ from orchestrator.speech.grammar import DIGIT_WORDS
 from orchestrator.speech.http_tts import Synthesizer
 from orchestrator.speech.pool import DecoderPool, release_freed_memory
 from orchestrator.speech.swahili import SWAHILI_DIGIT_WORDS, swahili_pronunciations
+from orchestrator.speech.transcribers import GrammarThenTranscriber
 from orchestrator.speech.tts import split_sentences
 from orchestrator.telephony.webhook import CallStart
 
@@ -607,12 +608,18 @@ class OfflineBrains:
 
     @property
     def decoders(self) -> int:
-        """Grammar decoders alive in the shared pool (0 with a transcription backend)."""
-        return self._asr.size if isinstance(self._asr, DecoderPool) else 0
+        """Grammar decoders alive in the shared pool (0 with a transcription backend alone)."""
+        pool = self._grammar_pool()
+        return pool.size if pool is not None else 0
 
     async def prepare(self) -> None:
-        if isinstance(self._asr, DecoderPool):
-            await self._asr.fill(self._decoders_at_start)
+        pool = self._grammar_pool()
+        if pool is not None:
+            await pool.fill(self._decoders_at_start)
+
+    def _grammar_pool(self) -> DecoderPool[Any] | None:
+        asr = self._asr.grammar if isinstance(self._asr, GrammarThenTranscriber) else self._asr
+        return asr if isinstance(asr, DecoderPool) else None
 
 
 def make_chat_brain_factory(

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Literal
 
 from orchestrator.errors import ConfigError
-from orchestrator.speech.asr import DecoderSource
+from orchestrator.speech.asr import DecoderSource, UtteranceDecoder
 from orchestrator.speech.grammar import GrammarSpec
 from orchestrator.speech.http_tts import HttpTts, Synthesizer
 from orchestrator.speech.pool import DecoderPool
 from orchestrator.speech.process import DecoderTemplate, start_decoder_processes
 from orchestrator.speech.transcribers import (
+    GrammarThenTranscriber,
     HttpTranscriber,
     TranscriberSource,
     WhisperTranscriber,
@@ -31,7 +32,7 @@ from orchestrator.speech.tts import EspeakTts
 
 __all__ = ["SpeechChoice", "build_recognizer", "build_voice", "chosen_asr"]
 
-Recogniser = Literal["grammar", "whisper", "openai"]
+Recogniser = Literal["grammar", "whisper", "hybrid", "openai"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,7 +44,7 @@ class SpeechChoice:
     happens to be installed.
     """
 
-    asr: Literal["auto", "grammar", "whisper", "openai"] = "grammar"
+    asr: Literal["auto", "grammar", "whisper", "hybrid", "openai"] = "grammar"
     asr_url: str | None = None
     asr_model: str = "whisper-1"
     asr_api_key: str | None = None
@@ -71,25 +72,29 @@ def build_recognizer(
     `shapes` (default: the grammar's) are the order-number shapes an open-vocabulary recogniser is told
     to expect."""
     asr = chosen_asr(choice)
-    if asr == "grammar":
+    if asr == "hybrid" and grammar is None:
+        asr = "whisper"  # open vocabulary asked for (the chat brain): there is no grammar to go first
+    if asr in ("grammar", "hybrid"):
         # Decoders are pooled: a handful serve every call, lent one utterance at a time; each decodes in
         # its own process, because pocketsphinx holds the GIL while it decodes.
         start_decoder_processes()  # the fork server imports the recogniser now, not at the first caller
         # Every decoder built is kept: a process takes seconds to start under load, and freeing the ones
         # beyond a couple idle made concurrent calls start new ones mid-utterance, so callers went unheard.
         # Each decoder is forked from one built in a template process: milliseconds, models shared.
-        return DecoderPool(
+        pool: DecoderPool[UtteranceDecoder] = DecoderPool(
             DecoderTemplate(grammar).fork,
             max_size=choice.asr_decoders,
             keep_idle=choice.asr_decoders,
         )
-    if asr == "whisper":
-        return TranscriberSource(
-            WhisperTranscriber(
-                choice.whisper_model_dir or bundled_whisper_model(),
-                prompt=numbers_prompt(shapes if shapes is not None else _shapes_of(grammar)),
-            )
+        if asr == "grammar":
+            return pool
+        return GrammarThenTranscriber(
+            pool,
+            _whisper(choice, grammar, shapes),
+            shapes=shapes if shapes is not None else _shapes_of(grammar),
         )
+    if asr == "whisper":
+        return TranscriberSource(_whisper(choice, grammar, shapes))
     if not choice.asr_url:
         raise ConfigError(
             "ORCHESTRATOR_ASR=openai needs ORCHESTRATOR_ASR_URL, an OpenAI-compatible base URL "
@@ -102,6 +107,17 @@ def build_recognizer(
             api_key=choice.asr_api_key,
             timeout_s=choice.asr_timeout_s,
         )
+    )
+
+
+def _whisper(
+    choice: SpeechChoice,
+    grammar: GrammarSpec | Mapping[str, GrammarSpec] | None,
+    shapes: Sequence[str] | None,
+) -> WhisperTranscriber:
+    return WhisperTranscriber(
+        choice.whisper_model_dir or bundled_whisper_model(),
+        prompt=numbers_prompt(shapes if shapes is not None else _shapes_of(grammar)),
     )
 
 

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import re
+import time
 import wave
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -37,9 +38,11 @@ from typing import Any, Protocol
 import httpx
 
 from orchestrator.errors import BrainError, ConfigError
-from orchestrator.speech.asr import Decoded, UtteranceDecoder
+from orchestrator.speech.asr import Decoded, DecoderSource, UtteranceDecoder
+from orchestrator.speech.grammar import parse_order_number
 
 __all__ = [
+    "GrammarThenTranscriber",
     "HttpTranscriber",
     "SphinxOpenTranscriber",
     "Transcriber",
@@ -144,6 +147,84 @@ class TranscriberSource:
     async def warm(self) -> None:
         # Loading a model is the transcriber's own business (done once, at construction).
         return None
+
+
+class _GrammarThenWords:
+    """A grammar decoder for the numbers it explains, and a transcriber for everything else."""
+
+    __slots__ = ("_audio", "_grammar", "_shapes", "_transcriber")
+
+    def __init__(self, grammar: UtteranceDecoder, transcriber: Transcriber, shapes: tuple[str, ...]) -> None:
+        self._grammar = grammar
+        self._transcriber = transcriber
+        self._shapes = shapes
+        self._audio = bytearray()
+
+    @property
+    def grammar(self) -> UtteranceDecoder:
+        return self._grammar
+
+    def begin(self, search: str) -> None:
+        self._grammar.begin(search)
+        self._audio.clear()
+
+    def feed(self, pcm: bytes) -> None:
+        self._grammar.feed(pcm)
+        self._audio += pcm
+
+    def finish(self) -> Decoded:
+        heard = self._grammar.finish()
+        number = None if heard.open_vocabulary else parse_order_number(heard.text, self._shapes)
+        if number is not None and heard.second_look_ms is None:
+            return heard  # a read-out number the grammar explains whole, without a second look
+        # Anything else is the transcriber's: the flow's phrases in a grammar sentence are as likely forced
+        # ("Yes, that's right" over a phone line came back "yes that is all", a goodbye), and its second
+        # look's open words are pocketsphinx's general model's. A number the grammar found among the words
+        # around it stands only where the transcriber's words hold none (slt's "...on my receipt is P K two
+        # zero nine three one": Whisper tiny.en "...p k zero nine three one", the grammar PK20931).
+        started = time.perf_counter()
+        text, confidence = self._transcriber.transcribe(bytes(self._audio))
+        words = spoken_words(text)
+        if number is not None and parse_order_number(words, self._shapes) is None:
+            return heard
+        return Decoded(
+            text=words,
+            speech_ms=heard.speech_ms,
+            confidence=confidence if words else 0.0,
+            open_vocabulary=True,
+            first_pass_ms=heard.first_pass_ms,
+            second_look_ms=(heard.second_look_ms or 0.0) + (time.perf_counter() - started) * 1000,
+        )
+
+
+class GrammarThenTranscriber:
+    """A `DecoderSource`: the grammar recogniser's pool first, a transcriber (Whisper) where it cannot explain.
+
+    The grammar hears what it holds best, an order number read out: slt's "P K two zero nine three one",
+    which Whisper tiny.en hears as "p k zero nine three one". Whisper hears the rest: yes, no, goodbye and
+    questions in the caller's own words, which a grammar forces onto its nearest sentence.
+    """
+
+    def __init__(
+        self, grammar: DecoderSource, transcriber: Transcriber, *, shapes: Sequence[str] = ()
+    ) -> None:
+        self.grammar = grammar
+        self._transcriber = transcriber
+        self._shapes = tuple(shapes)
+
+    async def acquire(self) -> UtteranceDecoder:
+        return _GrammarThenWords(await self.grammar.acquire(), self._transcriber, self._shapes)
+
+    def release(self, decoder: UtteranceDecoder) -> None:
+        assert isinstance(decoder, _GrammarThenWords)
+        self.grammar.release(decoder.grammar)
+
+    def discard(self, decoder: UtteranceDecoder) -> None:
+        assert isinstance(decoder, _GrammarThenWords)
+        self.grammar.discard(decoder.grammar)
+
+    async def warm(self) -> None:
+        await self.grammar.warm()
 
 
 class SphinxOpenTranscriber:

@@ -1,5 +1,6 @@
-"""Whole calls with Whisper tiny.en hearing the caller (the service's default when the [whisper] extra is
-installed): flite callers, the real service on loopback, the flow's policy reading the caller's own words."""
+"""Whole calls with Whisper tiny.en hearing the caller, alone (`whisper`) and after the grammar (`hybrid`, the
+service's default when the [whisper] extra is installed): flite callers, the real service on loopback, the
+flow's policy reading the caller's own words."""
 
 import pytest
 
@@ -21,14 +22,14 @@ FLOW = load_flow(ORDER_STATUS)
 _BRAINS = {}
 
 
-def _whisper_brains():
+def _brains(asr: str):
     # One model for every test here, as one service shares one model between its calls.
-    if "whisper" not in _BRAINS:
-        _BRAINS["whisper"] = make_offline_brain_factory(FLOW, SpeechChoice(asr="whisper"))
-    return _BRAINS["whisper"]
+    if asr not in _BRAINS:
+        _BRAINS[asr] = make_offline_brain_factory(FLOW, SpeechChoice(asr=asr))  # type: ignore[arg-type]
+    return _BRAINS[asr]
 
 
-async def _call(name: str, *, phone: bool = False):
+async def _call(name: str, *, phone: bool = False, asr: str = "hybrid"):
     def speak(text: str, rate: int) -> bytes:
         pcm = synthesize_caller(text, "slt", 1.0, rate)
         return telephone_line(pcm, rate) if phone else pcm
@@ -36,7 +37,7 @@ async def _call(name: str, *, phone: bool = False):
     return await run_scripted_call(
         OFFLINE_SCRIPTS / f"{name}.yaml",
         flow=FLOW,
-        brain_factory=_whisper_brains(),
+        brain_factory=_brains(asr),
         simulator=SimulatorOptions(voice=speak),
     )
 
@@ -71,4 +72,22 @@ async def test_a_corrected_number_over_a_narrowband_phone_line_is_the_one_looked
     assert "Order P K two zero nine three one, is that right?" in transcript
     assert 'lookup_order {"order_number": "PK20931"}' in transcript
     assert "PK20944" not in transcript
+    assert record.transcript.outcome == "resolved"
+
+
+@pytest.mark.looptime
+async def test_a_number_read_out_is_heard_by_the_grammar_before_whisper():
+    """slt's "P K two zero nine three one", which Whisper tiny.en alone hears as "p k zero nine three one"."""
+    record = await _call("hybrid_number_read_out")
+    transcript = record.render()
+    assert 'lookup_order {"order_number": "PK20931"}' in transcript
+    assert record.transcript.outcome == "resolved"
+
+
+@pytest.mark.looptime
+async def test_whisper_alone_hears_a_returning_callers_plain_question():
+    """ORCHESTRATOR_ASR=whisper: no grammar at all, the same headline call."""
+    record = await _call("whisper_plain_status_question", asr="whisper")
+    assert "lookup_order {}" in record.render()
+    assert "out for delivery" in record.render()
     assert record.transcript.outcome == "resolved"

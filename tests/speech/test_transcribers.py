@@ -6,9 +6,10 @@ import importlib.util
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.speech.asr import MIN_CONFIDENCE, Recognition, StreamingRecognizer
+from orchestrator.speech.asr import MIN_CONFIDENCE, Decoded, Recognition, StreamingRecognizer
 from orchestrator.speech.choice import SpeechChoice, build_recognizer, chosen_asr
 from orchestrator.speech.transcribers import (
+    GrammarThenTranscriber,
     HttpTranscriber,
     SphinxOpenTranscriber,
     TranscriberSource,
@@ -204,3 +205,107 @@ def test_whispers_prompt_shows_the_flows_shapes_read_one_character_at_a_time():
 def test_spoken_words_splits_a_code_written_in_lower_case():
     """Whisper without a prompt writes "pk0931": still letters and digits one by one."""
     assert spoken_words("the order is pk20931") == "the order is p k two zero nine three one"
+
+
+class _Grammar:
+    """An utterance decoder standing in for a pooled grammar decoder: returns what it is told to."""
+
+    def __init__(self, result: Decoded) -> None:
+        self.result = result
+        self.fed = b""
+
+    def begin(self, search: str) -> None:
+        self.fed = b""
+
+    def feed(self, pcm: bytes) -> None:
+        self.fed += pcm
+
+    def finish(self) -> Decoded:
+        return self.result
+
+
+class _Pool:
+    def __init__(self, decoder: _Grammar) -> None:
+        self.decoder = decoder
+        self.released: list[object] = []
+
+    async def acquire(self):
+        return self.decoder
+
+    def release(self, decoder) -> None:
+        self.released.append(decoder)
+
+    def discard(self, decoder) -> None:
+        self.released.append(decoder)
+
+    async def warm(self) -> None:
+        return None
+
+
+class _Words:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.heard: list[bytes] = []
+
+    def transcribe(self, pcm: bytes) -> tuple[str, float]:
+        self.heard.append(pcm)
+        return self.text, 0.93
+
+
+async def test_the_grammar_goes_first_and_keeps_the_sentences_it_explains():
+    """A read-out number the grammar explains is its result: the transcriber is never asked."""
+    grammar = _Grammar(Decoded(text="p k two zero nine three one", speech_ms=2000, confidence=0.9))
+    words = _Words("P K 0 9 3 1")
+    source = GrammarThenTranscriber(_Pool(grammar), words, shapes=["PK#####"])
+    decoder = await source.acquire()
+    decoder.begin("numbers")
+    decoder.feed(b"\x01\x00" * 160)
+    assert decoder.finish().text == "p k two zero nine three one"
+    assert words.heard == []
+    source.release(decoder)
+    assert source.grammar.released == [grammar]
+
+
+async def test_words_the_grammar_cannot_explain_are_the_transcribers():
+    """The second look's open words give way to the transcriber's, over the whole utterance's audio."""
+    grammar = _Grammar(
+        Decoded(text="hello goodbye the order", speech_ms=2400, confidence=0.55, open_vocabulary=True)
+    )
+    words = _Words("Hello, is my order out for delivery?")
+    decoder = await GrammarThenTranscriber(_Pool(grammar), words).acquire()
+    decoder.begin("numbers")
+    decoder.feed(b"\x01\x00" * 160)
+    decoder.feed(b"\x02\x00" * 160)
+    heard = decoder.finish()
+    assert heard.text == "hello is my order out for delivery"
+    assert heard.open_vocabulary
+    assert heard.confidence == 0.93
+    assert words.heard == [b"\x01\x00" * 160 + b"\x02\x00" * 160]
+
+
+def test_hybrid_without_a_grammar_is_whisper_alone_for_the_chat_brain(tmp_path):
+    """The chat brain asks for open vocabulary: there is no grammar to go first."""
+    with pytest.raises(ConfigError, match=r"model\.bin"):
+        build_recognizer(SpeechChoice(asr="hybrid", whisper_model_dir=tmp_path), None)
+
+
+async def test_a_grammar_sentence_without_a_number_is_heard_again_by_the_transcriber():
+    """"Yes, that's right" over a phone line forced onto "yes that is all" (a goodbye): Whisper's words."""
+    grammar = _Grammar(Decoded(text="yes that is all", speech_ms=1200, confidence=0.8))
+    decoder = await GrammarThenTranscriber(_Pool(grammar), _Words("Yes, that's right.")).acquire()
+    decoder.begin("numbers")
+    decoder.feed(b"\x01\x00" * 160)
+    assert decoder.finish().text == "yes that's right"
+
+
+async def test_a_number_found_among_words_stands_where_the_transcriber_heard_none():
+    """The grammar's pass over a lead-in found PK20931; Whisper wrote four digits: the grammar's number."""
+    grammar = _Grammar(Decoded(text="p k two zero nine three one", speech_ms=3000, confidence=0.7,
+                               second_look_ms=120.0))
+    words = _Words("Yes, so the number on my receipt is P K 0 9 3 1.")
+    source = GrammarThenTranscriber(_Pool(grammar), words, shapes=["PK#####"])
+    decoder = await source.acquire()
+    decoder.begin("numbers")
+    decoder.feed(b"\x01\x00" * 160)
+    assert decoder.finish().text == "p k two zero nine three one"
+    assert len(words.heard) == 1
