@@ -305,8 +305,9 @@ def _parser() -> argparse.ArgumentParser:
         "--brain",
         choices=("offline", "scripted"),
         default="offline",
-        help="offline (default): the caller speaks with a flite voice, the agent recognises it (Whisper "
-        "tiny.en when installed, else pocketsphinx with the flow's grammar; ORCHESTRATOR_ASR chooses), "
+        help="offline (default): the caller speaks with a flite voice, the agent recognises it (read-out "
+        "numbers with pocketsphinx's grammar and the rest with Whisper tiny.en when installed, else "
+        "pocketsphinx alone; ORCHESTRATOR_ASR chooses), "
         "follows the flow's policy and answers with espeak-ng; scripted: replays the model's "
         "side from fixtures/calls/ with deterministic speech-like audio",
     )
@@ -557,6 +558,8 @@ def _free_port(host: str) -> int:
 
 
 _RECOGNISERS = {
+    "hybrid": "pocketsphinx's grammar hears order numbers read out and Whisper tiny.en everything else "
+    "(ORCHESTRATOR_ASR=grammar for pocketsphinx alone, lighter)",
     "whisper": "Whisper tiny.en hears the caller (ORCHESTRATOR_ASR=grammar for the lighter pocketsphinx)",
     "grammar": "pocketsphinx hears the caller through the flow's grammar (pip install "
     "'sautikit-orchestrator[whisper]' for Whisper tiny.en)",

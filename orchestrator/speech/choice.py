@@ -2,8 +2,8 @@
 
 Built once per service at start-up (models load once, decoders are pooled) and shared by every call.
 Decision records: docs/decisions/0014-speech-backends-and-shared-decoders.md (the backends, shared decoders)
-and docs/decisions/0034-whisper-hears-callers-when-installed.md (`auto`, the service's default: Whisper
-tiny.en when installed, else the grammar recogniser).
+and docs/decisions/0034-whisper-hears-callers-when-installed.md (`auto`, the service's default: the grammar
+for read-out numbers and Whisper tiny.en for the rest when installed, else the grammar recogniser).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ Recogniser = Literal["grammar", "whisper", "hybrid", "openai"]
 class SpeechChoice:
     """The speech settings (ORCHESTRATOR_ASR=..., ORCHESTRATOR_TTS=..., their URLs), as plain data.
 
-    `asr="auto"` (the service's default) is Whisper when it is installed, else the grammar recogniser; as
-    plain data the default is the grammar recogniser, so a library user's calls do not change with what
+    `asr="auto"` (the service's default) is `hybrid` when Whisper is installed, else the grammar recogniser;
+    as plain data the default is the grammar recogniser, so a library user's calls do not change with what
     happens to be installed.
     """
 
@@ -127,11 +127,12 @@ def _shapes_of(grammar: GrammarSpec | Mapping[str, GrammarSpec] | None) -> list[
 
 
 def chosen_asr(choice: SpeechChoice) -> Recogniser:
-    """The recogniser `choice` names; `auto` is Whisper tiny.en when faster-whisper and a local model are
-    installed (the `[whisper]` extra, or ORCHESTRATOR_WHISPER_MODEL_DIR), else the grammar recogniser."""
+    """The recogniser `choice` names; `auto` is `hybrid` (the grammar for read-out order numbers, Whisper
+    tiny.en for everything else) when faster-whisper and a local model are installed (the `[whisper]`
+    extra, or ORCHESTRATOR_WHISPER_MODEL_DIR), else the grammar recogniser alone."""
     if choice.asr != "auto":
         return choice.asr
-    return "whisper" if whisper_installed(choice.whisper_model_dir) else "grammar"
+    return "hybrid" if whisper_installed(choice.whisper_model_dir) else "grammar"
 
 
 def build_voice(choice: SpeechChoice, *, voice: str, speed: float) -> Synthesizer:
